@@ -1,0 +1,3 @@
+"""corral: immutable infrastructure for services."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,68 @@
+"""Run the controller and its API until asked to stop (`corral up` in the foreground).
+
+SIGTERM and SIGINT stop the controller but leave instances and the router running, so a
+controller restart or upgrade drops no request; `corral down` stops everything.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from types import FrameType
+
+from corral.api.server import ApiServer
+from corral.engine.controller import Controller
+from corral.engine.workspace import Workspace
+from corral.errors import ControllerError
+
+log = logging.getLogger(__name__)
+
+
+def serve(ws: Workspace, ready: threading.Event | None = None) -> None:
+    pid_file = ws.run_dir / "controller.pid"
+    if _is_running(pid_file):
+        raise ControllerError(f"a controller is already running for {ws.folder} "
+                              f"(pid {pid_file.read_text().strip()})",
+                              hint="use it, or stop it first with `corral down`")
+    controller = Controller(ws)
+    controller.start()
+    server = ApiServer(ws.socket_path, controller)
+    pid_file.write_text(f"{os.getpid()}\n")
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        server.request_shutdown(keep_instances=True)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                              name="api", daemon=True)
+    thread.start()
+    log.info("controller %d serving on %s", os.getpid(), ws.socket_path)
+    if ready is not None:
+        ready.set()
+    try:
+        while not server.shutdown_requested.wait(0.5):
+            pass
+    finally:
+        controller.shutdown(server.keep_instances)
+        server.shutdown()
+        server.server_close()
+        ws.socket_path.unlink(missing_ok=True)
+        pid_file.unlink(missing_ok=True)
+        log.info("controller %d stopped", os.getpid())
+
+
+def _is_running(pid_file: os.PathLike[str]) -> bool:
+    try:
+        pid = int(open(pid_file).read().strip())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid != os.getpid()

@@ -1,0 +1,87 @@
+"""The `corral` command line: parse arguments, call the engine or the controller, render.
+
+No decisions here. Every command takes -f/--file and --json; a CorralError becomes a
+message (or a JSON error object) and exit code 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from corral import __version__
+from corral.cli import render
+from corral.errors import CorralError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Context:
+    def __init__(self, spec_file: str, as_json: bool) -> None:
+        self.spec_file = spec_file
+        self.as_json = as_json
+
+    def workspace(self) -> Any:
+        from corral.engine.workspace import Workspace
+
+        return Workspace.open(self.spec_file)
+
+    def client(self) -> Any:
+        from corral.api.client import ControllerClient
+
+        return ControllerClient(self.workspace().socket_path)
+
+    def out(self, data: Any, human: Callable[[], None]) -> None:
+        if self.as_json:
+            click.echo(json.dumps(data, indent=2, default=str))
+        else:
+            human()
+
+
+def command(func: F) -> F:
+    """Give a command -f/--file and --json, and turn CorralErrors into clean exits."""
+
+    @click.option("-f", "--file", "spec_file", default="corral.toml", show_default=True,
+                  envvar="CORRAL_FILE", help="The spec file.")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+    @functools.wraps(func)
+    def wrapper(spec_file: str, as_json: bool, **kwargs: Any) -> Any:
+        ctx = Context(spec_file, as_json)
+        try:
+            return func(ctx, **kwargs)
+        except CorralError as exc:
+            if as_json:
+                click.echo(json.dumps({"error": {"type": type(exc).__name__,
+                                                 "message": exc.message, "hint": exc.hint}}))
+            else:
+                render.error(exc)
+            sys.exit(exc.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="corral")
+@click.option("-v", "--verbose", is_flag=True, help="Log what corral does to stderr.")
+def cli(verbose: bool) -> None:
+    """corral runs services as immutable infrastructure: every change is a new image and
+    new instances; nothing running is ever patched in place."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def main() -> None:
+    from corral.cli import commands  # noqa: F401  (registers the commands)
+
+    cli(prog_name="corral")
+
+
+def spec_folder(spec_file: str) -> Path:
+    return Path(spec_file).resolve().parent

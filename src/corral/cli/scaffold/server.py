@@ -1,0 +1,50 @@
+"""A small web app for corral: answers with its version, and /healthz for health checks.
+
+It listens on the port corral gives it in PORT, speaks HTTP/1.1 with keep-alive, and
+finishes in-flight requests when it receives SIGTERM.
+"""
+
+import json
+import os
+import signal
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+VERSION = os.environ.get("APP_VERSION", "1")
+GREETING = os.environ.get("GREETING", "hello")
+INSTANCE = os.environ.get("CORRAL_INSTANCE", "local")
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        if self.path == "/healthz":
+            body, status = b"ok\n", 200
+        else:
+            payload = {"greeting": GREETING, "version": VERSION, "instance": INSTANCE}
+            body, status = (json.dumps(payload) + "\n").encode(), 200
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-App-Version", VERSION)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format, *args):
+        pass
+
+
+def main():
+    server = ThreadingHTTPServer(("127.0.0.1", int(os.environ.get("PORT", "8000"))), Handler)
+    server.daemon_threads = True
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    print(f"app v{VERSION} listening on {server.server_address[1]}", flush=True)
+    server.serve_forever()
+    print("app stopped", flush=True)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

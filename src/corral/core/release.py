@@ -1,0 +1,50 @@
+"""What makes a release: the service's config (its spec with the image pinned by digest).
+
+Any change to the image or to any key of the service makes a new release; the config
+digest is a hash of the canonical JSON of that config, so key order never matters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from corral.ports.records import ImageConfig
+from corral.spec.model import ServiceSpec
+
+
+def release_config(service: ServiceSpec, image_digest: str) -> dict[str, Any]:
+    """The service spec as JSON-able data, with `image` replaced by the pinned digest."""
+    config = service.model_dump(mode="json", by_alias=True)
+    config["image"] = image_digest
+    return config
+
+
+def config_digest(config: dict[str, Any]) -> str:
+    """A stable digest of a release config.
+
+    >>> config_digest({"b": 1, "a": [1, 2]}) == config_digest({"a": [1, 2], "b": 1})
+    True
+    """
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def service_of(config: dict[str, Any]) -> ServiceSpec:
+    """The ServiceSpec a release config was made from."""
+    return ServiceSpec.model_validate({**config, "image": config["image"]})
+
+
+def instance_argv(service: ServiceSpec, image: ImageConfig) -> tuple[str, ...]:
+    """What an instance runs: the service's command, else the image's entrypoint + cmd."""
+    if service.command:
+        return service.command
+    return (*image.entrypoint, *image.cmd)
+
+
+def instance_env(name: str, service: ServiceSpec, image: ImageConfig, release_label: str,
+                 instance_id: str) -> dict[str, str]:
+    """Image env, overridden by the service env, plus corral's own variables."""
+    return {**image.env, **service.env, "CORRAL_SERVICE": name,
+            "CORRAL_RELEASE": release_label, "CORRAL_INSTANCE": instance_id}

@@ -1,0 +1,52 @@
+"""The steps a strategy can ask for. The engine executes them; strategies only return them.
+
+Decisions are data: a plan is a tuple of steps plus a verdict, so strategies are tested
+with tables and a deployment can be resumed from its recorded steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StartInstances:
+    """Start `count` new instances of `release`."""
+
+    release: int
+    count: int
+
+
+@dataclass(frozen=True)
+class DrainAndStop:
+    """Take the instances out of traffic, wait for their in-flight requests, stop them."""
+
+    instance_ids: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class StopInstances:
+    """Stop instances that carry no traffic (not ready, failed, surplus starting ones)."""
+
+    instance_ids: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class AwaitHealthy:
+    """Nothing can move until health checks report: wait for the next observation."""
+
+    instance_ids: tuple[str, ...]
+
+
+Step = StartInstances | DrainAndStop | StopInstances | AwaitHealthy
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to do next. `done` ends the deployment; `failure` says why it cannot go on."""
+
+    steps: tuple[Step, ...] = ()
+    done: bool = False
+    failure: str | None = None

@@ -1,0 +1,1 @@
+"""The imperative shell: runs plans against ports, holds locks, writes the ledger."""

@@ -1,0 +1,160 @@
+"""The controller: the long-running control plane behind `corral up`.
+
+At start it makes sure the router runs, re-adopts the instances an earlier controller
+left running, and re-routes every service; then it checks health and runs deployments
+on request. It never restarts an instance in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from functools import lru_cache
+from typing import Any
+
+from corral.core.release import service_of
+from corral.core.weights import traffic_shares
+from corral.engine.deploy import Deployer, DeployRequest, Emit
+from corral.engine.fleet import Fleets
+from corral.engine.health import HealthMonitor
+from corral.engine.instances import Hands
+from corral.engine.workspace import Workspace, current_actor
+from corral.errors import NotFound
+from corral.ports.records import Deployment, DeploymentOutcome, Event, Instance, InstanceState
+from corral.spec.model import HealthSpec, ServiceSpec
+
+log = logging.getLogger(__name__)
+
+
+class Controller:
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self.clock = time.time
+        self.actor = current_actor()
+        self.stopping = threading.Event()
+        self.fleets = Fleets(ws.store, ws.router, self.clock, self.actor)
+        self.hands = Hands(ws.driver, ws.router, ws.images, self.fleets, self.clock,
+                           ws.state_dir / "volumes")
+        self.deployer = Deployer(ws.store, self.hands, self.stopping)
+        self.monitor = HealthMonitor(self.fleets, ws.driver, self._health_of, self.clock)
+        self._service_of = lru_cache(maxsize=256)(self._load_service)
+
+    # -- life --------------------------------------------------------------------------
+    def start(self) -> None:
+        self.ws.router.ensure_running()
+        self.fleets.load()
+        self._adopt()
+        self._close_interrupted_deployments()
+        for service in self.ws.store.services():
+            live = self.ws.store.live_release(service)
+            if live is not None:
+                spec = self._service_of(service, live)
+                self.fleets.set_listen(service, spec.router.listen if spec.router else None)
+        self.fleets.resync()
+        self.monitor.start()
+        self._event("controller.start", "controller", {"pid": os.getpid()})
+
+    def shutdown(self, keep_instances: bool) -> None:
+        self.stopping.set()
+        self.monitor.stop()
+        if not keep_instances:
+            for instance in self.fleets.all():
+                spec = self._service_of(instance.service, instance.release)
+                self.hands.drain_and_stop(instance.id, "corral down", 5.0, spec.stop_grace)
+            for service in self.ws.store.services():
+                self.ws.router.remove_service(service)
+            self.ws.router.stop()
+        self._event("controller.stop", "controller", {"keep_instances": keep_instances})
+
+    def _adopt(self) -> None:
+        observed = {o.id: o for o in self.ws.driver.list()}
+        for instance in self.fleets.all():
+            seen = observed.pop(instance.id, None)
+            if seen is None or not seen.running:
+                self.fleets.move(instance.id, InstanceState.FAILED,
+                                 "exited while the controller was away")
+                self.ws.driver.stop(instance.id, grace=0)
+            else:
+                log.info("adopted %s (%s) at %s", instance.id, instance.state, instance.address)
+        for unknown in observed.values():
+            log.warning("stopping unknown instance %s", unknown.id)
+            self.ws.driver.stop(unknown.id, grace=1.0)
+            self._event("instance.destroy", unknown.id, {"reason": "unknown to the store"})
+
+    def _close_interrupted_deployments(self) -> None:
+        for deployment in self.ws.store.list_deployments():
+            if deployment.outcome is DeploymentOutcome.RUNNING:
+                self.ws.store.finish_deployment(
+                    deployment.id, DeploymentOutcome.ABORTED, self.clock(),
+                    "the controller stopped during the deployment",
+                    Event(at=self.clock(), actor=self.actor, action="deployment.aborted",
+                          subject=deployment.service, detail={"deployment": deployment.id}))
+
+    # -- requests ----------------------------------------------------------------------
+    def deploy(self, request: DeployRequest, emit: Emit) -> Deployment:
+        return self.deployer.deploy(request, emit)
+
+    def status(self, service: str | None = None) -> dict[str, Any]:
+        store = self.ws.store
+        names = sorted(set(store.services()) | {i.service for i in self.fleets.all()})
+        if service is not None:
+            if service not in names:
+                raise NotFound(f"service {service!r} has never been deployed",
+                               hint=f"deploy it: corral deploy {service}")
+            names = [service]
+        return {"controller": {"pid": os.getpid(), "running": True},
+                "services": [self._service_status(name) for name in names]}
+
+    def releases(self, service: str) -> list[dict[str, Any]]:
+        live = self.ws.store.live_release(service)
+        releases = self.ws.store.list_releases(service)
+        if not releases:
+            raise NotFound(f"service {service!r} has no releases",
+                           hint=f"deploy it: corral deploy {service}")
+        return [{"release": r.label, "version": r.version, "image": r.image_digest,
+                 "config": r.config_digest, "created_at": r.created_at,
+                 "git_commit": r.git_commit, "live": r.version == live} for r in releases]
+
+    def _service_status(self, name: str) -> dict[str, Any]:
+        store = self.ws.store
+        instances = sorted(self.fleets.of_service(name), key=lambda i: i.created_at)
+        listen = self.fleets.listen_of(name)
+        backends = self.ws.router.backends(name) if listen else []
+        deployments = store.list_deployments(name)[:1]
+        return {
+            "name": name, "live_release": store.live_release(name), "listen": listen,
+            "instances": [_instance_view(i) for i in instances],
+            "traffic": traffic_shares(backends),
+            "backends": [{"address": b.address, "weight": b.weight, "release": b.release,
+                          "instance": b.instance} for b in backends],
+            "last_deployment": _deployment_view(deployments[0]) if deployments else None,
+        }
+
+    # -- lookups -------------------------------------------------------------------
+    def _load_service(self, service: str, version: int) -> ServiceSpec:
+        release = self.ws.store.get_release(service, version)
+        if release is None:
+            raise NotFound(f"release {service} v{version} is not in the store")
+        return service_of(release.config)
+
+    def _health_of(self, instance: Instance) -> HealthSpec | None:
+        return self._service_of(instance.service, instance.release).health
+
+    def _event(self, action: str, subject: str, detail: dict[str, Any]) -> None:
+        self.ws.store.append_event(Event(at=self.clock(), actor=self.actor, action=action,
+                                         subject=subject, detail=detail))
+
+
+def _instance_view(instance: Instance) -> dict[str, Any]:
+    return {"id": instance.id, "release": f"v{instance.release}", "state": instance.state.value,
+            "address": instance.address, "pid": instance.pid, "since": instance.created_at,
+            "reason": instance.reason}
+
+
+def _deployment_view(deployment: Deployment) -> dict[str, Any]:
+    return {"id": deployment.id, "strategy": deployment.strategy,
+            "from": deployment.from_release, "to": deployment.to_release,
+            "outcome": deployment.outcome.value, "started_at": deployment.started_at,
+            "ended_at": deployment.ended_at, "reason": deployment.reason}

@@ -1,0 +1,52 @@
+"""Starting the controller in the background (`corral up -d`) and stopping what runs when
+no controller is there to ask (`corral down` after a crash)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from corral.engine.workspace import Workspace
+from corral.errors import ControllerError
+
+
+def start_detached(ws: Workspace, is_up: Callable[[], bool], timeout: float = 60.0) -> int:
+    """Start `corral up` as a detached process; wait until its API answers."""
+    log_path = ws.run_dir / "controller.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "corral", "up", "-f", str(ws.loaded.path)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, cwd=ws.folder)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if is_up():
+            return process.pid
+        if process.poll() is not None:
+            raise ControllerError(f"the controller exited at start (code {process.returncode}):"
+                                  f"\n{_tail(log_path)}", hint=f"full log: {log_path}")
+        time.sleep(0.05)
+    raise ControllerError(f"the controller did not answer within {timeout:.0f}s",
+                          hint=f"see {log_path}")
+
+
+def stop_everything(ws: Workspace, keep_instances: bool) -> int:
+    """Stop instances and the router without a controller; returns instances stopped."""
+    if keep_instances:
+        return 0
+    stopped = 0
+    for observed in ws.driver.list():
+        ws.driver.stop(observed.id, grace=5.0)
+        stopped += 1
+    ws.router.stop()
+    return stopped
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""

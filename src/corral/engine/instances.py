@@ -1,0 +1,87 @@
+"""Starting and stopping instances of a release: the engine's hands on the driver.
+
+Turns a release into an InstanceSpec (image root, argv, env, volumes), starts it and
+registers it; stops instances after draining their traffic. Which instances to start or
+stop is decided elsewhere (core strategies).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from corral.core.release import instance_argv, instance_env, service_of
+from corral.engine.fleet import Clock, Fleets
+from corral.errors import DeployError
+from corral.ports.driver import Driver
+from corral.ports.images import ImageStore
+from corral.ports.records import Instance, InstanceSpec, InstanceState, Release
+from corral.ports.router import Router
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Hands:
+    """What it takes to start and stop instances."""
+
+    driver: Driver
+    router: Router | None
+    images: ImageStore
+    fleets: Fleets
+    clock: Clock
+    volumes_dir: Path
+
+    def start(self, release: Release) -> Instance:
+        service = service_of(release.config)
+        image = self.images.config(release.image_digest)
+        argv = instance_argv(service, image)
+        if not argv:
+            raise DeployError(f"release {release.service} {release.label} has nothing to run",
+                              hint="set entrypoint in the image or command in the service")
+        instance_id = f"{release.service}-{release.label}-{secrets.token_hex(3)}"
+        volumes = {}
+        for name, inside in service.volumes.items():
+            host = self.volumes_dir / release.service / name
+            host.mkdir(parents=True, exist_ok=True)
+            volumes[str(host)] = inside
+        spec = InstanceSpec(
+            id=instance_id, service=release.service, release=release.version,
+            image_digest=release.image_digest, rootfs=str(self.images.unpack(release.image_digest)),
+            argv=argv, env=instance_env(release.service, service, image, release.label,
+                                        instance_id),
+            workdir=image.workdir or "/", user=image.user, port=service.port, volumes=volumes,
+            labels={"corral.service": release.service, "corral.release": str(release.version),
+                    "corral.image": release.image_digest})
+        observed = self.driver.start(spec)
+        instance = Instance(id=instance_id, service=release.service, release=release.version,
+                            image_digest=release.image_digest, address=observed.address,
+                            state=InstanceState.STARTING, created_at=self.clock(),
+                            pid=observed.pid)
+        self.fleets.add(instance)
+        return instance
+
+    def drain_and_stop(self, instance_id: str, reason: str, drain_timeout: float,
+                       grace: float) -> None:
+        """Take the instance out of traffic, wait for its requests, then stop it."""
+        instance = self.fleets.move(instance_id, InstanceState.DRAINING, reason)
+        if instance is None:
+            return
+        self._wait_drained(instance, drain_timeout)
+        self.driver.stop(instance_id, grace)
+        self.fleets.move(instance_id, InstanceState.STOPPED, reason)
+
+    def _wait_drained(self, instance: Instance, timeout: float) -> None:
+        if self.router is None or self.fleets.listen_of(instance.service) is None:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            in_flight = self.router.in_flight(instance.service).get(instance.address, 0)
+            if in_flight == 0:
+                return
+            time.sleep(0.02)
+        log.warning("instance %s still had requests in flight after %.0fs; stopping it",
+                    instance.id, timeout)

@@ -1,0 +1,81 @@
+"""Where a project's state lives, and the adapters wired to it.
+
+The only place that picks concrete adapters; everything else in the engine talks to the
+ports. Paths follow ARCHITECTURE.md: .corral/ beside the spec file.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from corral.ports.driver import Driver
+from corral.ports.images import ImageStore
+from corral.ports.router import Router
+from corral.ports.store import Store
+from corral.spec import LoadedSpec, load_spec
+
+
+@dataclass
+class Workspace:
+    """A spec and the state folder beside it."""
+
+    loaded: LoadedSpec
+
+    @classmethod
+    def open(cls, spec_path: str | Path) -> Workspace:
+        return cls(load_spec(spec_path))
+
+    @property
+    def folder(self) -> Path:
+        return self.loaded.folder
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(os.environ.get("CORRAL_STATE_DIR", self.folder / ".corral"))
+
+    @property
+    def run_dir(self) -> Path:
+        path = self.state_dir / "run"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def socket_path(self) -> Path:
+        return self.run_dir / "controller.sock"
+
+    @cached_property
+    def store(self) -> Store:
+        from corral.stores.sql import SqlStore
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        return SqlStore(f"sqlite:///{self.state_dir / 'state.db'}")
+
+    @cached_property
+    def images(self) -> ImageStore:
+        from corral.images.store import LocalImageStore
+
+        return LocalImageStore(self.state_dir)
+
+    @cached_property
+    def driver(self) -> Driver:
+        from corral.drivers.process import ProcessDriver
+
+        return ProcessDriver(self.state_dir)
+
+    @cached_property
+    def router(self) -> Router:
+        from corral.routers.builtin.client import BuiltinRouter
+
+        return BuiltinRouter(self.run_dir)
+
+
+def current_actor() -> str:
+    """Who is acting, for the ledger: the OS user."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid:{os.getuid()}"

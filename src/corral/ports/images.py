@@ -1,0 +1,39 @@
+"""Image store port: build golden images, resolve names to digests, unpack roots.
+
+The local store is an OCI image layout; every image is named by its manifest digest.
+An unpacked root is shared read-only by every instance of that digest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from corral.ports.records import ImageConfig, ImageSummary
+from corral.spec.model import ImageSpec
+
+Progress = Callable[[str], None]
+
+
+class ImageStore(Protocol):
+    def build(self, name: str, image: ImageSpec, context: Path, *,
+              labels: dict[str, str] | None = None,
+              progress: Progress | None = None) -> str:
+        """Build `image` with files from `context`; tag it `name:latest`; return the manifest
+        digest. The same inputs give the same digest. Raises ImageError."""
+        ...
+
+    def resolve(self, ref: str) -> str:
+        """A digest for `ref` ("NAME", "NAME:TAG" or "sha256:…"). Raises NotFound."""
+        ...
+
+    def config(self, digest: str) -> ImageConfig:
+        """The runtime config of an image. Raises NotFound."""
+        ...
+
+    def unpack(self, digest: str) -> Path:
+        """A read-only root folder of the image, unpacked once per digest and cached."""
+        ...
+
+    def list(self) -> list[ImageSummary]: ...

@@ -1,0 +1,101 @@
+"""Store port: where corral's state lives (SQLite by default, PostgreSQL for teams).
+
+Every mutating method takes the `Event` that records it; the store appends that event to
+the hash-chained ledger in the same transaction as the change, so the ledger can never
+disagree with the state. Releases are insert-only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from corral.ports.records import (
+    Deployment,
+    DeploymentOutcome,
+    DeploymentStep,
+    Event,
+    Instance,
+    Release,
+)
+
+
+class Store(Protocol):
+    # -- releases: insert-only -------------------------------------------------------
+    def add_release(self, service: str, image_digest: str, config_digest: str,
+                    config: dict[str, Any], created_at: float, event: Event,
+                    git_commit: str | None = None,
+                    git_commit_time: float | None = None) -> Release:
+        """Record the next release (version = highest + 1, starting at 1)."""
+        ...
+
+    def find_release(self, service: str, image_digest: str,
+                     config_digest: str) -> Release | None:
+        """The newest release with exactly these digests, if any."""
+        ...
+
+    def get_release(self, service: str, version: int) -> Release | None: ...
+
+    def list_releases(self, service: str) -> list[Release]:
+        """Oldest first."""
+        ...
+
+    # -- service: which release is live ---------------------------------------------
+    def set_live_release(self, service: str, version: int | None, event: Event) -> None: ...
+
+    def live_release(self, service: str) -> int | None: ...
+
+    def services(self) -> list[str]:
+        """Services that have at least one release."""
+        ...
+
+    # -- instances -------------------------------------------------------------------
+    def put_instance(self, instance: Instance, event: Event | None = None) -> None:
+        """Insert or replace the instance's row (its id is the key). State changes that
+        matter to an audit pass an event; health flaps may pass None."""
+        ...
+
+    def get_instance(self, instance_id: str) -> Instance | None: ...
+
+    def list_instances(self, service: str | None = None, *,
+                       live_only: bool = True) -> list[Instance]:
+        """Instances, oldest first; `live_only` keeps those whose state `is_live`."""
+        ...
+
+    # -- deployments -----------------------------------------------------------------
+    def create_deployment(self, service: str, strategy: str, from_release: int | None,
+                          to_release: int, replicas: int, started_at: float,
+                          event: Event) -> Deployment: ...
+
+    def finish_deployment(self, deployment_id: int, outcome: DeploymentOutcome,
+                          ended_at: float, reason: str | None, event: Event) -> Deployment: ...
+
+    def add_step(self, deployment_id: int, kind: str, detail: dict[str, Any],
+                 at: float) -> DeploymentStep: ...
+
+    def get_deployment(self, deployment_id: int) -> Deployment | None: ...
+
+    def list_deployments(self, service: str | None = None) -> list[Deployment]:
+        """Newest first."""
+        ...
+
+    def list_steps(self, deployment_id: int) -> list[DeploymentStep]: ...
+
+    # -- locks -----------------------------------------------------------------------
+    def acquire_lock(self, name: str, holder: str, now: float, ttl: float) -> str | None:
+        """Take the named lock for `ttl` seconds. Returns None on success, or the current
+        holder's description if someone else holds an unexpired lock. Re-acquiring a lock
+        you hold extends it."""
+        ...
+
+    def release_lock(self, name: str, holder: str) -> None: ...
+
+    # -- ledger ----------------------------------------------------------------------
+    def append_event(self, event: Event) -> Event:
+        """Append an event that records no other change; returns it chained."""
+        ...
+
+    def events(self, since_seq: int = 0, limit: int | None = None) -> list[Event]:
+        """Ledger entries in order, seq > since_seq."""
+        ...
+
+    def close(self) -> None: ...

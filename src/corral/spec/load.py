@@ -1,0 +1,101 @@
+"""Turn corral.toml text into a validated `Spec`, or a `SpecError` naming every problem.
+
+Each problem is reported as `FILE:LINE:COL: key.path: what is wrong`, so editors and
+humans can jump to it. Reading the file is the only I/O here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from corral.errors import SpecError
+from corral.spec.locate import locate_keys, nearest_spot
+from corral.spec.model import Spec
+
+DEFAULT_SPEC = "corral.toml"
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    """A validated spec and where it came from."""
+
+    spec: Spec
+    path: Path
+    digest: str
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+
+def spec_digest(spec: Spec) -> str:
+    """A content digest of the spec's meaning (key order and comments do not count)."""
+    canonical = json.dumps(spec.model_dump(mode="json", by_alias=True), sort_keys=True,
+                           separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def parse_spec(text: str, filename: str = DEFAULT_SPEC) -> Spec:
+    """Validate TOML text; raise SpecError listing every problem with its position."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{filename}: not valid TOML: {exc}",
+                        hint="fix the syntax at the line and column shown") from None
+    try:
+        return Spec.model_validate(data)
+    except ValidationError as exc:
+        problems = _describe(exc, text, filename)
+        noun = "problem" if len(problems) == 1 else "problems"
+        raise SpecError(f"{filename}: {len(problems)} {noun} in the spec", problems=problems,
+                        hint="see docs/spec.md for every key, or run `corral schema`") from None
+
+
+def load_spec(path: str | Path = DEFAULT_SPEC) -> LoadedSpec:
+    """Read and validate a spec file."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{file}: no such spec file",
+                        hint="run `corral init` to create one, or pass -f PATH") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{file}: cannot read the spec: {exc}") from None
+    spec = parse_spec(text, str(file))
+    return LoadedSpec(spec=spec, path=file.resolve(), digest=spec_digest(spec))
+
+
+def _describe(exc: ValidationError, text: str, filename: str) -> list[str]:
+    spots = locate_keys(text)
+    problems = []
+    for error in exc.errors():
+        path = tuple(str(part) for part in error["loc"] if not _is_union_tag(part))
+        message = _message(error)
+        spot = nearest_spot(spots, path)
+        where = f"{filename}:{spot[0]}:{spot[1]}" if spot else filename
+        key = ".".join(path) or "(top level)"
+        problems.append(f"{where}: {key}: {message}")
+    return problems
+
+
+def _is_union_tag(part: Any) -> bool:
+    # pydantic puts the union member's type name in loc (e.g. "str", "RunStep"); users
+    # never wrote those, so they are left out of the key path.
+    return isinstance(part, str) and (part[:1].isupper() or part in {"str", "int", "float"})
+
+
+def _message(error: Any) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key (check the spelling; docs/spec.md lists every key)"
+    if kind == "missing":
+        return "required key is missing"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")

@@ -1,0 +1,80 @@
+"""Find where a key path sits in TOML text, so validation errors can name line and column.
+
+tomllib reports positions only for syntax errors; this scans the text once and maps each
+`a.b.c` key path (tables, dotted keys and inline tables on one line) to its (line, column).
+It is a locator, not a parser: a key it cannot place simply has no position.
+"""
+
+from __future__ import annotations
+
+import re
+
+_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\-\".]+)\s*=")
+_INLINE_KEY = re.compile(r"([A-Za-z0-9_\-]+)\s*=")
+
+
+def _split(dotted: str) -> tuple[str, ...]:
+    return tuple(part.strip().strip('"') for part in dotted.split("."))
+
+
+def locate_keys(text: str) -> dict[tuple[str, ...], tuple[int, int]]:
+    """Map key paths to 1-based (line, column).
+
+    >>> spots = locate_keys('[services.web]\\nhealth = { path = "/h" }\\n')
+    >>> spots[("services", "web", "health", "path")]
+    (2, 12)
+    """
+    spots: dict[tuple[str, ...], tuple[int, int]] = {}
+    table: tuple[str, ...] = ()
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(line)
+        if header:
+            table = _split(header.group(1))
+            spots.setdefault(table, (number, line.index("[") + 1))
+            continue
+        key = _KEY.match(line)
+        if not key:
+            continue
+        path = table + _split(key.group(1))
+        spots.setdefault(path, (number, key.start(1) + 1))
+        brace = line.find("{", key.end())
+        if brace >= 0:
+            _locate_inline(line, brace, path, number, spots)
+    return spots
+
+
+def _locate_inline(line: str, start: int, path: tuple[str, ...], number: int,
+                   spots: dict[tuple[str, ...], tuple[int, int]]) -> None:
+    stack = [path]
+    position = start + 1
+    pending: tuple[str, ...] | None = None
+    while position < len(line):
+        char = line[position]
+        if char == "{" and pending is not None:
+            stack.append(pending)
+        elif char == "}":
+            stack.pop()
+            if not stack:
+                return
+        elif char in "\"'":
+            end = line.find(char, position + 1)
+            position = len(line) if end < 0 else end
+        else:
+            match = _INLINE_KEY.match(line, position)
+            if match and (position == 0 or line[position - 1] in " ,{"):
+                pending = (*stack[-1], match.group(1))
+                spots.setdefault(pending, (number, position + 1))
+                position = match.end()
+                continue
+        position += 1
+
+
+def nearest_spot(spots: dict[tuple[str, ...], tuple[int, int]],
+                 path: tuple[str, ...]) -> tuple[int, int] | None:
+    """The position of `path`, or of its closest located parent."""
+    for cut in range(len(path), 0, -1):
+        spot = spots.get(path[:cut])
+        if spot:
+            return spot
+    return None
