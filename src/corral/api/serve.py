@@ -56,7 +56,8 @@ def serve(ws: Workspace, ready: threading.Event | None = None) -> None:
 
 def _is_running(pid_file: os.PathLike[str]) -> bool:
     try:
-        pid = int(open(pid_file).read().strip())
+        with open(pid_file) as file:
+            pid = int(file.read().strip())
     except (OSError, ValueError):
         return False
     try:

@@ -82,8 +82,12 @@ def build(ctx: Context, image: str | None) -> None:
     if not names:
         raise SpecError(f"{ws.loaded.path.name} has no [images.NAME] section to build")
     digests = {name: build_image(ws, name, render.progress) for name in names}
-    ctx.out({"images": digests}, lambda: [render.console.print(f"{n}  {d}")
-                                          for n, d in digests.items()])
+
+    def human() -> None:
+        for name, digest in digests.items():
+            render.console.print(f"{name}  {digest}")
+
+    ctx.out({"images": digests}, human)
 
 
 @cli.command()
@@ -113,10 +117,7 @@ def up(ctx: Context, detach: bool) -> None:
         from corral.engine.daemon import start_detached
 
         client = ctx.client()
-        if client.is_up():
-            pid = client.get("/v1/ping")["pid"]
-        else:
-            pid = start_detached(ws, client.is_up)
+        pid = client.get("/v1/ping")["pid"] if client.is_up() else start_detached(ws, client.is_up)
         ctx.out({"pid": pid, "socket": str(ws.socket_path)},
                 lambda: render.console.print(f"controller running (pid {pid}), "
                                              f"API on {ws.socket_path}"))

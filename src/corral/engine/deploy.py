@@ -49,8 +49,12 @@ class Deployer:
         self._stopping = stopping
 
     def deploy(self, request: DeployRequest, emit: Emit) -> Deployment:
+        service = service_of(request.config)
+        if service.strategy != "rolling":
+            raise DeployError(f"strategy {service.strategy!r} is not available yet; this "
+                              "version of corral deploys with the rolling strategy",
+                              hint=f'set strategy = "rolling" in [services.{request.service}]')
         release = self._release_for(request)
-        service = service_of(release.config)
         live = self._store.live_release(request.service)
         holder = f"{request.actor}, deploying {request.service} {release.label}"
         lock = f"deploy/{request.service}"

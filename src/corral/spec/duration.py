@@ -29,7 +29,8 @@ def parse_duration(value: object) -> float:
         if match:
             return float(match.group(1)) * _UNITS[match.group(2)]
     raise ValueError(
-        f"{value!r} is not a duration; write a number and a unit: \"500ms\", \"10s\", \"15m\", \"1h\""
+        f"{value!r} is not a duration; write a number and a unit: "
+        "\"500ms\", \"10s\", \"15m\", \"1h\""
     )
 
 

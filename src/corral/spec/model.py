@@ -119,7 +119,8 @@ class ImageSpec(_Model):
         base = self.base
         if not (base == "scratch" or base.startswith(("debian:", "oci:", "layout:"))):
             raise ValueError(
-                f'base {base!r} is not one of "scratch", "debian:SUITE", "oci:REF", "layout:PATH:TAG"'
+                f'base {base!r} is not one of "scratch", "debian:SUITE", "oci:REF", '
+                '"layout:PATH:TAG"'
             )
         if self.packages and not base.startswith("debian:"):
             raise ValueError("packages can only be installed on a debian:SUITE base")

@@ -14,14 +14,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 VERSION = os.environ.get("APP_VERSION", "1")
 GREETING = os.environ.get("GREETING", "hello")
 INSTANCE = os.environ.get("CORRAL_INSTANCE", "local")
+# A knob for demos and tests: a release with FAIL_HEALTH=1 never passes its health check.
+FAIL_HEALTH = os.environ.get("FAIL_HEALTH") == "1"
 
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def do_GET(self):
+    def do_GET(self) -> None:
         if self.path == "/healthz":
-            body, status = b"ok\n", 200
+            body, status = (b"failing on purpose\n", 503) if FAIL_HEALTH else (b"ok\n", 200)
         else:
             payload = {"greeting": GREETING, "version": VERSION, "instance": INSTANCE}
             body, status = (json.dumps(payload) + "\n").encode(), 200
@@ -32,11 +34,11 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format, *args):
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
-def main():
+def main() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", int(os.environ.get("PORT", "8000"))), Handler)
     server.daemon_threads = True
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())

@@ -1,0 +1,30 @@
+# The two commands a newcomer types: `make demo` and `make test`. Both set up what they need.
+.PHONY: setup demo test lint unit bench lock clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	.venv/bin/python scripts/demo.py $(if $(KEEP),--keep,)
+
+lint: setup
+	.venv/bin/ruff check src tests bench scripts
+	.venv/bin/mypy
+	.venv/bin/lint-imports
+
+test: lint
+	.venv/bin/pytest -q
+
+unit: setup
+	.venv/bin/pytest -q -m "not integration and not e2e"
+
+bench: setup
+	.venv/bin/python bench/deploy.py
+
+# Regenerate the hashed lock file after changing dependencies in pyproject.toml.
+lock:
+	.venv/bin/pip install -q uv && .venv/bin/uv pip compile pyproject.toml --extra dev \
+	  --generate-hashes --python-version 3.11 -q -o requirements.lock
+
+clean:
+	rm -rf .venv demo-work .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything corral needs on a Debian 12 machine, idempotently:
+# Debian packages (only the missing ones), then a virtualenv from the hashed lock file.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(bubblewrap debootstrap python3-venv python3-pip wrk haproxy skopeo umoci
+              docker-registry git ca-certificates)
+
+missing=()
+for package in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
+    || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends \
+    "${missing[@]}" >/dev/null
+fi
+
+# The Debian interpreter, not a pyenv or conda one: the demo and CI must see what a
+# newcomer on a fresh Debian 12 sees.
+PYTHON=${CORRAL_PYTHON:-/usr/bin/python3}
+stamp=.venv/.installed
+want=$(cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+echo "setup: creating .venv from requirements.lock"
+rm -rf .venv
+"$PYTHON" -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check --require-hashes -r requirements.lock
+.venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
+echo "$want" > "$stamp"

@@ -1,0 +1,295 @@
+"""SqlStore: the Store port on SQLAlchemy 2 Core over SQLite (WAL), shared by processes.
+
+Every write runs in one BEGIN IMMEDIATE transaction that also appends its ledger event, so
+two processes (controller, CLI) serialize on the database lock and never fork the chain.
+Queries stay portable SQL; only engine setup is SQLite-specific. No business rules here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import exc as sa_exc
+
+from corral.errors import NotFound, StoreError
+from corral.ports.records import (
+    Deployment,
+    DeploymentOutcome,
+    DeploymentStep,
+    Event,
+    Instance,
+    InstanceState,
+    Release,
+)
+from corral.stores import rows
+from corral.stores.migrations import is_current, migrate
+from corral.stores.rules import (
+    as_json_data,
+    describe_lock_holder,
+    dump_json,
+    link_event,
+    with_detail,
+)
+from corral.stores.sqlite import WRITE_OPTION, sqlite_engine
+from corral.stores.tables import (
+    deployment_steps,
+    deployments,
+    events,
+    instances,
+    locks,
+    releases,
+    services,
+)
+
+_LIVE_STATES = [s.value for s in InstanceState if s.is_live]
+
+
+class SqlStore:
+    """The state database at `url`, e.g. "sqlite:////abs/project/.corral/state.db".
+
+    Opening migrates the schema. `busy_timeout` is how long a write waits for another
+    process holding the database lock before failing with StoreError.
+    """
+
+    def __init__(self, url: str, *, busy_timeout: float = 30.0) -> None:
+        self.url = url
+        self._engine = sqlite_engine(url, busy_timeout)
+        self._writer = self._engine.execution_options(**{WRITE_OPTION: True})
+        self._where = self._engine.url.database or url
+        with self._read() as conn:
+            up_to_date = is_current(conn, self._where)
+        if not up_to_date:
+            with self._write() as conn:
+                migrate(conn, self._where)
+
+    # -- transactions ----------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self._failures_explained(), self._writer.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._failures_explained(), self._engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _failures_explained(self) -> Iterator[None]:
+        try:
+            yield
+        except sa_exc.OperationalError as exc:
+            raise StoreError(
+                f"the state database {self._where} cannot be used: {exc.orig}",
+                hint="check that the file is readable and writable, that the disk is not "
+                     "full, and that no other program holds it locked") from exc
+        except sa_exc.DatabaseError as exc:
+            raise StoreError(
+                f"the state database {self._where} is unreadable: {exc.orig}",
+                hint="it may not be a corral state database; move it aside to start a "
+                     "new one") from exc
+
+    def _append(self, conn: Connection, event: Event) -> Event:
+        last = conn.execute(select(events.c.seq, events.c.hash)
+                            .order_by(events.c.seq.desc()).limit(1)).first()
+        linked = link_event(event, last.seq if last else 0, last.hash if last else None)
+        conn.execute(insert(events).values(rows.event_values(linked)))
+        return linked
+
+    # -- releases ----------------------------------------------------------------------
+    def add_release(self, service: str, image_digest: str, config_digest: str,
+                    config: dict[str, Any], created_at: float, event: Event,
+                    git_commit: str | None = None,
+                    git_commit_time: float | None = None) -> Release:
+        with self._write() as conn:
+            highest = conn.scalar(select(func.max(releases.c.version))
+                                  .where(releases.c.service == service))
+            release = Release(service=service, version=(highest or 0) + 1,
+                              image_digest=image_digest, config_digest=config_digest,
+                              config=as_json_data(config), created_at=created_at,
+                              git_commit=git_commit, git_commit_time=git_commit_time)
+            conn.execute(insert(releases).values(
+                service=service, version=release.version, image_digest=image_digest,
+                config_digest=config_digest, config=dump_json(release.config),
+                created_at=created_at, git_commit=git_commit, git_commit_time=git_commit_time))
+            self._append(conn, with_detail(event, "version", release.version))
+        return release
+
+    def find_release(self, service: str, image_digest: str,
+                     config_digest: str) -> Release | None:
+        query = (select(releases).where(releases.c.service == service,
+                                        releases.c.image_digest == image_digest,
+                                        releases.c.config_digest == config_digest)
+                 .order_by(releases.c.version.desc()).limit(1))
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        return rows.release(row) if row else None
+
+    def get_release(self, service: str, version: int) -> Release | None:
+        query = select(releases).where(releases.c.service == service,
+                                       releases.c.version == version)
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        return rows.release(row) if row else None
+
+    def list_releases(self, service: str) -> list[Release]:
+        query = (select(releases).where(releases.c.service == service)
+                 .order_by(releases.c.version))
+        with self._read() as conn:
+            return [rows.release(r) for r in conn.execute(query)]
+
+    # -- service: which release is live ---------------------------------------------
+    def set_live_release(self, service: str, version: int | None, event: Event) -> None:
+        with self._write() as conn:
+            if version is not None and conn.scalar(
+                    select(func.count()).select_from(releases).where(
+                        releases.c.service == service, releases.c.version == version)) == 0:
+                raise NotFound(f"service {service!r} has no release v{version}",
+                               hint=f"`corral releases {service}` lists its releases")
+            changed = conn.execute(update(services).where(services.c.name == service)
+                                   .values(live_release=version)).rowcount
+            if not changed:
+                conn.execute(insert(services).values(name=service, live_release=version))
+            self._append(conn, event)
+
+    def live_release(self, service: str) -> int | None:
+        with self._read() as conn:
+            version = conn.scalar(select(services.c.live_release)
+                                  .where(services.c.name == service))
+        return int(version) if version is not None else None
+
+    def services(self) -> list[str]:
+        with self._read() as conn:
+            return list(conn.scalars(select(releases.c.service).distinct()
+                                     .order_by(releases.c.service)))
+
+    # -- instances -------------------------------------------------------------------
+    def put_instance(self, instance: Instance, event: Event | None = None) -> None:
+        values = rows.instance_values(instance)
+        with self._write() as conn:
+            changed = conn.execute(update(instances).where(instances.c.id == instance.id)
+                                   .values(values)).rowcount
+            if not changed:
+                conn.execute(insert(instances).values(values))
+            if event is not None:
+                self._append(conn, event)
+
+    def get_instance(self, instance_id: str) -> Instance | None:
+        with self._read() as conn:
+            row = conn.execute(select(instances).where(instances.c.id == instance_id)).first()
+        return rows.instance(row) if row else None
+
+    def list_instances(self, service: str | None = None, *,
+                       live_only: bool = True) -> list[Instance]:
+        query = select(instances).order_by(instances.c.created_at, instances.c.id)
+        if service is not None:
+            query = query.where(instances.c.service == service)
+        if live_only:
+            query = query.where(instances.c.state.in_(_LIVE_STATES))
+        with self._read() as conn:
+            return [rows.instance(r) for r in conn.execute(query)]
+
+    # -- deployments -----------------------------------------------------------------
+    def create_deployment(self, service: str, strategy: str, from_release: int | None,
+                          to_release: int, replicas: int, started_at: float,
+                          event: Event) -> Deployment:
+        with self._write() as conn:
+            deployment_id = conn.execute(insert(deployments).values(
+                service=service, strategy=strategy, from_release=from_release,
+                to_release=to_release, replicas=replicas,
+                outcome=DeploymentOutcome.RUNNING.value, started_at=started_at,
+            ).returning(deployments.c.id)).scalar_one()
+            self._append(conn, with_detail(event, "deployment", deployment_id))
+        return Deployment(id=deployment_id, service=service, strategy=strategy,
+                          from_release=from_release, to_release=to_release,
+                          outcome=DeploymentOutcome.RUNNING, started_at=started_at,
+                          replicas=replicas)
+
+    def finish_deployment(self, deployment_id: int, outcome: DeploymentOutcome,
+                          ended_at: float, reason: str | None, event: Event) -> Deployment:
+        with self._write() as conn:
+            changed = conn.execute(
+                update(deployments).where(deployments.c.id == deployment_id)
+                .values(outcome=DeploymentOutcome(outcome).value, ended_at=ended_at,
+                        reason=reason)).rowcount
+            if not changed:
+                raise _no_deployment(deployment_id)
+            self._append(conn, event)
+            row = conn.execute(select(deployments)
+                               .where(deployments.c.id == deployment_id)).one()
+        return rows.deployment(row)
+
+    def add_step(self, deployment_id: int, kind: str, detail: dict[str, Any],
+                 at: float) -> DeploymentStep:
+        with self._write() as conn:
+            if conn.scalar(select(deployments.c.id)
+                           .where(deployments.c.id == deployment_id)) is None:
+                raise _no_deployment(deployment_id)
+            highest = conn.scalar(select(func.max(deployment_steps.c.seq))
+                                  .where(deployment_steps.c.deployment_id == deployment_id))
+            step = DeploymentStep(deployment_id=deployment_id, seq=(highest or 0) + 1,
+                                  kind=kind, detail=as_json_data(detail), at=at)
+            conn.execute(insert(deployment_steps).values(
+                deployment_id=deployment_id, seq=step.seq, kind=kind,
+                detail=dump_json(step.detail), at=at))
+        return step
+
+    def get_deployment(self, deployment_id: int) -> Deployment | None:
+        with self._read() as conn:
+            row = conn.execute(select(deployments)
+                               .where(deployments.c.id == deployment_id)).first()
+        return rows.deployment(row) if row else None
+
+    def list_deployments(self, service: str | None = None) -> list[Deployment]:
+        query = select(deployments).order_by(deployments.c.id.desc())
+        if service is not None:
+            query = query.where(deployments.c.service == service)
+        with self._read() as conn:
+            return [rows.deployment(r) for r in conn.execute(query)]
+
+    def list_steps(self, deployment_id: int) -> list[DeploymentStep]:
+        query = (select(deployment_steps)
+                 .where(deployment_steps.c.deployment_id == deployment_id)
+                 .order_by(deployment_steps.c.seq))
+        with self._read() as conn:
+            return [rows.step(r) for r in conn.execute(query)]
+
+    # -- locks -----------------------------------------------------------------------
+    def acquire_lock(self, name: str, holder: str, now: float, ttl: float) -> str | None:
+        with self._write() as conn:
+            current = conn.execute(select(locks).where(locks.c.name == name)).first()
+            if current is None:
+                conn.execute(insert(locks).values(name=name, holder=holder,
+                                                  expires_at=now + ttl))
+                return None
+            if current.holder != holder and current.expires_at > now:
+                return describe_lock_holder(current.holder, current.expires_at)
+            conn.execute(update(locks).where(locks.c.name == name)
+                         .values(holder=holder, expires_at=now + ttl))
+            return None
+
+    def release_lock(self, name: str, holder: str) -> None:
+        with self._write() as conn:
+            conn.execute(delete(locks).where(locks.c.name == name, locks.c.holder == holder))
+
+    # -- ledger ----------------------------------------------------------------------
+    def append_event(self, event: Event) -> Event:
+        with self._write() as conn:
+            return self._append(conn, event)
+
+    def events(self, since_seq: int = 0, limit: int | None = None) -> list[Event]:
+        query = select(events).where(events.c.seq > since_seq).order_by(events.c.seq)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._read() as conn:
+            return [rows.event(r) for r in conn.execute(query)]
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+
+def _no_deployment(deployment_id: int) -> NotFound:
+    return NotFound(f"deployment {deployment_id} does not exist",
+                    hint="`corral status` lists the deployments of each service")
