@@ -1,0 +1,128 @@
+"""The process driver's files for one instance, under `.corral/run/instances/ID/`.
+
+instance.json (what was started: pid and start time, address, argv, labels), stdout.log,
+stderr.log and status.json (bwrap's --json-status-fd output: child-pid, then exit-code).
+These files are the driver's whole memory, so a new controller re-adopts instances from
+them. Logs outlive the instance: retiring moves them to `.corral/logs/ID/`.
+It reads and writes files only; it never starts or signals a process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from corral.errors import DriverError
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")  # also used as the sandbox's hostname
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """What the driver started, as written to instance.json."""
+
+    id: str
+    pid: int  # the outer bwrap process, reparented to init
+    start_ticks: int  # /proc/PID/stat field 22, guards against pid reuse
+    address: str
+    port: int
+    argv: list[str]
+    env: dict[str, str]
+    rootfs: str
+    started_at: float
+    service: str = ""
+    release: int = 0
+    image_digest: str = ""
+    image_user: str | None = None  # the image's user; the sandbox runs as 65534 regardless
+    volumes: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SandboxStatus:
+    """What bwrap reported on its status fd so far."""
+
+    init_pid: int | None = None  # the sandbox's pid-namespace init, as a host pid
+    exit_code: int | None = None
+
+
+class InstanceDirs:
+    """Paths and files of every instance under one state folder."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.root = state_dir / "run" / "instances"
+        self.logs = state_dir / "logs"
+
+    def path(self, instance_id: str) -> Path:
+        if not _ID.match(instance_id):
+            raise DriverError(f"instance id {instance_id!r} is not usable as a folder name and "
+                              "hostname", hint="use letters, digits, '.', '_' and '-' (max 63)")
+        return self.root / instance_id
+
+    def ids(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / "instance.json").is_file())
+
+    def create(self, instance_id: str) -> Path:
+        path = self.path(instance_id)
+        try:
+            path.mkdir(parents=True)
+        except FileExistsError:
+            raise DriverError(f"instance {instance_id} already exists in {self.root}",
+                              hint="instance ids must be unique; stop the old one first") from None
+        return path
+
+    def save(self, record: InstanceRecord) -> None:
+        target = self.path(record.id) / "instance.json"
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(record), indent=1, sort_keys=True))
+        os.replace(tmp, target)  # atomic: a reader never sees half a record
+
+    def load(self, instance_id: str) -> InstanceRecord | None:
+        try:
+            raw: dict[str, Any] = json.loads(
+                (self.path(instance_id) / "instance.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        known = {f.name for f in fields(InstanceRecord)}
+        return InstanceRecord(**{k: v for k, v in raw.items() if k in known})
+
+    def status(self, instance_id: str) -> SandboxStatus:
+        """Parse status.json: one JSON document per line, as bwrap writes them."""
+        init_pid = exit_code = None
+        try:
+            lines = (self.path(instance_id) / "status.json").read_text().splitlines()
+        except FileNotFoundError:
+            return SandboxStatus()
+        for line in lines:
+            try:
+                doc = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line still being written
+            init_pid = doc.get("child-pid", init_pid)
+            exit_code = doc.get("exit-code", exit_code)
+        return SandboxStatus(init_pid=init_pid, exit_code=exit_code)
+
+    def log_paths(self, instance_id: str) -> tuple[Path, Path]:
+        """stdout and stderr logs: in the instance folder while it exists, then in logs/ID."""
+        live = self.path(instance_id)
+        base = live if live.is_dir() else self.logs / instance_id
+        return base / "stdout.log", base / "stderr.log"
+
+    def retire(self, instance_id: str) -> None:
+        """Move the logs to logs/ID and remove the instance folder."""
+        live = self.path(instance_id)
+        if not live.is_dir():
+            return
+        kept = self.logs / instance_id
+        kept.mkdir(parents=True, exist_ok=True)
+        for name in ("stdout.log", "stderr.log"):
+            if (live / name).exists():
+                os.replace(live / name, kept / name)
+        shutil.rmtree(live, ignore_errors=True)

@@ -1,0 +1,97 @@
+"""Starts one bwrap sandbox detached from its caller; run as `python -I -S launcher.py CONFIG`.
+
+Stdlib only and self-contained (it runs without corral on sys.path). It opens the log and
+status files, stages source paths where the unprivileged user can reach them, forks, and the
+child calls setsid, drops to the sandbox uid and execs bwrap. The parent prints the child's pid
+and exits at once, so bwrap is reparented to init: the caller never has to reap it and may die
+at any time. It must not wait for, watch or signal the sandbox.
+
+CONFIG is JSON: {"bwrap", "args", "stdout", "stderr", "status", "stage_dir",
+"stage": {name: source path}, "uid", "gid"} (uid/gid null: keep the caller's).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import sys
+from typing import Any
+
+CLONE_NEWNS = 0x00020000
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+STATUS_FD = 3
+
+
+def _call(libc: Any, name: str, *args: Any) -> None:
+    if getattr(libc, name)(*args) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{name}{args[:2]!r}: {os.strerror(errno)}")
+
+
+def stage_sources(stage_dir: str, stage: dict[str, str]) -> None:
+    """Bind each source under `stage_dir`, in a private mount namespace of this process.
+
+    Why: bwrap runs as an unprivileged uid that may not traverse the folders holding the
+    image root or volumes (e.g. /root is 0700). Root opens them here and re-exposes them on a
+    fresh tmpfs; the mounts vanish with the sandbox and never touch the host's namespace.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    _call(libc, "unshare", CLONE_NEWNS)
+    _call(libc, "mount", b"none", b"/", None, MS_REC | MS_PRIVATE, None)
+    # opened after unshare (a bind source must be in this namespace) and before the tmpfs
+    # (which may hide them: a source can live under stage_dir)
+    fds = {name: os.open(path, os.O_PATH | os.O_DIRECTORY) for name, path in stage.items()}
+    _call(libc, "mount", b"corral", stage_dir.encode(), b"tmpfs", MS_NOSUID | MS_NODEV,
+          b"mode=0755")
+    for name, fd in fds.items():
+        target = os.path.join(stage_dir, name)
+        os.mkdir(target)
+        _call(libc, "mount", f"/proc/self/fd/{fd}".encode(), target.encode(), None,
+              MS_BIND | MS_REC, None)
+        os.close(fd)
+
+
+def exec_sandbox(cfg: dict[str, Any], out: int, err: int, status: int) -> None:
+    """In the detached child: new session, files on 0-3, drop privileges, exec bwrap."""
+    os.setsid()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    for source, target in ((devnull, 0), (out, 1), (err, 2), (status, STATUS_FD)):
+        os.dup2(source, target)
+    os.closerange(STATUS_FD + 1, 1 << 16)
+    if cfg["uid"] is not None:
+        os.setgroups([])
+        os.setgid(cfg["gid"])
+        os.setuid(cfg["uid"])
+    os.execv(cfg["bwrap"], [cfg["bwrap"], *cfg["args"]])
+
+
+def main(raw: str) -> int:
+    cfg = json.loads(raw)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+    out = os.open(cfg["stdout"], flags, 0o640)
+    err = os.open(cfg["stderr"], flags, 0o640)
+    status = os.open(cfg["status"], flags, 0o640)
+    if cfg["stage"]:
+        stage_sources(cfg["stage_dir"], cfg["stage"])
+    pid = os.fork()
+    if pid:
+        os.write(1, f"{pid}\n".encode())
+        return 0
+    try:
+        exec_sandbox(cfg, out, err, status)
+    except BaseException as exc:  # the child must never return into the parent's code path
+        os.write(err, f"corral launcher: cannot exec bwrap: {exc}\n".encode())
+    os._exit(127)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1]))
+    except Exception as exc:
+        sys.stderr.write(f"corral launcher: {exc}\n")
+        sys.exit(1)

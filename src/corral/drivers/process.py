@@ -1,0 +1,271 @@
+"""The `process` driver: each instance is a bubblewrap sandbox over a read-only image root.
+
+Starts sandboxes detached (they outlive the controller), remembers them only in files under
+`.corral/run/instances/` so any later ProcessDriver re-adopts them, and stops them with
+SIGTERM to the app's process group, then SIGKILL to the sandbox's pid-namespace init.
+It never decides what should run: it starts, reports and stops what it is told.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from corral.drivers import procfs
+from corral.drivers.instance_dir import InstanceDirs, InstanceRecord
+from corral.drivers.sandbox import (
+    SANDBOX_GID,
+    SANDBOX_UID,
+    is_namespace_failure,
+    sandbox_args,
+    sandbox_errors,
+)
+from corral.errors import DriverError, SandboxUnavailable
+from corral.ports.records import InstanceSpec, Observed
+
+LAUNCHER = Path(__file__).with_name("launcher.py")
+STAGE_DIR = "/run"  # shadowed only inside the launcher's private mount namespace
+
+
+class ProcessDriver:
+    """Runs instances as bubblewrap sandboxes; state lives in `state_dir` (`.corral/`).
+
+    Observed.pid is the outer bwrap process (reparented to init); the app itself runs as
+    pid 2 of the sandbox's pid namespace, under bwrap's namespace init.
+    """
+
+    name = "process"
+
+    def __init__(self, state_dir: Path, *, bwrap: str = "bwrap",
+                 start_timeout: float = 10.0) -> None:
+        self._dirs = InstanceDirs(Path(state_dir))
+        self._bwrap = bwrap
+        self._start_timeout = start_timeout
+        self._lock = threading.Lock()  # port choice + folder creation, for concurrent starts
+        self._ports_given: set[int] = set()  # by this object, before their records exist
+
+    # -- the Driver port ---------------------------------------------------------------
+
+    def start(self, spec: InstanceSpec) -> Observed:
+        bwrap = self._bwrap_path()
+        if not Path(spec.rootfs).is_dir():
+            raise DriverError(f"cannot start instance {spec.id}: image root {spec.rootfs} "
+                              "is not a folder", hint="unpack the image first (corral pull)")
+        with self._lock:
+            self._dirs.create(spec.id)
+            port = self._free_port()
+        try:
+            self._prepare_volumes(spec)
+            pid = self._launch(bwrap, spec, port)
+            record = self._record(spec, pid, port)
+            self._dirs.save(record)
+            self._await_exec(record)
+        except BaseException:
+            self.stop(spec.id, grace=0)
+            raise
+        finally:
+            with self._lock:
+                self._ports_given.discard(port)  # from now on the record (or nothing) holds it
+        return self._observe(record)
+
+    def list(self) -> list[Observed]:
+        records = (self._dirs.load(i) for i in self._dirs.ids())
+        return [self._observe(r) for r in records if r is not None]
+
+    def inspect(self, instance_id: str) -> Observed | None:
+        record = self._load(instance_id)
+        return self._observe(record) if record else None
+
+    def stop(self, instance_id: str, grace: float) -> None:
+        try:
+            folder = self._dirs.path(instance_id)
+        except DriverError:
+            return  # no instance can have such an id
+        record = self._dirs.load(instance_id)
+        if record is not None and procfs.is_alive(record.pid, record.start_ticks):
+            self._terminate(record, grace)
+        if folder.is_dir():
+            self._dirs.retire(instance_id)
+
+    # -- abilities beyond the port -----------------------------------------------------
+
+    def log_paths(self, instance_id: str) -> tuple[Path, Path]:
+        """(stdout, stderr) of an instance; still readable after it was stopped or forgotten."""
+        return self._dirs.log_paths(instance_id)
+
+    def forget(self, instance_id: str) -> None:
+        """Remove an exited instance's folder, keeping its logs. Unknown ids are ignored."""
+        record = self._load(instance_id)
+        if record is not None and procfs.is_alive(record.pid, record.start_ticks):
+            raise DriverError(f"instance {instance_id} is still running (pid {record.pid})",
+                              hint="stop it instead of forgetting it")
+        self.stop(instance_id, grace=0)
+
+    # -- starting ----------------------------------------------------------------------
+
+    def _bwrap_path(self) -> str:
+        found = shutil.which(self._bwrap)
+        if found is None:
+            raise SandboxUnavailable(
+                f"bubblewrap ({self._bwrap}) is not installed or not executable; the process "
+                "driver needs it to sandbox instances",
+                hint="install it: apt-get install bubblewrap")
+        return found
+
+    def _free_port(self) -> int:
+        """A TCP port free on 127.0.0.1 now and not given to another instance of this driver."""
+        taken = {r.port for r in map(self._dirs.load, self._dirs.ids()) if r is not None}
+        taken |= self._ports_given
+        for _ in range(100):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind(("127.0.0.1", 0))
+                port: int = sock.getsockname()[1]
+            if port not in taken:
+                self._ports_given.add(port)
+                return port
+        raise DriverError("no free TCP port on 127.0.0.1 for a new instance",
+                          hint="stop unused instances or widen net.ipv4.ip_local_port_range")
+
+    def _prepare_volumes(self, spec: InstanceSpec) -> None:
+        for host, inside in spec.volumes.items():
+            if not inside.startswith("/"):
+                raise DriverError(f"volume {host} of instance {spec.id}: mount point {inside!r} "
+                                  "is not an absolute path", hint="write it as /var/lib/app")
+            Path(host).mkdir(parents=True, exist_ok=True)
+            if os.geteuid() == 0:
+                os.chown(host, SANDBOX_UID, SANDBOX_GID)  # the sandbox user must write in it
+
+    def _launch(self, bwrap: str, spec: InstanceSpec, port: int) -> int:
+        """Run launcher.py, which detaches bwrap and prints its pid."""
+        folder = self._dirs.path(spec.id)
+        as_root = os.geteuid() == 0
+        stage = {"root": spec.rootfs} if as_root else {}
+        volumes = []
+        for n, (host, inside) in enumerate(spec.volumes.items()):
+            if as_root:
+                stage[f"volume{n}"] = host
+            volumes.append((f"{STAGE_DIR}/volume{n}" if as_root else host, inside))
+        root = f"{STAGE_DIR}/root" if as_root else spec.rootfs
+        config = {
+            "bwrap": bwrap, "args": sandbox_args(spec, root=root, volumes=volumes, port=port),
+            "stdout": str(folder / "stdout.log"), "stderr": str(folder / "stderr.log"),
+            "status": str(folder / "status.json"), "stage_dir": STAGE_DIR, "stage": stage,
+            "uid": SANDBOX_UID if as_root else None, "gid": SANDBOX_GID if as_root else None,
+        }
+        done = subprocess.run([sys.executable, "-I", "-S", str(LAUNCHER), json.dumps(config)],
+                              capture_output=True, text=True, timeout=30, check=False)
+        if done.returncode != 0 or not done.stdout.strip().isdigit():
+            raise DriverError(f"cannot start instance {spec.id}: {done.stderr.strip()}",
+                              hint="the driver must run as root, or as a user allowed to "
+                              "create user namespaces")
+        return int(done.stdout)
+
+    def _record(self, spec: InstanceSpec, pid: int, port: int) -> InstanceRecord:
+        return InstanceRecord(
+            id=spec.id, pid=pid, start_ticks=procfs.start_ticks(pid) or -1,
+            address=f"127.0.0.1:{port}", port=port, argv=list(spec.argv), env=dict(spec.env),
+            rootfs=spec.rootfs, started_at=time.time(), service=spec.service,
+            release=spec.release, image_digest=spec.image_digest, image_user=spec.user,
+            volumes=dict(spec.volumes), labels=dict(spec.labels))
+
+    def _await_exec(self, record: InstanceRecord) -> None:
+        """Wait until the app replaced bwrap in the sandbox, or the sandbox ended.
+
+        Raises DriverError with bwrap's message if bwrap failed (bad root, argv[0] missing).
+        An app that ran and exited by itself is not an error: it is observed as exited.
+        """
+        deadline = time.monotonic() + self._start_timeout
+        delay = 0.002
+        while True:
+            if not procfs.is_alive(record.pid, record.start_ticks):
+                self._raise_if_sandbox_failed(record)
+                return
+            init_pid = self._dirs.status(record.id).init_pid
+            if init_pid and any(c.comm != "bwrap" for c in procfs.children_of(init_pid)):
+                return
+            if time.monotonic() > deadline:
+                raise DriverError(
+                    f"instance {record.id} did not start within {self._start_timeout:g} s",
+                    hint=f"read {self._dirs.logs / record.id / 'stderr.log'}")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def _raise_if_sandbox_failed(self, record: InstanceRecord) -> None:
+        status = self._dirs.status(record.id)
+        stderr = self._dirs.log_paths(record.id)[1].read_text(errors="replace")
+        errors = sandbox_errors(stderr)
+        # bwrap writes exit-code only once the app ran, so its absence means bwrap failed
+        if status.exit_code is not None and not errors:
+            return
+        message = "\n".join(errors) or stderr.strip()[-2000:] or "no message"
+        if is_namespace_failure(errors):
+            raise SandboxUnavailable(
+                f"bubblewrap cannot create namespaces for instance {record.id}: {message}",
+                hint="allow unprivileged user namespaces (sysctl "
+                "kernel.unprivileged_userns_clone=1; in a container, allow unshare)")
+        raise DriverError(
+            f"cannot start instance {record.id} ({' '.join(record.argv)}): {message}",
+            hint=f"the image root {record.rootfs} must contain argv[0], the workdir and "
+            "every volume's mount point")
+
+    # -- observing and stopping --------------------------------------------------------
+
+    def _load(self, instance_id: str) -> InstanceRecord | None:
+        try:
+            return self._dirs.load(instance_id)
+        except DriverError:
+            return None  # not a valid id, so never one of ours
+
+    def _observe(self, record: InstanceRecord) -> Observed:
+        running = procfs.is_alive(record.pid, record.start_ticks)
+        exit_code = None if running else self._dirs.status(record.id).exit_code
+        return Observed(id=record.id, pid=record.pid, address=record.address, running=running,
+                        exit_code=exit_code, labels=dict(record.labels),
+                        started_at=record.started_at)
+
+    def _sandbox_init(self, record: InstanceRecord) -> procfs.ProcStat | None:
+        """The sandbox's pid-namespace init, if it still runs under this instance's bwrap."""
+        init_pid = self._dirs.status(record.id).init_pid
+        stat = procfs.read_stat(init_pid) if init_pid else None
+        return stat if stat and stat.ppid == record.pid and stat.is_running else None
+
+    def _terminate(self, record: InstanceRecord, grace: float) -> None:
+        init = self._sandbox_init(record)
+        if init is not None and grace > 0:
+            # the init ignores SIGTERM from outside its namespace; the app's group gets it
+            for group in {c.pgrp for c in procfs.children_of(init.pid)}:
+                _send(group, signal.SIGTERM, group=True)
+            if self._wait_gone(record, grace):
+                return
+        if init is not None and procfs.is_alive(init.pid, init.start_ticks):
+            _send(init.pid, signal.SIGKILL)  # ends the whole pid namespace
+            if self._wait_gone(record, 2.0):
+                return
+        if procfs.is_alive(record.pid, record.start_ticks):
+            _send(record.pid, signal.SIGKILL)
+            self._wait_gone(record, 2.0)
+
+    def _wait_gone(self, record: InstanceRecord, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while procfs.is_alive(record.pid, record.start_ticks):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        return True
+
+
+def _send(pid: int, sig: signal.Signals, *, group: bool = False) -> None:
+    """Send a signal, ignoring a process that exited in between."""
+    with contextlib.suppress(ProcessLookupError):
+        (os.killpg if group else os.kill)(pid, sig)

@@ -1,0 +1,63 @@
+"""Facts about host processes read from /proc: liveness with pid-reuse protection, parents.
+
+Read-only: nothing here sends signals or changes a process. A process is identified by
+(pid, start time in clock ticks since boot, field 22 of /proc/PID/stat), so a recycled pid
+is never mistaken for the instance that once had it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    pid: int
+    comm: str
+    state: str
+    ppid: int
+    pgrp: int
+    start_ticks: int
+
+    @property
+    def is_running(self) -> bool:
+        return self.state not in ("Z", "X", "x")  # a zombie has exited, only not yet reaped
+
+
+def read_stat(pid: int) -> ProcStat | None:
+    """The process's stat line, or None if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
+            line = f.read()
+    except OSError:  # gone, or vanished while being read
+        return None
+    # comm may hold spaces and parentheses; the fields after its last ')' are fixed
+    comm = line[line.index("(") + 1 : line.rindex(")")]
+    rest = line[line.rindex(")") + 2 :].split()
+    # rest[0] is field 3 (state), so field N is rest[N - 3]
+    return ProcStat(pid=pid, comm=comm, state=rest[0], ppid=int(rest[1]), pgrp=int(rest[2]),
+                    start_ticks=int(rest[19]))
+
+
+def start_ticks(pid: int) -> int | None:
+    stat = read_stat(pid)
+    return stat.start_ticks if stat else None
+
+
+def is_alive(pid: int, ticks: int) -> bool:
+    """True if `pid` runs and is the same process that had `ticks` as its start time."""
+    stat = read_stat(pid)
+    return stat is not None and stat.start_ticks == ticks and stat.is_running
+
+
+def children_of(pid: int) -> list[ProcStat]:
+    """Running processes whose parent is `pid` (a /proc scan: the kernel here lacks
+    /proc/PID/task/TID/children)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            stat = read_stat(int(entry.name))
+            if stat is not None and stat.ppid == pid and stat.is_running:
+                found.append(stat)
+    return found
