@@ -120,6 +120,7 @@ class Deployer:
             self._store.acquire_lock(lock, holder, self._clock(), LOCK_TTL)
             plan = plan_rolling(target, fleets.of_service(release.service), self._clock())
             if plan.failure or plan.done:
+                self._hands.wait_for_drains()
                 return plan.failure
             self._execute(deployment, release, service, plan, emit)
         return "the controller is shutting down"
@@ -138,12 +139,12 @@ class Deployer:
                 detail = {"release": step.release, "instances": [i.id for i in started]}
             elif isinstance(step, DrainAndStop):
                 for instance_id in step.instance_ids:
-                    hands.drain_and_stop(instance_id, step.reason, service.drain_timeout,
-                                         service.stop_grace)
+                    hands.drain_in_background(instance_id, step.reason, service.drain_timeout,
+                                              service.stop_grace)
                 detail = {"instances": list(step.instance_ids), "reason": step.reason}
             elif isinstance(step, StopInstances):
                 for instance_id in step.instance_ids:
-                    hands.drain_and_stop(instance_id, step.reason, 0.0, service.stop_grace)
+                    hands.drain_in_background(instance_id, step.reason, 0.0, service.stop_grace)
                 detail = {"instances": list(step.instance_ids), "reason": step.reason}
             kind = type(step).__name__
             self._store.add_step(deployment.id, kind, detail, self._clock())

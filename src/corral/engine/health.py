@@ -21,6 +21,7 @@ from corral.spec.model import HealthSpec
 log = logging.getLogger(__name__)
 
 HealthOf = Callable[[Instance], HealthSpec | None]
+STARTING_PROBE = 0.1  # seconds between checks of an instance that is not ready yet
 _CHECKED = (InstanceState.STARTING, InstanceState.READY, InstanceState.UNHEALTHY)
 
 
@@ -81,7 +82,11 @@ class HealthMonitor:
             health = self._health_of(instance)
             if health is None or now < self._due.get(instance.id, 0.0):
                 continue
-            self._due[instance.id] = now + health.interval
+            # A starting instance is probed often: the sooner it is seen ready, the sooner
+            # it takes traffic and the rollout moves on. Ready ones keep their interval.
+            starting = instance.state is InstanceState.STARTING
+            self._due[instance.id] = now + (min(health.interval, STARTING_PROBE)
+                                            if starting else health.interval)
             self._busy.add(instance.id)
             self._pool.submit(self._check, instance, health)
 

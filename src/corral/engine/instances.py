@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from corral.core.release import instance_argv, instance_env, service_of
@@ -34,6 +35,7 @@ class Hands:
     fleets: Fleets
     clock: Clock
     volumes_dir: Path
+    _draining: set[threading.Thread] = field(default_factory=set)
 
     def start(self, release: Release) -> Instance:
         service = service_of(release.config)
@@ -73,6 +75,31 @@ class Hands:
         self._wait_drained(instance, drain_timeout)
         self.driver.stop(instance_id, grace)
         self.fleets.move(instance_id, InstanceState.STOPPED, reason)
+
+    def drain_in_background(self, instance_id: str, reason: str, drain_timeout: float,
+                            grace: float) -> None:
+        """Take the instance out of traffic now; wait for its requests and stop it in a
+        background thread, so the rollout does not wait on a slow request or shutdown."""
+        instance = self.fleets.move(instance_id, InstanceState.DRAINING, reason)
+        if instance is None:
+            return
+
+        def finish() -> None:
+            try:
+                self._wait_drained(instance, drain_timeout)
+                self.driver.stop(instance_id, grace)
+                self.fleets.move(instance_id, InstanceState.STOPPED, reason)
+            finally:
+                self._draining.discard(threading.current_thread())
+
+        thread = threading.Thread(target=finish, name=f"drain-{instance_id}", daemon=True)
+        self._draining.add(thread)
+        thread.start()
+
+    def wait_for_drains(self) -> None:
+        """Block until every background drain has stopped its instance."""
+        for thread in list(self._draining):
+            thread.join()
 
     def _wait_drained(self, instance: Instance, timeout: float) -> None:
         if self.router is None or self.fleets.listen_of(instance.service) is None:

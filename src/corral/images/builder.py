@@ -1,0 +1,138 @@
+"""Builds an ImageSpec into an OCI image: base layers, one layer per step, config, manifest.
+
+Each step's layer is cached under a key of (the layers below it, the step definition, a
+content hash of its inputs), so an unchanged rebuild packs nothing and a one-file change
+rebuilds from that step on. Copy steps come first, then run steps. It writes into the
+layout; it never tags (the store does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+from corral.errors import ImageError
+from corral.images.bases import next_chain, resolve_base
+from corral.images.config import image_config, image_env, image_manifest
+from corral.images.context import StatIndex, copy_entries, inputs_digest
+from corral.images.layer import COMPRESSION_LEVEL, Layer, pack, source_date_epoch
+from corral.images.layout import Layout, canonical_json
+from corral.images.run import BUILD_ENV, Sandbox
+from corral.spec.model import CopyStep, ImageSpec, RunStep
+
+Progress = Callable[[str], None]
+
+
+class Builder:
+    """Turns specs into manifests in `layout`, caching step layers in `steps`."""
+
+    def __init__(self, layout: Layout, steps: Path, cache_dir: Path) -> None:
+        self.layout = layout
+        self.steps = steps
+        self.cache_dir = cache_dir
+
+    def build(self, image: ImageSpec, context: Path, labels: dict[str, str] | None,
+              progress: Progress) -> tuple[str, int]:
+        """Build `image`; return (manifest digest, manifest size)."""
+        _refuse_unsupported(image)
+        self.layout.ensure()
+        base = resolve_base(image, context, self.layout, self.cache_dir, progress)
+        layers, chain = list(base.layers), base.chain
+        index = StatIndex(self.steps / "stat-index.json")
+        try:
+            for step in image.copy_:
+                layer = self._copy_layer(step, chain, context, index, progress)
+                layers.append(layer)
+                chain = next_chain(chain, layer)
+        finally:
+            index.save()
+        if image.run:
+            chain = self._run_layers(image, image_env(base.config, image), layers, chain,
+                                     progress)
+        config = image_config(base.config, image, labels, layers)
+        config_digest, config_size = self.layout.write_blob(canonical_json(config))
+        manifest = image_manifest(config_digest, config_size, layers)
+        return self.layout.write_blob(canonical_json(manifest))
+
+    def _copy_layer(self, step: CopyStep, chain: str, context: Path, index: StatIndex,
+                    progress: Progress) -> Layer:
+        entries = copy_entries(step, context)
+        files = sum(1 for e in entries if e.kind == "file")
+        label = f"layer copy {step.src} → {step.dest}: {files} file{'s' * (files != 1)}"
+        key = _step_key(chain, step.model_dump(mode="json", by_alias=True),
+                        inputs_digest(entries, index))
+        cached = self._cached(key)
+        if cached is not None:
+            progress(f"{label} (cached)")
+            return cached
+        layer, tmp = pack(entries, self.layout.blobs)
+        self.layout.adopt_file(tmp, layer.digest)
+        self._remember(key, layer)
+        progress(label)
+        return layer
+
+    def _run_layers(self, image: ImageSpec, env: dict[str, str], layers: list[Layer],
+                    chain: str, progress: Progress) -> str:
+        """Append a layer per run step to `layers`; return the chain after them. One sandbox
+        root serves every step that is not cached, so the image is unpacked at most once."""
+        workdir = image.workdir or "/"
+        with contextlib.ExitStack() as cleanup:
+            sandbox: Sandbox | None = None
+            for command in image.run:
+                step = command if isinstance(command, RunStep) else RunStep(command=command)
+                label = f"layer run {step.command}"
+                definition = {"run": step.command, "network": step.network, "env": env,
+                              "workdir": workdir, "build_env": BUILD_ENV}
+                key = _step_key(chain, definition, "")
+                layer = self._cached(key)
+                if layer is not None:
+                    progress(f"{label} (cached)")
+                    if sandbox is not None:
+                        sandbox.apply(self.layout.blob_path(layer.digest))
+                else:
+                    if sandbox is None:
+                        paths = [self.layout.blob_path(below.digest) for below in layers]
+                        sandbox = cleanup.enter_context(
+                            Sandbox(paths, self.steps.parent / "work"))
+                    progress(f"{label}: running in bubblewrap"
+                             f"{' with network' if step.network else ''}")
+                    layer, tmp, changed = sandbox.run(step, env, workdir, self.layout.blobs)
+                    self.layout.adopt_file(tmp, layer.digest)
+                    self._remember(key, layer)
+                    progress(f"{label}: {changed} path{'s' * (changed != 1)} changed")
+                layers.append(layer)
+                chain = next_chain(chain, layer)
+        return chain
+
+    def _cached(self, key: str) -> Layer | None:
+        try:
+            layer = Layer(**json.loads((self.steps / f"{key}.json").read_text()))
+        except (FileNotFoundError, ValueError, TypeError):
+            return None
+        return layer if self.layout.has_blob(layer.digest) else None
+
+    def _remember(self, key: str, layer: Layer) -> None:
+        self.steps.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.steps, prefix=".tmp-")
+        with os.fdopen(fd, "w") as out:
+            json.dump(asdict(layer), out)
+        os.rename(tmp, self.steps / f"{key}.json")
+
+
+def _step_key(chain: str, step: object, inputs: str) -> str:
+    # The mtime and compression level change the layer bytes, so they are part of the key.
+    material = {"parent": chain, "step": step, "inputs": inputs,
+                "mtime": source_date_epoch(), "level": COMPRESSION_LEVEL}
+    return hashlib.sha256(canonical_json(material)).hexdigest()
+
+
+def _refuse_unsupported(image: ImageSpec) -> None:
+    if image.dockerfile:
+        raise ImageError(f"dockerfile {image.dockerfile!r}: Dockerfile builds are not supported "
+                         "yet", hint="describe the image with base, packages, copy and entrypoint")

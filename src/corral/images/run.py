@@ -1,0 +1,161 @@
+"""`run` steps: a shell command in a bubblewrap sandbox over a writable copy of the image root.
+
+What the command changes (new, changed and deleted paths) becomes one layer; deletions are
+OCI whiteouts (`.wh.NAME`). The network is off unless the step asks for it. This module runs
+and diffs; caching is the builder's business.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import secrets
+import shutil
+import stat
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from corral.errors import ImageError
+from corral.images.layer import Entry, Kind, Layer, pack, source_date_epoch
+from corral.images.unpack import apply_layer, remove_tree, unpack_image
+from corral.spec.model import RunStep
+
+# Paths bubblewrap creates as mount points; they are sandbox plumbing, not image content.
+_MOUNTPOINTS = frozenset({"dev", "proc", "tmp", "etc/resolv.conf"})
+
+
+@dataclass(frozen=True)
+class _Stat:
+    kind: str
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    mtime_ns: int
+    ino: int
+    link: str
+
+
+# Tools that honour these write the same bytes on every run: no stray stdlib .pyc files
+# (their marshal output varies), hash-based .pyc for compileall, a fixed hash seed.
+BUILD_ENV = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}
+
+
+class Sandbox:
+    """A writable root made from `layers`, kept across consecutive run steps of one build."""
+
+    def __init__(self, layers: list[Path], scratch: Path) -> None:
+        bwrap = shutil.which("bwrap")
+        if bwrap is None:
+            raise ImageError("run steps need bubblewrap, which is not installed",
+                             hint="apt-get install bubblewrap")
+        self.bwrap = bwrap
+        scratch.mkdir(parents=True, exist_ok=True)
+        self.work = scratch / f"run-{os.getpid()}-{secrets.token_hex(4)}"
+        self.root = unpack_image(layers, self.work / "root")
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        remove_tree(self.work)
+
+    def apply(self, layer: Path) -> None:
+        """Bring the root up to date with a layer taken from the step cache."""
+        apply_layer(layer, self.root)
+
+    def run(self, step: RunStep, env: dict[str, str], workdir: str,
+            blobs: Path) -> tuple[Layer, Path, int]:
+        """Run `step`; return its layer, the blob's tmp path and how many paths changed."""
+        before = snapshot(self.root)
+        _run(self.bwrap, self.root, step, env, workdir)
+        entries = changes(before, snapshot(self.root), self.root)
+        layer, tmp = pack(entries, blobs)
+        return layer, tmp, len(entries)
+
+
+def _run(bwrap: str, root: Path, step: RunStep, env: dict[str, str], workdir: str) -> None:
+    argv = [bwrap, "--bind", str(root), "/", "--dev", "/dev", "--proc", "/proc",
+            "--tmpfs", "/tmp", "--unshare-all", "--die-with-parent", "--new-session",
+            "--clearenv"]
+    if os.geteuid() != 0:
+        argv += ["--unshare-user", "--uid", "0", "--gid", "0"]
+    if step.network:
+        argv += ["--share-net"]
+        if Path("/etc/resolv.conf").exists():
+            argv += ["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
+    for key, value in {**BUILD_ENV, "SOURCE_DATE_EPOCH": str(source_date_epoch()),
+                       **env}.items():
+        argv += ["--setenv", key, value]
+    # --dir creates the workdir inside the sandbox, so symlinks resolve within the image.
+    argv += ["--dir", workdir, "--chdir", workdir, "/bin/sh", "-c", step.command]
+    if not (root / "bin" / "sh").exists() and not (root / "bin").is_symlink():
+        raise ImageError(f"run {step.command!r}: the image has no /bin/sh",
+                         hint="run steps need a shell: use a debian base")
+    done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          stdin=subprocess.DEVNULL, check=False)
+    if done.returncode != 0:
+        tail = "\n".join(done.stdout.decode(errors="replace").splitlines()[-10:])
+        raise ImageError(
+            f"run {step.command!r} failed with exit {done.returncode}:\n{tail}",
+            hint="it runs with /bin/sh -c in the image root; the network is off unless the "
+            "step says network = true")
+
+
+def snapshot(root: Path) -> dict[str, _Stat]:
+    """Metadata of every path under `root`, by name relative to it."""
+    found: dict[str, _Stat] = {}
+    pending = [("", root)]
+    while pending:
+        prefix, folder = pending.pop()
+        with os.scandir(folder) as scan:
+            for child in scan:
+                info = child.stat(follow_symlinks=False)
+                rel = prefix + child.name
+                kind = _kind(info.st_mode)
+                link = os.readlink(child.path) if kind == "symlink" else ""
+                found[rel] = _Stat(kind, stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid,
+                                   info.st_size, info.st_mtime_ns, info.st_ino, link)
+                if kind == "dir":
+                    pending.append((rel + "/", Path(child.path)))
+    return found
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    return "file" if stat.S_ISREG(mode) else "other"
+
+
+def changes(before: dict[str, _Stat], after: dict[str, _Stat], root: Path) -> list[Entry]:
+    """Entries for what differs between two snapshots: new and changed paths, and a whiteout
+    for each topmost deleted path."""
+    entries = []
+    for rel, now in after.items():
+        old = before.get(rel)
+        if old == now or (old is None and rel in _MOUNTPOINTS) or now.kind == "other":
+            continue
+        if now.kind == "dir" and old is not None and old.kind == "dir" and \
+                (old.mode, old.uid, old.gid) == (now.mode, now.uid, now.gid):
+            continue  # only its contents changed; they have entries of their own
+        uid, gid = _owner(now.uid), _owner(now.gid)
+        if now.kind == "file":
+            entries.append(Entry(rel, "file", now.mode, uid, gid, source=root / rel,
+                                 size=now.size))
+        else:
+            kind: Kind = "dir" if now.kind == "dir" else "symlink"
+            entries.append(Entry(rel, kind, now.mode, uid, gid, linkname=now.link))
+    for rel in before:
+        parent = posixpath.dirname(rel)
+        if rel not in after and (not parent or parent in after):
+            entries.append(Entry(posixpath.join(parent, ".wh." + posixpath.basename(rel)),
+                                 "file", 0o644))
+    return entries
+
+
+def _owner(number: int) -> int:
+    # Without root, the sandbox maps our uid to 0: what it wrote as "root" is ours on disk.
+    return 0 if os.geteuid() != 0 and number == os.getuid() else number
