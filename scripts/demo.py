@@ -31,10 +31,11 @@ def say(message: str) -> None:
     print(f"demo: {message}", flush=True)
 
 
-def corral(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def corral(*args: str, check: bool = True, quiet: bool = False
+           ) -> subprocess.CompletedProcess[str]:
     say("$ corral " + " ".join(args))
     done = subprocess.run([*CORRAL, *args], cwd=WORK, text=True, stdout=subprocess.PIPE)
-    if done.stdout.strip():
+    if done.stdout.strip() and not quiet:
         print(done.stdout.rstrip(), flush=True)
     if check and done.returncode != 0:
         raise SystemExit(f"demo: `corral {' '.join(args)}` failed (exit {done.returncode})")
@@ -46,6 +47,9 @@ def set_spec(version: str, fail_health: bool = False) -> None:
     text = spec.read_text()
     env = f'APP_VERSION = "{version}"' + (', FAIL_HEALTH = "1"' if fail_health else "")
     text = re.sub(r"env = \{ APP_VERSION = [^}]*\}", f"env = {{ {env} }}", text)
+    # The bad release gets a short start timeout so the demo does not wait 30 s for it.
+    timeout = '"5s"' if fail_health else '"30s"'
+    text = re.sub(r'start_timeout = "[^"]*"', f"start_timeout = {timeout}", text)
     spec.write_text(text)
 
 
@@ -147,7 +151,7 @@ def run_demo() -> int:
     say(f"v3 refused (exit {outcome.returncode}); answers from v3 while it tried: {stray_v3}; "
         f"v2 kept serving")
     corral("status")
-    releases = json.loads(corral("releases", "web", "--json").stdout)["releases"]
+    releases = json.loads(corral("releases", "web", "--json", quiet=True).stdout)["releases"]
     say(f"releases recorded: {', '.join(r['release'] for r in releases)}")
 
     requests = len(load.results)

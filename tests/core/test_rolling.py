@@ -8,7 +8,8 @@ from corral.core.rolling import RollingTarget, plan_rolling
 from corral.core.steps import AwaitHealthy, DrainAndStop, Plan, StartInstances, StopInstances
 from corral.ports.records import Instance, InstanceState
 
-R, S, F, U = InstanceState.READY, InstanceState.STARTING, InstanceState.FAILED, InstanceState.UNHEALTHY
+R, S = InstanceState.READY, InstanceState.STARTING
+F, U = InstanceState.FAILED, InstanceState.UNHEALTHY
 
 
 def fleet(*specs: tuple[str, int, InstanceState]) -> list[Instance]:

@@ -46,7 +46,7 @@ class ControllerClient:
                         continue
                     event = json.loads(line)
                     if event.get("type") == "error":
-                        raise_error(event)
+                        raise_error(event["error"])
                     yield event
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from None

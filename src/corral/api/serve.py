@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import threading
+from pathlib import Path
 from types import FrameType
 
 from corral.api.server import ApiServer
@@ -60,10 +61,12 @@ def _is_running(pid_file: os.PathLike[str]) -> bool:
             pid = int(file.read().strip())
     except (OSError, ValueError):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if pid == os.getpid():
         return False
-    except PermissionError:
-        return True
-    return pid != os.getpid()
+    try:
+        # A killed controller may linger as a zombie until init reaps it: that is not running.
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X") and b"corral" in cmdline

@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlparse
 
 from corral.engine.controller import Controller
 from corral.engine.deploy import DeployRequest
-from corral.errors import CorralError, LockHeld, NotFound
+from corral.errors import CorralError, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +94,12 @@ class _Handler(BaseHTTPRequestHandler):
 
         try:
             self.server.controller.deploy(DeployRequest(**body), emit)
-        except LockHeld as exc:
-            emit({"type": "error", **error_body(exc)["error"]})
         except CorralError as exc:
-            emit({"type": "error", **error_body(exc)["error"]})
+            emit({"type": "error", **error_body(exc)})
         except Exception as exc:  # reported to the client, and logged with its traceback
             log.exception("deployment crashed")
-            emit({"type": "error", "type_": "InternalError", "message": repr(exc)})
+            emit({"type": "error", "error": {"type": "InternalError", "message": repr(exc),
+                                             "hint": "see .corral/run/controller.log"}})
 
     def _json(self, status: int, body: dict[str, Any]) -> None:
         data = json.dumps(body, default=str).encode()

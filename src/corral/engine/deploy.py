@@ -18,7 +18,7 @@ from corral.core.rolling import RollingTarget, plan_rolling
 from corral.core.steps import AwaitHealthy, DrainAndStop, Plan, StartInstances, StopInstances
 from corral.core.weights import backends_for, traffic_shares
 from corral.engine.instances import Hands
-from corral.errors import DeployError, LockHeld
+from corral.errors import CorralError, DeployError, LockHeld
 from corral.ports.records import Deployment, DeploymentOutcome, Event, Release
 from corral.ports.store import Store
 from corral.spec.model import ServiceSpec
@@ -70,8 +70,13 @@ class Deployer:
             emit({"type": "start", "deployment": deployment.id, "service": request.service,
                   "from": live, "to": release.version, "strategy": service.strategy,
                   "replicas": service.replicas, "image": release.image_digest})
-            return self._run(deployment, release, service, live, request.actor, emit, lock,
-                             holder)
+            try:
+                return self._run(deployment, release, service, live, request.actor, emit, lock,
+                                 holder)
+            except CorralError as exc:
+                self._finish(deployment, DeploymentOutcome.FAILED, exc.message, request.actor,
+                             emit)
+                raise
         finally:
             self._store.release_lock(lock, holder)
 

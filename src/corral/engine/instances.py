@@ -105,10 +105,11 @@ class Hands:
         if self.router is None or self.fleets.listen_of(instance.service) is None:
             return
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            in_flight = self.router.in_flight(instance.service).get(instance.address, 0)
-            if in_flight == 0:
-                return
+        while self.router.in_flight(instance.service).get(instance.address, 0) > 0:
+            if time.monotonic() >= deadline:
+                break
             time.sleep(0.02)
+        else:
+            return
         log.warning("instance %s still had requests in flight after %.0fs; stopping it",
                     instance.id, timeout)

@@ -1,0 +1,1 @@
+"""Observation: central logs, metrics, the ledger, DORA metrics (adapters)."""
