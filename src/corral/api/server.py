@@ -1,12 +1,9 @@
 """HTTP/1.1 JSON API of the controller on a unix socket.
 
-Routes (all JSON; errors are {"error": {"type", "message", "hint"}}):
-    GET  /v1/ping                          controller pid
-    GET  /v1/status[?service=NAME]         services, instances, traffic
-    GET  /v1/services/NAME/releases        releases, oldest first
-    POST /v1/deploy                        body: DeployRequest; answers NDJSON events
-    POST /v1/shutdown                      body: {"keep_instances": bool}
-It parses and renders only; the controller decides.
+Routes live in api/routes.py's table (see ROUTE_MODULES); this module parses requests,
+dispatches, and renders answers: JSON, NDJSON streams for long operations, or raw bodies
+(e.g. Prometheus text). Errors are {"error": {"type", "message", "hint"}}.
+POST /v1/shutdown {"keep_instances": bool} is handled here, since it stops the server.
 """
 
 from __future__ import annotations
@@ -21,15 +18,21 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from corral.api.routes import Request, Route, find
 from corral.engine.controller import Controller
-from corral.engine.deploy import DeployRequest
-from corral.errors import CorralError, NotFound
+from corral.errors import CorralError, LockHeld, NotFound
 
 log = logging.getLogger(__name__)
 
 
 def error_body(exc: CorralError) -> dict[str, Any]:
     return {"error": {"type": type(exc).__name__, "message": exc.message, "hint": exc.hint}}
+
+
+def _status_of(exc: CorralError) -> int:
+    if isinstance(exc, NotFound):
+        return 404
+    return 409 if isinstance(exc, LockHeld) else 400
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -43,21 +46,7 @@ class _Handler(BaseHTTPRequestHandler):
         return "unix"
 
     def do_GET(self) -> None:
-        url = urlparse(self.path)
-        parts = url.path.strip("/").split("/")
-        controller = self.server.controller
-        try:
-            if url.path == "/v1/ping":
-                self._json(200, {"ok": True, "pid": os.getpid()})
-            elif url.path == "/v1/status":
-                service = parse_qs(url.query).get("service", [None])[0]
-                self._json(200, controller.status(service))
-            elif len(parts) == 4 and parts[:2] == ["v1", "services"] and parts[3] == "releases":
-                self._json(200, {"releases": controller.releases(parts[2])})
-            else:
-                self._json(404, {"error": {"type": "NotFound", "message": url.path}})
-        except CorralError as exc:
-            self._json(404 if isinstance(exc, NotFound) else 400, error_body(exc))
+        self._dispatch("GET", {})
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", "0"))
@@ -66,15 +55,40 @@ class _Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError:
             self._json(400, {"error": {"type": "BadRequest", "message": "body is not JSON"}})
             return
-        if self.path == "/v1/deploy":
-            self._deploy(body)
-        elif self.path == "/v1/shutdown":
+        if self.path == "/v1/shutdown":
             self._json(200, {"ok": True})
             self.server.request_shutdown(bool(body.get("keep_instances")))
-        else:
-            self._json(404, {"error": {"type": "NotFound", "message": self.path}})
+            return
+        self._dispatch("POST", body)
 
-    def _deploy(self, body: dict[str, Any]) -> None:
+    def _dispatch(self, method: str, body: dict[str, Any]) -> None:
+        url = urlparse(self.path)
+        found = find(method, url.path)
+        if found is None:
+            self._json(404, {"error": {"type": "NotFound", "message": f"{method} {url.path}"}})
+            return
+        handler, params = found
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        request = Request(params=params, query=query, body=body)
+        if handler.stream:
+            self._stream(handler, request)
+            return
+        try:
+            result = handler.handler(self.server.controller, request)
+        except CorralError as exc:
+            self._json(_status_of(exc), error_body(exc))
+            return
+        except Exception as exc:
+            log.exception("API handler crashed")
+            self._json(500, {"error": {"type": "InternalError", "message": repr(exc)}})
+            return
+        if handler.raw:
+            content_type, data = result
+            self._send(200, content_type, data)
+        else:
+            self._json(200, result)
+
+    def _stream(self, handler: Route, request: Request) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "application/x-ndjson")
         self.send_header("Connection", "close")
@@ -90,21 +104,24 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(json.dumps(event, default=str).encode() + b"\n")
                 self.wfile.flush()
             except OSError:
-                client_gone = True  # the deployment goes on without its audience
+                client_gone = True  # the operation goes on without its audience
 
+        request.emit = emit
         try:
-            self.server.controller.deploy(DeployRequest(**body), emit)
+            handler.handler(self.server.controller, request)
         except CorralError as exc:
             emit({"type": "error", **error_body(exc)})
         except Exception as exc:  # reported to the client, and logged with its traceback
-            log.exception("deployment crashed")
+            log.exception("streaming handler crashed")
             emit({"type": "error", "error": {"type": "InternalError", "message": repr(exc),
                                              "hint": "see .corral/run/controller.log"}})
 
-    def _json(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body, default=str).encode()
+    def _json(self, status: int, body: Any) -> None:
+        self._send(status, "application/json", json.dumps(body, default=str).encode())
+
+    def _send(self, status: int, content_type: str, data: bytes) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)

@@ -77,9 +77,15 @@ def cli(verbose: bool) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def main() -> None:
-    from corral.cli import commands  # noqa: F401  (registers the commands)
+# Each area keeps its commands in its own module; importing it registers them.
+COMMAND_MODULES = ["corral.cli.commands"]
 
+
+def main() -> None:
+    import importlib
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module)
     cli(prog_name="corral")
 
 

@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 from corral.core.release import service_of
 from corral.core.weights import traffic_shares
@@ -28,6 +28,14 @@ from corral.spec.model import HealthSpec, ServiceSpec
 log = logging.getLogger(__name__)
 
 
+class Loop(Protocol):
+    """A background activity of the controller."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 class Controller:
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
@@ -40,6 +48,9 @@ class Controller:
         self.deployer = Deployer(ws.store, self.hands, self.stopping)
         self.monitor = HealthMonitor(self.fleets, ws.driver, self._health_of, self.clock)
         self._service_of = lru_cache(maxsize=256)(self._load_service)
+        # Background loops, started in this order and stopped in reverse. Each area adds
+        # its own (reconcile, log collection, …) here.
+        self.loops: list[Loop] = [self.monitor]
 
     # -- life --------------------------------------------------------------------------
     def start(self) -> None:
@@ -53,12 +64,14 @@ class Controller:
                 spec = self._service_of(service, live)
                 self.fleets.set_listen(service, spec.router.listen if spec.router else None)
         self.fleets.resync()
-        self.monitor.start()
+        for loop in self.loops:
+            loop.start()
         self._event("controller.start", "controller", {"pid": os.getpid()})
 
     def shutdown(self, keep_instances: bool) -> None:
         self.stopping.set()
-        self.monitor.stop()
+        for loop in reversed(self.loops):
+            loop.stop()
         if not keep_instances:
             for instance in self.fleets.all():
                 spec = self._service_of(instance.service, instance.release)

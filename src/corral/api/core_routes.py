@@ -1,0 +1,30 @@
+"""Routes of the foundation: ping, status, releases, deploy."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from corral.api.routes import Request, route
+from corral.engine.controller import Controller
+from corral.engine.deploy import DeployRequest
+
+
+@route("GET", "/v1/ping")
+def ping(controller: Controller, request: Request) -> dict[str, Any]:
+    return {"ok": True, "pid": os.getpid()}
+
+
+@route("GET", "/v1/status")
+def status(controller: Controller, request: Request) -> dict[str, Any]:
+    return controller.status(request.query.get("service"))
+
+
+@route("GET", "/v1/services/{service}/releases")
+def releases(controller: Controller, request: Request) -> dict[str, Any]:
+    return {"releases": controller.releases(request.params["service"])}
+
+
+@route("POST", "/v1/deploy", stream=True)
+def deploy(controller: Controller, request: Request) -> None:
+    controller.deploy(DeployRequest(**request.body), request.emit)
