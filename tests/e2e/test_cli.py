@@ -117,6 +117,36 @@ def test_a_release_that_never_becomes_healthy_is_refused_and_v2_keeps_serving(
     project.edit(r'start_timeout = "3s"', 'start_timeout = "30s"')
 
 
+def test_a_second_deploy_of_a_service_is_refused_while_one_runs(project: Project) -> None:
+    project.edit(r'APP_VERSION = "2"', 'APP_VERSION = "4", FAIL_HEALTH = "1"')
+    project.edit(r'start_timeout = "30s"', 'start_timeout = "8s"')
+    first = subprocess.Popen([sys.executable, "-m", "corral", "deploy", "web"],
+                             cwd=project.folder, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            status = project.json("status", "web")["services"][0]
+            if any(i["release"] == "v4" for i in status["instances"]):
+                break
+            time.sleep(0.1)
+        second = project.corral("deploy", "web", check=False)
+        assert second.returncode == 1
+        assert "another deployment of web is running" in second.stderr
+    finally:
+        first.communicate(timeout=120)
+    assert first.returncode == 3
+    project.edit(r'APP_VERSION = "4", FAIL_HEALTH = "1"', 'APP_VERSION = "2"')
+    project.edit(r'start_timeout = "8s"', 'start_timeout = "30s"')
+
+
+def test_deploying_an_image_that_is_not_in_the_store_says_so(project: Project) -> None:
+    missing = "sha256:" + "0" * 64
+    done = project.corral("deploy", "web", "--image", missing, check=False)
+    assert done.returncode == 1
+    assert missing[:19] in done.stderr and "corral build" in done.stderr
+
+
 def test_instances_and_router_survive_a_controller_crash_and_are_re_adopted(
         project: Project) -> None:
     before = project.json("status", "web")["services"][0]["instances"]

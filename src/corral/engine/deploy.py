@@ -8,6 +8,7 @@ back by the same loop aimed at the previous release, so the old release keeps se
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,7 +57,8 @@ class Deployer:
                               hint=f'set strategy = "rolling" in [services.{request.service}]')
         release = self._release_for(request)
         live = self._store.live_release(request.service)
-        holder = f"{request.actor}, deploying {request.service} {release.label}"
+        holder = (f"{request.actor}, deploying {request.service} {release.label}, "
+                  f"request {secrets.token_hex(3)}")
         lock = f"deploy/{request.service}"
         taken = self._store.acquire_lock(lock, holder, self._clock(), LOCK_TTL)
         if taken is not None:
