@@ -110,16 +110,18 @@ def main() -> int:
     keep = parser.parse_args().keep
     prepare()
     try:
-        return run_demo()
+        summary, ok = run_demo()
     finally:
         if keep:
             say(f"still running (KEEP): curl http://127.0.0.1:{PORT}/ ; "
                 f"stop with: cd {WORK} && ../.venv/bin/corral down")
         else:
             corral("down", check=False)
+    print(summary, flush=True)  # the last line, always
+    return 0 if ok else 1
 
 
-def run_demo() -> int:
+def run_demo() -> tuple[str, bool]:
     say("building the v1 image (the first build makes a Debian root with debootstrap, "
         "about a minute; later builds are cached)")
     corral("build")
@@ -156,9 +158,8 @@ def run_demo() -> int:
 
     requests = len(load.results)
     failed = load.failed()
-    print(f"demo: v1 -> v2 requests={requests} failed={failed} switch_seconds={switch:.2f}",
-          flush=True)
-    return 0 if failed == 0 and outcome.returncode != 0 and stray_v3 == 0 else 1
+    summary = f"demo: v1 -> v2 requests={requests} failed={failed} switch_seconds={switch:.2f}"
+    return summary, failed == 0 and outcome.returncode != 0 and stray_v3 == 0
 
 
 if __name__ == "__main__":
