@@ -1,5 +1,5 @@
 # The two commands a newcomer types: `make demo` and `make test`. Both set up what they need.
-.PHONY: setup demo test lint unit bench lock clean
+.PHONY: setup demo test lint unit bench lock clean bench-observe
 
 setup:
 	@bash scripts/setup.sh
@@ -20,6 +20,24 @@ unit: setup
 
 bench: setup
 	.venv/bin/python bench/deploy.py
+
+bench-router: setup
+	.venv/bin/python bench/router.py
+
+bench-delivery: setup
+	.venv/bin/python bench/delivery.py
+
+bench-observe: setup
+	.venv/bin/python bench/observe.py
+
+bench-operate: setup
+	.venv/bin/python bench/operate.py
+
+bench-images: setup
+	.venv/bin/python bench/images.py
+
+bench-images-transfer: setup
+	.venv/bin/python bench/images_transfer.py
 
 # Regenerate the hashed lock file after changing dependencies in pyproject.toml.
 lock:

@@ -88,7 +88,9 @@ def test_the_config_carries_the_runtime_keys(make_store: MakeStore, tmp_path: Pa
     assert config.env == {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                           "APP_VERSION": "1"}
     assert (config.workdir, config.user, config.ports) == ("/app", "1000:1000", (8000,))
-    assert config.labels == {"team": "shop", "corral.git": "abc"}
+    provenance = {"dev.corral.spec.digest", "dev.corral.builder.version"}
+    assert set(config.labels) == {"team", "corral.git", *provenance}
+    assert (config.labels["team"], config.labels["corral.git"]) == ("shop", "abc")
 
 
 def test_build_labels_change_the_digest(make_store: MakeStore, tmp_path: Path) -> None:

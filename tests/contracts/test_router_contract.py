@@ -1,7 +1,8 @@
-"""The Router port's contract, run on every router: the in-memory fake and the builtin one."""
+"""The Router port's contract, run on every router: the in-memory fake, builtin and haproxy."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from corral.ports.records import Backend
 from corral.ports.router import Router
 from corral.routers.builtin import BuiltinRouter
 from corral.routers.fake import FakeRouter
+from corral.routers.haproxy import HaproxyRouter
 
 
 def free_listen() -> str:
@@ -21,19 +23,24 @@ def free_listen() -> str:
         return f"127.0.0.1:{sock.getsockname()[1]}"
 
 
-@pytest.fixture(params=["fake", pytest.param("builtin", marks=pytest.mark.integration)])
+@pytest.fixture(params=["fake", pytest.param("builtin", marks=pytest.mark.integration),
+                        pytest.param("haproxy", marks=pytest.mark.integration)])
 def router(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Router]:
     if request.param == "fake":
         fake = FakeRouter()
         fake.ensure_running()
         yield fake
         return
-    builtin = BuiltinRouter(tmp_path / "run")
-    builtin.ensure_running()
+    if request.param == "haproxy" and shutil.which("haproxy") is None:
+        pytest.skip("haproxy is not installed")
+    real: BuiltinRouter | HaproxyRouter = (
+        BuiltinRouter(tmp_path / "run") if request.param == "builtin"
+        else HaproxyRouter(tmp_path / "run"))
+    real.ensure_running()
     try:
-        yield builtin
+        yield real
     finally:
-        builtin.stop()
+        real.stop()
 
 
 BLUE = [Backend("127.0.0.1:9101", 1, "v1", "web-1-a"),

@@ -301,6 +301,8 @@ MUTATIONS: dict[str, Callable[[Store], object]] = {
     "finish_deployment": lambda s: s.finish_deployment(
         1, DeploymentOutcome.ABORTED, 200.0, "aborted by alice", event("deployment.aborted")),
     "append_event": lambda s: s.append_event(event("note")),
+    "set_traffic": lambda s: s.set_traffic("web", {"weights": {"1": 100}}, event("traffic")),
+    "set_release_mark": lambda s: s.set_release_mark("web", 1, "rolled back", event("bad")),
 }
 
 
@@ -323,4 +325,48 @@ def test_changes_without_an_event_write_none(store: Store) -> None:
     store.add_step(made.id, "AwaitHealthy", {}, 101.0)
     store.acquire_lock("deploy:web", "a", 100.0, 60.0)
     store.release_lock("deploy:web", "a")
+    store.save_progress(made.id, {"phase": "scale"}, 101.0)
     assert store.events() == before
+
+
+# -- progressive delivery ------------------------------------------------------------
+def test_a_deployment_has_no_progress_until_saved_and_then_the_last_one(store: Store) -> None:
+    made = deploy(store)
+    assert store.get_progress(made.id) is None
+    store.save_progress(made.id, {"phase": "scale", "step": 0}, 101.0)
+    store.save_progress(made.id, {"phase": "analyse", "step": 1, "baseline": {"v1": [1, 2]}},
+                        102.0)
+    assert store.get_progress(made.id) == {"phase": "analyse", "step": 1,
+                                           "baseline": {"v1": [1, 2]}}
+
+
+def test_saving_progress_of_an_unknown_deployment_raises_not_found(store: Store) -> None:
+    with pytest.raises(NotFound):
+        store.save_progress(42, {"phase": "start"}, 100.0)
+
+
+def test_a_service_traffic_policy_is_replaced_and_forgotten(store: Store) -> None:
+    assert store.get_traffic("web") is None
+    store.set_traffic("web", {"weights": {"2": 100, "1": 0}, "warm": {"release": 1}},
+                      event("traffic"))
+    store.set_traffic("web", {"weights": {"2": 100}}, event("traffic"))
+    assert store.get_traffic("web") == {"weights": {"2": 100}}
+    assert store.get_traffic("api") is None
+    store.set_traffic("web", None, event("traffic"))
+    assert store.get_traffic("web") is None
+
+
+def test_a_release_marked_bad_is_listed_with_its_reason_until_cleared(store: Store) -> None:
+    add(store)
+    add(store, config="sha256:c2")
+    assert store.bad_releases("web") == {}
+    store.set_release_mark("web", 2, "rolled back by alice", event("release.bad"))
+    assert store.bad_releases("web") == {2: "rolled back by alice"}
+    assert store.bad_releases("api") == {}
+    store.set_release_mark("web", 2, None, event("release.good"))
+    assert store.bad_releases("web") == {}
+
+
+def test_marking_an_unknown_release_is_refused(store: Store) -> None:
+    with pytest.raises(NotFound):
+        store.set_release_mark("web", 9, "bad", event("release.bad"))

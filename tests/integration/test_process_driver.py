@@ -302,3 +302,21 @@ def test_a_volume_mount_point_missing_from_the_image_raises(
     with pytest.raises(DriverError, match="bwrap:"):
         driver.start(spec("web-1", SLEEPER, volumes={str(tmp_path / "v"): "/no/such/dir"}))
     assert driver.list() == []
+
+
+def test_a_sandbox_whose_outer_bwrap_died_is_still_listed_running_and_stopped(
+        spec: Callable[..., InstanceSpec], driver: ProcessDriver) -> None:
+    app = spec("web-orphan", "import http.server as h, os\n"
+               "h.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), "
+               "h.SimpleHTTPRequestHandler).serve_forever()\n")
+    started = driver.start(app)
+    poll(lambda: answers_http(started.address))
+    assert started.pid is not None
+    os.kill(started.pid, signal.SIGKILL)  # the outer bwrap only; its sandbox lives on
+    poll(lambda: not is_alive(started.pid, read_stat(started.pid).start_ticks)
+         if read_stat(started.pid) else True)
+    assert answers_http(started.address)
+    assert [(o.id, o.running) for o in driver.list()] == [("web-orphan", True)]
+    driver.stop("web-orphan", grace=2)
+    poll(lambda: not answers_http(started.address))
+    assert driver.list() == []

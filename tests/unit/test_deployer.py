@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -108,7 +109,9 @@ def test_a_release_that_never_becomes_healthy_is_rolled_back_and_v1_keeps_all_tr
     assert {(b.release, b.weight) for b in rig.router.backends("web")} == {("v1", 100)}
     assert len(rig.router.backends("web")) == 3
     assert all(i.release == 1 for i in rig.fleets.of_service("web"))
-    assert [e["type"] for e in events][-2:] == ["rollback", "result"]
+    kinds = [e["type"] for e in events]
+    assert "rollback" in kinds and kinds[-1] == "result"
+    assert 2 in rig.store.bad_releases("web")
 
 
 def test_redeploying_an_unchanged_service_reuses_its_release(rig: Rig) -> None:
@@ -123,6 +126,13 @@ def test_a_second_deploy_of_the_same_service_is_refused_while_one_runs(rig: Rig)
         rig.deployer.deploy(rig.request(), lambda event: None)
 
 
-def test_strategies_not_yet_built_are_refused_rather_than_silently_rolled(rig: Rig) -> None:
-    with pytest.raises(DeployError, match="not available yet"):
-        rig.deployer.deploy(rig.request(strategy="canary"), lambda event: None)
+def test_a_release_marked_bad_is_refused_unless_forced(rig: Rig) -> None:
+    rig.deployer.deploy(rig.request(), lambda event: None)
+    rig.unhealthy_releases.add(2)
+    rig.deployer.deploy(rig.request(env={"V": "bad"}), lambda event: None)
+    with pytest.raises(DeployError, match="marked bad"):
+        rig.deployer.deploy(rig.request(env={"V": "bad"}), lambda event: None)
+    rig.unhealthy_releases.clear()
+    forced = replace(rig.request(env={"V": "bad"}), force=True)
+    assert rig.deployer.deploy(forced, lambda event: None).outcome is DeploymentOutcome.SUCCEEDED
+    assert rig.store.bad_releases("web") == {}

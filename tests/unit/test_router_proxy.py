@@ -52,7 +52,7 @@ def answering(answer: Callable[[bytes], bytes], heads: list[bytes] | None = None
 
 
 async def routed(tmp_path: Path, address: str, **timeouts: float) -> tuple[RoutingTable, str]:
-    table = RoutingTable(tmp_path / "router.json", Timeouts(shutdown_grace=1, **timeouts))
+    table = RoutingTable(Timeouts(shutdown_grace=1, **timeouts))
     listen = f"127.0.0.1:{free_port()}"
     await table.set_backends("web", listen, [{"address": address, "weight": 1,
                                               "release": "v1"}])
@@ -160,13 +160,14 @@ def test_expect_100_continue_is_answered_by_the_router(tmp_path: Path) -> None:
     assert b"expect" not in heads[0].lower()
 
 
-def test_a_protocol_upgrade_is_refused_with_501(tmp_path: Path) -> None:
+def test_an_upgrade_the_backend_refuses_is_relayed_and_the_connection_closed(
+        tmp_path: Path) -> None:
     async def scenario() -> None:
         backend, address = await start_backend(answering(lambda head: OK))
         table, listen = await routed(tmp_path, address)
         answer = await exchange(listen, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\n"
                                         b"Upgrade: websocket\r\n\r\n")
-        assert answer.startswith(b"HTTP/1.1 501 ")
+        assert answer.startswith(b"HTTP/1.1 200 ") and b"Connection: close" in answer
         await table.shutdown()
         backend.close()
     run(scenario())

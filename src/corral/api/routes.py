@@ -15,7 +15,8 @@ from typing import Any
 
 from corral.engine.controller import Controller
 
-ROUTE_MODULES = ["corral.api.core_routes"]
+ROUTE_MODULES = ["corral.api.core_routes", "corral.api.delivery_routes",
+                 "corral.api.observe_routes", "corral.api.operate_routes"]
 
 Emit = Callable[[dict[str, Any]], None]
 

@@ -6,7 +6,6 @@ Each command parses, calls the engine (or the controller through its API) and re
 from __future__ import annotations
 
 import json
-import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,7 @@ import click
 
 from corral.cli import render
 from corral.cli.main import Context, cli, command
-from corral.errors import ControllerError, CorralError, DeployError, SpecError
-
-OUTCOME_EXIT = {"succeeded": 0, "rolled back": 3, "aborted": 1, "failed": 1}
+from corral.errors import CorralError, SpecError
 
 
 @cli.command()
@@ -73,7 +70,10 @@ def schema(ctx: Context) -> None:
 @cli.command()
 @command
 @click.argument("image", required=False)
-def build(ctx: Context, image: str | None) -> None:
+@click.option("--check-reproducible", is_flag=True,
+              help="Rebuild from nothing in a temporary folder and compare digests; exit 1 "
+              "naming the first differing file if they differ.")
+def build(ctx: Context, image: str | None, check_reproducible: bool) -> None:
     """Build one image of the spec, or all of them; print their digests."""
     from corral.engine.build import build_image
 
@@ -82,29 +82,27 @@ def build(ctx: Context, image: str | None) -> None:
     if not names:
         raise SpecError(f"{ws.loaded.path.name} has no [images.NAME] section to build")
     digests = {name: build_image(ws, name, render.progress) for name in names}
+    if check_reproducible:  # images (issue 3): see engine/images.py check_reproducible
+        import sys
+
+        from corral.engine.images import check_reproducible as recheck
+
+        differences = {n: recheck(ws, n, d, render.progress) for n, d in digests.items()}
+
+        def verdicts() -> None:
+            for n, d in differences.items():
+                render.console.print(f"{n}  {digests[n]}  " + (
+                    f"[red]NOT reproducible:[/] {d}" if d else "reproducible"))
+
+        ctx.out({"images": digests, "reproducible": not any(differences.values()),
+                 "differences": differences}, verdicts)
+        sys.exit(1 if any(differences.values()) else 0)
 
     def human() -> None:
         for name, digest in digests.items():
             render.console.print(f"{name}  {digest}")
 
     ctx.out({"images": digests}, human)
-
-
-@cli.command()
-@command
-def images(ctx: Context) -> None:
-    """List the images in the local store."""
-    ws = ctx.workspace()
-    rows = ws.images.list()
-    data = [{"digest": i.digest, "names": list(i.names), "size": i.size, "created": i.created}
-            for i in rows]
-
-    def human() -> None:
-        for row in data:
-            render.console.print(f"{', '.join(row['names']) or '<none>':24} "
-                                 f"{render.short(row['digest'])}  {row['size'] / 1e6:8.1f} MB")
-
-    ctx.out({"images": data}, human)
 
 
 @cli.command()
@@ -161,51 +159,24 @@ def down(ctx: Context, keep_instances: bool) -> None:
             lambda: render.console.print(how))
 
 
-@cli.command()
-@command
-@click.argument("service", required=False)
-@click.option("--image", default=None, help="Deploy this image (digest or NAME[:TAG]).")
-@click.option("--strategy", type=click.Choice(["rolling"]), default=None,
-              help="Override the service's strategy.")
-def deploy(ctx: Context, service: str | None, image: str | None, strategy: str | None) -> None:
-    """Build if needed, record a release and roll the service to it."""
-    from corral.engine.build import deploy_request
-
-    ws = ctx.workspace()
-    services = [service] if service else sorted(ws.loaded.spec.services)
-    client = ctx.client()
-    if not client.is_up():
-        raise ControllerError("the controller is not running", hint="start it: corral up -d")
-    results = []
-    for name in services:
-        request = deploy_request(ws, name, image, None if ctx.as_json else render.progress)
-        body = {**request.__dict__}
-        if strategy:
-            body["config"] = {**body["config"], "strategy": strategy}
-        for event in client.stream("/v1/deploy", body):
-            if ctx.as_json:
-                click.echo(json.dumps(event))
-            else:
-                render.deploy_event(event)
-            if event["type"] == "result":
-                results.append(event)
-    if not results:
-        raise DeployError("the controller ended the deployment without a result",
-                          hint="see .corral/run/controller.log")
-    worst = max(OUTCOME_EXIT.get(r["outcome"], 1) for r in results)
-    for result in results:
-        if result["outcome"] != "succeeded" and not ctx.as_json:
-            render.stderr.print(f"[red]reason:[/] {result['reason']}\n"
-                                "the previous release keeps serving; "
-                                "see `corral status` for the instances")
-    sys.exit(worst)
+# `deploy` lives in cli/delivery.py with promote, abort and rollback.
 
 
 @cli.command()
 @command
 @click.argument("service", required=False)
-def status(ctx: Context, service: str | None) -> None:
+@click.option("--instance", default=None,
+              help="Show one instance of SERVICE in depth, alive or gone (cli/observe.py).")
+def status(ctx: Context, service: str | None, instance: str | None) -> None:
     """Show releases, instances (state, address, release) and traffic weights."""
+    if instance is not None:
+        from corral.cli.observe import show_instance
+
+        if service is None:
+            raise CorralError("--instance needs the SERVICE too",
+                              hint=f"corral status SERVICE --instance {instance}")
+        show_instance(ctx, service, instance)
+        return
     data: dict[str, Any] = ctx.client().get("/v1/status", **({"service": service}
                                                              if service else {}))
     ctx.out(data, lambda: render.status(data))

@@ -78,7 +78,8 @@ def cli(verbose: bool) -> None:
 
 
 # Each area keeps its commands in its own module; importing it registers them.
-COMMAND_MODULES = ["corral.cli.commands"]
+COMMAND_MODULES = ["corral.cli.commands", "corral.cli.delivery", "corral.cli.registry",
+                   "corral.cli.observe", "corral.cli.operate", "corral.cli.images"]
 
 
 def main() -> None:

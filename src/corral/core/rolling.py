@@ -8,10 +8,11 @@ a failed deployment rolls back: the same plan, aimed at the previous release.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from corral.core.delivery import Decision, Observation, Progress, Target, retreat
 from corral.core.steps import AwaitHealthy, DrainAndStop, Plan, StartInstances, Step, StopInstances
-from corral.ports.records import Instance, InstanceState
+from corral.ports.records import DeploymentOutcome, Instance, InstanceState
 
 
 @dataclass(frozen=True)
@@ -91,3 +92,34 @@ def _surplus(new: Sequence[Instance], replicas: int) -> tuple[str, ...]:
     # Keep the oldest ready instances; the surplus is whatever comes after them.
     ordered = sorted(new, key=lambda i: (i.state is not InstanceState.READY, i.created_at))
     return tuple(i.id for i in ordered[replicas:])
+
+
+def next_rolling(target: Target, max_surge: int, max_unavailable: int, progress: Progress,
+                 obs: Observation) -> Decision:
+    """Rolling plans as a strategy: forward to the release; on failure or abort, the same
+    plans aimed back at the previous release (or, with none, the new fleet stopped)."""
+    if progress.phase != "retreat":
+        if obs.abort:
+            progress = progress.retreating(DeploymentOutcome.ABORTED, "aborted by `corral abort`")
+        else:
+            forward = RollingTarget(target.release, target.replicas, max_surge,
+                                    max_unavailable, target.start_timeout)
+            plan = plan_rolling(forward, obs.instances, obs.now)
+            if plan.done:
+                return Decision(replace(progress, phase="done"), (),
+                                DeploymentOutcome.SUCCEEDED)
+            if plan.failure is None:
+                return Decision(replace(progress, phase="forward"), plan.steps)
+            progress = progress.retreating(DeploymentOutcome.ROLLED_BACK, plan.failure)
+    if target.previous is None:
+        return retreat(target, progress, obs)
+    back = RollingTarget(target.previous, target.replicas, max_surge, max_unavailable,
+                         target.start_timeout)
+    plan = plan_rolling(back, obs.instances, obs.now)
+    outcome = DeploymentOutcome(progress.outcome or DeploymentOutcome.ROLLED_BACK.value)
+    if plan.failure:
+        return Decision(progress, (), DeploymentOutcome.FAILED,
+                        f"{progress.reason}; rollback also failed: {plan.failure}")
+    if plan.done:
+        return Decision(progress, (), outcome, progress.reason)
+    return Decision(progress, plan.steps)

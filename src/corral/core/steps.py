@@ -40,7 +40,42 @@ class AwaitHealthy:
     instance_ids: tuple[str, ...]
 
 
-Step = StartInstances | DrainAndStop | StopInstances | AwaitHealthy
+@dataclass(frozen=True)
+class SetWeights:
+    """Give each fleet (release -> percent) its share of traffic, in one router update.
+
+    `None` goes back to the rolling rule: every ready instance weighs the same."""
+
+    weights: dict[int, int] | None
+
+
+@dataclass(frozen=True)
+class AwaitPromotion:
+    """The new fleet is ready and previewable: wait for `corral promote` or `corral abort`."""
+
+    release: int
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Nothing to do before `until` (an analysis window running, traffic still too thin)."""
+
+    until: float
+    why: str
+
+
+@dataclass(frozen=True)
+class RecordAnalysis:
+    """Record one analysis verdict and its numbers in the deployment's steps and ledger."""
+
+    step: int
+    result: str  # "pass" | "fail" | "wait"
+    reason: str
+    numbers: dict[str, float | int | None]
+
+
+Step = (StartInstances | DrainAndStop | StopInstances | AwaitHealthy | SetWeights
+        | AwaitPromotion | Wait | RecordAnalysis)
 
 
 @dataclass(frozen=True)

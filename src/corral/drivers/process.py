@@ -18,9 +18,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-from corral.drivers import procfs
+from corral.drivers import inspect, procfs
 from corral.drivers.instance_dir import InstanceDirs, InstanceRecord
 from corral.drivers.sandbox import (
     SANDBOX_GID,
@@ -31,9 +32,11 @@ from corral.drivers.sandbox import (
 )
 from corral.errors import DriverError, SandboxUnavailable
 from corral.ports.records import InstanceSpec, Observed
+from corral.ports.runtime import RuntimeFacts
 
 LAUNCHER = Path(__file__).with_name("launcher.py")
 STAGE_DIR = "/run"  # shadowed only inside the launcher's private mount namespace
+_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class ProcessDriver:
@@ -91,12 +94,36 @@ class ProcessDriver:
         except DriverError:
             return  # no instance can have such an id
         record = self._dirs.load(instance_id)
-        if record is not None and procfs.is_alive(record.pid, record.start_ticks):
+        if record is not None and self._is_running(record):
             self._terminate(record, grace)
         if folder.is_dir():
             self._dirs.retire(instance_id)
 
     # -- abilities beyond the port -----------------------------------------------------
+
+    def exec_in(self, instance_id: str, argv: Sequence[str],
+                timeout: float) -> tuple[int, str]:
+        """Optional capability (exec health checks): run `argv` inside the instance's
+        sandbox, in its namespaces as its uid, via nsenter; (exit code, output tail).
+        A timeout is exit code 124, like timeout(1). Raises DriverError if it is not running."""
+        record = self._load(instance_id)
+        init = self._sandbox_init(record) if record else None
+        app = next((c.pid for c in procfs.children_of(init.pid) if c.comm != "bwrap"), None) \
+            if init else None
+        if record is None or app is None:
+            raise DriverError(f"instance {instance_id} is not running: cannot exec in it")
+        nsenter = shutil.which("nsenter") or "nsenter"
+        try:
+            done = subprocess.run([nsenter, "-t", str(app), "-U", "-m", "-p", "-u", "-i",
+                                   "--preserve-credentials", "--", *argv],
+                                  capture_output=True, timeout=timeout, env={"PATH": _PATH})
+        except subprocess.TimeoutExpired:
+            return 124, f"timed out after {timeout:g}s"
+        except OSError as exc:
+            raise DriverError(f"cannot run nsenter for an exec check: {exc}",
+                              hint="install util-linux (nsenter)") from exc
+        output = (done.stdout + done.stderr).decode(errors="replace")
+        return done.returncode, output[-500:]
 
     def log_paths(self, instance_id: str) -> tuple[Path, Path]:
         """(stdout, stderr) of an instance; still readable after it was stopped or forgotten."""
@@ -105,10 +132,45 @@ class ProcessDriver:
     def forget(self, instance_id: str) -> None:
         """Remove an exited instance's folder, keeping its logs. Unknown ids are ignored."""
         record = self._load(instance_id)
-        if record is not None and procfs.is_alive(record.pid, record.start_ticks):
+        if record is not None and self._is_running(record):
             raise DriverError(f"instance {instance_id} is still running (pid {record.pid})",
                               hint="stop it instead of forgetting it")
         self.stop(instance_id, grace=0)
+
+    def runtime(self, instance_id: str) -> RuntimeFacts | None:
+        """How the instance's app really runs, read from /proc (the Inspectable ability):
+        argv, env, uid/gid and the mounts of its sandbox. None if it is not running."""
+        record = self._load(instance_id)
+        if record is None or not procfs.is_alive(record.pid, record.start_ticks):
+            return None
+        init = self._sandbox_init(record)
+        apps = [c for c in procfs.children_of(init.pid) if c.comm != "bwrap"] if init else []
+        if not apps:
+            return None
+        app = min(apps, key=lambda c: c.pid)
+        try:
+            argv = tuple(inspect.read_nul_list(f"/proc/{app.pid}/cmdline"))
+            env = inspect.read_env(app.pid)
+            uid, gid = inspect.read_ids(app.pid)
+            mounts = tuple(inspect.read_mounts(app.pid))
+        except (OSError, ValueError):
+            return None  # it exited while being read
+        root = next((m.source for m in mounts if m.target == "/"), "")
+        as_root = os.geteuid() == 0
+        return RuntimeFacts(
+            instance_id=instance_id, pid=app.pid, argv=argv, env=env, uid=uid, gid=gid,
+            root=root, mounts=mounts, driver_env=("PORT", "PWD"),
+            driver_uid=SANDBOX_UID if as_root else os.geteuid(),
+            driver_mounts=("/proc", "/dev", "/tmp"))
+
+    def kill(self, instance_id: str) -> bool:
+        """SIGKILL the app inside the sandbox, as an OOM kill would (the Killable ability,
+        for chaos): the sandbox ends and the instance is listed as exited, not forgotten."""
+        facts = self.runtime(instance_id)
+        if facts is None:
+            return False
+        _send(facts.pid, signal.SIGKILL)
+        return True
 
     # -- starting ----------------------------------------------------------------------
 
@@ -225,8 +287,13 @@ class ProcessDriver:
         except DriverError:
             return None  # not a valid id, so never one of ours
 
+    def _is_running(self, record: InstanceRecord) -> bool:
+        """The outer bwrap runs, or (if it died) the sandbox it started still does."""
+        return (procfs.is_alive(record.pid, record.start_ticks)
+                or self._sandbox_init(record) is not None)
+
     def _observe(self, record: InstanceRecord) -> Observed:
-        running = procfs.is_alive(record.pid, record.start_ticks)
+        running = self._is_running(record)
         exit_code = None if running else self._dirs.status(record.id).exit_code
         return Observed(id=record.id, pid=record.pid, address=record.address, running=running,
                         exit_code=exit_code, labels=dict(record.labels),
@@ -236,7 +303,16 @@ class ProcessDriver:
         """The sandbox's pid-namespace init, if it still runs under this instance's bwrap."""
         init_pid = self._dirs.status(record.id).init_pid
         stat = procfs.read_stat(init_pid) if init_pid else None
-        return stat if stat and stat.ppid == record.pid and stat.is_running else None
+        if stat is None or not stat.is_running:
+            return None
+        if stat.ppid == record.pid:
+            return stat
+        # The outer bwrap died and the init was reparented: it is still this instance's if it
+        # is a bwrap started just after the outer one (a reused pid starts later or differs).
+        started_after = stat.start_ticks - record.start_ticks
+        if stat.comm == "bwrap" and 0 <= started_after <= _INIT_WINDOW_TICKS:
+            return stat
+        return None
 
     def _terminate(self, record: InstanceRecord, grace: float) -> None:
         init = self._sandbox_init(record)
@@ -257,12 +333,15 @@ class ProcessDriver:
     def _wait_gone(self, record: InstanceRecord, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         delay = 0.005
-        while procfs.is_alive(record.pid, record.start_ticks):
+        while self._is_running(record):
             if time.monotonic() >= deadline:
                 return False
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
         return True
+
+
+_INIT_WINDOW_TICKS = 30 * os.sysconf("SC_CLK_TCK")
 
 
 def _send(pid: int, sig: signal.Signals, *, group: bool = False) -> None:

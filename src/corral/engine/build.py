@@ -6,14 +6,19 @@ receives a digest-pinned release config.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from corral.core.release import release_config
 from corral.engine.deploy import DeployRequest
+from corral.engine.images import pin_trusted_keys, refuse_unsigned
+from corral.engine.ledger import record_build
 from corral.engine.workspace import Workspace, current_actor
 from corral.errors import NotFound
 from corral.spec.model import DIGEST_PATTERN, ServiceSpec
@@ -46,13 +51,45 @@ def git_info(folder: Path) -> GitInfo:
     return GitInfo(commit, float(when) if when else None, dirty)
 
 
+def git_labels(folder: Path) -> dict[str, str]:
+    """Provenance labels from git (the image store adds spec digest and builder version):
+    the same commit in a clean tree gives the same labels, so digests stay reproducible."""
+    git = git_info(folder)
+    if git.commit is None:
+        return {}
+    return {"org.opencontainers.image.revision": git.commit,
+            "dev.corral.git.dirty": "true" if git.dirty else "false"}
+
+
+@contextmanager
+def source_date_epoch(commit_time: float | None) -> Iterator[None]:
+    """SOURCE_DATE_EPOCH for a build: the caller's if set, else the git commit time (the
+    reproducible-builds convention), else unset (the builder then uses 0)."""
+    if "SOURCE_DATE_EPOCH" in os.environ or commit_time is None:
+        yield
+        return
+    os.environ["SOURCE_DATE_EPOCH"] = str(int(commit_time))
+    try:
+        yield
+    finally:
+        os.environ.pop("SOURCE_DATE_EPOCH", None)
+
+
 def build_image(ws: Workspace, name: str, progress: Progress | None = None) -> str:
     images = ws.loaded.spec.images
     if name not in images:
         known = ", ".join(sorted(images)) or "none"
         raise NotFound(f"no image {name!r} in {ws.loaded.path.name} (images: {known})",
                        hint="add an [images.NAME] section or pick one of those")
-    return ws.images.build(name, images[name], ws.folder, progress=progress)
+    existing = {image.digest for image in ws.images.list()}
+    started = time.time()
+    with source_date_epoch(git_info(ws.folder).commit_time):
+        digest = ws.images.build(name, images[name], ws.folder,
+                                 labels=git_labels(ws.folder), progress=progress)
+    # The ledger is where metrics count builds, durations and cache hits (engine/ledger.py).
+    record_build(ws.store, actor=current_actor(), at=time.time(), image=name, digest=digest,
+                 seconds=time.time() - started, cached=digest in existing)
+    return digest
 
 
 def image_for_service(ws: Workspace, service: str, image: str | None,
@@ -72,8 +109,12 @@ def deploy_request(ws: Workspace, service: str, image: str | None = None,
                    progress: Progress | None = None) -> DeployRequest:
     digest = image_for_service(ws, service, image, progress)
     git = git_info(ws.folder)
+    spec = _service(ws, service)
+    # images.signing: refuse an unsigned image here, before the controller sees it.
+    refuse_unsigned(ws.images, ws.store, service, spec, digest, current_actor(), time.time(),
+                    ws.folder)
     return DeployRequest(service=service, image_digest=digest,
-                         config=release_config(_service(ws, service), digest),
+                         config=pin_trusted_keys(release_config(spec, digest), ws.folder),
                          actor=current_actor(), git_commit=git.commit,
                          git_commit_time=git.commit_time)
 

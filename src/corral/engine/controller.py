@@ -22,7 +22,7 @@ from corral.engine.health import HealthMonitor
 from corral.engine.instances import Hands
 from corral.engine.workspace import Workspace, current_actor
 from corral.errors import NotFound
-from corral.ports.records import Deployment, DeploymentOutcome, Event, Instance, InstanceState
+from corral.ports.records import Deployment, Event, Instance, InstanceState
 from corral.spec.model import HealthSpec, ServiceSpec
 
 log = logging.getLogger(__name__)
@@ -46,18 +46,44 @@ class Controller:
         self.hands = Hands(ws.driver, ws.router, ws.images, self.fleets, self.clock,
                            ws.state_dir / "volumes")
         self.deployer = Deployer(ws.store, self.hands, self.stopping)
-        self.monitor = HealthMonitor(self.fleets, ws.driver, self._health_of, self.clock)
+        self.monitor = HealthMonitor(self.fleets, ws.driver, self._health_of, self.clock,
+                                     liveness_of=lambda i: self._service_of(
+                                         i.service, i.release).liveness)
         self._service_of = lru_cache(maxsize=256)(self._load_service)
         # Background loops, started in this order and stopped in reverse. Each area adds
         # its own (reconcile, log collection, …) here.
         self.loops: list[Loop] = [self.monitor]
+        # progressive delivery: resume interrupted deployments, retire warm fleets, rollback
+        from corral.engine.resume import Resumer
+        from corral.engine.rollback import Rollback
+        from corral.engine.traffic import WarmKeeper
+        self.resumer = Resumer(ws.store, self.hands, self.deployer, self.actor)
+        self.rollback = Rollback(ws.store, self.hands, self.deployer)
+        self.loops += [WarmKeeper(self.deployer.traffic, ws.store, self.hands, self.actor),
+                       self.resumer]
+        # operate: self-healing by replacement (engine/reconcile.py)
+        from corral.engine.reconcile import Reconciler
+        self.reconciler = Reconciler(ws.store, self.fleets, self.hands, self.clock, self.actor)
+        from corral.engine.drift import DriftWatch
+        self.drift = DriftWatch(ws.store, self.fleets, ws.images, ws.driver,
+                                self.reconciler.condemn, self.clock, self.actor,
+                                ws.state_dir / "volumes")
+        self.loops += [self.reconciler, self.drift]
+        # liveness failures are replaced by the reconciler, never restarted in place
+        self.monitor.on_liveness_failure.append(
+            lambda instance, why: self.reconciler.condemn(instance.id, why))
+        # observe: logs, retention, Loki, metrics; first in, last out, so it collects the
+        # lines every other loop's instances write until they stop (engine/observe.py)
+        from corral.engine.observe import Observe
+        self.observe = Observe(self)
+        self.loops.insert(0, self.observe)
 
     # -- life --------------------------------------------------------------------------
     def start(self) -> None:
         self.ws.router.ensure_running()
         self.fleets.load()
         self._adopt()
-        self._close_interrupted_deployments()
+        self.resumer.prepare()  # saved fleet weights before the first router sync
         for service in self.ws.store.services():
             live = self.ws.store.live_release(service)
             if live is not None:
@@ -95,15 +121,6 @@ class Controller:
             log.warning("stopping unknown instance %s", unknown.id)
             self.ws.driver.stop(unknown.id, grace=1.0)
             self._event("instance.destroy", unknown.id, {"reason": "unknown to the store"})
-
-    def _close_interrupted_deployments(self) -> None:
-        for deployment in self.ws.store.list_deployments():
-            if deployment.outcome is DeploymentOutcome.RUNNING:
-                self.ws.store.finish_deployment(
-                    deployment.id, DeploymentOutcome.ABORTED, self.clock(),
-                    "the controller stopped during the deployment",
-                    Event(at=self.clock(), actor=self.actor, action="deployment.aborted",
-                          subject=deployment.service, detail={"deployment": deployment.id}))
 
     # -- requests ----------------------------------------------------------------------
     def deploy(self, request: DeployRequest, emit: Emit) -> Deployment:

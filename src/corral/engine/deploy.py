@@ -1,8 +1,9 @@
-"""Deployments: move a service to a release by executing a strategy's plans.
+"""Deployments: move a service to a release by calling its strategy until it decides.
 
-Runs the loop observe → plan (core) → execute → record, holds the service's lock, writes
-each step to the store and reports progress through `emit`. A failed deployment is rolled
-back by the same loop aimed at the previous release, so the old release keeps serving.
+A strategy-agnostic loop: observe (instances, router stats, promote/abort requests) →
+decide (core) → save the progress → execute the steps → repeat, holding the service's
+lock. Progress is saved before steps run, so a deployment interrupted anywhere resumes
+(engine/resume.py). Rollback to a warm fleet lives in engine/rollback.py.
 """
 
 from __future__ import annotations
@@ -10,24 +11,27 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from collections.abc import Callable
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from corral.core.delivery import Decision, Observation, Progress, Target
 from corral.core.release import config_digest, service_of
-from corral.core.rolling import RollingTarget, plan_rolling
-from corral.core.steps import AwaitHealthy, DrainAndStop, Plan, StartInstances, StopInstances
-from corral.core.weights import backends_for, traffic_shares
+from corral.core.strategies import STRATEGIES, planner_for
+from corral.engine.execute import CrashPoints, Emit, Executor
+from corral.engine.images import refuse_unsigned
 from corral.engine.instances import Hands
-from corral.errors import CorralError, DeployError, LockHeld
-from corral.ports.records import Deployment, DeploymentOutcome, Event, Release
+from corral.engine.traffic import Traffic
+from corral.errors import CorralError, DeployError, LockHeld, NotFound
+from corral.ports.records import Deployment, DeploymentOutcome, Event, InstanceState, Release
 from corral.ports.store import Store
 from corral.spec.model import ServiceSpec
 
 log = logging.getLogger(__name__)
 
-Emit = Callable[[dict[str, Any]], None]
 LOCK_TTL = 60.0
+__all__ = ["DeployRequest", "Deployer", "Emit", "raise_for_outcome"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,11 @@ class DeployRequest:
     actor: str
     git_commit: str | None = None
     git_commit_time: float | None = None
+    force: bool = False  # deploy a release even if it was marked bad
+
+
+def lock_name(service: str) -> str:
+    return f"deploy/{service}"
 
 
 class Deployer:
@@ -48,40 +57,150 @@ class Deployer:
         self._hands = hands
         self._clock = hands.clock
         self._stopping = stopping
+        self.traffic = Traffic(store, hands)
+        self.crash = CrashPoints()
+        self._wake = threading.Condition()
+        self._signals: dict[int, set[str]] = {}  # deployment id -> {"promote", "abort"}
+        self._running: dict[str, int] = {}  # service -> deployment id run by this process
 
+    # -- entry points ------------------------------------------------------------------
     def deploy(self, request: DeployRequest, emit: Emit) -> Deployment:
         service = service_of(request.config)
-        if service.strategy != "rolling":
-            raise DeployError(f"strategy {service.strategy!r} is not available yet; this "
-                              "version of corral deploys with the rolling strategy",
-                              hint=f'set strategy = "rolling" in [services.{request.service}]')
+        if service.strategy not in STRATEGIES:
+            raise DeployError(f"unknown strategy {service.strategy!r}")
+        # images (issue 3): require_signature is checked here too, not only by the CLI.
+        refuse_unsigned(self._hands.images, self._store, request.service, service,
+                        request.image_digest, request.actor, self._clock(), Path.cwd())
         release = self._release_for(request)
+        self._refuse_bad(release, request)
         live = self._store.live_release(request.service)
-        holder = (f"{request.actor}, deploying {request.service} {release.label}, "
-                  f"request {secrets.token_hex(3)}")
-        lock = f"deploy/{request.service}"
-        taken = self._store.acquire_lock(lock, holder, self._clock(), LOCK_TTL)
+        # Unique per request: the same user deploying the same release twice must not
+        # "re-acquire" the first one's lock.
+        holder = (f"{request.actor}, deploying {request.service} {release.label} "
+                  f"#{secrets.token_hex(3)}")
+        taken = self._take_lock(request.service, holder)
         if taken is not None:
             raise LockHeld(f"another deployment of {request.service} is running ({taken})",
-                           hint="wait for it to finish (`corral status`) and deploy again")
+                           hint="wait for it to finish (`corral status`), or stop it with "
+                                f"`corral abort {request.service}`")
         try:
             deployment = self._store.create_deployment(
                 request.service, service.strategy, live, release.version, service.replicas,
                 self._clock(), self._event(request.actor, "deployment.start", request.service, {
-                    "from": live, "to": release.version, "image": release.image_digest}))
+                    "from": live, "to": release.version, "image": release.image_digest,
+                    "strategy": service.strategy}))
+            progress = Progress(holder=holder)
+            self._store.save_progress(deployment.id, progress.to_json(), self._clock())
             emit({"type": "start", "deployment": deployment.id, "service": request.service,
                   "from": live, "to": release.version, "strategy": service.strategy,
                   "replicas": service.replicas, "image": release.image_digest})
-            try:
-                return self._run(deployment, release, service, live, request.actor, emit, lock,
-                                 holder)
-            except CorralError as exc:
-                self._finish(deployment, DeploymentOutcome.FAILED, exc.message, request.actor,
-                             emit)
-                raise
+            self.traffic.retire_warm(request.service, request.actor, "a new deployment began")
+            self._hands.fleets.set_preview(request.service, service.strategy != "blue-green"
+                                           or service.blue_green.preview)
+            self.traffic.prepare(request.service, service, live)
+            return self.run(deployment, release, service, progress, request.actor, emit,
+                            holder)
         finally:
-            self._store.release_lock(lock, holder)
+            self._store.release_lock(lock_name(request.service), holder)
 
+    def run(self, deployment: Deployment, release: Release, service: ServiceSpec,
+            progress: Progress, actor: str, emit: Emit, holder: str) -> Deployment:
+        """Drive a created (or resumed) deployment to its end; errors finish it `failed`."""
+        self._running[deployment.service] = deployment.id
+        try:
+            self._hands.fleets.set_listen(release.service, service.router.listen
+                                          if service.router else None)
+            self._hands.fleets.resync(release.service)
+            decision = self._drive(deployment, release, service, progress, actor, emit, holder)
+            if decision is None:  # the controller is stopping: a later one resumes it
+                return deployment
+            return self._conclude(deployment, release, service, decision, actor, emit)
+        except CorralError as exc:
+            self._finish(deployment, DeploymentOutcome.FAILED, exc.message, actor, emit)
+            raise
+        finally:
+            self._running.pop(deployment.service, None)
+            self._signals.pop(deployment.id, None)
+
+    def _take_lock(self, service: str, holder: str) -> str | None:
+        """The lock, waiting out the brief holds of background loops (reconciler, warm
+        keeper); a deployment's hold is refused at once."""
+        deadline = time.monotonic() + 5.0
+        while True:
+            taken = self._store.acquire_lock(lock_name(service), holder, self._clock(), LOCK_TTL)
+            if taken is None or "deploying" in taken or "rolling" in taken:
+                return taken
+            if time.monotonic() > deadline:
+                return taken
+            time.sleep(0.05)
+
+    def signal(self, service: str, what: str) -> int:
+        """Ask the running deployment of `service` to promote or abort; its id."""
+        deployment_id = self._running.get(service)
+        if deployment_id is None:
+            raise NotFound(f"no deployment of {service} is running",
+                           hint=f"`corral status {service}` shows the last one")
+        with self._wake:
+            self._signals.setdefault(deployment_id, set()).add(what)
+            self._wake.notify_all()
+        return deployment_id
+
+    # -- the loop ----------------------------------------------------------------------
+    def _drive(self, deployment: Deployment, release: Release, service: ServiceSpec,
+               progress: Progress, actor: str, emit: Emit, holder: str) -> Decision | None:
+        previous = deployment.from_release
+        target = Target(release.version, None if previous == release.version else previous,
+                        service.replicas, service.health.start_timeout)
+        fast = deployment.strategy == "rollback"
+        planner = planner_for(service, None if fast else deployment.strategy, fast=fast)
+        executor = Executor(self._store, self._hands, deployment, service, emit, actor,
+                            self._wake, self.crash)
+        while not self._stopping.is_set():
+            self._store.acquire_lock(lock_name(deployment.service), holder, self._clock(),
+                                     LOCK_TTL)
+            decision = planner(target, progress, self._observe(deployment, service))
+            if decision.progress != progress:
+                if decision.progress.phase == "retreat" and progress.phase != "retreat":
+                    emit({"type": "rollback", "to": target.previous,
+                          "reason": decision.progress.reason})
+                self._store.save_progress(deployment.id, decision.progress.to_json(),
+                                          self._clock())
+                progress = decision.progress
+            executor.run(decision.steps)
+            if decision.outcome is not None:
+                self._hands.wait_for_drains()
+                return decision
+        return None
+
+    def _observe(self, deployment: Deployment, service: ServiceSpec) -> Observation:
+        name = deployment.service
+        failed = [i for i in self._store.list_instances(name, live_only=False)
+                  if i.state is InstanceState.FAILED and i.created_at >= deployment.started_at]
+        stats = {}
+        if (deployment.strategy == "canary" and self._hands.router is not None
+                and self._hands.fleets.listen_of(name)):
+            stats = self._hands.router.stats(name)
+        signals = self._signals.get(deployment.id, set())
+        return Observation(tuple(self._hands.fleets.of_service(name)) + tuple(failed),
+                           self._clock(), stats, "promote" in signals, "abort" in signals)
+
+    def _conclude(self, deployment: Deployment, release: Release, service: ServiceSpec,
+                  decision: Decision, actor: str, emit: Emit) -> Deployment:
+        outcome = decision.outcome or DeploymentOutcome.FAILED
+        name = deployment.service
+        if outcome is DeploymentOutcome.SUCCEEDED:
+            self._store.set_live_release(name, release.version, self._event(
+                actor, "release.live", name, {"release": release.version}))
+            self.traffic.settle(deployment, service, actor)
+        else:
+            self.traffic.equal(name, actor)
+            if outcome is DeploymentOutcome.ROLLED_BACK:
+                why = decision.reason or "rolled back"
+                self._store.set_release_mark(name, release.version, why, self._event(
+                    actor, "release.bad", name, {"release": release.version, "reason": why}))
+        return self._finish(deployment, outcome, decision.reason, actor, emit)
+
+    # -- records -----------------------------------------------------------------------
     def _release_for(self, request: DeployRequest) -> Release:
         digest = config_digest(request.config)
         found = self._store.find_release(request.service, request.image_digest, digest)
@@ -93,81 +212,18 @@ class Deployer:
                         {"image": request.image_digest, "config": digest}),
             git_commit=request.git_commit, git_commit_time=request.git_commit_time)
 
-    def _run(self, deployment: Deployment, release: Release, service: ServiceSpec,
-             live: int | None, actor: str, emit: Emit, lock: str, holder: str) -> Deployment:
-        self._hands.fleets.set_listen(release.service, service.router.listen
-                                      if service.router else None)
-        self._hands.fleets.resync(release.service)
-        failure = self._converge(deployment, release, service, emit, lock, holder)
-        if failure is None:
-            self._store.set_live_release(release.service, release.version, self._event(
-                actor, "release.live", release.service, {"release": release.version}))
-            return self._finish(deployment, DeploymentOutcome.SUCCEEDED, None, actor, emit)
-        emit({"type": "failure", "reason": failure})
-        previous = self._store.get_release(release.service, live) if live else None
-        if previous is None:
-            self._stop_release(release, "deployment failed")
-            return self._finish(deployment, DeploymentOutcome.FAILED, failure, actor, emit)
-        emit({"type": "rollback", "to": previous.version})
-        self._stop_unready(release)
-        back = self._converge(deployment, previous, service_of(previous.config), emit, lock,
-                              holder)
-        if back is not None:
-            return self._finish(deployment, DeploymentOutcome.FAILED,
-                                f"{failure}; rollback also failed: {back}", actor, emit)
-        return self._finish(deployment, DeploymentOutcome.ROLLED_BACK, failure, actor, emit)
-
-    def _converge(self, deployment: Deployment, release: Release, service: ServiceSpec,
-                  emit: Emit, lock: str, holder: str) -> str | None:
-        """Execute rolling plans until the release runs alone; the failure text if not."""
-        target = RollingTarget(release.version, service.replicas, service.rolling.max_surge,
-                               service.rolling.max_unavailable, service.health.start_timeout)
-        fleets = self._hands.fleets
-        while not self._stopping.is_set():
-            self._store.acquire_lock(lock, holder, self._clock(), LOCK_TTL)
-            plan = plan_rolling(target, fleets.of_service(release.service), self._clock())
-            if plan.failure or plan.done:
-                self._hands.wait_for_drains()
-                return plan.failure
-            self._execute(deployment, release, service, plan, emit)
-        return "the controller is shutting down"
-
-    def _execute(self, deployment: Deployment, release: Release, service: ServiceSpec,
-                 plan: Plan, emit: Emit) -> None:
-        hands = self._hands
-        for step in plan.steps:
-            if isinstance(step, AwaitHealthy):
-                with hands.fleets.changed:
-                    hands.fleets.changed.wait(timeout=0.25)
-                continue
-            detail: dict[str, Any]
-            if isinstance(step, StartInstances):
-                started = [hands.start(release) for _ in range(step.count)]
-                detail = {"release": step.release, "instances": [i.id for i in started]}
-            elif isinstance(step, DrainAndStop):
-                for instance_id in step.instance_ids:
-                    hands.drain_in_background(instance_id, step.reason, service.drain_timeout,
-                                              service.stop_grace)
-                detail = {"instances": list(step.instance_ids), "reason": step.reason}
-            elif isinstance(step, StopInstances):
-                for instance_id in step.instance_ids:
-                    hands.drain_in_background(instance_id, step.reason, 0.0, service.stop_grace)
-                detail = {"instances": list(step.instance_ids), "reason": step.reason}
-            kind = type(step).__name__
-            self._store.add_step(deployment.id, kind, detail, self._clock())
-            emit({"type": "step", "kind": kind, **detail,
-                  "weights": traffic_shares(backends_for(
-                      hands.fleets.of_service(release.service)))})
-
-    def _stop_unready(self, release: Release) -> None:
-        for instance in self._hands.fleets.of_service(release.service):
-            if instance.release == release.version and instance.state.value != "ready":
-                self._hands.drain_and_stop(instance.id, "rolled back", 0.0, 1.0)
-
-    def _stop_release(self, release: Release, reason: str) -> None:
-        for instance in self._hands.fleets.of_service(release.service):
-            if instance.release == release.version:
-                self._hands.drain_and_stop(instance.id, reason, 5.0, 1.0)
+    def _refuse_bad(self, release: Release, request: DeployRequest) -> None:
+        bad = self._store.bad_releases(release.service).get(release.version)
+        if bad is None:
+            return
+        if not request.force:
+            raise DeployError(
+                f"release {release.service} {release.label} (image "
+                f"{release.image_digest[:19]}…) was rolled back and is marked bad: {bad}",
+                hint="change the image or the config, or pass --force to deploy it again")
+        self._store.set_release_mark(release.service, release.version, None, self._event(
+            request.actor, "release.unmark", release.service,
+            {"release": release.version, "reason": "deployed again with --force"}))
 
     def _finish(self, deployment: Deployment, outcome: DeploymentOutcome, reason: str | None,
                 actor: str, emit: Emit) -> Deployment:

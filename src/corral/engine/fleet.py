@@ -35,7 +35,11 @@ class Fleets:
         self.changed = threading.Condition(self._lock)
         self._instances: dict[str, Instance] = {}
         self._health: dict[str, HealthRecord] = {}
+        self._preview: dict[str, bool] = {}
         self._listen: dict[str, str] = {}
+        # Per-fleet traffic (canary, blue-green): release -> percent, and the replicas that
+        # carry full load; without an entry every ready instance weighs the same.
+        self._weights: dict[str, tuple[dict[int, int], int]] = {}
 
     def load(self) -> list[Instance]:
         """Take every live instance the store remembers."""
@@ -54,6 +58,28 @@ class Fleets:
     def listen_of(self, service: str) -> str | None:
         with self._lock:
             return self._listen.get(service)
+
+    def set_fleet_weights(self, service: str, weights: dict[int, int] | None,
+                          replicas: int = 0) -> None:
+        """Give each fleet its percent (None: equal per ready instance) and re-route now."""
+        with self._lock:
+            if weights is None:
+                self._weights.pop(service, None)
+            else:
+                self._weights[service] = (dict(weights), replicas)
+            self._sync(service)
+
+    def set_preview(self, service: str, enabled: bool) -> None:
+        """Whether fleets without weight answer `X-Corral-Release` requests (blue-green's
+        `preview`); re-routes now."""
+        with self._lock:
+            self._preview[service] = enabled
+            self._sync(service)
+
+    def fleet_weights_of(self, service: str) -> dict[int, int] | None:
+        with self._lock:
+            found = self._weights.get(service)
+            return dict(found[0]) if found else None
 
     def of_service(self, service: str) -> list[Instance]:
         with self._lock:
@@ -127,7 +153,9 @@ class Fleets:
         listen = self._listen.get(service)
         if self._router is None or listen is None:
             return
-        backends = backends_for([i for i in self._instances.values() if i.service == service])
+        weights, replicas = self._weights.get(service, (None, 0))
+        backends = backends_for([i for i in self._instances.values() if i.service == service],
+                                weights, replicas, preview=self._preview.get(service, True))
         self._router.set_backends(service, listen, backends)
 
     def _event(self, action: str, instance: Instance, detail: dict[str, object]) -> Event:

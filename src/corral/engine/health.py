@@ -1,19 +1,23 @@
-"""The health monitor: checks every live instance on its interval and notices exits.
+"""The health monitor: runs readiness and liveness checks (http, tcp, exec) and notices exits.
 
-It only observes and reports to `Fleets`, which decides the new state through
-core.health. It never restarts anything: replacing instances is the deployer's and the
-reconciler's work.
+It only observes and reports: readiness results go to `Fleets`, which decides the new state
+through core.health; a liveness failure marks the instance unhealthy and calls the
+`on_liveness_failure` hooks (the controller wires the reconciler's `condemn`, which starts a
+replacement). It never restarts anything in place.
 """
 
 from __future__ import annotations
 
 import http.client
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from corral.core.probe import is_in_grace, next_check_at
 from corral.engine.fleet import Clock, Fleets
+from corral.errors import DriverError
 from corral.ports.driver import Driver
 from corral.ports.records import Instance, InstanceState
 from corral.spec.model import HealthSpec
@@ -21,7 +25,7 @@ from corral.spec.model import HealthSpec
 log = logging.getLogger(__name__)
 
 HealthOf = Callable[[Instance], HealthSpec | None]
-STARTING_PROBE = 0.1  # seconds between checks of an instance that is not ready yet
+LivenessHook = Callable[[Instance, str], None]
 _CHECKED = (InstanceState.STARTING, InstanceState.READY, InstanceState.UNHEALTHY)
 
 
@@ -42,18 +46,56 @@ def check_http(address: str, path: str, timeout: float) -> str | None:
         connection.close()
 
 
+def check_tcp(address: str, timeout: float) -> str | None:
+    """None if a TCP connection to `address` opens within `timeout`."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return None
+    except OSError as exc:
+        return f"connect {address}: {exc.__class__.__name__}: {exc}"
+
+
+def check_exec(driver: Driver, instance: Instance, command: tuple[str, ...],
+               timeout: float) -> str | None:
+    """None if `command` exits 0 inside the instance's sandbox."""
+    exec_in = getattr(driver, "exec_in", None)
+    if exec_in is None:
+        return f"the {driver.name} driver cannot run exec checks"
+    try:
+        code, output = exec_in(instance.id, command, timeout)
+    except DriverError as exc:
+        return exc.message
+    if code == 0:
+        return None
+    return f"{' '.join(command)} exited {code}: {output.strip()[-200:]}"
+
+
+def run_check(driver: Driver, instance: Instance, health: HealthSpec) -> str | None:
+    if health.kind == "tcp":
+        return check_tcp(instance.address, health.timeout)
+    if health.kind == "exec":
+        return check_exec(driver, instance, health.command, health.timeout)
+    return check_http(instance.address, health.path, health.timeout)
+
+
 class HealthMonitor:
     """A background thread checking instances; `tick` is one sweep, usable from tests."""
 
     def __init__(self, fleets: Fleets, driver: Driver, health_of: HealthOf, clock: Clock,
-                 resolution: float = 0.1) -> None:
+                 resolution: float = 0.1, liveness_of: HealthOf | None = None) -> None:
         self._fleets = fleets
         self._driver = driver
         self._health_of = health_of
+        self._liveness_of = liveness_of or (lambda instance: None)
         self._clock = clock
         self._resolution = resolution
         self._due: dict[str, float] = {}
+        self._live_due: dict[str, float] = {}
+        self._live_failures: dict[str, int] = {}
         self._busy: set[str] = set()
+        self._condemned: set[str] = set()  # failed liveness: being replaced, not re-checked
+        self.on_liveness_failure: list[LivenessHook] = []
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="health")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="health-monitor", daemon=True)
@@ -77,24 +119,50 @@ class HealthMonitor:
         now = self._clock()
         self._notice_exits()
         for instance in self._fleets.all():
-            if instance.state not in _CHECKED or instance.id in self._busy:
+            if (instance.state not in _CHECKED or instance.id in self._busy
+                    or instance.id in self._condemned):
                 continue
             health = self._health_of(instance)
-            if health is None or now < self._due.get(instance.id, 0.0):
+            if health is not None and now >= self._due.get(instance.id, 0.0) and not \
+                    is_in_grace(now, instance.created_at, health.start_grace):
+                self._due[instance.id] = next_check_at(
+                    now, instance.created_at, health.start_grace, health.interval,
+                    instance.state is InstanceState.STARTING)
+                self._busy.add(instance.id)
+                self._pool.submit(self._check, instance, health)
                 continue
-            # A starting instance is probed often: the sooner it is seen ready, the sooner
-            # it takes traffic and the rollout moves on. Ready ones keep their interval.
-            starting = instance.state is InstanceState.STARTING
-            self._due[instance.id] = now + (min(health.interval, STARTING_PROBE)
-                                            if starting else health.interval)
-            self._busy.add(instance.id)
-            self._pool.submit(self._check, instance, health)
+            liveness = self._liveness_of(instance)
+            if (liveness is not None and instance.state is InstanceState.READY
+                    and now >= self._live_due.get(instance.id, 0.0)
+                    and not is_in_grace(now, instance.created_at, liveness.start_grace)):
+                self._live_due[instance.id] = now + liveness.interval
+                self._busy.add(instance.id)
+                self._pool.submit(self._check_liveness, instance, liveness)
 
     def _check(self, instance: Instance, health: HealthSpec) -> None:
         try:
-            error = check_http(instance.address, health.path, health.timeout)
+            error = run_check(self._driver, instance, health)
             self._fleets.record_check(instance.id, error is None, error, health.healthy_after,
                                       health.unhealthy_after)
+        finally:
+            self._busy.discard(instance.id)
+
+    def _check_liveness(self, instance: Instance, liveness: HealthSpec) -> None:
+        try:
+            error = run_check(self._driver, instance, liveness)
+            if error is None:
+                self._live_failures.pop(instance.id, None)
+                return
+            failures = self._live_failures.get(instance.id, 0) + 1
+            self._live_failures[instance.id] = failures
+            if failures >= liveness.unhealthy_after:
+                self._live_failures.pop(instance.id, None)
+                self._condemned.add(instance.id)
+                reason = f"liveness check failed {failures} times: {error}"
+                log.warning("instance %s: %s; it will be replaced", instance.id, reason)
+                self._fleets.move(instance.id, InstanceState.UNHEALTHY, reason)
+                for hook in self.on_liveness_failure:
+                    hook(instance, reason)
         finally:
             self._busy.discard(instance.id)
 

@@ -68,9 +68,18 @@ class Workspace:
 
     @cached_property
     def router(self) -> Router:
+        # One router per machine; the spec guarantees every service agrees on kind/workers.
+        routing = {name: s.router for name, s in self.loaded.spec.services.items() if s.router}
+        first = next(iter(routing.values()), None)
+        kind, workers = (first.kind, first.workers) if first else ("builtin", 0)
+        if kind == "haproxy":
+            from corral.routers.haproxy import HaproxyRouter
+
+            return HaproxyRouter(self.run_dir, threads=workers, routing=routing,
+                                 base=self.folder)
         from corral.routers.builtin.client import BuiltinRouter
 
-        return BuiltinRouter(self.run_dir)
+        return BuiltinRouter(self.run_dir, workers=workers, routing=routing, base=self.folder)
 
 
 def current_actor() -> str:

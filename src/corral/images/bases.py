@@ -1,7 +1,8 @@
 """The base an image starts from: nothing (scratch), a debootstrap root, or a local layout.
 
 Resolves `ImageSpec.base` into base layers (their blobs brought into the target layout,
-verified) and the base's runtime config. Registry bases belong to `corral pull`.
+verified) and the base's runtime config. Registry (`oci:`) bases are pulled and pinned by
+images/registry/base.py, then read like a layout.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from corral.errors import ImageError, NotFound
 from corral.images.debian import DebianBase, debian_layer, host_architecture
 from corral.images.layer import Layer
 from corral.images.layout import INDEX_MEDIA_TYPE, REF_NAME, Layout, copy_tree_blob
+from corral.images.registry.base import oci_base_manifest
 from corral.spec.model import ImageSpec
 
 SUPPORTED_LAYER_TYPES = (
@@ -44,10 +46,11 @@ def resolve_base(image: ImageSpec, context: Path, layout: Layout, cache_dir: Pat
         return _debian(image, layout, cache_dir, progress)
     if image.base.startswith("layout:"):
         return _from_layout(image.base, context, layout, progress)
-    raise ImageError(
-        f"base {image.base!r}: registry bases come with `corral pull`, not in this version",
-        hint='copy it into a local layout (skopeo copy docker://REF oci:DIR:TAG) and use '
-        'base = "layout:DIR:TAG"')
+    if image.base.startswith("oci:"):
+        digest = oci_base_manifest(image.base, context, layout, progress)
+        return _from_manifest(layout, layout, digest, image.base, progress)
+    raise ImageError(f"base {image.base!r} is not supported",
+                     hint='use "scratch", "debian:SUITE", "oci:REF" or "layout:PATH:TAG"')
 
 
 def _debian(image: ImageSpec, layout: Layout, cache_dir: Path,
@@ -71,7 +74,11 @@ def _from_layout(base: str, context: Path, target: Layout,
     if not (source.root / "index.json").is_file():
         raise ImageError(f"base {base!r}: {source.root} is not an OCI image layout",
                          hint="point at a folder holding index.json and blobs/")
-    manifest_digest = _manifest_of(source, tag, base)
+    return _from_manifest(source, target, _manifest_of(source, tag, base), base, progress)
+
+
+def _from_manifest(source: Layout, target: Layout, manifest_digest: str, base: str,
+                   progress: Callable[[str], None]) -> Base:
     manifest = source.read_json(manifest_digest)
     config = source.read_json(manifest["config"]["digest"])
     diff_ids = config.get("rootfs", {}).get("diff_ids", [])

@@ -2,8 +2,9 @@
 
 Each step's layer is cached under a key of (the layers below it, the step definition, a
 content hash of its inputs), so an unchanged rebuild packs nothing and a one-file change
-rebuilds from that step on. Copy steps come first, then run steps. It writes into the
-layout; it never tags (the store does).
+rebuilds from that step on. Steps run in plan order (plan.py: spec keys give copy steps,
+then run steps; a Dockerfile gives its own order). It writes into the layout; it never
+tags (the store does).
 """
 
 from __future__ import annotations
@@ -16,15 +17,18 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
-from corral.errors import ImageError
 from corral.images.bases import next_chain, resolve_base
 from corral.images.config import image_config, image_env, image_manifest
 from corral.images.context import StatIndex, copy_entries, inputs_digest
+from corral.images.dockerfile import plan_dockerfile
 from corral.images.layer import COMPRESSION_LEVEL, Layer, pack, source_date_epoch
 from corral.images.layout import Layout, canonical_json
+from corral.images.plan import BuildPlan, PlanRun, spec_plan
+from corral.images.provenance import provenance_labels
 from corral.images.run import BUILD_ENV, Sandbox
-from corral.spec.model import CopyStep, ImageSpec, RunStep
+from corral.spec.model import CopyStep, ImageSpec
 
 Progress = Callable[[str], None]
 
@@ -37,28 +41,43 @@ class Builder:
         self.steps = steps
         self.cache_dir = cache_dir
 
+    def plan(self, image: ImageSpec, context: Path) -> BuildPlan:
+        if not image.dockerfile:
+            return spec_plan(image)
+        return plan_dockerfile(context / image.dockerfile, context, image, self._local_image)
+
     def build(self, image: ImageSpec, context: Path, labels: dict[str, str] | None,
               progress: Progress) -> tuple[str, int]:
         """Build `image`; return (manifest digest, manifest size)."""
-        _refuse_unsupported(image)
+        plan = self.plan(image, context)
         self.layout.ensure()
-        base = resolve_base(image, context, self.layout, self.cache_dir, progress)
+        base = resolve_base(plan.base_spec, context, self.layout, self.cache_dir, progress)
         layers, chain = list(base.layers), base.chain
         index = StatIndex(self.steps / "stat-index.json")
-        try:
-            for step in image.copy_:
-                layer = self._copy_layer(step, chain, context, index, progress)
+        with contextlib.ExitStack() as cleanup:
+            cleanup.callback(index.save)
+            sandbox: list[Sandbox] = []  # made by the first uncached run step, then kept
+            for step in plan.steps:
+                if isinstance(step, PlanRun):
+                    layer = self._run_layer(step, base.config, layers, chain, sandbox, cleanup,
+                                            progress)
+                else:
+                    layer = self._copy_layer(step, chain, context, index, progress)
+                    if sandbox:
+                        sandbox[0].apply(self.layout.blob_path(layer.digest))
                 layers.append(layer)
                 chain = next_chain(chain, layer)
-        finally:
-            index.save()
-        if image.run:
-            chain = self._run_layers(image, image_env(base.config, image), layers, chain,
-                                     progress)
-        config = image_config(base.config, image, labels, layers)
+        all_labels = {**provenance_labels(image, context), **(labels or {})}
+        config = image_config(base.config, plan.metadata, all_labels, layers)
         config_digest, config_size = self.layout.write_blob(canonical_json(config))
         manifest = image_manifest(config_digest, config_size, layers)
         return self.layout.write_blob(canonical_json(manifest))
+
+    def _local_image(self, ref: str) -> str | None:
+        full = ref if ":" in ref else f"{ref}:latest"
+        if self.layout.find_tag(full) is None:
+            return None
+        return f"layout:{self.layout.root}:{full}"
 
     def _copy_layer(self, step: CopyStep, chain: str, context: Path, index: StatIndex,
                     progress: Progress) -> Layer:
@@ -77,38 +96,32 @@ class Builder:
         progress(label)
         return layer
 
-    def _run_layers(self, image: ImageSpec, env: dict[str, str], layers: list[Layer],
-                    chain: str, progress: Progress) -> str:
-        """Append a layer per run step to `layers`; return the chain after them. One sandbox
-        root serves every step that is not cached, so the image is unpacked at most once."""
-        workdir = image.workdir or "/"
-        with contextlib.ExitStack() as cleanup:
-            sandbox: Sandbox | None = None
-            for command in image.run:
-                step = command if isinstance(command, RunStep) else RunStep(command=command)
-                label = f"layer run {step.command}"
-                definition = {"run": step.command, "network": step.network, "env": env,
-                              "workdir": workdir, "build_env": BUILD_ENV}
-                key = _step_key(chain, definition, "")
-                layer = self._cached(key)
-                if layer is not None:
-                    progress(f"{label} (cached)")
-                    if sandbox is not None:
-                        sandbox.apply(self.layout.blob_path(layer.digest))
-                else:
-                    if sandbox is None:
-                        paths = [self.layout.blob_path(below.digest) for below in layers]
-                        sandbox = cleanup.enter_context(
-                            Sandbox(paths, self.steps.parent / "work"))
-                    progress(f"{label}: running in bubblewrap"
-                             f"{' with network' if step.network else ''}")
-                    layer, tmp, changed = sandbox.run(step, env, workdir, self.layout.blobs)
-                    self.layout.adopt_file(tmp, layer.digest)
-                    self._remember(key, layer)
-                    progress(f"{label}: {changed} path{'s' * (changed != 1)} changed")
-                layers.append(layer)
-                chain = next_chain(chain, layer)
-        return chain
+    def _run_layer(self, run: PlanRun, base_config: dict[str, Any], layers: list[Layer],
+                   chain: str, sandbox: list[Sandbox], cleanup: contextlib.ExitStack,
+                   progress: Progress) -> Layer:
+        """The layer of one run step: from the cache (brought into a live sandbox), or run.
+        One sandbox root serves every uncached step, so the image is unpacked at most once."""
+        step, workdir = run.step, run.workdir
+        env = image_env(base_config, ImageSpec(env=run.env))
+        label = f"layer run {step.command}"
+        definition = {"run": step.command, "network": step.network, "env": env,
+                      "workdir": workdir, "build_env": BUILD_ENV}
+        key = _step_key(chain, definition, "")
+        layer = self._cached(key)
+        if layer is not None:
+            progress(f"{label} (cached)")
+            if sandbox:
+                sandbox[0].apply(self.layout.blob_path(layer.digest))
+            return layer
+        if not sandbox:
+            paths = [self.layout.blob_path(below.digest) for below in layers]
+            sandbox.append(cleanup.enter_context(Sandbox(paths, self.steps.parent / "work")))
+        progress(f"{label}: running in bubblewrap{' with network' if step.network else ''}")
+        layer, tmp, changed = sandbox[0].run(step, env, workdir, self.layout.blobs)
+        self.layout.adopt_file(tmp, layer.digest)
+        self._remember(key, layer)
+        progress(f"{label}: {changed} path{'s' * (changed != 1)} changed")
+        return layer
 
     def _cached(self, key: str) -> Layer | None:
         try:
@@ -130,9 +143,3 @@ def _step_key(chain: str, step: object, inputs: str) -> str:
     material = {"parent": chain, "step": step, "inputs": inputs,
                 "mtime": source_date_epoch(), "level": COMPRESSION_LEVEL}
     return hashlib.sha256(canonical_json(material)).hexdigest()
-
-
-def _refuse_unsupported(image: ImageSpec) -> None:
-    if image.dockerfile:
-        raise ImageError(f"dockerfile {image.dockerfile!r}: Dockerfile builds are not supported "
-                         "yet", hint="describe the image with base, packages, copy and entrypoint")

@@ -70,7 +70,9 @@ def debian_layer(base: DebianBase, cache_dir: Path,
         for name in _HOST_FILES:
             (root / name).unlink(missing_ok=True)
         progress(f"{base.describe()}: packing the root into a layer")
-        layer, tmp = pack(entries_of_root(root), folder)
+        # mtime 0, not SOURCE_DATE_EPOCH: the base is shared machine-wide by every project
+        # and commit, so its bytes must not depend on whichever commit built it first.
+        layer, tmp = pack(entries_of_root(root), folder, mtime=0)
         os.rename(tmp, blob)
         partial = folder / f".layer.json-{os.getpid()}"
         partial.write_text(json.dumps(asdict(layer)))

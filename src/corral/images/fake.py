@@ -18,6 +18,7 @@ from pathlib import Path
 from corral.errors import ImageError, NotFound
 from corral.images.config import DEFAULT_PATH
 from corral.images.context import copy_entries
+from corral.images.provenance import provenance_labels
 from corral.ports.images import Progress
 from corral.ports.records import ImageConfig, ImageSummary
 from corral.spec.model import ImageSpec
@@ -70,7 +71,8 @@ class FakeImageStore:
         config = ImageConfig(digest=digest, entrypoint=image.entrypoint or (),
                              cmd=image.cmd or (), env=env, workdir=image.workdir or "/",
                              user=image.user, ports=tuple(sorted(image.ports)),
-                             labels={**image.labels, **(labels or {})})
+                             labels={**image.labels, **provenance_labels(image, context),
+                                     **(labels or {})})
         size = sum(len(f.content) for f in files.values())
         self.images[digest] = _Image(config, files, size)
         self.tags[f"{name}:latest"] = digest

@@ -161,6 +161,8 @@ class Layout:
 
     def tag(self, ref: str, descriptor: dict[str, Any]) -> None:
         """Point `ref` at `descriptor`; an image that loses its last tag stays, untagged."""
+        if self.find_tag(ref) == {**descriptor, "annotations": {REF_NAME: ref}}:
+            return  # already so: a no-change rebuild writes nothing
         self.ensure()
         with self._locked():
             index = self.read_index()
@@ -175,6 +177,42 @@ class Layout:
                     if REF_NAME in d.get("annotations", {}) or d["digest"] not in tagged]
             index["manifests"] = _without_duplicates(kept)
             self._write_atomic(self.root / "index.json", canonical_json(index))
+
+    def add_descriptor(self, descriptor: dict[str, Any]) -> None:
+        """List an untagged manifest (a referrer) in index.json, once."""
+        if descriptor in self.descriptors():
+            return
+        self.ensure()
+        with self._locked():
+            index = self.read_index()
+            index["manifests"] = _without_duplicates([*index.get("manifests", []), descriptor])
+            self._write_atomic(self.root / "index.json", canonical_json(index))
+
+    def drop_descriptors_unlocked(self, digests: set[str]) -> None:
+        """Remove every index entry (tagged or not) pointing at one of `digests`; the caller
+        holds `locked()`."""
+        index = self.read_index()
+        index["manifests"] = [d for d in index.get("manifests", [])
+                              if d.get("digest") not in digests]
+        self._write_atomic(self.root / "index.json", canonical_json(index))
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """gc's hold on the layout: no index writer, and no build in progress (builds hold
+        `building()`, shared), so nothing half-written can look unreferenced."""
+        self.ensure()
+        with (self.root / ".gc.lock").open("a") as gc_lock:
+            fcntl.flock(gc_lock, fcntl.LOCK_EX)
+            with self._locked():
+                yield
+
+    @contextlib.contextmanager
+    def building(self) -> Iterator[None]:
+        """Held (shared) while a build or a pull writes blobs that nothing references yet."""
+        self.ensure()
+        with (self.root / ".gc.lock").open("a") as gc_lock:
+            fcntl.flock(gc_lock, fcntl.LOCK_SH)
+            yield
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:

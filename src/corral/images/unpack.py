@@ -29,6 +29,9 @@ class _Meta:
     """Directory metadata applied after all layers, so read-only folders can still be filled."""
 
     dirs: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
+    # When set, whiteouts are recorded here (as written in the layer) instead of applied:
+    # a layer extracted alone keeps them for composing roots later (see roots.py).
+    whiteouts: list[str] | None = None
 
 
 def unpack_image(layers: list[Path], target: Path) -> Path:
@@ -74,12 +77,34 @@ def apply_layer(path: Path, root: Path, meta: _Meta | None = None) -> None:
         _apply_dir_meta(root, meta)
 
 
+def extract_layer(path: Path, root: Path) -> tuple[list[str], list[str]]:
+    """Extract one layer alone into the empty folder `root` (made safe as in unpack_image);
+    return its whiteout entries, unapplied, and its explicit folders, for roots.py."""
+    meta = _Meta(whiteouts=[])
+    apply_layer(path, root, meta)
+    _apply_dir_meta(root, meta)
+    return list(meta.whiteouts or []), sorted(meta.dirs)
+
+
+def apply_whiteout(root: Path, name: str) -> None:
+    """Apply the whiteout entry `name` (`DIR/.wh.NAME` or `DIR/.wh..wh..opq`) over `root`,
+    refusing to go through a symlink."""
+    parent, base = posixpath.split(name)
+    if base == OPAQUE:
+        _make_opaque(root, parent, name, set())
+    else:
+        _remove(root, posixpath.join(parent, base[len(WHITEOUT):]), name, set(), _Meta())
+
+
 def _apply_member(tar: tarfile.TarFile, member: tarfile.TarInfo, root: Path, meta: _Meta,
                   created: set[str]) -> None:
     name = safe_name(member.name)
     if name is None:
         return
     parent, base = posixpath.split(name)
+    if meta.whiteouts is not None and base.startswith(WHITEOUT):
+        meta.whiteouts.append(name)
+        return
     if base == OPAQUE:
         _make_opaque(root, parent, member.name, created)
         return

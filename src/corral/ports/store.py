@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from corral.ports.ledger import EventFilter, RawEvent
 from corral.ports.records import (
     Deployment,
     DeploymentOutcome,
@@ -80,6 +81,28 @@ class Store(Protocol):
 
     def list_steps(self, deployment_id: int) -> list[DeploymentStep]: ...
 
+    # -- progressive delivery ----------------------------------------------------------
+    def save_progress(self, deployment_id: int, progress: dict[str, Any], at: float) -> None:
+        """Replace the deployment's saved progress (what a resumed deployment starts from)."""
+        ...
+
+    def get_progress(self, deployment_id: int) -> dict[str, Any] | None: ...
+
+    def set_traffic(self, service: str, traffic: dict[str, Any] | None, event: Event) -> None:
+        """Replace (None: forget) the service's traffic policy: fleet weights, warm fleet."""
+        ...
+
+    def get_traffic(self, service: str) -> dict[str, Any] | None: ...
+
+    def set_release_mark(self, service: str, version: int, bad: str | None,
+                         event: Event) -> None:
+        """Mark a release bad with the reason (None clears the mark)."""
+        ...
+
+    def bad_releases(self, service: str) -> dict[int, str]:
+        """Version -> why it was marked bad."""
+        ...
+
     # -- locks -----------------------------------------------------------------------
     def acquire_lock(self, name: str, holder: str, now: float, ttl: float) -> str | None:
         """Take the named lock for `ttl` seconds. Returns None on success, or the current
@@ -96,6 +119,15 @@ class Store(Protocol):
 
     def events(self, since_seq: int = 0, limit: int | None = None) -> list[Event]:
         """Ledger entries in order, seq > since_seq."""
+        ...
+
+    def find_events(self, where: EventFilter) -> list[Event]:
+        """Ledger entries matching `where` (EventFilter.matches), oldest first."""
+        ...
+
+    def raw_events(self, since_seq: int = 0, limit: int | None = None) -> list[RawEvent]:
+        """Ledger rows exactly as stored (detail as text), in seq order, seq > since_seq;
+        for `ledger verify`, which must judge rows that no longer parse."""
         ...
 
     def close(self) -> None: ...

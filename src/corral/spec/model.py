@@ -106,8 +106,10 @@ class ImageSpec(_Model):
     cmd: tuple[str, ...] | None = Field(default=None, description="Arguments after entrypoint.")
     ports: tuple[int, ...] = Field(default=(), description="Ports the image listens on.")
     labels: dict[str, str] = Field(default_factory=dict, description="OCI labels.")
-    dockerfile: str | None = Field(default=None,
-                                   description="Build from this Dockerfile instead of the keys.")
+    dockerfile: str | None = Field(
+        default=None, description="Build from this Dockerfile (relative to the spec's folder, "
+        "which is the build context) instead of the keys above; `packages` then go into "
+        "`FROM debian:SUITE`.")
 
     @field_validator("env")
     @classmethod
@@ -122,16 +124,59 @@ class ImageSpec(_Model):
                 f'base {base!r} is not one of "scratch", "debian:SUITE", "oci:REF", '
                 '"layout:PATH:TAG"'
             )
-        if self.packages and not base.startswith("debian:"):
+        if self.packages and not (base.startswith("debian:") or self.dockerfile):
             raise ValueError("packages can only be installed on a debian:SUITE base")
+        if self.dockerfile:  # images.dockerfile: the Dockerfile says the rest
+            extra = sorted(type(self).model_fields[k].alias or k for k in self.model_fields_set
+                           if k not in ("dockerfile", "packages", "mirror"))
+            if extra:
+                raise ValueError(f"with dockerfile, only packages and mirror may be set "
+                                 f"(for FROM debian:SUITE); remove {', '.join(extra)}")
         return self
 
 
+class RouterTlsSpec(_Model):
+    """`router.tls = { cert = "…", key = "…" }`: terminate TLS with this certificate."""
+
+    cert: str = Field(description="PEM certificate (chain) file, relative to the spec's folder.")
+    key: str = Field(description="PEM private key file, relative to the spec's folder.")
+
+
+class RouterTimeoutsSpec(_Model):
+    """`router.timeouts = {…}`: how long the router waits, per service. Unset keys keep the
+    router's defaults (connect 3s, request 60s, read 60s, client_idle 75s, header 10s)."""
+
+    connect: Duration | None = Field(default=None, description="Connecting to an instance.")
+    request: Duration | None = Field(default=None,
+                                     description="From sending a request to the answer's head.")
+    read: Duration | None = Field(default=None,
+                                  description="Between two reads of an answer's body.")
+    client_idle: Duration | None = Field(
+        default=None, description="A keep-alive client may wait this long between requests.")
+    header: Duration | None = Field(
+        default=None, description="A client must send a request head within this (slowloris).")
+
+    def as_seconds(self) -> dict[str, float]:
+        """The router's own names: `request` is the time to the first byte of the answer."""
+        names = {"connect": "connect", "request": "first_byte", "read": "read",
+                 "client_idle": "client_idle", "header": "header"}
+        return {names[k]: float(v) for k, v in self.model_dump().items() if v is not None}
+
+
 class RouterSpec(_Model):
-    """`router = {…}` of a service: where its traffic comes in."""
+    """`router = {…}` of a service: where its traffic comes in.
+
+    One router process serves every service of a project, so `kind` and `workers` must be
+    the same for all services that set them."""
 
     listen: str = Field(description="'HOST:PORT' the router listens on for this service.")
-    kind: Literal["builtin"] = Field(default="builtin", description="Router implementation.")
+    kind: Literal["builtin", "haproxy"] = Field(
+        default="builtin", description='Router implementation: "builtin" or "haproxy".')
+    workers: int = Field(default=0, ge=0, le=256,
+                         description="builtin: worker processes sharing each port (0: one "
+                                     "per core); haproxy: threads (0: HAProxy's default).")
+    tls: RouterTlsSpec | None = Field(default=None, description="Terminate TLS.")
+    timeouts: RouterTimeoutsSpec | None = Field(default=None, description="Router timeouts.")
 
     @field_validator("listen")
     @classmethod
@@ -143,9 +188,16 @@ class RouterSpec(_Model):
 
 
 class HealthSpec(_Model):
-    """`health = {…}`: the HTTP check that gates traffic to an instance."""
+    """`health = {…}` (readiness: gates traffic) or `liveness = {…}` (ongoing: a failing
+    instance is replaced by a new one): an http, tcp or exec check."""
 
+    kind: Literal["http", "tcp", "exec"] = Field(
+        default="http", description="http: GET `path`; tcp: connect to the instance's port; "
+        "exec: run `command` inside the instance's sandbox, exit code 0 passes.")
     path: str = Field(default="/", description="HTTP path; any 2xx or 3xx answer is healthy.")
+    command: tuple[str, ...] = Field(default=(), description="exec: program and arguments.")
+    start_grace: Duration = Field(default=0.0,
+                                  description="Time after start before the first check.")
     interval: Duration = Field(default=1.0, description="Time between checks.")
     timeout: Duration = Field(default=1.0, description="Time one check may take.")
     healthy_after: int = Field(default=1, ge=1, description="Passes in a row to become ready.")
@@ -160,6 +212,12 @@ class HealthSpec(_Model):
         if not path.startswith("/"):
             raise ValueError(f"health path {path!r} must start with '/'")
         return path
+
+    @model_validator(mode="after")
+    def _exec_has_command(self) -> HealthSpec:
+        if self.kind == "exec" and not self.command:
+            raise ValueError('an exec check needs command = ["program", "arg", …]')
+        return self
 
 
 class RollingSpec(_Model):
@@ -195,6 +253,13 @@ class CanarySpec(_Model):
     max_p99_latency: Duration = Field(default=0.5, description="Highest p99 latency that passes.")
     min_requests: int = Field(default=100, ge=0,
                               description="Requests needed before any verdict.")
+    insufficient_traffic: Literal["fail", "pass"] = Field(
+        default="fail", description="Verdict when `min_requests` is not reached by "
+        "`analysis_deadline`; either way it is recorded, never silent.")
+    analysis_deadline: Duration = Field(
+        default=300.0, description="Longest an analysis waits for `min_requests`.")
+    max_consecutive_failures: int = Field(
+        default=1, ge=1, description="Failed analyses in a row that roll the canary back.")
 
     @field_validator("steps")
     @classmethod
@@ -217,6 +282,9 @@ class ServiceSpec(_Model):
                                             description="Replaces the image's entrypoint and cmd.")
     router: RouterSpec | None = Field(default=None, description="Traffic entry point.")
     health: HealthSpec = Field(default_factory=HealthSpec, description="Readiness check.")
+    liveness: HealthSpec | None = Field(
+        default=None, description="Ongoing check of ready instances; one that fails it "
+        "`unhealthy_after` times in a row is replaced, never restarted in place.")
     strategy: Literal["rolling", "blue-green", "canary"] = Field(
         default="rolling", description="How a deployment moves to a new release.")
     rolling: RollingSpec = Field(default_factory=RollingSpec, description="Rolling settings.")
@@ -230,6 +298,20 @@ class ServiceSpec(_Model):
                                  description="Time between SIGTERM and SIGKILL when stopping.")
     drain_timeout: Duration = Field(default=30.0,
                                     description="Longest wait for in-flight requests to finish.")
+    # images.signing: deploys refuse an image without a valid signature by a trusted key.
+    require_signature: bool = Field(
+        default=False, description="Refuse to deploy an image that no key of `trusted_keys` "
+        "signed (`corral sign`).")
+    trusted_keys: tuple[str, ...] = Field(
+        default=(), description='Public keys trusted to sign this service\'s images: PEM '
+        'files relative to the spec\'s folder (e.g. "keys/ci.pub") or inline '
+        '"ed25519:BASE64" (printed by `corral keygen`).')
+
+    @model_validator(mode="after")
+    def _signature_needs_keys(self) -> ServiceSpec:
+        if self.require_signature and not self.trusted_keys:
+            raise ValueError("require_signature = true needs at least one key in trusted_keys")
+        return self
 
     @field_validator("env")
     @classmethod
@@ -247,12 +329,46 @@ class ServiceSpec(_Model):
         return volumes
 
 
+class LogsSpec(_Model):
+    """Central logs: every instance's stdout and stderr, kept in .corral/logs.db."""
+
+    max_age: Duration = Field(default=7 * 86400.0,
+                              description="Lines older than this are deleted.")
+    max_lines: int | None = Field(default=10_000_000, ge=1,
+                                  description="At most this many lines are kept (newest).")
+    max_mb: int | None = Field(default=2048, ge=1,
+                               description="The log database is kept under about this size.")
+    loki: str | None = Field(
+        default=None, description="Also ship lines to this Loki base URL "
+        "(e.g. 'http://127.0.0.1:3100'), through its push API.")
+    loki_labels: dict[str, str] = Field(default_factory=dict,
+                                        description="Extra labels on every shipped stream.")
+
+
+class ObserveSpec(_Model):
+    """Logs and metrics of the controller."""
+
+    logs: LogsSpec = Field(default_factory=LogsSpec, description="Central log settings.")
+    metrics_listen: str | None = Field(
+        default=None, description="'127.0.0.1:PORT': also serve /metrics over TCP there "
+        "(the API itself is on a unix socket). CORRAL_METRICS_LISTEN overrides it.")
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _loopback(cls, listen: str | None) -> str | None:
+        if listen is not None and not _ADDRESS.match(listen):
+            raise ValueError(f"metrics_listen {listen!r} must be 'HOST:PORT'")
+        return listen
+
+
 class Spec(_Model):
     """The whole `corral.toml`."""
 
     project: Project = Field(description="What this spec describes.")
     images: dict[str, ImageSpec] = Field(default_factory=dict, description="Golden images.")
     services: dict[str, ServiceSpec] = Field(default_factory=dict, description="Services.")
+    observe: ObserveSpec = Field(default_factory=ObserveSpec,
+                                 description="Central logs and metrics.")
 
     @model_validator(mode="after")
     def _references(self) -> Spec:
@@ -272,4 +388,17 @@ class Spec(_Model):
                 if other != name:
                     raise ValueError(f"services.{name}.router.listen {service.router.listen} is "
                                      f"also used by service {other!r}")
+        _check_one_router(self.services)
         return self
+
+
+def _check_one_router(services: dict[str, ServiceSpec]) -> None:
+    """One router process serves all services: they must agree on its kind and workers."""
+    routed = [(name, s.router) for name, s in services.items() if s.router is not None]
+    for key in ("kind", "workers"):
+        values = {getattr(router, key) for _, router in routed}
+        if len(values) > 1:
+            detail = ", ".join(f"services.{name}.router.{key} = {getattr(router, key)!r}"
+                               for name, router in routed)
+            raise ValueError(f"one router serves every service of a project, so router.{key} "
+                             f"must be the same for all of them ({detail})")

@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from corral.errors import NotFound
+from corral.ports.ledger import EventFilter, RawEvent
 from corral.ports.records import (
     Deployment,
     DeploymentOutcome,
@@ -21,7 +22,13 @@ from corral.ports.records import (
     InstanceState,
     Release,
 )
-from corral.stores.rules import as_json_data, describe_lock_holder, link_event, with_detail
+from corral.stores.rules import (
+    as_json_data,
+    describe_lock_holder,
+    dump_json,
+    link_event,
+    with_detail,
+)
 
 
 class MemoryStore:
@@ -36,6 +43,9 @@ class MemoryStore:
         self._steps: dict[int, list[DeploymentStep]] = {}
         self._locks: dict[str, tuple[str, float]] = {}
         self._ledger: list[Event] = []
+        self._progress: dict[int, dict[str, Any]] = {}
+        self._traffic: dict[str, dict[str, Any]] = {}
+        self._marks: dict[tuple[str, int], str] = {}
 
     def _append(self, event: Event) -> Event:
         last = self._ledger[-1] if self._ledger else None
@@ -165,6 +175,47 @@ class MemoryStore:
         with self._guard:
             return [_copy_step(s) for s in self._steps.get(deployment_id, [])]
 
+    # -- progressive delivery ----------------------------------------------------------
+    def save_progress(self, deployment_id: int, progress: dict[str, Any], at: float) -> None:
+        with self._guard:
+            if deployment_id not in self._deployments:
+                raise _no_deployment(deployment_id)
+            self._progress[deployment_id] = as_json_data(progress)
+
+    def get_progress(self, deployment_id: int) -> dict[str, Any] | None:
+        with self._guard:
+            found = self._progress.get(deployment_id)
+            return as_json_data(found) if found is not None else None
+
+    def set_traffic(self, service: str, traffic: dict[str, Any] | None, event: Event) -> None:
+        with self._guard:
+            if traffic is None:
+                self._traffic.pop(service, None)
+            else:
+                self._traffic[service] = as_json_data(traffic)
+            self._append(event)
+
+    def get_traffic(self, service: str) -> dict[str, Any] | None:
+        with self._guard:
+            found = self._traffic.get(service)
+            return as_json_data(found) if found is not None else None
+
+    def set_release_mark(self, service: str, version: int, bad: str | None,
+                         event: Event) -> None:
+        with self._guard:
+            if self.get_release(service, version) is None:
+                raise NotFound(f"release {service} v{version} does not exist",
+                               hint=f"`corral releases {service}` lists them")
+            if bad is None:
+                self._marks.pop((service, version), None)
+            else:
+                self._marks[(service, version)] = bad
+            self._append(event)
+
+    def bad_releases(self, service: str) -> dict[int, str]:
+        with self._guard:
+            return {v: bad for (s, v), bad in self._marks.items() if s == service}
+
     # -- locks -----------------------------------------------------------------------
     def acquire_lock(self, name: str, holder: str, now: float, ttl: float) -> str | None:
         with self._guard:
@@ -187,6 +238,17 @@ class MemoryStore:
     def events(self, since_seq: int = 0, limit: int | None = None) -> list[Event]:
         with self._guard:
             chosen = [_copy_event(e) for e in self._ledger if e.seq > since_seq]
+        return chosen if limit is None else chosen[:limit]
+
+    def find_events(self, where: EventFilter) -> list[Event]:
+        with self._guard:
+            chosen = [_copy_event(e) for e in self._ledger if where.matches(e)]
+        return chosen if where.limit is None else chosen[max(0, len(chosen) - where.limit):]
+
+    def raw_events(self, since_seq: int = 0, limit: int | None = None) -> list[RawEvent]:
+        with self._guard:
+            chosen = [RawEvent(e.seq, e.at, e.actor, e.action, e.subject, dump_json(e.detail),
+                               e.prev_hash, e.hash) for e in self._ledger if e.seq > since_seq]
         return chosen if limit is None else chosen[:limit]
 
     def close(self) -> None:

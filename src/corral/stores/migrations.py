@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, func, insert, inspect, select
 
 from corral.errors import StoreError
-from corral.stores import tables
+from corral.stores import delivery_tables, tables
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,17 @@ def _create_schema_1(conn: Connection) -> None:
                 f"BEGIN SELECT RAISE(ABORT, 'releases are insert-only'); END")
 
 
+def _create_delivery_tables(conn: Connection) -> None:
+    d = delivery_tables
+    tables.metadata.create_all(conn, tables=[d.deployment_progress, d.service_traffic,
+                                             d.release_marks], checkfirst=False)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "releases, services, instances, deployments, steps, ledger, locks",
               _create_schema_1),
+    Migration(2, "progressive delivery: deployment progress, service traffic, release marks",
+              _create_delivery_tables),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -7,14 +7,16 @@ Queries stay portable SQL; only engine setup is SQLite-specific. No business rul
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, or_, select, update
 from sqlalchemy import exc as sa_exc
 
 from corral.errors import NotFound, StoreError
+from corral.ports.ledger import EventFilter, RawEvent
 from corral.ports.records import (
     Deployment,
     DeploymentOutcome,
@@ -25,6 +27,7 @@ from corral.ports.records import (
     Release,
 )
 from corral.stores import rows
+from corral.stores.delivery_tables import deployment_progress, release_marks, service_traffic
 from corral.stores.migrations import is_current, migrate
 from corral.stores.rules import (
     as_json_data,
@@ -256,6 +259,57 @@ class SqlStore:
         with self._read() as conn:
             return [rows.step(r) for r in conn.execute(query)]
 
+    # -- progressive delivery ----------------------------------------------------------
+    def save_progress(self, deployment_id: int, progress: dict[str, Any], at: float) -> None:
+        with self._write() as conn:
+            if conn.scalar(select(deployments.c.id)
+                           .where(deployments.c.id == deployment_id)) is None:
+                raise _no_deployment(deployment_id)
+            conn.execute(delete(deployment_progress)
+                         .where(deployment_progress.c.deployment_id == deployment_id))
+            conn.execute(insert(deployment_progress).values(
+                deployment_id=deployment_id, progress=dump_json(progress), at=at))
+
+    def get_progress(self, deployment_id: int) -> dict[str, Any] | None:
+        with self._read() as conn:
+            text = conn.scalar(select(deployment_progress.c.progress)
+                               .where(deployment_progress.c.deployment_id == deployment_id))
+        return json.loads(text) if text else None
+
+    def set_traffic(self, service: str, traffic: dict[str, Any] | None, event: Event) -> None:
+        with self._write() as conn:
+            conn.execute(delete(service_traffic).where(service_traffic.c.service == service))
+            if traffic is not None:
+                conn.execute(insert(service_traffic).values(service=service,
+                                                            traffic=dump_json(traffic)))
+            self._append(conn, event)
+
+    def get_traffic(self, service: str) -> dict[str, Any] | None:
+        with self._read() as conn:
+            text = conn.scalar(select(service_traffic.c.traffic)
+                               .where(service_traffic.c.service == service))
+        return json.loads(text) if text else None
+
+    def set_release_mark(self, service: str, version: int, bad: str | None,
+                         event: Event) -> None:
+        with self._write() as conn:
+            if conn.scalar(select(releases.c.version).where(
+                    releases.c.service == service, releases.c.version == version)) is None:
+                raise NotFound(f"release {service} v{version} does not exist",
+                               hint=f"`corral releases {service}` lists them")
+            conn.execute(delete(release_marks).where(release_marks.c.service == service,
+                                                     release_marks.c.version == version))
+            if bad is not None:
+                conn.execute(insert(release_marks).values(service=service, version=version,
+                                                          bad=bad))
+            self._append(conn, event)
+
+    def bad_releases(self, service: str) -> dict[int, str]:
+        with self._read() as conn:
+            found = conn.execute(select(release_marks.c.version, release_marks.c.bad)
+                                 .where(release_marks.c.service == service))
+            return {int(r.version): str(r.bad) for r in found}
+
     # -- locks -----------------------------------------------------------------------
     def acquire_lock(self, name: str, holder: str, now: float, ttl: float) -> str | None:
         with self._write() as conn:
@@ -285,6 +339,37 @@ class SqlStore:
             query = query.limit(limit)
         with self._read() as conn:
             return [rows.event(r) for r in conn.execute(query)]
+
+    def find_events(self, where: EventFilter) -> list[Event]:
+        query = select(events)
+        if where.service is not None:
+            query = query.where(or_(events.c.subject == where.service,
+                                    events.c.subject.startswith(where.service + "/",
+                                                                autoescape=True)))
+        if where.action is not None:
+            query = query.where(or_(events.c.action == where.action,
+                                    events.c.action.startswith(where.action + ".",
+                                                               autoescape=True)))
+        if where.actor is not None:
+            query = query.where(events.c.actor == where.actor)
+        if where.since is not None:
+            query = query.where(events.c.at >= where.since)
+        if where.until is not None:
+            query = query.where(events.c.at < where.until)
+        query = query.order_by(events.c.seq.desc())
+        if where.limit is not None:
+            query = query.limit(where.limit)
+        with self._read() as conn:
+            return [rows.event(r) for r in conn.execute(query)][::-1]
+
+    def raw_events(self, since_seq: int = 0, limit: int | None = None) -> list[RawEvent]:
+        c = events.c
+        query = (select(c.seq, c.at, c.actor, c.action, c.subject, c.detail, c.prev_hash, c.hash)
+                 .where(c.seq > since_seq).order_by(c.seq))
+        if limit is not None:
+            query = query.limit(limit)
+        with self._read() as conn:
+            return [RawEvent(*r) for r in conn.execute(query).all()]
 
     def close(self) -> None:
         self._engine.dispose()

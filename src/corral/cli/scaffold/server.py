@@ -16,6 +16,9 @@ GREETING = os.environ.get("GREETING", "hello")
 INSTANCE = os.environ.get("CORRAL_INSTANCE", "local")
 # A knob for demos and tests: a release with FAIL_HEALTH=1 never passes its health check.
 FAIL_HEALTH = os.environ.get("FAIL_HEALTH") == "1"
+# Another: FAIL_RATE=0.2 answers 500 on one request in five (a bad canary), health aside.
+FAIL_RATE = float(os.environ.get("FAIL_RATE", "0") or 0)
+_served = [0]
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -27,6 +30,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == "/healthz":
             body, status = (b"failing on purpose\n", 503) if FAIL_HEALTH else (b"ok\n", 200)
+        elif FAIL_RATE and self._is_failure():
+            body, status = b"failing on purpose\n", 500
         else:
             payload = {"greeting": GREETING, "version": VERSION, "instance": INSTANCE}
             body, status = (json.dumps(payload) + "\n").encode(), 200
@@ -36,6 +41,10 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("X-App-Version", VERSION)
         self.end_headers()
         self.wfile.write(body)
+
+    def _is_failure(self) -> bool:
+        _served[0] += 1  # deterministic: exactly FAIL_RATE of the requests, evenly spread
+        return int(_served[0] * FAIL_RATE) != int((_served[0] - 1) * FAIL_RATE)
 
     def log_message(self, format: str, *args: object) -> None:
         pass

@@ -1,7 +1,8 @@
-"""Entry point of the router process: `python -m corral.routers.builtin --control S --state F`.
+"""The router process: `python -m corral.routers.builtin --control S --state F [--workers N]`.
 
-Serves every service from one process (one worker for now), restores the state file at
-start, and shuts down gracefully on SIGTERM/SIGINT or the control `shutdown` op.
+The supervisor process owns the control socket and the state file and starts N workers
+(default: one per core) that share each listen port with SO_REUSEPORT. It shuts down
+gracefully on SIGTERM/SIGINT or the control `shutdown` op. `--worker-fd` runs one worker.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from pathlib import Path
 import uvloop
 
 from corral.routers.builtin.control import ControlServer
-from corral.routers.builtin.table import RoutingTable
+from corral.routers.builtin.supervisor import Supervisor
+from corral.routers.builtin.worker import serve_worker
 
 log = logging.getLogger("corral.router")
 
@@ -35,31 +37,24 @@ def _is_answering(path: str) -> bool:
         return True
 
 
-async def serve(control: str, state: Path) -> None:
+async def serve(control: str, state: Path, workers: int) -> None:
     shutdown = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, shutdown.set)
-    table = RoutingTable(state)
-    await table.load_state()
+    supervisor = Supervisor(state, workers)
+    await supervisor.start()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(control)  # stale: we checked nothing answers on it
-    control_server = await ControlServer(table, shutdown).start(control)
-    log.info("router %d ready; control socket %s", os.getpid(), control)
-    expiry = asyncio.create_task(_expire_idle_connections(table))
+    control_server = await ControlServer(supervisor, shutdown).start(control)
+    log.info("router %d ready with %d workers; control socket %s", os.getpid(), workers,
+             control)
     await shutdown.wait()
     log.info("shutting down")
     control_server.close()
-    expiry.cancel()
-    await table.shutdown()
+    await supervisor.shutdown()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(control)
-
-
-async def _expire_idle_connections(table: RoutingTable) -> None:
-    while True:
-        await asyncio.sleep(1.0)
-        table.expire_idle()
 
 
 def _raise_open_file_limit() -> None:
@@ -72,13 +67,22 @@ def _raise_open_file_limit() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m corral.routers.builtin")
-    parser.add_argument("--control", required=True, help="unix control socket path")
-    parser.add_argument("--state", required=True, help="state file (JSON), loaded at start")
+    parser.add_argument("--control", help="unix control socket path")
+    parser.add_argument("--state", help="state file (JSON), loaded at start")
     parser.add_argument("--pid-file", help="write the router's pid here")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="worker processes (default: one per core)")
+    parser.add_argument("--worker-fd", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s router[%(process)d] %(levelname)s %(message)s")
     _raise_open_file_limit()
+    if args.worker_fd is not None:
+        uvloop.run(serve_worker(args.worker_fd))
+        return 0
+    if not args.control or not args.state:
+        parser.error("--control and --state are required")
+    workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
     # Held for the process's life: two routers racing to start cannot both pass this.
     lock = open(args.control + ".lock", "a")  # noqa: SIM115
     try:
@@ -95,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp.write_text(f"{os.getpid()}\n")
         os.replace(tmp, pid_file)
     try:
-        uvloop.run(serve(args.control, Path(args.state)))
+        uvloop.run(serve(args.control, Path(args.state), workers))
     finally:
         if pid_file is not None and _pid_file_is_ours(pid_file):
             pid_file.unlink()

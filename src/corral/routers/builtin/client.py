@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +21,25 @@ from corral.errors import RouterError
 from corral.ports.records import Backend, ReleaseStats
 from corral.routers.builtin.control import call
 from corral.routers.builtin.stats import release_stats_from_json
+from corral.spec.model import RouterSpec
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 15.0
 
 
 class BuiltinRouter:
-    def __init__(self, run_dir: Path, python: str = sys.executable) -> None:
+    """`workers`: processes sharing each port (0: one per core), read when it starts.
+    `routing`: per service, the spec's router settings (TLS, timeouts) sent with each change;
+    relative TLS paths are taken from `base`."""
+
+    def __init__(self, run_dir: Path, python: str = sys.executable, *, workers: int = 0,
+                 routing: Mapping[str, RouterSpec] | None = None,
+                 base: Path | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.python = python
+        self.workers = workers
+        self.routing = dict(routing or {})
+        self.base = Path(base) if base is not None else Path.cwd()
         self.socket_path = self.run_dir / "router.sock"
         self.pid_path = self.run_dir / "router.pid"
         self.state_path = self.run_dir / "router.json"
@@ -79,7 +89,8 @@ class BuiltinRouter:
         with open(self.log_path, "ab") as log:
             return subprocess.Popen(
                 [self.python, "-m", "corral.routers.builtin", "--control", str(self.socket_path),
-                 "--state", str(self.state_path), "--pid-file", str(self.pid_path)],
+                 "--state", str(self.state_path), "--pid-file", str(self.pid_path),
+                 "--workers", str(self.workers)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                 start_new_session=True, close_fds=True, cwd=str(self.run_dir))
 
@@ -124,10 +135,18 @@ class BuiltinRouter:
 
     # the port
     def set_backends(self, service: str, listen: str, backends: Sequence[Backend]) -> None:
-        self._request({"op": "set_backends", "service": service, "listen": listen,
-                       "backends": [{"address": b.address, "weight": b.weight,
-                                     "release": b.release, "instance": b.instance}
-                                    for b in backends]})
+        request: dict[str, Any] = {
+            "op": "set_backends", "service": service, "listen": listen,
+            "backends": [{"address": b.address, "weight": b.weight, "release": b.release,
+                          "instance": b.instance} for b in backends]}
+        spec = self.routing.get(service)
+        if spec is not None:
+            if spec.tls is not None:
+                request["tls"] = {"cert": str(self.base / spec.tls.cert),
+                                  "key": str(self.base / spec.tls.key)}
+            if spec.timeouts is not None:
+                request["timeouts"] = spec.timeouts.as_seconds()
+        self._request(request)
 
     def backends(self, service: str) -> list[Backend]:
         rows = self._request({"op": "backends", "service": service})
@@ -158,7 +177,7 @@ class BuiltinRouter:
 
     def _request(self, request: dict[str, Any]) -> Any:
         try:
-            reply = call(str(self.socket_path), request)
+            reply = call(str(self.socket_path), request, timeout=30.0)
         except (OSError, ValueError) as exc:
             raise RouterError(f"the router does not answer on {self.socket_path}: {exc}",
                               hint="start it with `corral up`; its log is "

@@ -2,11 +2,14 @@
 
 Request:  {"op": "set_backends", "service": "web", "listen": "127.0.0.1:8080",
            "backends": [{"address": "127.0.0.1:9001", "weight": 3, "release": "v7",
-                         "instance": "web-7-a"}]}
+                         "instance": "web-7-a"}],
+           "timeouts": {"connect": 3, ...},               (optional, see services.Timeouts)
+           "tls": {"cert": "/abs/cert.pem", "key": "/abs/key.pem"}}          (optional)
 Reply:    {"ok": true, "result": ...}  or
           {"ok": false, "error": {"kind": "address_in_use", "message": "...", "hint": "..."}}
 Ops: ping, set_backends(service, listen, backends), backends(service), in_flight(service),
 stats(service), remove_service(service), shutdown. A connection may carry many requests.
+A change returns once every worker applied it; reads add up all workers.
 """
 
 from __future__ import annotations
@@ -18,15 +21,16 @@ import os
 import socket
 from typing import Any
 
-from corral.routers.builtin.table import ControlError, RoutingTable
+from corral.routers.builtin.supervisor import Supervisor
+from corral.routers.builtin.table import ControlError
 
 log = logging.getLogger("corral.router")
 MAX_LINE = 4 << 20
 
 
 class ControlServer:
-    def __init__(self, table: RoutingTable, shutdown: asyncio.Event) -> None:
-        self._table = table
+    def __init__(self, supervisor: Supervisor, shutdown: asyncio.Event) -> None:
+        self._supervisor = supervisor
         self._shutdown = shutdown
 
     async def start(self, path: str) -> asyncio.Server:
@@ -60,28 +64,25 @@ class ControlServer:
 
     async def _dispatch(self, request: dict[str, Any]) -> Any:
         op = request.get("op")
-        table = self._table
+        supervisor = self._supervisor
         if op == "ping":
-            return {"pid": os.getpid(), "services": sorted(table.services)}
+            return supervisor.status()
         if op == "set_backends":
-            await table.set_backends(str(request["service"]), str(request["listen"]),
-                                     list(request["backends"]))
+            await supervisor.set_backends({
+                "op": "set_backends", "service": str(request["service"]),
+                "listen": str(request["listen"]), "backends": list(request["backends"]),
+                "timeouts": request.get("timeouts"), "tls": request.get("tls")})
             log.info("service %s on %s: %s", request["service"], request["listen"],
                      request["backends"])
             return None
         if op == "remove_service":
-            table.remove_service(str(request["service"]))
+            await supervisor.remove_service(str(request["service"]))
             return None
         if op == "shutdown":
             self._shutdown.set()
             return None
-        service = table.services.get(str(request.get("service")))
-        if op == "backends":
-            return service.backends_json() if service else []
-        if op == "in_flight":
-            return service.in_flight() if service else {}
-        if op == "stats":
-            return {r: c.to_json() for r, c in service.stats.items()} if service else {}
+        if op in ("backends", "in_flight", "stats"):
+            return await supervisor.read(op, str(request.get("service")))
         raise ControlError("unknown_op", f"unknown control operation {op!r}")
 
 

@@ -1,4 +1,4 @@
-"""One routed service inside the router process: its upstreams, selection and counters.
+"""One routed service inside a router worker: its upstreams, selection, counters, clients.
 
 Applying a new backend set is one synchronous step on the event loop, so no request ever
 sees half of it. Upstreams that lose their weight or listing are retired, never cut off:
@@ -8,25 +8,51 @@ their in-flight requests finish and they are forgotten once idle.
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from corral.routers.builtin.balance import SmoothWeighted
 from corral.routers.builtin.pool import Upstream
 from corral.routers.builtin.stats import ReleaseCounters
 
+log = logging.getLogger("corral.router")
+
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Seconds. `first_byte` is the request timeout: how long a backend may think."""
+    """Seconds, and the limits that protect the router from its clients.
+
+    `first_byte` is the request timeout: how long a backend may think. `header` bounds how
+    long a client may take to send a request head (slowloris); `max_waiting` caps the
+    connections that sit idle or half-open per worker: past it, the oldest are closed.
+    """
 
     connect: float = 3.0
     first_byte: float = 60.0
-    read: float = 60.0  # between two reads of a body, either side
+    read: float = 60.0  # between two reads of a response body
     client_idle: float = 75.0  # a keep-alive client may wait this long between requests
+    header: float = 10.0  # from a request's first byte to the end of its head
+    tunnel_idle: float = 3600.0  # an upgraded connection (websocket) with no byte either way
     pool_idle: float = 4.0  # below the usual 5 s backend keep-alive, so we close first
     shutdown_grace: float = 10.0
+    max_header_bytes: int = 65536  # a bigger request head gets 431
+    max_waiting: int = 4096
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> Timeouts:
+        """Known keys only; unknown keys are ignored so an older router accepts newer ones."""
+        if not data:
+            return cls()
+        known = {f.name: f.type for f in fields(cls)}
+        values: dict[str, Any] = {k: (int(v) if known[k] == "int" else float(v))
+                                  for k, v in data.items() if k in known}
+        return cls(**values)
+
+
+_ID_PREFIX = os.urandom(6).hex().encode()
 
 
 @dataclass
@@ -37,8 +63,12 @@ class Service:
     upstreams: dict[str, Upstream] = field(default_factory=dict)
     retired: dict[str, Upstream] = field(default_factory=dict)
     stats: dict[str, ReleaseCounters] = field(default_factory=dict)
-    sessions: set[Any] = field(default_factory=set)  # server.ClientSession, typed loosely
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    tls: dict[str, str] | None = None  # {"cert": path, "key": path} when it terminates TLS
+    clients: set[Any] = field(default_factory=set)  # proxy.ClientConnection, typed loosely
+    waiting: dict[Any, None] = field(default_factory=dict)  # idle or half-open, oldest first
     closed: bool = False
+    _served: int = 0
     _balancer: SmoothWeighted = field(default_factory=SmoothWeighted)
     _preview: dict[str, SmoothWeighted] = field(default_factory=dict)
 
@@ -101,6 +131,32 @@ class Service:
         counts.update({u.address: u.in_flight for u in self.retired.values()})
         return counts
 
-    def expire_idle(self, idle_timeout: float) -> None:
+    def expire_idle(self, now: float) -> None:
         for upstream in self.upstreams.values():
-            upstream.close_expired(idle_timeout)
+            upstream.close_expired(now, self.timeouts.pool_idle)
+
+    def sweep(self, now: float) -> None:
+        """Enforce every client and exchange deadline (one timer for all, not one each)."""
+        for client in list(self.clients):
+            client.check(now)
+
+    def wait(self, client: Any) -> None:
+        """`client` is idle or reading a head; past the cap the oldest such one is closed."""
+        self.waiting[client] = None
+        while len(self.waiting) > self.timeouts.max_waiting:
+            oldest = next(iter(self.waiting))
+            self.waiting.pop(oldest)
+            oldest.close()
+
+    def unwait(self, client: Any) -> None:
+        self.waiting.pop(client, None)
+
+    def next_request_id(self) -> bytes:
+        self._served += 1
+        return _ID_PREFIX + b"%010x" % self._served
+
+    def log_retry(self, failed: str, target: str, what: str, detail: str) -> None:
+        log.info("%s %s: retrying after %s on %s (%s)", self.name, failed, what, target, detail)
+
+    def log_failure(self, address: str, what: str, detail: str) -> None:
+        log.warning("%s %s: %s (%s)", self.name, address, what, detail)

@@ -56,3 +56,21 @@ def release_stats_from_json(data: dict[str, Any]) -> ReleaseStats:
     return ReleaseStats(requests=int(data["requests"]), errors=int(data["errors"]),
                         failed_connections=int(data["failed_connections"]),
                         latency_buckets=buckets, latency_sum=float(data["latency_sum"]))
+
+
+def merge_stats_json(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Add up per-release stats JSON from several workers (same buckets everywhere)."""
+    total: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        for release, data in part.items():
+            into = total.get(release)
+            if into is None:
+                total[release] = {**data, "latency_buckets": [list(b) for b in
+                                                              data["latency_buckets"]]}
+                continue
+            for key in ("requests", "errors", "failed_connections", "latency_sum"):
+                into[key] += data[key]
+            for mine, theirs in zip(into["latency_buckets"], data["latency_buckets"],
+                                    strict=True):
+                mine[1] += theirs[1]
+    return total

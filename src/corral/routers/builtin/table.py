@@ -1,24 +1,23 @@
-"""The router process's routing table: services, their listeners, and the state file.
+"""A router worker's routing table: services, their listeners, and the deadline sweep.
 
-Every change is applied in memory in one step, then written to the state file (tmp + rename)
-so a restarted router serves its last backends. This never talks to the controller: the
-router must keep serving whether or not anything is driving it.
+Each worker binds every listen address with SO_REUSEPORT, so the kernel spreads new
+connections over the workers. Every change is applied in memory in one synchronous step.
+This holds no state file and never talks to the controller: the supervisor does both.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import json
 import logging
-import os
-from pathlib import Path
+import ssl
 from typing import Any
 
-from corral.routers.builtin.server import ClientSession
+from corral.routers.builtin.proxy import ClientConnection
 from corral.routers.builtin.services import Service, Timeouts
 
 log = logging.getLogger("corral.router")
+SWEEP_SECONDS = 0.1
 
 
 class ControlError(Exception):
@@ -38,28 +37,45 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return (host.strip("[]") or "0.0.0.0"), int(port)
 
 
-class RoutingTable:
-    def __init__(self, state_path: Path, timeouts: Timeouts | None = None) -> None:
-        self.state_path = state_path
-        self.timeouts = timeouts or Timeouts()
-        self.services: dict[str, Service] = {}
+def tls_context(tls: dict[str, str], service: str) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(tls["cert"], tls["key"])
+    except (OSError, ssl.SSLError, KeyError) as exc:
+        raise ControlError("bad_tls", f"cannot load the TLS certificate of service {service}: "
+                                      f"{exc}",
+                           hint="check router.tls.cert and router.tls.key (PEM files)") from exc
+    return context
 
-    async def set_backends(self, name: str, listen: str,
-                           backends: list[dict[str, Any]]) -> None:
+
+class RoutingTable:
+    def __init__(self, timeouts: Timeouts | None = None, *, reuse_port: bool = True) -> None:
+        self.timeouts = timeouts or Timeouts()
+        self.reuse_port = reuse_port
+        self.services: dict[str, Service] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def set_backends(self, name: str, listen: str, backends: list[dict[str, Any]], *,
+                           timeouts: dict[str, Any] | None = None,
+                           tls: dict[str, str] | None = None) -> None:
         for b in backends:
             parse_listen(str(b["address"]))  # a backend address must be HOST:PORT too
+        limits = Timeouts.from_json(timeouts) if timeouts else self.timeouts
         service = self.services.get(name)
-        if service is None or service.listen != listen:
+        if service is None or service.listen != listen or service.tls != tls:
             self._check_listen_free(name, listen)
-            server = await self._bind(name, listen)
+            server = await self._bind(name, listen, tls)
             if service is None:
                 service = Service(name=name, listen=listen)
                 self.services[name] = service
             elif service.server is not None:
                 service.server.close()  # open connections keep going on the old socket
-            service.server, service.listen = server, listen
+            service.server, service.listen, service.tls = server, listen, tls
+        service.timeouts = limits
         service.apply(backends)
-        self.save_state()
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
 
     def _check_listen_free(self, name: str, listen: str) -> None:
         for other in self.services.values():
@@ -69,19 +85,21 @@ class RoutingTable:
                                    f"{other.name}",
                                    hint=f"give service {name} its own router.listen address")
 
-    async def _bind(self, name: str, listen: str) -> asyncio.Server:
+    async def _bind(self, name: str, listen: str, tls: dict[str, str] | None) -> asyncio.Server:
         host, port = parse_listen(listen)
+        context = tls_context(tls, name) if tls else None
+        scheme = b"https" if context else b"http"
+        loop = asyncio.get_running_loop()
 
-        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        def accept() -> Any:
             service = self.services.get(name)
             if service is None or service.closed:  # removed while this connection queued
-                writer.close()
-                return
-            await ClientSession(service, self.timeouts, reader, writer).run()
+                return _Refuse()
+            return ClientConnection(service, loop, scheme)
 
         try:
-            # One worker today; SO_REUSEPORT workers would each bind here with reuse_port=True.
-            return await asyncio.start_server(accept, host, port, backlog=1024, limit=2**16)
+            return await loop.create_server(accept, host, port, backlog=1024,
+                                            reuse_port=self.reuse_port, ssl=context)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise ControlError(
@@ -99,65 +117,58 @@ class RoutingTable:
         service.closed = True
         if service.server is not None:
             service.server.close()
-        for session in list(service.sessions):
-            session.stop()
+        for client in list(service.clients):
+            client.stop()
         for upstream in service.upstreams.values():
             upstream.close_idle()
-        self.save_state()
 
-    def save_state(self) -> None:
-        try:
-            self._write_state()
-        except OSError as exc:
-            # The change is live; only a restart would lose it. Say so loudly, keep serving.
-            log.error("cannot write state file %s: %s", self.state_path, exc)
-
-    def _write_state(self) -> None:
-        state = {"services": {name: {"listen": s.listen, "backends": s.backends_json()}
-                              for name, s in sorted(self.services.items())}}
-        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(state, f, indent=2, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.state_path)
-
-    async def load_state(self) -> None:
-        """Serve what the state file says; a service that cannot listen is logged, not fatal."""
-        try:
-            state = json.loads(self.state_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError) as exc:
-            log.error("ignoring unreadable state file %s: %s", self.state_path, exc)
-            return
-        for name, entry in state.get("services", {}).items():
-            try:
-                await self.set_backends(name, entry["listen"], entry["backends"])
-                log.info("restored service %s on %s", name, entry["listen"])
-            except (ControlError, KeyError, TypeError, ValueError) as exc:
-                log.error("cannot restore service %s: %s", name, exc)
-
-    def expire_idle(self) -> None:
-        for service in self.services.values():
-            service.expire_idle(self.timeouts.pool_idle)
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        ticks = 0
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            now = loop.time()
+            ticks += 1
+            for service in list(self.services.values()):
+                service.sweep(now)
+                if ticks % 10 == 0:
+                    service.expire_idle(now)
 
     def total_in_flight(self) -> int:
         return sum(sum(s.in_flight().values()) for s in self.services.values())
 
-    async def shutdown(self) -> None:
+    async def shutdown(self, grace: float | None = None) -> None:
         """Stop accepting, let in-flight requests finish (up to the grace), then close."""
         services = list(self.services.values())
         for service in services:
             if service.server is not None:
                 service.server.close()
-            for session in list(service.sessions):
-                session.stop()
+            for client in list(service.clients):
+                client.stop()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeouts.shutdown_grace
-        while any(s.sessions for s in services) and loop.time() < deadline:
+        deadline = loop.time() + (self.timeouts.shutdown_grace if grace is None else grace)
+        while any(s.clients for s in services) and loop.time() < deadline:
             await asyncio.sleep(0.05)
         for service in services:
-            for session in list(service.sessions):
-                session.abort()
+            for client in list(service.clients):
+                client.abort()
+            for upstream in service.upstreams.values():
+                upstream.close_idle()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+
+
+class _Refuse:
+    """Protocol for a connection that arrives after its service was removed: close it."""
+
+    def connection_made(self, transport: Any) -> None:
+        transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        pass
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def eof_received(self) -> bool:
+        return False

@@ -1,0 +1,57 @@
+"""Observe routes: /metrics (Prometheus text), logs, ledger, verify, DORA, one instance."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from corral.api.routes import Request, route
+from corral.engine import ledger as engine_ledger
+from corral.engine.controller import Controller
+from corral.engine.dora import dora_report
+from corral.engine.instance_report import instance_report
+from corral.engine.logview import line_view, log_query, parse_since
+from corral.ports.ledger import EventFilter
+
+
+@route("GET", "/metrics", raw=True)
+def metrics(controller: Controller, request: Request) -> tuple[str, bytes]:
+    return controller.observe.metrics()
+
+
+@route("GET", "/v1/logs")
+def logs(controller: Controller, request: Request) -> dict[str, Any]:
+    q = request.query
+    query = log_query(q.get("service"), release=q.get("release"), instance=q.get("instance"),
+                      since=q.get("since"), grep=q.get("grep"), stream=q.get("stream"),
+                      limit=int(q.get("limit", "100")))
+    return {"lines": [line_view(line) for line in controller.observe.logs.query(query)]}
+
+
+@route("GET", "/v1/ledger")
+def ledger(controller: Controller, request: Request) -> dict[str, Any]:
+    q = request.query
+    where = EventFilter(service=q.get("service"), action=q.get("action"), actor=q.get("actor"),
+                        since=parse_since(q.get("since"), time.time()),
+                        limit=int(q["limit"]) if "limit" in q else 200)
+    return {"entries": [engine_ledger.entry_view(e)
+                        for e in engine_ledger.entries(controller.ws.store, where)]}
+
+
+@route("GET", "/v1/ledger/verify")
+def verify(controller: Controller, request: Request) -> dict[str, Any]:
+    return engine_ledger.verdict_view(engine_ledger.verify(controller.ws.store))
+
+
+@route("GET", "/v1/dora")
+def dora(controller: Controller, request: Request) -> dict[str, Any]:
+    now = time.time()
+    since = parse_since(request.query.get("since", "30d"), now) or 0.0
+    return dora_report(controller.ws.store, since=since, until=now,
+                       service=request.query.get("service"))
+
+
+@route("GET", "/v1/services/{service}/instances/{instance}")
+def instance(controller: Controller, request: Request) -> dict[str, Any]:
+    return instance_report(controller.ws.store, controller.observe.logs,
+                           request.params["service"], request.params["instance"])

@@ -1,0 +1,144 @@
+"""Commands of progressive delivery: deploy, promote, abort, rollback.
+
+Exit codes say the outcome (docs/commands/deploy.md): 0 succeeded, 3 rolled back,
+4 aborted, 1 failed or error. Each command calls the controller's API and renders.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+from corral.cli import render
+from corral.cli.main import Context, cli, command
+from corral.cli.progress import DeployView
+from corral.errors import ControllerError, DeployError
+
+OUTCOME_EXIT = {"succeeded": 0, "rolled back": 3, "aborted": 4, "failed": 1}
+
+
+def _follow(ctx: Context, events: Iterator[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Show (or stream as JSON lines) a deployment's events; the result events."""
+    results = []
+    with DeployView() if not ctx.as_json else _Quiet() as view:
+        for event in events:
+            if ctx.as_json:
+                click.echo(json.dumps(event))
+            else:
+                view.add(event)
+            if event["type"] == "result":
+                results.append(event)
+    return results
+
+
+class _Quiet:
+    def __enter__(self) -> _Quiet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add(self, event: dict[str, Any]) -> None:
+        return None
+
+
+def _exit_for(ctx: Context, results: list[dict[str, Any]]) -> None:
+    if not results:
+        raise DeployError("the controller ended the deployment without a result",
+                          hint="see .corral/run/controller.log")
+    for result in results:
+        if result["outcome"] != "succeeded" and not ctx.as_json:
+            render.stderr.print(f"[red]reason:[/] {result['reason']}\n"
+                                "the previous release keeps serving; "
+                                "see `corral status` for the instances")
+    sys.exit(max(OUTCOME_EXIT.get(r["outcome"], 1) for r in results))
+
+
+def _client(ctx: Context) -> Any:
+    client = ctx.client()
+    if not client.is_up():
+        raise ControllerError("the controller is not running", hint="start it: corral up -d")
+    return client
+
+
+@cli.command()
+@command
+@click.argument("service", required=False)
+@click.option("--image", default=None, help="Deploy this image (digest or NAME[:TAG]).")
+@click.option("--strategy", type=click.Choice(["rolling", "blue-green", "canary"]),
+              default=None, help="Override the service's strategy.")
+@click.option("--force", is_flag=True, help="Deploy a release even if it is marked bad.")
+def deploy(ctx: Context, service: str | None, image: str | None, strategy: str | None,
+           force: bool) -> None:
+    """Build if needed, record a release and move the service to it with its strategy.
+
+    Exit code: 0 succeeded, 3 rolled back, 4 aborted, 1 failed."""
+    from corral.engine.build import deploy_request
+
+    ws = ctx.workspace()
+    services = [service] if service else sorted(ws.loaded.spec.services)
+    client = _client(ctx)
+    results = []
+    for name in services:
+        request = deploy_request(ws, name, image, None if ctx.as_json else render.progress)
+        body = {**request.__dict__, "force": force}
+        if strategy:
+            body["config"] = {**body["config"], "strategy": strategy}
+        results += _follow(ctx, client.stream("/v1/deploy", body))
+    _exit_for(ctx, results)
+
+
+@cli.command()
+@command
+@click.argument("service")
+def promote(ctx: Context, service: str) -> None:
+    """Let a blue-green deployment waiting at its gate switch all traffic to the new fleet."""
+    answer = _client(ctx).post(f"/v1/services/{service}/promote", {})
+    ctx.out(answer, lambda: render.console.print(
+        f"promotion of {service} requested (deployment #{answer['deployment']})"))
+
+
+@cli.command()
+@command
+@click.argument("service")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait for the deployment to end.")
+def abort(ctx: Context, service: str, wait: bool) -> None:
+    """Stop the running deployment of SERVICE: all traffic back to the previous fleet.
+
+    Exit code: 4 once the deployment ended aborted (with --wait)."""
+    client = _client(ctx)
+    answer = client.post(f"/v1/services/{service}/abort", {})
+    outcome = "running"
+    deadline = time.monotonic() + 300
+    while wait and outcome == "running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        status = client.get("/v1/status", service=service)["services"][0]
+        last = status.get("last_deployment") or {}
+        if last.get("id") == answer["deployment"]:
+            outcome = last["outcome"]
+    data = {**answer, "outcome": outcome}
+    ctx.out(data, lambda: render.console.print(
+        f"deployment #{answer['deployment']} of {service}: {outcome}"))
+    sys.exit(OUTCOME_EXIT.get(outcome, 0) if wait else 0)
+
+
+@cli.command()
+@command
+@click.argument("service")
+@click.option("--to", "to", default=None, help="Release to go back to, e.g. v3 "
+              "(default: the one before the live release).")
+def rollback(ctx: Context, service: str, to: str | None) -> None:
+    """Put SERVICE back on an earlier release: one router update when its fleet is still
+    warm, else a fast redeploy without analysis. The release left is marked bad."""
+    from corral.engine.workspace import current_actor
+
+    version = int(to.lstrip("v")) if to else None
+    events = _client(ctx).stream("/v1/rollback", {"service": service, "to": version,
+                                                  "actor": current_actor()})
+    _exit_for(ctx, _follow(ctx, events))

@@ -1,0 +1,116 @@
+"""Image commands: images, keygen, sign, verify, gc (build lives in commands.py).
+
+Each parses, calls engine/images.py and renders; keys and retention are decided there.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from corral.cli import render
+from corral.cli.main import Context, cli, command
+
+
+@cli.command()
+@command
+def images(ctx: Context) -> None:
+    """List local images: names, digest, size, age, releases using them, signed or not."""
+    from corral.engine.images import list_images
+
+    rows = list_images(ctx.workspace())
+    data = [{"digest": r.digest, "names": list(r.names), "size": r.size,
+             "created": r.created, "releases": list(r.releases), "signed": r.signed}
+            for r in rows]
+
+    def human() -> None:
+        render.console.print(f"{'NAME':24} {'DIGEST':12}  {'SIZE':>9}  {'CREATED':10} "
+                             "SIGNED  RELEASES")
+        for row in rows:
+            render.console.print(
+                f"{', '.join(row.names) or '<none>':24} {render.short(row.digest)}  "
+                f"{row.size / 1e6:6.1f} MB  {render.ago(row.created):10} "
+                f"{'yes' if row.signed else 'no':6}  {', '.join(row.releases) or '-'}")
+
+    ctx.out({"images": data}, human)
+
+
+@cli.command()
+@command
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Private key file (default: $CORRAL_SIGNING_KEY or "
+              "~/.config/corral/keys/default.key); the public key goes beside it as .pub.")
+def keygen(ctx: Context, out: Path | None) -> None:
+    """Make an ed25519 signing key pair (private key mode 0600)."""
+    from corral.engine.images import keygen as make_key
+
+    private, public, key_id, inline = make_key(out)
+    ctx.out({"private": str(private), "public": str(public), "key_id": key_id,
+             "inline": inline}, lambda: render.console.print(
+        f"private key {private} (keep it secret)\npublic key  {public}\nkey id      {key_id}\n"
+        f"trust it in corral.toml: trusted_keys = [\"{inline}\"]"))
+
+
+@cli.command()
+@command
+@click.argument("image")
+@click.option("--key", type=click.Path(path_type=Path), default=None,
+              help="Private key (default: $CORRAL_SIGNING_KEY or "
+              "~/.config/corral/keys/default.key).")
+def sign(ctx: Context, image: str, key: Path | None) -> None:
+    """Sign IMAGE (name, name:tag or digest); the signature is an OCI 1.1 referrer."""
+    from corral.engine.images import sign as sign_image
+
+    digest, descriptor = sign_image(ctx.workspace(), image, key)
+    ctx.out({"image": digest, "signature": descriptor}, lambda: render.console.print(
+        f"signed {render.short(digest)} with key "
+        f"{descriptor.get('annotations', {}).get('dev.corral.signature.key', '?')[:19]}; "
+        f"signature {render.short(descriptor['digest'])}"))
+
+
+@cli.command()
+@command
+@click.argument("image")
+@click.option("--key", "keys", multiple=True,
+              help="A trusted public key: PEM file or ed25519:BASE64 (repeatable). Default: "
+              "trusted_keys of the services in the spec, and the default key's .pub.")
+def verify(ctx: Context, image: str, keys: tuple[str, ...]) -> None:
+    """Exit 0 if IMAGE has a valid signature by a trusted key, 1 otherwise."""
+    from corral.engine.images import verify as verify_image
+
+    verdict = verify_image(ctx.workspace(), image, list(keys))
+    data = {"image": verdict.digest, "valid": verdict.ok, "keys": list(verdict.valid_keys),
+            "signatures": verdict.signatures, "reason": verdict.reason()}
+    ctx.out(data, lambda: (render.console if verdict.ok else render.stderr).print(
+        f"{'verified' if verdict.ok else 'NOT verified'}: {verdict.reason()}"))
+    sys.exit(0 if verdict.ok else 1)
+
+
+@cli.command()
+@command
+@click.option("--dry-run", is_flag=True, help="Show what would be deleted; delete nothing.")
+@click.option("--keep", "keep_last", default=5, show_default=True,
+              help="Releases kept per service besides the live one (the rollback window).")
+def gc(ctx: Context, dry_run: bool, keep_last: int) -> None:
+    """Delete images and blobs that no tag, live or recent release, or instance needs."""
+    from corral.engine.images import gc as collect
+
+    report, kept = collect(ctx.workspace(), dry_run=dry_run, keep_last=keep_last)
+    verb = "would free" if dry_run else "freed"
+    data = {"dry_run": dry_run, "images": list(report.images), "blobs": report.blobs,
+            "unpacked": list(report.unpacked), "freed": report.freed, "kept": kept}
+
+    def human() -> None:
+        for digest in report.images:
+            render.console.print(f"{'would delete' if dry_run else 'deleted'} image "
+                                 f"{render.short(digest)}")
+        for digest, size in sorted(report.blobs.items()):
+            render.console.print(f"  blob {render.short(digest)}  {size / 1e6:8.2f} MB")
+        for path in report.unpacked:
+            render.console.print(f"  unpacked {path}")
+        render.console.print(f"{verb} {report.freed / 1e6:.1f} MB in {len(report.blobs)} "
+                             f"blob(s); kept {len(kept)} image(s) for releases and instances")
+
+    ctx.out(data, human)

@@ -1,0 +1,226 @@
+"""Observe commands: `corral logs`, `corral ledger [verify] [--export]`, `corral dora`, and the
+instance view behind `corral status SERVICE --instance ID`.
+
+They read .corral/ through the engine, so they work with or without a running controller.
+Parsing and rendering only.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from corral.cli import render
+from corral.cli.main import Context, cli, command
+from corral.errors import CorralError
+
+F = TypeVar("F", bound=Callable[..., Any])
+LEDGER_BROKEN_EXIT = 4
+
+
+def _command_with_follow(func: F) -> F:
+    """Like main.command, but -f means --follow (as in tail -f); the spec is --file only."""
+
+    @click.option("--file", "spec_file", default="corral.toml", show_default=True,
+                  envvar="CORRAL_FILE", help="The spec file.")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON lines for scripts.")
+    @functools.wraps(func)
+    def wrapper(spec_file: str, as_json: bool, **kwargs: Any) -> Any:
+        ctx = Context(spec_file, as_json)
+        try:
+            return func(ctx, **kwargs)
+        except CorralError as exc:
+            if as_json:
+                click.echo(json.dumps({"error": {"type": type(exc).__name__,
+                                                 "message": exc.message, "hint": exc.hint}}))
+            else:
+                render.error(exc)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            sys.exit(0)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@cli.command()
+@_command_with_follow
+@click.argument("service")
+@click.option("--release", default=None, help="Only this release, e.g. v7.")
+@click.option("--instance", default=None, help="Only this instance (alive or gone).")
+@click.option("--since", default=None, help="Only lines newer than this, e.g. 10m, 2h, 7d.")
+@click.option("--grep", default=None, help="Only lines matching this regular expression.")
+@click.option("--stream", type=click.Choice(["stdout", "stderr"]), default=None)
+@click.option("-n", "--lines", "limit", default=100, show_default=True,
+              help="How many of the newest matching lines to show first.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines as they arrive.")
+def logs(ctx: Context, service: str, release: str | None, instance: str | None,
+         since: str | None, grep: str | None, stream: str | None, limit: int,
+         follow: bool) -> None:
+    """Show a service's logs from the central log store, also of instances that are gone."""
+    from corral.engine.logview import follow as follow_lines
+    from corral.engine.logview import line_view, log_query, open_log_store
+
+    ws = ctx.workspace()
+    if not ctx.client().is_up():
+        from corral.engine.observe import collect_without_controller
+
+        collect_without_controller(ws)  # lines written since the collector stopped
+    store = open_log_store(ws.state_dir)
+    query = log_query(service, release=release, instance=instance, since=since, grep=grep,
+                      stream=stream, limit=limit)
+    lines = follow_lines(store, query) if follow else iter(store.query(query))
+    for line in lines:
+        view = line_view(line)
+        if ctx.as_json:
+            click.echo(json.dumps(view))
+        else:
+            click.echo(render_line(view), err=False)
+
+
+def render_line(view: dict[str, Any]) -> str:
+    stamp = time.strftime("%H:%M:%S", time.localtime(view["at"]))
+    millis = int((view["at"] % 1) * 1000)
+    marker = "!" if view["stream"] == "stderr" else " "
+    return f"{stamp}.{millis:03d} {view['release']:>4} {view['instance']}{marker} " \
+           f"{view['message']}"
+
+
+@cli.command()
+@command
+@click.argument("verify", required=False, type=click.Choice(["verify"]))
+@click.option("--service", default=None, help="Only entries about this service.")
+@click.option("--action", default=None, help="Only this action or family, e.g. deployment.")
+@click.option("--actor", default=None, help="Only entries by this actor.")
+@click.option("--since", default=None, help="Only entries newer than this, e.g. 24h, 30d.")
+@click.option("-n", "--limit", default=None, type=int, help="Only the newest N entries.")
+@click.option("--export", is_flag=True, help="Print every entry as a JSON line, hashes included.")
+def ledger(ctx: Context, verify: str | None, service: str | None, action: str | None,
+           actor: str | None, since: str | None, limit: int | None, export: bool) -> None:
+    """Show the ledger (who did what, when), verify its hash chain, or export it."""
+    from corral.engine import ledger as engine_ledger
+    from corral.engine.logview import parse_since
+    from corral.ports.ledger import EventFilter
+
+    store = ctx.workspace().store
+    if verify:
+        _verify(ctx, engine_ledger.verdict_view(engine_ledger.verify(store)))
+        return
+    if export:
+        for text in engine_ledger.export_lines(store):
+            click.echo(text)
+        return
+    where = EventFilter(service=service, action=action, actor=actor,
+                        since=parse_since(since, time.time()),
+                        limit=limit if limit is not None else (None if ctx.as_json else 200))
+    rows = [engine_ledger.entry_view(e) for e in engine_ledger.entries(store, where)]
+
+    def human() -> None:
+        for row in rows:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["at"]))
+            detail = " ".join(f"{k}={v}" for k, v in sorted(row["detail"].items())
+                              if v is not None)
+            render.console.print(f"{row['seq']:>6} {stamp} {row['actor']:<10} "
+                                 f"{row['action']:<22} {row['subject']:<24} {detail}",
+                                 markup=False, soft_wrap=True)
+
+    ctx.out({"entries": rows}, human)
+
+
+def _verify(ctx: Context, view: dict[str, Any]) -> None:
+    def human() -> None:
+        if view["ok"]:
+            render.console.print(f"ledger verified: {view['checked']} entries, head entry "
+                                 f"{view['head_seq']} {view['head_hash']}")
+        else:
+            render.stderr.print(f"[bold red]ledger broken at entry {view['first_bad']}:[/] "
+                                f"{view['problem']}\n{view['checked']} entries before it "
+                                "verified", soft_wrap=True)
+
+    ctx.out(view, human)
+    if not view["ok"]:
+        sys.exit(LEDGER_BROKEN_EXIT)
+
+
+@cli.command()
+@command
+@click.option("--since", default="30d", show_default=True, help="Window: deployments that "
+              "ended within this long before now.")
+@click.option("--service", default=None, help="Only this service.")
+def dora(ctx: Context, since: str, service: str | None) -> None:
+    """DORA metrics from the ledger, with their definitions."""
+    from corral.engine.dora import dora_report
+    from corral.engine.logview import parse_since
+
+    now = time.time()
+    start = parse_since(since, now)
+    report = dora_report(ctx.workspace().store, since=start or 0.0, until=now, service=service)
+    ctx.out(report, lambda: render_dora(report, since))
+
+
+def render_dora(report: dict[str, Any], window: str) -> None:
+    freq = report["deployment_frequency"]
+    cfr = report["change_failure_rate"]
+    ttr = report["time_to_restore"]
+    rate = "-" if cfr["rate"] is None else f"{cfr['rate'] * 100:.1f}%"
+    rows = [
+        ("deployment frequency", f"{freq['per_day']:.2f}/day ({freq['deployments']} in {window})"),
+        ("lead time for changes", _duration(report["lead_time"]["median_seconds"])),
+        ("change failure rate", f"{rate} ({cfr['failed']} of {cfr['changes']})"),
+        ("time to restore", f"{_duration(ttr['median_seconds'])} "
+                            f"({ttr['restored']} restored, {ttr['unrestored']} open)"),
+    ]
+    scope = f" for {report['service']}" if report["service"] else ""
+    render.console.print(f"DORA metrics{scope}, last {window}", markup=False)
+    for name, value in rows:
+        render.console.print(f"  {name:<22} {value}", markup=False)
+    render.console.print("\ndefinitions:", markup=False)
+    for name, text in report["definitions"].items():
+        render.console.print(f"  {name}: {text}", markup=False, soft_wrap=True)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def show_instance(ctx: Context, service: str, instance_id: str) -> None:
+    """`corral status SERVICE --instance ID` (called by cli/commands.py's status)."""
+    from corral.engine.instance_report import instance_report
+    from corral.engine.logview import open_log_store
+
+    ws = ctx.workspace()
+    report = instance_report(ws.store, open_log_store(ws.state_dir), service, instance_id)
+    ctx.out(report, lambda: render_instance(report))
+
+
+def render_instance(report: dict[str, Any]) -> None:
+    out = render.console
+    state = report["state"] + ("" if report["live"] else f" ({report['exit_reason']})")
+    out.print(f"instance {report['id']} of {report['service']} {report['release']}: {state}",
+              markup=False)
+    out.print(f"  image      {report['image']}\n  git commit {report['git_commit'] or '-'}\n"
+              f"  address    {report['address']} pid {report['pid'] or '-'}\n"
+              f"  started    {render.ago(report['started_at'])}, ended "
+              f"{render.ago(report['ended_at'])}", markup=False)
+    replaced = report["replaced"]
+    if replaced["replaced_by"] or replaced["replaces"]:
+        out.print(f"  replaced by {replaced['replaced_by'] or '-'} ({replaced['cause'] or '-'});"
+                  f" replaced {replaced['replaces'] or '-'} — never restarted in place",
+                  markup=False)
+    out.print("health history:", markup=False)
+    for item in report["health_history"]:
+        stamp = time.strftime("%H:%M:%S", time.localtime(item["at"]))
+        out.print(f"  {stamp} {item['event']:<20} {item['reason'] or ''}", markup=False)
+    out.print(f"last {len(report['last_lines'])} log lines:", markup=False)
+    for view in report["last_lines"]:
+        out.print("  " + render_line(view), markup=False, soft_wrap=True, highlight=False)

@@ -1,0 +1,136 @@
+"""Commands of operate: `corral plan` (spec drift, no controller needed) and `corral chaos`
+(random SIGKILLs or image-root changes, run by the controller, while traffic flows)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import click
+from rich.table import Table
+
+from corral.cli import render
+from corral.cli.main import Context, cli, command
+from corral.errors import ControllerError
+
+_COLOURS = {"+": "green", "~": "yellow", "-": "red"}
+
+
+@cli.command()
+@command
+@click.option("--no-driver", is_flag=True, help="Do not ask the driver which instances run.")
+def plan(ctx: Context, no_driver: bool) -> None:
+    """Show what corral.toml would change: + create, ~ replace (why), - destroy.
+
+    Exit 0: nothing to do; 2: changes; 1: error."""
+    from corral.engine.plan import plan_workspace
+
+    ws = ctx.workspace()
+    result = plan_workspace(ws, None if ctx.as_json else render.progress,
+                            ask_driver=not no_driver)
+    data = {"changes": [{"op": c.op, "subject": c.subject, "reason": c.reason,
+                         "detail": c.detail} for c in result.changes],
+            "summary": {"create": result.count("+"), "replace": result.count("~"),
+                        "destroy": result.count("-"), "text": result.summary()}}
+
+    def human() -> None:
+        for change in result.changes:
+            colour = _COLOURS[change.op]
+            render.console.print(f"[{colour}]{change.op} {change.subject}[/]  {change.reason}",
+                                 soft_wrap=True)
+        render.console.print(("\n" if result.changes else "") + result.summary())
+
+    ctx.out(data, human)
+    sys.exit(2 if result.has_changes else 0)
+
+
+@cli.command()
+@command
+@click.argument("service", required=False)
+@click.option("--kill", "kills", default=1, show_default=True, help="How many kills.")
+@click.option("--interval", default=5.0, show_default=True, help="Seconds between kills.")
+@click.option("--duration", default=120.0, show_default=True, help="Stop after this long.")
+@click.option("--drift", is_flag=True, help="Change a file in an image root instead of "
+              "killing: proves detection and replacement.")
+@click.option("--seed", type=int, default=None, help="Repeat an earlier run's choices.")
+@click.option("--no-load", is_flag=True, help="Do not send requests during the run.")
+def chaos(ctx: Context, service: str | None, kills: int, interval: float, duration: float,
+          drift: bool, seed: int | None, no_load: bool) -> None:
+    """Kill random instances with SIGKILL while traffic flows; report restore times."""
+    from corral.engine.chaos import TrafficProbe
+
+    ws = ctx.workspace()
+    client = ctx.client()
+    if not client.is_up():
+        raise ControllerError("the controller is not running", hint="start it: corral up -d")
+    probe = None
+    listen = _listen(ws, service)
+    if listen and not no_load:
+        probe = TrafficProbe(listen, max_seconds=duration + 120)
+        probe.start()
+    body = {"service": service, "kill": kills, "interval": interval, "duration": duration,
+            "drift": drift, "seed": seed}
+    result: dict[str, Any] = {}
+    try:
+        for event in client.stream("/v1/chaos", body):
+            if event["type"] == "result":
+                result = event
+            elif not ctx.as_json:
+                _render_event(event)
+    finally:
+        if probe is not None:
+            time.sleep(0.5)
+            probe.stop()
+    _add_failures(result, probe)
+    ctx.out(result, lambda: _render_result(result))
+    sys.exit(0 if result.get("restored") == len(result.get("kills", [])) else 1)
+
+
+def _listen(ws: Any, service: str | None) -> str | None:
+    services = ws.loaded.spec.services
+    name = service or (sorted(services)[0] if len(services) == 1 else None)
+    spec = services.get(name) if name else None
+    return spec.router.listen if spec is not None and spec.router else None
+
+
+def _add_failures(result: dict[str, Any], probe: Any) -> None:
+    kills = result.get("kills", [])
+    for n, kill in enumerate(kills):
+        if probe is None or kill.get("at") is None:
+            continue
+        end = kills[n + 1]["at"] if n + 1 < len(kills) and kills[n + 1].get("at") \
+            else time.time()
+        kill["requests"], kill["failed_requests"] = probe.failures_between(kill["at"], end)
+    if probe is not None:
+        result["requests"] = len(probe.records)
+        failed = [s for _, s in probe.records if not 200 <= s < 400]
+        result["failed_requests"] = len(failed)
+        result["failed_statuses"] = {str(s): failed.count(s) for s in sorted(set(failed))}
+
+
+def _render_event(event: dict[str, Any]) -> None:
+    if event["type"] == "start":
+        render.stderr.print(f"chaos on {', '.join(event['services'])} (seed {event['seed']})")
+    elif event["type"] in ("restored", "timeout"):
+        what = event.get("instance") or event.get("file") or "-"
+        took = event.get("restored_s")
+        render.stderr.print(f"  #{event['n']} {event['kind']} {what}: "
+                            + (f"restored in {took:.2f}s" if took is not None
+                               else f"[red]{event.get('error')}[/]"))
+
+
+def _render_result(result: dict[str, Any]) -> None:
+    table = Table("#", "kind", "target", "restored (s)", "requests", "failed", box=None,
+                  pad_edge=False)
+    for kill in result.get("kills", []):
+        took = kill.get("restored_s")
+        table.add_row(str(kill["n"]), kill["kind"], str(kill.get("instance") or
+                                                        kill.get("file") or "-"),
+                      f"{took:.2f}" if took is not None else "not restored",
+                      str(kill.get("requests", "-")), str(kill.get("failed_requests", "-")))
+    render.console.print(table)
+    render.console.print(f"seed {result.get('seed')}: {result.get('restored', 0)} of "
+                         f"{len(result.get('kills', []))} restored, "
+                         f"{result.get('failed_requests', 0)} failed request(s) of "
+                         f"{result.get('requests', 0)}")

@@ -1,0 +1,27 @@
+"""When an instance is due for a readiness or liveness check: pure timing rules.
+
+A check is never run before the spec's start grace has passed since the instance started.
+Starting instances are probed often (the sooner one is seen ready, the sooner it serves);
+others keep their interval.
+"""
+
+from __future__ import annotations
+
+STARTING_PROBE = 0.1  # seconds between readiness checks of an instance that is not ready yet
+
+
+def next_check_at(now: float, created_at: float, start_grace: float, interval: float,
+                  starting: bool) -> float:
+    """When the check after one run at `now` is due.
+
+    >>> next_check_at(10.0, 0.0, 0.0, 1.0, starting=True)
+    10.1
+    >>> next_check_at(10.0, 0.0, 30.0, 1.0, starting=False)
+    30.0
+    """
+    step = min(interval, STARTING_PROBE) if starting else interval
+    return max(now + step, created_at + start_grace)
+
+
+def is_in_grace(now: float, created_at: float, start_grace: float) -> bool:
+    return now < created_at + start_grace

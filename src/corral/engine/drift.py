@@ -1,0 +1,195 @@
+"""The drift watch: finds instances that no longer run what their release says.
+
+Files: every image root in use is verified against the image's file list when first seen
+and periodically, and watched (inotify) between; a drifted root is quarantined and every
+instance using it is condemned. Runtime: each instance's argv, env, user, mounts and image
+root are compared with its release (core.drift). It only reports to the reconciler, which
+replaces; nothing is ever repaired in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from corral.core.drift import ExpectedRuntime, describe_file_drift, runtime_drift
+from corral.core.release import instance_argv, instance_env, service_of
+from corral.engine.fleet import Clock, Fleets
+from corral.ports.driver import Driver
+from corral.ports.images import ImageStore
+from corral.ports.records import Event, Instance, InstanceState
+from corral.ports.runtime import Inspectable
+from corral.ports.store import Store
+
+log = logging.getLogger(__name__)
+
+Condemn = Callable[[str, str], None]
+
+
+def guard_for(images: ImageStore) -> Any | None:
+    """The root guard of a local image store; None for stores without unpacked layers."""
+    if not hasattr(images, "layout") or not hasattr(images, "roots"):
+        return None
+    from corral.images.guard import RootGuard
+
+    return RootGuard.for_store(images)
+
+
+class DriftWatch:
+    """A background thread; `check_files` and `check_runtime` are usable from tests."""
+
+    def __init__(self, store: Store, fleets: Fleets, images: ImageStore, driver: Driver,
+                 condemn: Condemn, clock: Clock, actor: str, volumes_dir: Path, *,
+                 verify_period: float = 60.0, runtime_period: float = 10.0,
+                 guard: Any | None = None, watcher: Any | None = None) -> None:
+        self._store = store
+        self._fleets = fleets
+        self._images = images
+        self._driver = driver
+        self._condemn = condemn
+        self._clock = clock
+        self._actor = actor
+        self._volumes_dir = volumes_dir
+        self._verify_period = verify_period
+        self._runtime_period = runtime_period
+        self.guard = guard if guard is not None else guard_for(images)
+        self._watcher = watcher
+        self._verifiers: dict[str, Any] = {}  # digest -> RootVerifier of the root in use
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="drift-watch", daemon=True)
+        self.found: list[dict[str, Any]] = []  # every drift seen, newest last (for status)
+
+    def start(self) -> None:
+        if self.guard is not None and self._watcher is None:
+            from corral.images.watch import make_watcher
+
+            self._watcher = make_watcher()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        if self._watcher is not None:
+            self._watcher.close()
+
+    def _run(self) -> None:
+        next_full = next_runtime = 0.0
+        while not self._stop.is_set():
+            try:
+                now = time.monotonic()
+                self.check_files(full=now >= next_full)
+                if now >= next_full:
+                    next_full = now + self._verify_period
+                if now >= next_runtime:
+                    self.check_runtime()
+                    next_runtime = now + self._runtime_period
+                if self._watcher is None:
+                    self._stop.wait(0.5)
+            except Exception:  # the watch must outlive any one bad pass
+                log.exception("drift check failed")
+                self._stop.wait(1.0)
+
+    # -- files -------------------------------------------------------------------------
+    def check_files(self, full: bool = False, wait: float = 0.2) -> list[str]:
+        """Adopt new roots, read the watcher's report, verify; the digests found drifted."""
+        if self.guard is None:
+            return []
+        in_use = {i.image_digest for i in self._fleets.all() if i.state.is_live}
+        for digest in sorted(in_use - set(self._verifiers)):
+            self._adopt(digest)
+        for digest in sorted(set(self._verifiers) - in_use):
+            self._forget(digest)
+        report = self._watcher.poll(wait) if self._watcher is not None else {}
+        drifted = []
+        for digest, verifier in list(self._verifiers.items()):
+            paths = report.get(digest)
+            if not full and not paths:
+                continue
+            changes = verifier.verify(None if full or "*" in (paths or ()) else paths)
+            if changes:
+                self._files_drifted(digest, changes)
+                drifted.append(digest)
+        return drifted
+
+    def _adopt(self, digest: str) -> None:
+        assert self.guard is not None
+        verifier = self.guard.verifier(digest)
+        if verifier is None:
+            return  # not unpacked (yet): the next pass looks again
+        self._verifiers[digest] = verifier
+        if self._watcher is not None:
+            self._watcher.add(digest, verifier.root)
+        changes = verifier.verify()
+        if changes:
+            self._files_drifted(digest, changes)
+
+    def _forget(self, digest: str) -> None:
+        self._verifiers.pop(digest, None)
+        if self._watcher is not None:
+            self._watcher.remove(digest)
+
+    def _files_drifted(self, digest: str, changes: list[tuple[str, str]]) -> None:
+        self._forget(digest)
+        assert self.guard is not None
+        moved = self.guard.quarantine(digest, changes)
+        what = describe_file_drift(changes)
+        victims = [i for i in self._fleets.all()
+                   if i.image_digest == digest and i.state.is_live
+                   and i.state is not InstanceState.DRAINING]
+        self._record("drift.files", digest, {
+            "image": digest, "changes": [list(c) for c in changes[:50]],
+            "count": len(changes), "quarantined": str(moved) if moved else None,
+            "instances": [i.id for i in victims]})
+        log.warning("image root %s drifted (%s); replacing %d instance(s)", digest[:19], what,
+                    len(victims))
+        for instance in victims:
+            self._condemn(instance.id, f"{what} in the root of image {digest[:19]}")
+
+    # -- runtime -----------------------------------------------------------------------
+    def check_runtime(self) -> dict[str, list[str]]:
+        """Compare every running instance with its release; condemn those that differ."""
+        if not isinstance(self._driver, Inspectable):
+            return {}
+        found: dict[str, list[str]] = {}
+        for instance in self._fleets.all():
+            if instance.state not in (InstanceState.READY, InstanceState.UNHEALTHY):
+                continue
+            facts = self._driver.runtime(instance.id)
+            expected = self._expected(instance)
+            if facts is None or expected is None:
+                continue
+            differences = runtime_drift(expected, facts)
+            if differences:
+                found[instance.id] = differences
+                self._record("drift.runtime", f"{instance.service}/{instance.id}",
+                             {"instance": instance.id, "differences": differences})
+                self._condemn(instance.id, "runtime: " + "; ".join(differences[:3]))
+        return found
+
+    def _expected(self, instance: Instance) -> ExpectedRuntime | None:
+        release = self._store.get_release(instance.service, instance.release)
+        if release is None:
+            return None
+        spec = service_of(release.config)
+        image = self._images.config(release.image_digest)
+        if self.guard is not None:
+            root = self.guard.roots / release.image_digest.partition(":")[2]
+        else:
+            root = self._images.unpack(release.image_digest)
+        volumes = {inside: os.path.realpath(self._volumes_dir / instance.service / name)
+                   for name, inside in spec.volumes.items()}
+        return ExpectedRuntime(
+            argv=instance_argv(spec, image),
+            env=instance_env(instance.service, spec, image, release.label, instance.id),
+            root=os.path.realpath(root), volumes=volumes)
+
+    def _record(self, action: str, subject: str, detail: dict[str, Any]) -> None:
+        self.found.append({"action": action, "subject": subject, **detail})
+        del self.found[:-100]
+        self._store.append_event(Event(at=self._clock(), actor=self._actor, action=action,
+                                       subject=subject, detail=detail))

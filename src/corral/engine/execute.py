@@ -1,0 +1,157 @@
+"""Executing a decision's steps with the engine's hands; recording and reporting each.
+
+Steps come from core strategies; this module only carries them out (start, drain, stop,
+set weights, wait) and writes each to the store and the event stream. It also holds the
+injectable kill points (CORRAL_CRASH_AT=<step kind>:<n>) the crash-safety tests use.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from corral.core.steps import (
+    AwaitHealthy,
+    AwaitPromotion,
+    DrainAndStop,
+    RecordAnalysis,
+    SetWeights,
+    StartInstances,
+    Step,
+    StopInstances,
+    Wait,
+)
+from corral.core.weights import backends_for, traffic_shares
+from corral.engine.instances import Hands
+from corral.errors import NotFound
+from corral.ports.records import Deployment, Event, Release
+from corral.ports.store import Store
+from corral.spec.model import ServiceSpec
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[dict[str, Any]], None]
+CRASH_ENV = "CORRAL_CRASH_AT"
+
+
+class CrashPoints:
+    """`CORRAL_CRASH_AT=SetWeights:2` kills this process (os._exit, like kill -9) right after
+    the second SetWeights it executes; tests use it to crash at every step of a strategy."""
+
+    def __init__(self, spec: str | None = None) -> None:
+        spec = os.environ.get(CRASH_ENV, "") if spec is None else spec
+        kind, _, count = spec.partition(":")
+        self._kind = kind or None
+        self._at = int(count or 1)
+        self._seen: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def after(self, kind: str) -> None:
+        with self._lock:
+            self._seen[kind] = self._seen.get(kind, 0) + 1
+            if kind == self._kind and self._seen[kind] == self._at:
+                log.warning("%s=%s:%d: crashing on purpose", CRASH_ENV, kind, self._at)
+                logging.shutdown()
+                os._exit(137)
+
+
+class Executor:
+    """Runs the steps of one deployment. `wake` is notified by promote/abort requests."""
+
+    def __init__(self, store: Store, hands: Hands, deployment: Deployment,
+                 service: ServiceSpec, emit: Emit, actor: str, wake: threading.Condition,
+                 crash: CrashPoints) -> None:
+        self._store = store
+        self._hands = hands
+        self._deployment = deployment
+        self._service = service
+        self._emit = emit
+        self._actor = actor
+        self._wake = wake
+        self._crash = crash
+        self._releases: dict[int, Release] = {}
+        self._said: str | None = None
+
+    def run(self, steps: tuple[Step, ...]) -> None:
+        for step in steps:
+            if isinstance(step, AwaitHealthy):
+                with self._hands.fleets.changed:
+                    self._hands.fleets.changed.wait(timeout=0.25)
+            elif isinstance(step, AwaitPromotion):
+                self._say({"type": "gate", "release": step.release,
+                           "hint": f"corral promote {self._deployment.service} | "
+                                   f"corral abort {self._deployment.service}"})
+                with self._wake:
+                    self._wake.wait(timeout=0.5)
+            elif isinstance(step, Wait):
+                self._say({"type": "wait", "why": step.why, "until": step.until})
+                with self._wake:
+                    self._wake.wait(timeout=max(0.0, min(0.5, step.until - self._hands.clock())))
+            else:
+                self._record(type(step).__name__, self._act(step))
+
+    def _act(self, step: Step) -> dict[str, Any]:
+        hands, service = self._hands, self._service
+        if isinstance(step, StartInstances):
+            release = self._release(step.release)
+            return {"release": step.release,
+                    "instances": [hands.start(release).id for _ in range(step.count)]}
+        if isinstance(step, DrainAndStop | StopInstances):
+            drain = service.drain_timeout if isinstance(step, DrainAndStop) else 0.0
+            for instance_id in step.instance_ids:
+                hands.drain_in_background(instance_id, step.reason, drain, service.stop_grace)
+            return {"instances": list(step.instance_ids), "reason": step.reason}
+        if isinstance(step, SetWeights):
+            self.set_weights(step.weights)
+            return {"fleets": {f"v{k}": v for k, v in (step.weights or {}).items()}}
+        assert isinstance(step, RecordAnalysis)
+        detail = {"step": step.step, "result": step.result, "reason": step.reason,
+                  "numbers": step.numbers,
+                  "percent": self._service.canary.steps[step.step]}
+        self._store.append_event(Event(
+            at=self._hands.clock(), actor=self._actor, action="deployment.analysis",
+            subject=self._deployment.service, detail={"deployment": self._deployment.id,
+                                                      **detail}))
+        self._emit({"type": "analysis", **detail})
+        return detail
+
+    def set_weights(self, weights: dict[int, int] | None) -> None:
+        """Route by fleet weights now, and remember them for a restarted controller."""
+        name = self._deployment.service
+        replicas = self._service.replicas
+        traffic = None if weights is None else {
+            "weights": {str(k): v for k, v in weights.items()}, "replicas": replicas}
+        self._store.set_traffic(name, traffic, Event(
+            at=self._hands.clock(), actor=self._actor, action="traffic.set", subject=name,
+            detail={"deployment": self._deployment.id, "traffic": traffic}))
+        self._hands.fleets.set_fleet_weights(name, weights, replicas)
+
+    def _record(self, kind: str, detail: dict[str, Any]) -> None:
+        self._store.add_step(self._deployment.id, kind, detail, self._hands.clock())
+        self._said = None
+        if kind != "RecordAnalysis":
+            self._emit({"type": "step", "kind": kind, **detail, "weights": self.shares()})
+        self._crash.after(kind)
+
+    def shares(self) -> dict[str, float]:
+        fleets, name = self._hands.fleets, self._deployment.service
+        return traffic_shares(backends_for(fleets.of_service(name), fleets.fleet_weights_of(name),
+                                           self._service.replicas))
+
+    def _say(self, event: dict[str, Any]) -> None:
+        key = f"{event['type']}:{event.get('why', '')}"
+        if key != self._said:  # one line per wait, not one per poll
+            self._said = key
+            self._emit(event)
+
+    def _release(self, version: int) -> Release:
+        if version not in self._releases:
+            found = self._store.get_release(self._deployment.service, version)
+            if found is None:
+                raise NotFound(f"release {self._deployment.service} v{version} is not in the "
+                               "store")
+            self._releases[version] = found
+        return self._releases[version]

@@ -1,0 +1,143 @@
+"""`corral rollback`: put a service back on an earlier release, as fast as it can be done.
+
+When that release's fleet is still warm (blue-green's rollback window) and can carry the
+whole load, all traffic moves in one router update; otherwise the release is deployed by
+the fast path (every instance replaced at once, no analysis, no gate). Either way the
+release rolled back from is marked bad. Which release and which path are decided here
+from the store; the work is the deployer's.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from corral.core.delivery import Progress, fleet, ready
+from corral.core.release import service_of
+from corral.engine.deploy import Deployer, lock_name
+from corral.engine.execute import Emit
+from corral.engine.instances import Hands
+from corral.errors import DeployError, LockHeld, NotFound
+from corral.ports.records import Deployment, DeploymentOutcome, Event
+from corral.ports.store import Store
+
+
+@dataclass(frozen=True)
+class RollbackRequest:
+    service: str
+    actor: str
+    to: int | None = None  # default: the release before the live one
+
+
+def rollback_target(store: Store, service: str, to: int | None) -> tuple[int, int]:
+    """(live release, release to go back to)."""
+    live = store.live_release(service)
+    if live is None:
+        raise NotFound(f"service {service!r} has no live release to roll back",
+                       hint=f"deploy it first: corral deploy {service}")
+    if to is not None:
+        if store.get_release(service, to) is None:
+            raise NotFound(f"release {service} v{to} is not retained",
+                           hint=f"`corral releases {service}` lists them")
+        if to == live:
+            raise DeployError(f"v{to} is already the live release of {service}")
+        return live, to
+    for deployment in store.list_deployments(service):
+        if (deployment.to_release == live and deployment.outcome is DeploymentOutcome.SUCCEEDED
+                and deployment.from_release not in (None, live)):
+            return live, int(deployment.from_release or 0)
+    bad = store.bad_releases(service)
+    older = [r.version for r in store.list_releases(service)
+             if r.version < live and r.version not in bad]
+    if not older:
+        raise NotFound(f"{service} has no release before v{live} to roll back to")
+    return live, older[-1]
+
+
+class Rollback:
+    def __init__(self, store: Store, hands: Hands, deployer: Deployer) -> None:
+        self._store = store
+        self._hands = hands
+        self._deployer = deployer
+
+    def run(self, request: RollbackRequest, emit: Emit) -> Deployment:
+        began = time.monotonic()
+        name = request.service
+        live, to = rollback_target(self._store, name, request.to)
+        release = self._store.get_release(name, to)
+        assert release is not None
+        service = service_of(release.config)
+        holder = f"{request.actor}, rolling {name} back to v{to} #{secrets.token_hex(3)}"
+        taken = self._store.acquire_lock(lock_name(name), holder, self._hands.clock(), 60.0)
+        if taken is not None:
+            raise LockHeld(f"a deployment of {name} is running ({taken})",
+                           hint=f"stop it first: corral abort {name}")
+        try:
+            deployment = self._store.create_deployment(
+                name, "rollback", live, to, service.replicas, self._hands.clock(),
+                self._event(request.actor, "deployment.start", name,
+                            {"from": live, "to": to, "strategy": "rollback"}))
+            progress = Progress(phase="start", holder=holder)
+            self._store.save_progress(deployment.id, progress.to_json(), self._hands.clock())
+            emit({"type": "start", "deployment": deployment.id, "service": name, "from": live,
+                  "to": to, "strategy": "rollback", "replicas": service.replicas,
+                  "image": release.image_digest})
+            self._mark_bad(name, live, to, request.actor)
+            warm = self._deployer.traffic.warm(name)
+            warm_ready = ready(fleet(self._hands.fleets.of_service(name), to))
+            if warm and int(warm["release"]) == to and len(warm_ready) >= service.replicas:
+                return self._switch(deployment, live, to, service.replicas, request.actor,
+                                    emit, began)
+            emit({"type": "fast-path", "why": f"no warm fleet of v{to} can carry the load"})
+            self._deployer.traffic.equal(name, request.actor)
+            return self._deployer.run(deployment, release, service, progress, request.actor,
+                                      emit, holder)
+        finally:
+            self._store.release_lock(lock_name(name), holder)
+
+    def _switch(self, deployment: Deployment, live: int, to: int, replicas: int, actor: str,
+                emit: Emit, began: float) -> Deployment:
+        """One router update moves all traffic to the warm fleet; then the rest is tidying."""
+        name = deployment.service
+        # Saved first: a controller killed right after the switch must not restore the old
+        # weights when it comes back.
+        self._store.set_traffic(name, {"weights": {str(to): 100, str(live): 0},
+                                       "replicas": replicas}, self._event(
+            actor, "traffic.set", name, {"why": f"rollback to the warm fleet of v{to}"}))
+        self._hands.fleets.set_fleet_weights(name, {to: 100, live: 0}, replicas)
+        switched_ms = round((time.monotonic() - began) * 1000, 1)
+        self._store.add_step(deployment.id, "SetWeights", {"fleets": {f"v{to}": 100,
+                                                                      f"v{live}": 0},
+                                                           "switched_ms": switched_ms},
+                             self._hands.clock())
+        emit({"type": "step", "kind": "SetWeights", "fleets": {f"v{to}": 100, f"v{live}": 0},
+              "weights": {f"v{to}": 100.0, f"v{live}": 0.0}, "switched_ms": switched_ms})
+        self._deployer.crash.after("SetWeights")
+        self._store.set_live_release(name, to, self._event(actor, "release.live", name,
+                                                           {"release": to}))
+        old = self._store.get_release(name, live)
+        spec = service_of(old.config) if old else None
+        for instance in fleet(self._hands.fleets.of_service(name), live):
+            self._hands.drain_in_background(instance.id, f"rolled back to v{to}",
+                                            spec.drain_timeout if spec else 30.0,
+                                            spec.stop_grace if spec else 10.0)
+        self._deployer.traffic.equal(name, actor)
+        done = self._store.finish_deployment(
+            deployment.id, DeploymentOutcome.SUCCEEDED, self._hands.clock(),
+            f"switched back to the warm fleet of v{to} in {switched_ms}ms",
+            self._event(actor, "deployment.succeeded", name, {"deployment": deployment.id}))
+        emit({"type": "result", "deployment": done.id, "outcome": done.outcome.value,
+              "reason": done.reason, "switched_ms": switched_ms,
+              "seconds": round((done.ended_at or 0) - done.started_at, 3)})
+        return done
+
+    def _mark_bad(self, name: str, live: int, to: int, actor: str) -> None:
+        why = f"rolled back to v{to} by {actor}"
+        self._store.set_release_mark(name, live, why, self._event(
+            actor, "release.bad", name, {"release": live, "reason": why}))
+
+    def _event(self, actor: str, action: str, subject: str, detail: dict[str, Any]) -> Event:
+        return Event(at=self._hands.clock(), actor=actor, action=action, subject=subject,
+                     detail=detail)

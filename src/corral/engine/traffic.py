@@ -1,0 +1,147 @@
+"""Each service's traffic policy across deployments: fleet weights and the warm old fleet.
+
+Blue-green leaves the previous fleet running at weight 0 for its rollback window; this
+module records that (store.set_traffic), restores it when a controller starts, and retires
+the warm fleet when the window ends or a new deployment begins. Decisions about weights
+are core's; this only keeps the router, the store and the fleets in step.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from corral.core.release import service_of
+from corral.engine.instances import Hands
+from corral.ports.records import Deployment, Event, InstanceState
+from corral.ports.store import Store
+from corral.spec.model import ServiceSpec
+
+log = logging.getLogger(__name__)
+
+
+def weights_of(traffic: dict[str, Any] | None) -> dict[int, int] | None:
+    if not traffic or traffic.get("weights") is None:
+        return None
+    return {int(k): int(v) for k, v in traffic["weights"].items()}
+
+
+class Traffic:
+    def __init__(self, store: Store, hands: Hands) -> None:
+        self._store = store
+        self._hands = hands
+
+    def restore(self) -> None:
+        """Give the fleets every service's saved weights (before the first router sync)."""
+        for service in self._store.services():
+            traffic = self._store.get_traffic(service)
+            weights = weights_of(traffic)
+            if traffic and weights is not None:
+                self._hands.fleets.set_fleet_weights(service, weights,
+                                                     int(traffic.get("replicas", 0)))
+
+    def prepare(self, service: str, spec: ServiceSpec, live: int | None) -> None:
+        """Weights a deployment starts from: rolling shares equally; canary and blue-green
+        pin all traffic on the live fleet so new instances get none until told."""
+        if spec.strategy == "rolling" or live is None:
+            self._set(service, None, spec.replicas, "deployment start")
+        else:
+            self._set(service, {"weights": {str(live): 100}, "replicas": spec.replicas},
+                      spec.replicas, "deployment start")
+
+    def settle(self, deployment: Deployment, spec: ServiceSpec, actor: str) -> None:
+        """After success: keep the old fleet warm (blue-green) or go back to equal weights."""
+        window = spec.blue_green.rollback_window
+        old = deployment.from_release
+        if (deployment.strategy == "blue-green" and old is not None
+                and old != deployment.to_release and window > 0):
+            self._set(deployment.service, {
+                "weights": {str(deployment.to_release): 100, str(old): 0},
+                "replicas": spec.replicas,
+                "warm": {"release": old, "until": self._hands.clock() + window,
+                         "from": deployment.to_release}}, spec.replicas, "old fleet warm",
+                actor)
+            return
+        if old is not None and old != deployment.to_release:  # e.g. blue-green, no window
+            spec_old = self._spec(deployment.service, old)
+            for instance in self._hands.fleets.of_service(deployment.service):
+                if instance.release == old and instance.state is not InstanceState.DRAINING:
+                    self._hands.drain_in_background(
+                        instance.id, "replaced", spec_old.drain_timeout if spec_old else 30.0,
+                        spec_old.stop_grace if spec_old else 10.0)
+        self.equal(deployment.service, actor)
+
+    def equal(self, service: str, actor: str = "corral") -> None:
+        self._set(service, None, 0, "equal weights", actor)
+
+    def warm(self, service: str) -> dict[str, Any] | None:
+        traffic = self._store.get_traffic(service)
+        return dict(traffic["warm"]) if traffic and traffic.get("warm") else None
+
+    def retire_warm(self, service: str, actor: str, why: str) -> None:
+        """Drain and stop the warm fleet, if the service has one."""
+        warm = self.warm(service)
+        if warm is None:
+            return
+        target = int(warm["release"])
+        spec = self._spec(service, target)
+        for instance in self._hands.fleets.of_service(service):
+            if instance.release == target and instance.state is not InstanceState.DRAINING:
+                self._hands.drain_in_background(instance.id, f"warm fleet retired: {why}",
+                                                spec.drain_timeout if spec else 30.0,
+                                                spec.stop_grace if spec else 10.0)
+        self.equal(service, actor)
+
+    def _set(self, service: str, traffic: dict[str, Any] | None, replicas: int, why: str,
+             actor: str = "corral") -> None:
+        self._store.set_traffic(service, traffic, Event(
+            at=self._hands.clock(), actor=actor, action="traffic.set", subject=service,
+            detail={"traffic": traffic, "why": why}))
+        self._hands.fleets.set_fleet_weights(service, weights_of(traffic),
+                                             int((traffic or {}).get("replicas", replicas)))
+
+    def _spec(self, service: str, version: int) -> ServiceSpec | None:
+        release = self._store.get_release(service, version)
+        return service_of(release.config) if release else None
+
+
+class WarmKeeper:
+    """A controller loop: retire warm fleets whose rollback window has ended."""
+
+    def __init__(self, traffic: Traffic, store: Store, hands: Hands, actor: str,
+                 period: float = 1.0) -> None:
+        self._traffic = traffic
+        self._store = store
+        self._hands = hands
+        self._actor = actor
+        self._period = period
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="warm-keeper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._period):
+            try:
+                self.tick()
+            except Exception:  # the loop must outlive one bad sweep
+                log.exception("warm fleet sweep failed")
+
+    def tick(self) -> None:
+        now = self._hands.clock()
+        for service in self._store.services():
+            warm = self._traffic.warm(service)
+            if not warm or float(warm["until"]) > now:
+                continue
+            holder = "warm-keeper"
+            if self._store.acquire_lock(f"deploy/{service}", holder, now, 30.0) is None:
+                try:
+                    self._traffic.retire_warm(service, self._actor, "rollback window ended")
+                finally:
+                    self._store.release_lock(f"deploy/{service}", holder)

@@ -1,0 +1,42 @@
+"""A build plan: the base, the ordered layer steps and the image metadata of one image.
+
+Both ways to describe an image (the spec's keys and a Dockerfile) become a plan, so one
+builder, one step cache and one reproducibility story serve both. Pure data; no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from corral.spec.model import CopyStep, ImageSpec, RunStep
+
+
+@dataclass(frozen=True)
+class PlanRun:
+    """A run step with the environment and working folder it runs with."""
+
+    step: RunStep
+    env: dict[str, str]
+    workdir: str
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    base: str
+    packages: tuple[str, ...]
+    mirror: str
+    steps: tuple[CopyStep | PlanRun, ...]
+    metadata: ImageSpec  # env, workdir, user, entrypoint, cmd, ports, labels
+
+    @property
+    def base_spec(self) -> ImageSpec:
+        return ImageSpec(base=self.base, packages=self.packages, mirror=self.mirror)
+
+
+def spec_plan(image: ImageSpec) -> BuildPlan:
+    """The plan of an image described by spec keys: copy steps first, then run steps, each
+    run with the spec's env (over the base's) in the spec's workdir."""
+    runs = tuple(PlanRun(command if isinstance(command, RunStep) else RunStep(command=command),
+                         dict(image.env), image.workdir or "/") for command in image.run)
+    return BuildPlan(base=image.base, packages=image.packages, mirror=image.mirror,
+                     steps=(*image.copy_, *runs), metadata=image)

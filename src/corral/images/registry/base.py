@@ -1,0 +1,48 @@
+"""`base = "oci:HOST/REPO:TAG"` or `"oci:HOST/REPO@sha256:…"`: a registry image as a base.
+
+Turns the base into a manifest digest present in the build's layout: a pinned digest from
+corral.lock (or the reference's own digest) is used as is when it is local, else pulled
+(verified); a bare tag is resolved once and pinned. Building on the result is bases.py's job.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from corral.images.layout import Layout
+from corral.images.registry.client import RegistryClient
+from corral.images.registry.lock import LOCK_NAME, pin, read_pins
+from corral.images.registry.pull import platform_child, pull_image
+from corral.images.registry.reference import Reference, parse_reference
+
+INSECURE_ENV = "CORRAL_INSECURE_REGISTRIES"
+
+
+def oci_base_manifest(base: str, context: Path, layout: Layout,
+                      progress: Callable[[str], None]) -> str:
+    """The manifest digest of an `oci:` base, pulled into `layout` when missing."""
+    ref = parse_reference(base[len("oci:"):])
+    pinned = ref.digest or read_pins(context).get(base)
+    if pinned and layout.has_blob(pinned):
+        manifest = layout.read_json(pinned)
+        local = platform_child(manifest, ref) if "manifests" in manifest else pinned
+        if layout.has_blob(local):
+            progress(f"base {base}: {local[:19]} (local)")
+            return local
+    wanted = ref.with_digest(pinned) if pinned else ref
+    with RegistryClient(ref, insecure=_insecure(ref)) as client:
+        report = pull_image(client, layout, wanted, progress=progress)
+    if pinned and report.digest != pinned:
+        # An index was pinned; its platform manifest is what the build uses.
+        progress(f"base {base}: index {pinned[:19]} → manifest {report.digest[:19]}")
+    if not ref.digest and not pinned:
+        pin(context, base, report.digest)
+        progress(f"base {base}: pinned {report.digest[:19]} in {LOCK_NAME}")
+    return report.digest
+
+
+def _insecure(ref: Reference) -> bool:
+    allowed = {h.strip() for h in os.environ.get(INSECURE_ENV, "").split(",") if h.strip()}
+    return ref.registry in allowed or ref.host in allowed

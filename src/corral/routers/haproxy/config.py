@@ -1,0 +1,118 @@
+"""The HAProxy configuration corral writes: one frontend per service listen, one backend per
+service with pre-allocated server slots that the runtime API fills, weights and drains.
+
+Pure text building from the adapter's state; no I/O. The configuration always carries the
+current servers and weights, so a reload (only needed for a new listen address, TLS, or more
+slots) starts from what the runtime API had set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_SLOTS = 16
+IDEMPOTENT = "GET HEAD OPTIONS PUT DELETE TRACE"
+_DEFAULT_TIMEOUTS = {"connect": 3.0, "first_byte": 60.0, "client_idle": 75.0, "header": 10.0}
+
+
+@dataclass
+class Slot:
+    """One `server` line of a backend: free, or holding one corral backend."""
+
+    name: str
+    address: str = ""  # "" when free
+    weight: int = 0
+    release: str = ""
+    instance: str = ""
+    retiring: bool = False  # no longer listed: drained, freed once idle
+    seen: dict[str, int] = field(default_factory=dict)  # raw counters at the last read
+
+    @property
+    def is_free(self) -> bool:
+        return not self.address
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class ServiceEntry:
+    listen: str
+    slots: list[Slot]
+    tls_pem: str | None = None  # combined cert+key file for `bind … ssl crt`
+    timeouts: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"listen": self.listen, "tls_pem": self.tls_pem, "timeouts": self.timeouts,
+                "slots": [s.to_json() for s in self.slots]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ServiceEntry:
+        return cls(data["listen"], [Slot(**s) for s in data["slots"]], data.get("tls_pem"),
+                   dict(data.get("timeouts") or {}))
+
+
+def backend_name(service: str) -> str:
+    return f"svc_{service}"
+
+
+def _ms(seconds: float) -> str:
+    return f"{max(1, round(seconds * 1000))}ms"
+
+
+def render_config(services: dict[str, ServiceEntry], *, socket_path: str,
+                  threads: int = 0, maxconn: int = 4096) -> str:
+    """The whole haproxy.cfg for these services.
+
+    >>> print(render_config({}, socket_path="/run/h.sock").splitlines()[1])
+      stats socket /run/h.sock mode 600 level admin expose-fd listeners
+    """
+    lines = ["global",
+             f"  stats socket {socket_path} mode 600 level admin expose-fd listeners",
+             f"  maxconn {maxconn}",
+             "  tune.bufsize 65536"]
+    if threads:
+        lines.append(f"  nbthread {threads}")
+    lines += ["defaults", "  mode http", "  option http-keep-alive", "  http-reuse safe",
+              "  retries 1", "  option redispatch 1", "  retry-on conn-failure empty-response",
+              "  timeout tunnel 1h", ""]
+    for name, entry in sorted(services.items()):
+        lines += _frontend(name, entry) + _backend(name, entry)
+    return "\n".join(lines) + "\n"
+
+
+def _frontend(name: str, entry: ServiceEntry) -> list[str]:
+    t = {**_DEFAULT_TIMEOUTS, **entry.timeouts}
+    bind = f"  bind {entry.listen}"
+    if entry.tls_pem:
+        bind += f" ssl crt {entry.tls_pem}"
+    return [f"frontend fe_{name}", bind,
+            f"  timeout client {_ms(t['client_idle'])}",
+            f"  timeout http-keep-alive {_ms(t['client_idle'])}",
+            f"  timeout http-request {_ms(t['header'])}",
+            "  option forwardfor",
+            "  http-request set-header X-Forwarded-Proto https if { ssl_fc }",
+            "  http-request set-header X-Forwarded-Proto http if !{ ssl_fc }",
+            "  unique-id-format %{+X}o%ci%cp%fp%Ts%rt%pid",
+            "  http-request set-header X-Request-Id %[unique-id] "
+            "unless { req.hdr(x-request-id) -m found }",
+            "  http-after-response set-header X-Request-Id %[unique-id] "
+            "unless { res.hdr(x-request-id) -m found }",
+            f"  default_backend {backend_name(name)}", ""]
+
+
+def _backend(name: str, entry: ServiceEntry) -> list[str]:
+    t = {**_DEFAULT_TIMEOUTS, **entry.timeouts}
+    lines = [f"backend {backend_name(name)}", "  balance roundrobin",
+             f"  timeout connect {_ms(t['connect'])}",
+             f"  timeout server {_ms(t['first_byte'])}",
+             f"  http-request disable-l7-retry unless {{ method {IDEMPOTENT} }}"]
+    for slot in entry.slots:
+        if slot.is_free:
+            lines.append(f"  server {slot.name} 127.0.0.1:1 weight 0 disabled")
+        else:
+            state = " disabled" if slot.retiring else ""
+            lines.append(f"  server {slot.name} {slot.address} weight {min(slot.weight, 256)}"
+                         f"{state}")
+    return [*lines, ""]

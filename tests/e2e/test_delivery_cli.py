@@ -1,0 +1,132 @@
+"""Progressive delivery as a user drives it: blue-green preview and promote, rollback to the
+warm fleet, the bad-release guard, canary abort, exit codes. Real CLI, controller, router."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Project:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+
+    def args(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "corral", *args]
+
+    def corral(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(self.args(*args), cwd=self.folder, capture_output=True,
+                              text=True, timeout=300)
+        assert "Traceback" not in done.stderr, done.stderr
+        if check:
+            assert done.returncode == 0, f"corral {args}: {done.stdout}\n{done.stderr}"
+        return done
+
+    def version(self, release: str | None = None) -> str:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            connection.request("GET", "/", headers={"X-Corral-Release": release}
+                               if release else {})
+            response = connection.getresponse()
+            response.read()
+            return response.getheader("X-App-Version", "")
+        finally:
+            connection.close()
+
+    def edit(self, pattern: str, replacement: str) -> None:
+        spec = self.folder / "corral.toml"
+        text, count = re.subn(pattern, replacement, spec.read_text())
+        assert count == 1, pattern
+        spec.write_text(text)
+
+    def phase(self) -> str | None:
+        status = json.loads(self.corral("status", "web", "--json").stdout)["services"][0]
+        last = status["last_deployment"]
+        return last["outcome"] if last else None
+
+
+def poll(condition, deadline_s: float = 120.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    pytest.fail(f"condition not met within {deadline_s}s")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    project = Project(tmp_path_factory.mktemp("delivery"))
+    project.corral("init", "--port", str(project.port))
+    project.edit(r"replicas = 3", "replicas = 2")
+    project.edit(r'strategy = "rolling"', 'strategy = "blue-green"\n'
+                 'blue_green = { auto_promote = false }\n'
+                 'canary = { steps = [50, 100], interval = "60s", min_requests = 0 }')
+    project.corral("up", "-d")
+    project.corral("deploy", "web")
+    yield project
+    project.corral("down", check=False)
+
+
+def test_blue_green_previews_the_new_fleet_and_switches_on_promote(project: Project) -> None:
+    project.edit(r'APP_VERSION = "1"', 'APP_VERSION = "2"')
+    deploy = subprocess.Popen(project.args("deploy", "web", "--json"), cwd=project.folder,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        poll(lambda: project.version("v2") == "2")  # preview before any weight
+        assert {project.version() for _ in range(20)} == {"1"}
+        project.corral("promote", "web")
+        out, _ = deploy.communicate(timeout=120)
+    finally:
+        if deploy.poll() is None:
+            deploy.kill()
+    assert deploy.returncode == 0
+    events = [json.loads(line) for line in out.splitlines()]
+    assert any(e["type"] == "gate" for e in events)
+    assert {project.version() for _ in range(20)} == {"2"}
+
+
+def test_rollback_to_the_warm_fleet_and_the_bad_release_guard(project: Project) -> None:
+    done = project.corral("rollback", "web", "--json")
+    result = [json.loads(line) for line in done.stdout.splitlines()][-1]
+    assert result["outcome"] == "succeeded" and result["switched_ms"] < 1000
+    assert {project.version() for _ in range(20)} == {"1"}
+    refused = project.corral("deploy", "web", check=False)
+    assert refused.returncode == 1 and "marked bad" in refused.stderr
+    assert "--force" in refused.stderr
+
+
+def test_aborting_a_canary_exits_4_and_leaves_the_stable_fleet_serving(
+        project: Project) -> None:
+    project.edit(r'strategy = "blue-green"', 'strategy = "canary"')
+    project.edit(r'APP_VERSION = "2"', 'APP_VERSION = "3"')
+    deploy = subprocess.Popen(project.args("deploy", "web"), cwd=project.folder,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        poll(lambda: "3" in {project.version() for _ in range(10)})
+        aborted = project.corral("abort", "web", check=False)
+        deploy.communicate(timeout=120)
+    finally:
+        if deploy.poll() is None:
+            deploy.kill()
+    assert aborted.returncode == 4 and deploy.returncode == 4
+    assert {project.version() for _ in range(20)} == {"1"}
