@@ -47,8 +47,17 @@ class Context:
 
 def command(func: F) -> F:
     """Give a command -f/--file and --json, and turn CorralErrors into clean exits."""
+    return _wrap(func, ("-f", "--file"))
 
-    @click.option("-f", "--file", "spec_file", default="corral.toml", show_default=True,
+
+def following_command(func: F) -> F:
+    """Like `command`, for commands where -f means --follow (as in tail -f): the spec is
+    --file only, and Ctrl-C ends the command quietly."""
+    return _wrap(func, ("--file",))
+
+
+def _wrap(func: F, file_flags: tuple[str, ...]) -> F:
+    @click.option(*file_flags, "spec_file", default="corral.toml", show_default=True,
                   envvar="CORRAL_FILE", help="The spec file.")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
     @functools.wraps(func)
@@ -63,6 +72,8 @@ def command(func: F) -> F:
             else:
                 render.error(exc)
             sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
 

@@ -7,49 +7,21 @@ Parsing and rendering only.
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from corral.cli import render
-from corral.cli.main import Context, cli, command
-from corral.errors import CorralError
+from corral.cli.main import Context, cli, command, following_command
 
-F = TypeVar("F", bound=Callable[..., Any])
 LEDGER_BROKEN_EXIT = 4
 
 
-def _command_with_follow(func: F) -> F:
-    """Like main.command, but -f means --follow (as in tail -f); the spec is --file only."""
-
-    @click.option("--file", "spec_file", default="corral.toml", show_default=True,
-                  envvar="CORRAL_FILE", help="The spec file.")
-    @click.option("--json", "as_json", is_flag=True, help="Print JSON lines for scripts.")
-    @functools.wraps(func)
-    def wrapper(spec_file: str, as_json: bool, **kwargs: Any) -> Any:
-        ctx = Context(spec_file, as_json)
-        try:
-            return func(ctx, **kwargs)
-        except CorralError as exc:
-            if as_json:
-                click.echo(json.dumps({"error": {"type": type(exc).__name__,
-                                                 "message": exc.message, "hint": exc.hint}}))
-            else:
-                render.error(exc)
-            sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            sys.exit(0)
-
-    return wrapper  # type: ignore[return-value]
-
-
 @cli.command()
-@_command_with_follow
+@following_command
 @click.argument("service")
 @click.option("--release", default=None, help="Only this release, e.g. v7.")
 @click.option("--instance", default=None, help="Only this instance (alive or gone).")
