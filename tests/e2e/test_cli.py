@@ -3,8 +3,6 @@ debootstrap image, bubblewrap instances, the router process, the SQLite store.""
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
 import re
 import signal
@@ -17,46 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from cli_project import CliProject
+
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class Project:
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.port = free_port()
-
-    def corral(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([sys.executable, "-m", "corral", *args], cwd=self.folder,
-                              capture_output=True, text=True, timeout=300)
-        assert "Traceback" not in done.stderr, done.stderr
-        if check:
-            assert done.returncode == 0, f"corral {args}: {done.stdout}\n{done.stderr}"
-        return done
-
-    def json(self, *args: str) -> dict:  # type: ignore[type-arg]
-        return json.loads(self.corral(*args, "--json").stdout)
-
+class Project(CliProject):
     def get(self, path: str = "/") -> tuple[int, str]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-        try:
-            connection.request("GET", path)
-            response = connection.getresponse()
-            response.read()
-            return response.status, response.getheader("X-App-Version", "")
-        finally:
-            connection.close()
-
-    def edit(self, pattern: str, replacement: str) -> None:
-        spec = self.folder / "corral.toml"
-        text, count = re.subn(pattern, replacement, spec.read_text())
-        assert count == 1, pattern
-        spec.write_text(text)
+        return self.request(path)
 
 
 @pytest.fixture(scope="module")

@@ -3,59 +3,25 @@ warm fleet, the bad-release guard, canary abort, exit codes. Real CLI, controlle
 
 from __future__ import annotations
 
-import http.client
 import json
-import re
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+
+from cli_project import CliProject
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class Project:
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.port = free_port()
-
+class Project(CliProject):
     def args(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "corral", *args]
 
-    def corral(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(self.args(*args), cwd=self.folder, capture_output=True,
-                              text=True, timeout=300)
-        assert "Traceback" not in done.stderr, done.stderr
-        if check:
-            assert done.returncode == 0, f"corral {args}: {done.stdout}\n{done.stderr}"
-        return done
-
     def version(self, release: str | None = None) -> str:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-        try:
-            connection.request("GET", "/", headers={"X-Corral-Release": release}
-                               if release else {})
-            response = connection.getresponse()
-            response.read()
-            return response.getheader("X-App-Version", "")
-        finally:
-            connection.close()
-
-    def edit(self, pattern: str, replacement: str) -> None:
-        spec = self.folder / "corral.toml"
-        text, count = re.subn(pattern, replacement, spec.read_text())
-        assert count == 1, pattern
-        spec.write_text(text)
+        return self.request("/", release)[1]
 
     def phase(self) -> str | None:
         status = json.loads(self.corral("status", "web", "--json").stdout)["services"][0]

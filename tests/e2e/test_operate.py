@@ -3,58 +3,23 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import re
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from cli_project import CliProject
+
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 
-class Project:
-    """A project folder and the CLI run in it (as in test_cli.py)."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = int(probe.getsockname()[1])
-
-    def corral(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([sys.executable, "-m", "corral", *args], cwd=self.folder,
-                              capture_output=True, text=True, timeout=300)
-        assert "Traceback" not in done.stderr, done.stderr
-        if check:
-            assert done.returncode == 0, f"corral {args}: {done.stdout}\n{done.stderr}"
-        return done
-
-    def json(self, *args: str) -> dict:  # type: ignore[type-arg]
-        return json.loads(self.corral(*args, "--json").stdout)  # type: ignore[no-any-return]
-
+class Project(CliProject):
     def get(self, path: str = "/") -> int:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-        try:
-            connection.request("GET", path)
-            response = connection.getresponse()
-            response.read()
-            return response.status
-        finally:
-            connection.close()
-
-    def edit(self, pattern: str, replacement: str) -> None:
-        spec = self.folder / "corral.toml"
-        text, count = re.subn(pattern, replacement, spec.read_text())
-        assert count == 1, pattern
-        spec.write_text(text)
+        return self.request(path)[0]
 
 
 @pytest.fixture(scope="module")

@@ -4,19 +4,15 @@ must end on live, ready instances only. Real everything: CLI, controller, router
 
 from __future__ import annotations
 
-import http.client
 import json
-import os
-import re
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from cli_project import CliProject
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
@@ -29,36 +25,14 @@ CRASH_POINTS = {
 CASES = [(strategy, point) for strategy, points in CRASH_POINTS.items() for point in points]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class Project:
+class Project(CliProject):
     def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.port = free_port()
+        super().__init__(folder)
         self.version = 1
-
-    def corral(self, *args: str, env: dict[str, str] | None = None,
-               check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([sys.executable, "-m", "corral", *args], cwd=self.folder,
-                              capture_output=True, text=True, timeout=300,
-                              env={**os.environ, **(env or {})})
-        if check:
-            assert done.returncode == 0, f"corral {args}: {done.stdout}\n{done.stderr}"
-        return done
 
     def status(self) -> dict[str, Any]:
         data = json.loads(self.corral("status", "web", "--json").stdout)
         return data["services"][0]  # type: ignore[no-any-return]
-
-    def edit(self, pattern: str, replacement: str) -> None:
-        spec = self.folder / "corral.toml"
-        text, count = re.subn(pattern, replacement, spec.read_text())
-        assert count == 1, pattern
-        spec.write_text(text)
 
     def bump(self) -> int:
         self.edit(rf'APP_VERSION = "{self.version}"', f'APP_VERSION = "{self.version + 1}"')
@@ -66,14 +40,7 @@ class Project:
         return self.version
 
     def get(self) -> int:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-        try:
-            connection.request("GET", "/")
-            response = connection.getresponse()
-            response.read()
-            return response.status
-        finally:
-            connection.close()
+        return self.request()[0]
 
     def controller_pid(self) -> int | None:
         try:

@@ -1,0 +1,61 @@
+"""A project folder driven through the corral CLI as a user would; shared by the e2e and
+CLI-level integration tests (each adds what its area needs in a subclass)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class CliProject:
+    """`corral init` has made (or will make) a project in `folder`; its router port is free."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+
+    def corral(self, *args: str, check: bool = True,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the CLI; a user mistake or a failure must never show a traceback."""
+        done = subprocess.run([sys.executable, "-m", "corral", *args], cwd=self.folder,
+                              capture_output=True, text=True, timeout=300,
+                              env={**os.environ, **(env or {})})
+        assert "Traceback" not in done.stderr, done.stderr
+        if check:
+            assert done.returncode == 0, f"corral {args}: {done.stdout}\n{done.stderr}"
+        return done
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.corral(*args, "--json").stdout)
+
+    def edit(self, pattern: str, replacement: str) -> None:
+        """Replace the one match of `pattern` in corral.toml."""
+        spec = self.folder / "corral.toml"
+        text, count = re.subn(pattern, replacement, spec.read_text())
+        assert count == 1, pattern
+        spec.write_text(text)
+
+    def request(self, path: str = "/", release: str | None = None) -> tuple[int, str]:
+        """GET through the router: (status, the app's X-App-Version)."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            connection.request("GET", path, headers={"X-Corral-Release": release}
+                               if release else {})
+            response = connection.getresponse()
+            response.read()
+            return response.status, response.getheader("X-App-Version", "")
+        finally:
+            connection.close()
