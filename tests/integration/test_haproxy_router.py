@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import http.client
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
 import textwrap
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ import pytest
 from corral.ports.records import Backend
 from corral.routers.haproxy import HaproxyRouter
 from corral.spec.model import RouterSpec
+from loopback import free_port, is_listening, wait_for
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(shutil.which("haproxy") is None, reason="needs haproxy")]
@@ -50,28 +49,6 @@ BACKEND = textwrap.dedent('''
     server.daemon_threads = True
     server.serve_forever()
 ''')
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], bool], seconds: float = 15.0, what: str = "") -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        time.sleep(0.02)
-
-
-def is_listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
 
 
 @pytest.fixture
