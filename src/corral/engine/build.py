@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from corral.core.release import release_config
@@ -34,21 +35,28 @@ class GitInfo:
 
 
 def git_info(folder: Path) -> GitInfo:
-    """The commit the spec's folder is at, if it is in a git work tree."""
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True,
-                                  text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
+    """The commit the spec's folder is at, if it is in a git work tree (asked once per
+    folder per process: a build asks for labels and for SOURCE_DATE_EPOCH)."""
+    return _git_info(folder.resolve())
 
-    commit = git("rev-parse", "HEAD")
-    if commit is None:
+
+@lru_cache(maxsize=8)
+def _git_info(folder: Path) -> GitInfo:
+    done = _git(folder, "log", "-1", "--format=%H %ct")
+    if not done:
         return GitInfo(None, None, False)
-    when = git("log", "-1", "--format=%ct")
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    commit, _, when = done.partition(" ")
+    dirty = bool(_git(folder, "status", "--porcelain", "--untracked-files=no"))
     return GitInfo(commit, float(when) if when else None, dirty)
+
+
+def _git(folder: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True,
+                              text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def git_labels(folder: Path) -> dict[str, str]:

@@ -17,7 +17,6 @@ from corral.errors import ImageError, NotFound
 from corral.images.debian import DebianBase, debian_layer, host_architecture
 from corral.images.layer import Layer
 from corral.images.layout import INDEX_MEDIA_TYPE, REF_NAME, Layout, copy_tree_blob
-from corral.images.registry.base import oci_base_manifest
 from corral.spec.model import ImageSpec
 
 SUPPORTED_LAYER_TYPES = (
@@ -47,6 +46,9 @@ def resolve_base(image: ImageSpec, context: Path, layout: Layout, cache_dir: Pat
     if image.base.startswith("layout:"):
         return _from_layout(image.base, context, layout, progress)
     if image.base.startswith("oci:"):
+        # Imported here: the registry client (httpx) is only needed for oci: bases.
+        from corral.images.registry.base import oci_base_manifest
+
         digest = oci_base_manifest(image.base, context, layout, progress)
         return _from_manifest(layout, layout, digest, image.base, progress)
     raise ImageError(f"base {image.base!r} is not supported",
