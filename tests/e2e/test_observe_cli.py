@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cli import Project, free_port  # the e2e folder is on sys.path (rootdir mode)
+from test_cli import Project  # the e2e folder is on sys.path (rootdir mode)
+
+from loopback import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
