@@ -15,9 +15,8 @@ from corral.core.delivery import (
     Observation,
     Progress,
     Target,
-    retreat,
+    interruption,
     scale_to,
-    start_failure,
     weights_step,
 )
 from corral.core.steps import AwaitPromotion
@@ -37,14 +36,9 @@ def next_blue_green(target: Target, policy: BlueGreenPolicy, progress: Progress,
     ready, wait for promotion if asked to; then one SetWeights {v2: 100, v1: 0} and the
     deployment succeeds with v1 still running, warm.
     """
-    if progress.phase == "retreat":
-        return retreat(target, progress, obs)
-    if obs.abort:
-        return retreat(target, progress.retreating(DeploymentOutcome.ABORTED,
-                                                   "aborted by `corral abort`"), obs)
-    failure = start_failure(target.release, obs.instances, obs.now, target.start_timeout)
-    if failure:
-        return retreat(target, progress.retreating(DeploymentOutcome.ROLLED_BACK, failure), obs)
+    taken_over = interruption(target, progress, obs)
+    if taken_over is not None:
+        return taken_over
     waiting = scale_to(target.release, target.replicas, obs.instances)
     if waiting:
         return Decision(replace(progress, phase="start"), tuple(waiting))

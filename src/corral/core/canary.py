@@ -24,10 +24,10 @@ from corral.core.delivery import (
     Progress,
     Target,
     fleet,
+    interruption,
     ready,
     retreat,
     scale_to,
-    start_failure,
     weights_step,
 )
 from corral.core.steps import DrainAndStop, RecordAnalysis, Step, Wait
@@ -54,14 +54,9 @@ def canary_replicas(percent: int, replicas: int) -> int:
 def next_canary(target: Target, policy: CanaryPolicy, progress: Progress,
                 obs: Observation) -> Decision:
     """The next steps of a canary deployment (see the module docstring for the phases)."""
-    if progress.phase == "retreat":
-        return retreat(target, progress, obs)
-    if obs.abort:
-        return retreat(target, progress.retreating(DeploymentOutcome.ABORTED,
-                                                   "aborted by `corral abort`"), obs)
-    failure = start_failure(target.release, obs.instances, obs.now, target.start_timeout)
-    if failure:
-        return retreat(target, progress.retreating(DeploymentOutcome.ROLLED_BACK, failure), obs)
+    taken_over = interruption(target, progress, obs)
+    if taken_over is not None:
+        return taken_over
     if target.previous is None:
         return _first_release(target, progress, obs)
     percent = policy.steps[progress.step]

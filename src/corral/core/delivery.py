@@ -112,6 +112,21 @@ def scale_to(release: int, count: int, instances: Sequence[Instance]) -> list[St
     return [AwaitHealthy(waiting)] if waiting else []
 
 
+def interruption(target: Target, progress: Progress, obs: Observation) -> Decision | None:
+    """What takes over from a strategy's own steps: a retreat already under way, an abort,
+    or a new instance that failed to start (the latter two begin a retreat). None when the
+    strategy may go on."""
+    if progress.phase == "retreat":
+        return retreat(target, progress, obs)
+    if obs.abort:
+        return retreat(target, progress.retreating(DeploymentOutcome.ABORTED,
+                                                   "aborted by `corral abort`"), obs)
+    failure = start_failure(target.release, obs.instances, obs.now, target.start_timeout)
+    if failure:
+        return retreat(target, progress.retreating(DeploymentOutcome.ROLLED_BACK, failure), obs)
+    return None
+
+
 def retreat(target: Target, progress: Progress, obs: Observation) -> Decision:
     """All traffic back to the previous fleet at once, then stop the new fleet.
 
