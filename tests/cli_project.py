@@ -54,3 +54,22 @@ class CliProject:
             return response.status, response.getheader("X-App-Version", "")
         finally:
             connection.close()
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def app_pid(outer: int) -> int:
+    """The app inside an instance: outer bwrap -> the sandbox's init -> the app."""
+    (init,) = children_of(outer)
+    return children_of(init)[0]

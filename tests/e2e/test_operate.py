@@ -8,11 +8,10 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from cli_project import CliProject
+from cli_project import CliProject, app_pid
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -46,25 +45,6 @@ def poll(what, timeout: float = 60.0):  # type: ignore[no-untyped-def]
     raise AssertionError(f"not true within {timeout}s")
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
-
-
-def _app_pid(outer: int) -> int:
-    """The app inside an instance: outer bwrap -> the sandbox's init -> the app."""
-    (init,) = _children(outer)
-    return _children(init)[0]
-
-
 def test_plan_shows_a_creation_before_the_first_deploy_and_exits_2(project: Project) -> None:
     done = project.corral("plan", check=False)
     assert done.returncode == 2, done.stderr
@@ -92,7 +72,7 @@ def test_plan_names_the_key_that_forces_a_replacement(project: Project) -> None:
 def test_a_sigkilled_instance_is_replaced_and_the_ledger_says_why(project: Project) -> None:
     before = poll(lambda: ready(project, 3))
     victim = before[0]
-    os.kill(_app_pid(victim["pid"]), signal.SIGKILL)  # the app crashes, as an OOM kill does
+    os.kill(app_pid(victim["pid"]), signal.SIGKILL)  # the app crashes, as an OOM kill does
     after = poll(lambda: (r := ready(project, 3)) and victim["id"] not in {i["id"] for i in r}
                  and r)
     assert victim["id"] not in {i["id"] for i in after}
