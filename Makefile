@@ -1,5 +1,6 @@
 # The two commands a newcomer types: `make demo` and `make test`. Both set up what they need.
-.PHONY: setup demo test lint unit bench lock clean bench-observe
+.PHONY: setup demo test lint unit bench lock clean bench-router bench-delivery bench-observe \
+        bench-operate bench-images bench-images-transfer
 
 setup:
 	@bash scripts/setup.sh
