@@ -107,6 +107,11 @@ def test_in_flight_has_a_zero_for_every_backend_of_an_idle_service(router: Route
     assert router.in_flight("web") == {"127.0.0.1:9101": 0, "127.0.0.1:9102": 0}
 
 
+def test_an_idle_backend_is_drained_at_once(router: Router) -> None:
+    router.set_backends("web", free_listen(), BLUE)
+    assert router.wait_drained("web", "127.0.0.1:9101", 0.0) is True
+
+
 def test_two_services_cannot_share_a_listen_address(router: Router) -> None:
     listen = free_listen()
     router.set_backends("web", listen, BLUE)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,11 +69,8 @@ class Hands:
                        grace: float) -> None:
         """Take the instance out of traffic, wait for its requests, then stop it."""
         instance = self.fleets.move(instance_id, InstanceState.DRAINING, reason)
-        if instance is None:
-            return
-        self._wait_drained(instance, drain_timeout)
-        self.driver.stop(instance_id, grace)
-        self.fleets.move(instance_id, InstanceState.STOPPED, reason)
+        if instance is not None:
+            self._finish_drain(instance, reason, drain_timeout, grace)
 
     def drain_in_background(self, instance_id: str, reason: str, drain_timeout: float,
                             grace: float) -> None:
@@ -86,9 +82,7 @@ class Hands:
 
         def finish() -> None:
             try:
-                self._wait_drained(instance, drain_timeout)
-                self.driver.stop(instance_id, grace)
-                self.fleets.move(instance_id, InstanceState.STOPPED, reason)
+                self._finish_drain(instance, reason, drain_timeout, grace)
             finally:
                 self._draining.discard(threading.current_thread())
 
@@ -101,15 +95,13 @@ class Hands:
         for thread in list(self._draining):
             thread.join()
 
-    def _wait_drained(self, instance: Instance, timeout: float) -> None:
-        if self.router is None or self.fleets.listen_of(instance.service) is None:
-            return
-        deadline = time.monotonic() + timeout
-        while self.router.in_flight(instance.service).get(instance.address, 0) > 0:
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(0.02)
-        else:
-            return
-        log.warning("instance %s still had requests in flight after %.0fs; stopping it",
-                    instance.id, timeout)
+    def _finish_drain(self, draining: Instance, reason: str, drain_timeout: float,
+                      grace: float) -> None:
+        """Wait for the draining instance's requests (up to the timeout), then stop it."""
+        routed = self.router is not None and self.fleets.listen_of(draining.service)
+        if routed and not self.router.wait_drained(  # type: ignore[union-attr]
+                draining.service, draining.address, drain_timeout):
+            log.warning("instance %s still had requests in flight after %.0fs; stopping it",
+                        draining.id, drain_timeout)
+        self.driver.stop(draining.id, grace)
+        self.fleets.move(draining.id, InstanceState.STOPPED, reason)

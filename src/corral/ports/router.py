@@ -34,6 +34,10 @@ class Router(Protocol):
         """Requests in flight per backend address."""
         ...
 
+    def wait_drained(self, service: str, address: str, deadline_seconds: float) -> bool:
+        """Wait until `address` has no request in flight; False if the deadline passed."""
+        ...
+
     def stats(self, service: str) -> dict[str, ReleaseStats]:
         """Per-release stats, keyed by release label."""
         ...
