@@ -16,6 +16,7 @@ from typing import Any
 
 from corral.core.delivery import Progress, fleet, ready
 from corral.core.release import service_of
+from corral.core.rollback import is_warm_switch_possible, previous_release
 from corral.engine.deploy import Deployer, lock_name
 from corral.engine.execute import Emit
 from corral.engine.instances import Hands
@@ -44,16 +45,12 @@ def rollback_target(store: Store, service: str, to: int | None) -> tuple[int, in
         if to == live:
             raise DeployError(f"v{to} is already the live release of {service}")
         return live, to
-    for deployment in store.list_deployments(service):
-        if (deployment.to_release == live and deployment.outcome is DeploymentOutcome.SUCCEEDED
-                and deployment.from_release not in (None, live)):
-            return live, int(deployment.from_release or 0)
-    bad = store.bad_releases(service)
-    older = [r.version for r in store.list_releases(service)
-             if r.version < live and r.version not in bad]
-    if not older:
+    previous = previous_release(live, store.list_deployments(service),
+                                [r.version for r in store.list_releases(service)],
+                                store.bad_releases(service))
+    if previous is None:
         raise NotFound(f"{service} has no release before v{live} to roll back to")
-    return live, older[-1]
+    return live, previous
 
 
 class Rollback:
@@ -87,7 +84,8 @@ class Rollback:
             self._mark_bad(name, live, to, request.actor)
             warm = self._deployer.traffic.warm(name)
             warm_ready = ready(fleet(self._hands.fleets.of_service(name), to))
-            if warm and int(warm["release"]) == to and len(warm_ready) >= service.replicas:
+            if is_warm_switch_possible(int(warm["release"]) if warm else None, to,
+                                       len(warm_ready), service.replicas):
                 return self._switch(deployment, live, to, service.replicas, request.actor,
                                     emit, began)
             emit({"type": "fast-path", "why": f"no warm fleet of v{to} can carry the load"})
