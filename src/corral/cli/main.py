@@ -11,7 +11,6 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -99,7 +98,3 @@ def main() -> None:
     for module in COMMAND_MODULES:
         importlib.import_module(module)
     cli(prog_name="corral")
-
-
-def spec_folder(spec_file: str) -> Path:
-    return Path(spec_file).resolve().parent

@@ -75,25 +75,3 @@ def releases(service: str, rows: list[dict[str, Any]]) -> None:
                       (row["git_commit"] or "-")[:12], ago(row["created_at"]),
                       "live" if row["live"] else "")
     console.print(table)
-
-
-def deploy_event(event: dict[str, Any]) -> None:
-    kind = event["type"]
-    if kind == "start":
-        was = f"v{event['from']}" if event["from"] else "nothing"
-        stderr.print(f"deploying [bold]{event['service']}[/] {was} -> v{event['to']} "
-                     f"({event['strategy']}, {event['replicas']} replicas, image "
-                     f"{short(event['image'])})")
-    elif kind == "step":
-        shares = "  ".join(f"{k} {v:g}%" for k, v in sorted(event["weights"].items()))
-        what = {"StartInstances": "started", "DrainAndStop": "drained and stopped",
-                "StopInstances": "stopped"}.get(event["kind"], event["kind"])
-        stderr.print(f"  {what} {', '.join(event.get('instances', []))}   traffic: {shares}")
-    elif kind == "failure":
-        stderr.print(f"  [red]failed:[/] {event['reason']}")
-    elif kind == "rollback":
-        stderr.print(f"  rolling back to v{event['to']}")
-    elif kind == "result":
-        colour = "green" if event["outcome"] == "succeeded" else "red"
-        stderr.print(f"[{colour}]deployment #{event['deployment']} {event['outcome']}[/] "
-                     f"in {event['seconds']:.1f}s")

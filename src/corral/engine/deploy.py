@@ -31,7 +31,7 @@ from corral.spec.model import ServiceSpec
 log = logging.getLogger(__name__)
 
 LOCK_TTL = 60.0
-__all__ = ["DeployRequest", "Deployer", "Emit", "raise_for_outcome"]
+__all__ = ["DeployRequest", "Deployer", "Emit"]
 
 
 @dataclass(frozen=True)
@@ -238,9 +238,3 @@ class Deployer:
     def _event(self, actor: str, action: str, subject: str, detail: dict[str, Any]) -> Event:
         return Event(at=self._clock(), actor=actor, action=action, subject=subject,
                      detail=detail)
-
-
-def raise_for_outcome(deployment: Deployment) -> None:
-    if deployment.outcome is not DeploymentOutcome.SUCCEEDED:
-        raise DeployError(f"deployment {deployment.id} of {deployment.service}: "
-                          f"{deployment.outcome.value}: {deployment.reason}")

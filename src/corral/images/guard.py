@@ -84,16 +84,6 @@ class RootGuard:
                 dropped.append(folder)
         return dropped
 
-    def remove_quarantined(self, keep: set[str]) -> list[Path]:
-        """Delete quarantined roots whose path is not in `keep` (still mounted)."""
-        gone = []
-        if self.quarantine_dir.is_dir():
-            for folder in self.quarantine_dir.iterdir():
-                if str(folder) not in keep:
-                    remove_tree(folder)
-                    gone.append(folder)
-        return gone
-
     def _layers(self, digest: str) -> list[str]:
         manifest = self.layout.read_json(digest)
         return [str(layer["digest"]) for layer in manifest.get("layers", [])]

@@ -32,18 +32,3 @@ def parse_duration(value: object) -> float:
         f"{value!r} is not a duration; write a number and a unit: "
         "\"500ms\", \"10s\", \"15m\", \"1h\""
     )
-
-
-def format_duration(seconds: float) -> str:
-    """The shortest exact spelling of a duration.
-
-    >>> format_duration(0.5), format_duration(90), format_duration(900)
-    ('500ms', '90s', '15m')
-    """
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    if seconds % 3600 == 0:
-        return f"{int(seconds // 3600)}h"
-    if seconds % 60 == 0:
-        return f"{int(seconds // 60)}m"
-    return f"{seconds:g}s"

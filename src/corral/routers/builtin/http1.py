@@ -38,12 +38,6 @@ def end_to_end(headers: Headers) -> Headers:
     return [(k, v) for k, v in headers if k.lower() not in drop]
 
 
-def request_head(method: bytes, target: bytes, headers: Headers) -> bytes:
-    lines = [method + b" " + target + b" HTTP/1.1"]
-    lines.extend(k + b": " + v for k, v in headers)
-    return b"\r\n".join(lines) + b"\r\n\r\n"
-
-
 def response_head(status: int, reason: bytes, headers: Headers) -> bytes:
     if not reason:
         reason = _phrase(status).encode()

@@ -134,9 +134,6 @@ class RoutingTable:
                 if ticks % 10 == 0:
                     service.expire_idle(now)
 
-    def total_in_flight(self) -> int:
-        return sum(sum(s.in_flight().values()) for s in self.services.values())
-
     async def shutdown(self, grace: float | None = None) -> None:
         """Stop accepting, let in-flight requests finish (up to the grace), then close."""
         services = list(self.services.values())
