@@ -58,6 +58,16 @@ def test_blue_green_previews_the_new_fleet_and_switches_on_promote(project: Proj
     deploy = subprocess.Popen(project.args("deploy", "web", "--json"), cwd=project.folder,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        # Promote only once the deployment waits at its gate: a promote that comes earlier
+        # is honoured too, and the deployment then never stops at the gate.
+        seen = []
+        assert deploy.stdout is not None
+        while not seen or seen[-1]["type"] not in ("gate", "result"):
+            line = deploy.stdout.readline()
+            if not line:
+                break
+            seen.append(json.loads(line))
+        assert seen and seen[-1]["type"] == "gate", seen
         poll(lambda: project.version("v2") == "2")  # preview before any weight
         assert {project.version() for _ in range(20)} == {"1"}
         project.corral("promote", "web")
@@ -66,8 +76,8 @@ def test_blue_green_previews_the_new_fleet_and_switches_on_promote(project: Proj
         if deploy.poll() is None:
             deploy.kill()
     assert deploy.returncode == 0
-    events = [json.loads(line) for line in out.splitlines()]
-    assert any(e["type"] == "gate" for e in events)
+    events = seen + [json.loads(line) for line in out.splitlines()]
+    assert events[-1]["type"] == "result" and events[-1]["outcome"] == "succeeded", events
     assert {project.version() for _ in range(20)} == {"2"}
 
 

@@ -6,6 +6,7 @@ folder; corral runs as a user runs it (the CLI in a subprocess).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -167,8 +168,9 @@ def test_skopeo_inspects_and_copies_what_corral_pushed(
     inspected = json.loads(skopeo("inspect", "--tls-verify=false",
                                   f"docker://{registry.address}/team/small:1"))
     assert inspected["Digest"] == digest
-    skopeo("copy", "--src-tls-verify=false", f"docker://{registry.address}/team/small:1",
-           f"oci:{tmp_path / 'copy'}:small")
+    # Without the flag skopeo gzips plain tar layers on their way into an OCI layout.
+    skopeo("copy", "--src-tls-verify=false", "--dest-oci-accept-uncompressed-layers",
+           f"docker://{registry.address}/team/small:1", f"oci:{tmp_path / 'copy'}:small")
     ours = json.loads((project.layout / "blobs/sha256" / digest[7:]).read_text())
     copied_index = json.loads((tmp_path / "copy" / "index.json").read_text())
     copied_digest = copied_index["manifests"][0]["digest"]
@@ -236,8 +238,8 @@ def test_a_large_blob_goes_up_in_chunks_and_skopeo_reads_it_back(
     project, digest = built(tmp_path / "p", payload=os.urandom(3 << 20))
     project.corral("push", f"{registry.address}/big/small:1", "--chunk-size", "1")
     assert len(registry.requests("PATCH", "/v2/big/small/blobs/uploads/")) >= 3
-    skopeo("copy", "--src-tls-verify=false", f"docker://{registry.address}/big/small:1",
-           f"oci:{tmp_path / 'copy'}:small")
+    skopeo("copy", "--src-tls-verify=false", "--dest-oci-accept-uncompressed-layers",
+           f"docker://{registry.address}/big/small:1", f"oci:{tmp_path / 'copy'}:small")
     assert json.loads((tmp_path / "copy/index.json").read_text())["manifests"][0][
         "digest"] == digest
 
@@ -356,3 +358,38 @@ def test_an_oci_base_is_pulled_pinned_in_corral_lock_and_then_built_offline(
     # Deleting the pin re-resolves the tag.
     (child.folder / "corral.lock").unlink()
     assert child.json("build", "small")["images"]["small"] != first
+
+
+@pytest.mark.parametrize("size", [1, (64 << 10) - 1, 64 << 10, (64 << 10) + 1, 3 << 17])
+def test_an_upload_of_any_size_around_the_chunk_size_arrives_whole(
+        start_registry: Callable[..., Registry], tmp_path: Path, size: int) -> None:
+    from corral.images.registry import RegistryClient, parse_reference
+
+    registry = start_registry()
+    blob = tmp_path / "blob"
+    blob.write_bytes(os.urandom(size))
+    digest = "sha256:" + hashlib.sha256(blob.read_bytes()).hexdigest()
+    ref = parse_reference(f"{registry.address}/chunks/blob:1")
+    with RegistryClient(ref, chunk_size=64 << 10) as client:
+        client.upload(ref.repository, blob, digest, size, None)
+        assert client.has_blob(ref.repository, digest)
+        fetched, length = client.fetch_blob(ref.repository, digest, tmp_path)
+    assert (length, fetched.read_bytes()) == (size, blob.read_bytes())
+    patches = len(registry.requests("PATCH", "/v2/chunks/blob/blobs/uploads/"))
+    assert patches == (0 if size <= 64 << 10 else -(-size // (64 << 10)))
+
+
+def test_push_and_pull_report_their_transfer_time_and_need_no_valid_spec(
+        start_registry: Callable[..., Registry], tmp_path: Path) -> None:
+    registry = start_registry()
+    project, digest = built(tmp_path / "p")
+    (project.folder / "corral.toml").write_text("[project]\nno_such_key = 1\n")
+    pushed = project.json("push", f"{registry.address}/team/small:1", "--image", digest)
+    target = Project(tmp_path / "target")
+    (target.folder / "corral.toml").write_text("not even toml [")
+    pulled = target.json("pull", f"{registry.address}/team/small:1")
+    assert pulled["digest"] == pushed["digest"] == digest
+    assert 0 < pushed["seconds"] < 240 and 0 < pulled["seconds"] < 240
+    missing = target.corral("pull", f"{registry.address}/team/small:1", "-f", "absent.toml",
+                            check=False)
+    assert missing.returncode == 1 and "no such spec file" in missing.stderr

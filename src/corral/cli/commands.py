@@ -6,7 +6,6 @@ Each command parses, calls the engine (or the controller through its API) and re
 from __future__ import annotations
 
 import json
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,8 @@ from corral.errors import CorralError, SpecError
 @click.option("--force", is_flag=True, help="Overwrite existing files.")
 def init(ctx: Context, name: str | None, port: int, force: bool) -> None:
     """Create a working corral.toml and a sample app next to it."""
+    from importlib import resources
+
     spec = Path(ctx.spec_file).resolve()
     folder = spec.parent
     project = name or "".join(c if c.isalnum() else "-" for c in folder.name.lower()).strip("-")
@@ -73,15 +74,21 @@ def schema(ctx: Context) -> None:
 @click.option("--check-reproducible", is_flag=True,
               help="Rebuild from nothing in a temporary folder and compare digests; exit 1 "
               "naming the first differing file if they differ.")
-def build(ctx: Context, image: str | None, check_reproducible: bool) -> None:
+@click.option("--build-arg", "build_arg", multiple=True, metavar="NAME[=VALUE]",
+              help="A Dockerfile ARG value (repeatable; NAME alone takes it from the "
+              "environment). Needs IMAGE unless every image has a dockerfile.")
+def build(ctx: Context, image: str | None, check_reproducible: bool,
+          build_arg: tuple[str, ...]) -> None:
     """Build one image of the spec, or all of them; print their digests."""
+    from corral.cli.build_args import parse_build_args
     from corral.engine.build import build_image
 
     ws = ctx.workspace()
     names = [image] if image else sorted(ws.loaded.spec.images)
     if not names:
         raise SpecError(f"{ws.loaded.path.name} has no [images.NAME] section to build")
-    digests = {name: build_image(ws, name, render.progress) for name in names}
+    args = parse_build_args(build_arg)
+    digests = {name: build_image(ws, name, render.progress, args) for name in names}
     if check_reproducible:  # images (issue 3): see engine/images.py check_reproducible
         import sys
 
@@ -100,7 +107,7 @@ def build(ctx: Context, image: str | None, check_reproducible: bool) -> None:
 
     def human() -> None:
         for name, digest in digests.items():
-            render.console.print(f"{name}  {digest}")
+            render.line(f"{name}  {digest}")
 
     ctx.out({"images": digests}, human)
 

@@ -6,6 +6,7 @@ Exit codes say the outcome (docs/commands/deploy.md): 0 succeeded, 3 rolled back
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import time
@@ -16,17 +17,24 @@ import click
 
 from corral.cli import render
 from corral.cli.main import Context, cli, command
-from corral.cli.progress import DeployView
 from corral.errors import ControllerError, DeployError
 
 OUTCOME_EXIT = {"succeeded": 0, "rolled back": 3, "aborted": 4, "failed": 1}
 
 
 def _follow(ctx: Context, events: Iterator[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Show (or stream as JSON lines) a deployment's events; the result events."""
+    """Show (or stream as JSON lines) a deployment's events; the result events.
+
+    The view (rich) is loaded once the first event is in: the request goes out first."""
+    events = iter(events)
+    first = next(events, None)
+    if first is None:
+        return []
+    from corral.cli.progress import DeployView
+
     results = []
     with DeployView() if not ctx.as_json else _Quiet() as view:
-        for event in events:
+        for event in itertools.chain([first], events):
             if ctx.as_json:
                 click.echo(json.dumps(event))
             else:

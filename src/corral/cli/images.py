@@ -100,7 +100,8 @@ def gc(ctx: Context, dry_run: bool, keep_last: int) -> None:
     report, kept = collect(ctx.workspace(), dry_run=dry_run, keep_last=keep_last)
     verb = "would free" if dry_run else "freed"
     data = {"dry_run": dry_run, "images": list(report.images), "blobs": report.blobs,
-            "unpacked": list(report.unpacked), "freed": report.freed, "kept": kept}
+            "unpacked": list(report.unpacked), "quarantined": report.quarantined,
+            "still_mounted": list(report.still_mounted), "freed": report.freed, "kept": kept}
 
     def human() -> None:
         for digest in report.images:
@@ -110,7 +111,12 @@ def gc(ctx: Context, dry_run: bool, keep_last: int) -> None:
             render.console.print(f"  blob {render.short(digest)}  {size / 1e6:8.2f} MB")
         for path in report.unpacked:
             render.console.print(f"  unpacked {path}")
+        for path, size in sorted(report.quarantined.items()):
+            render.console.print(f"  quarantined {path}  {size / 1e6:8.2f} MB")
+        for path in report.still_mounted:
+            render.console.print(f"  kept quarantined {path} (an instance still runs on it)")
         render.console.print(f"{verb} {report.freed / 1e6:.1f} MB in {len(report.blobs)} "
-                             f"blob(s); kept {len(kept)} image(s) for releases and instances")
+                             f"blob(s) and {len(report.quarantined)} quarantined root(s); "
+                             f"kept {len(kept)} image(s) for releases and instances")
 
     ctx.out(data, human)

@@ -7,6 +7,7 @@ message (or a JSON error object) and exit code 1, never a traceback.
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import logging
 import sys
@@ -33,9 +34,11 @@ class Context:
         return Workspace.open(self.spec_file)
 
     def client(self) -> Any:
+        """The controller's API client; it needs where the project is, not the parsed spec."""
         from corral.api.client import ControllerClient
+        from corral.engine.workspace import socket_path_of
 
-        return ControllerClient(self.workspace().socket_path)
+        return ControllerClient(socket_path_of(self.spec_file))
 
     def out(self, data: Any, human: Callable[[], None]) -> None:
         if self.as_json:
@@ -77,7 +80,26 @@ def _wrap(func: F, file_flags: tuple[str, ...]) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """Imports the command modules (COMMAND_MODULES, in order) only as far as needed to
+    find the command asked for: `corral build` loads one module, not every area's."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        modules = iter(COMMAND_MODULES)
+        while cmd_name not in self.commands:
+            module = next(modules, None)
+            if module is None:
+                return None
+            importlib.import_module(module)
+        return self.commands[cmd_name]
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        for module in COMMAND_MODULES:
+            importlib.import_module(module)
+        return sorted(self.commands)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="corral")
 @click.option("-v", "--verbose", is_flag=True, help="Log what corral does to stderr.")
 def cli(verbose: bool) -> None:
@@ -93,8 +115,4 @@ COMMAND_MODULES = ["corral.cli.commands", "corral.cli.delivery", "corral.cli.reg
 
 
 def main() -> None:
-    import importlib
-
-    for module in COMMAND_MODULES:
-        importlib.import_module(module)
     cli(prog_name="corral")

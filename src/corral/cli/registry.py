@@ -24,14 +24,15 @@ _JOBS = "Blobs transferred in parallel."
               help="Local image to push (default: the REF's last path part).")
 @click.option("--insecure", is_flag=True, help=_INSECURE)
 @click.option("--jobs", default=4, show_default=True, type=click.IntRange(1, 32), help=_JOBS)
-@click.option("--chunk-size", default=16, show_default=True, type=click.IntRange(1, 1024),
+@click.option("--chunk-size", default=64, show_default=True, type=click.IntRange(1, 1024),
               help="MiB; larger blobs are uploaded in chunks of this size.")
 def push(ctx: Context, ref: str, image: str | None, insecure: bool, jobs: int,
          chunk_size: int) -> None:
     """Push a local image (and its signatures and SBOM) to REF = HOST[:PORT]/REPO[:TAG]."""
     from corral.engine.registry import push as push_image
+    from corral.engine.workspace import state_dir_of
 
-    report = push_image(ctx.workspace(), ref, image, insecure=insecure, jobs=jobs,
+    report = push_image(state_dir_of(ctx.spec_file), ref, image, insecure=insecure, jobs=jobs,
                         chunk_size=chunk_size << 20, progress=render.progress)
 
     def human() -> None:
@@ -52,9 +53,10 @@ def push(ctx: Context, ref: str, image: str | None, insecure: bool, jobs: int,
 def pull(ctx: Context, ref: str, insecure: bool, jobs: int) -> None:
     """Pull REF = HOST[:PORT]/REPO[:TAG|@sha256:…] into the local store, verified."""
     from corral.engine.registry import pull as pull_image
+    from corral.engine.workspace import state_dir_of
 
-    report: dict[str, Any] = pull_image(ctx.workspace(), ref, insecure=insecure, jobs=jobs,
-                                        progress=render.progress)
+    report: dict[str, Any] = pull_image(state_dir_of(ctx.spec_file), ref, insecure=insecure,
+                                        jobs=jobs, progress=render.progress)
 
     def human() -> None:
         render.console.print(

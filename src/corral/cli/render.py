@@ -1,20 +1,67 @@
-"""How the CLI shows things to humans: tables, progress lines, errors. Presentation only."""
+"""How the CLI shows things to humans: tables, progress lines, errors. Presentation only.
+
+rich is imported on first use of `console` or `stderr` (it costs ~20 ms of start-up): plain
+lines (`line`, `progress`) never need it, so a cached `corral build` does not load it.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 import time
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from typing import IO, TYPE_CHECKING, Any
 
 from corral.errors import CorralError
 
-console = Console(highlight=False)
-stderr = Console(stderr=True, highlight=False)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    console: Console  # stdout, made on first use (module __getattr__)
+    stderr: Console
+
+
+_lines = threading.Lock()
+
+
+def __getattr__(name: str) -> Any:
+    if name not in ("console", "stderr"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    made = globals()
+    if "console" not in made:
+        from rich.console import Console
+
+        made["console"] = Console(highlight=False)
+        made["stderr"] = Console(stderr=True, highlight=False)
+    return made[name]
+
+
+def _stdout() -> Console:
+    return __getattr__("console")  # type: ignore[no-any-return]
+
+
+def _stderr() -> Console:
+    return __getattr__("stderr")  # type: ignore[no-any-return]
+
+
+def colour(stream: IO[str]) -> bool:
+    """Whether to colour `stream`, by the conventions rich follows: FORCE_COLOR, NO_COLOR,
+    TERM=dumb, else only on a terminal."""
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    if "NO_COLOR" in os.environ or os.environ.get("TERM") == "dumb":
+        return False
+    return stream.isatty()
+
+
+def line(text: str) -> None:
+    """A plain line on stdout, never wrapped (digests stay whole for copy and paste)."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
 
 
 def error(exc: CorralError) -> None:
+    stderr = _stderr()
     stderr.print(f"[bold red]error:[/] {exc.message}", markup=True, soft_wrap=True)
     problems = getattr(exc, "problems", [])
     for problem in problems:
@@ -24,7 +71,12 @@ def error(exc: CorralError) -> None:
 
 
 def progress(message: str) -> None:
-    stderr.print(f"[dim]·[/] {message}", soft_wrap=True)
+    """`· message` on stderr, the dot dim where colour is on; the message is printed as is
+    (a whole line per write, under a lock: pushes and pulls report from several threads)."""
+    dot = "\x1b[2m·\x1b[0m" if colour(sys.stderr) else "·"
+    with _lines:
+        sys.stderr.write(f"{dot} {message}\n")
+        sys.stderr.flush()
 
 
 def ago(timestamp: float | None) -> str:
@@ -42,6 +94,9 @@ def short(digest: str | None) -> str:
 
 
 def status(data: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    console = _stdout()
     if not data["services"]:
         console.print("no services deployed yet: run `corral deploy`")
     for service in data["services"]:
@@ -67,6 +122,8 @@ def status(data: dict[str, Any]) -> None:
 
 
 def releases(service: str, rows: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
     table = Table(title=f"releases of {service}", box=None, pad_edge=False)
     for column in ("release", "image", "config", "git commit", "created", "live"):
         table.add_column(column)
@@ -74,4 +131,4 @@ def releases(service: str, rows: list[dict[str, Any]]) -> None:
         table.add_row(row["release"], short(row["image"]), short(row["config"]),
                       (row["git_commit"] or "-")[:12], ago(row["created_at"]),
                       "live" if row["live"] else "")
-    console.print(table)
+    _stdout().print(table)

@@ -15,14 +15,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from corral.core.release import release_config
-from corral.engine.deploy import DeployRequest
-from corral.engine.images import pin_trusted_keys, refuse_unsigned
-from corral.engine.ledger import record_build
 from corral.engine.workspace import Workspace, current_actor
-from corral.errors import NotFound
+from corral.errors import NotFound, SpecError
 from corral.spec.model import DIGEST_PATTERN, ServiceSpec
+
+if TYPE_CHECKING:
+    from corral.engine.deploy import DeployRequest
+
+# A fully cached `corral build` must start fast (issue 3: < 0.3 s wall), so what only a
+# deploy or a recorded build needs (the store's SQLAlchemy, the deploy engine) is imported
+# where it is used.
 
 Progress = Callable[[str], None]
 
@@ -83,21 +87,42 @@ def source_date_epoch(commit_time: float | None) -> Iterator[None]:
         os.environ.pop("SOURCE_DATE_EPOCH", None)
 
 
-def build_image(ws: Workspace, name: str, progress: Progress | None = None) -> str:
+def build_image(ws: Workspace, name: str, progress: Progress | None = None,
+                build_args: dict[str, str] | None = None) -> str:
     images = ws.loaded.spec.images
     if name not in images:
         known = ", ".join(sorted(images)) or "none"
         raise NotFound(f"no image {name!r} in {ws.loaded.path.name} (images: {known})",
                        hint="add an [images.NAME] section or pick one of those")
-    existing = {image.digest for image in ws.images.list()}
+    image = images[name]
+    if build_args:  # `corral build --build-arg`: over the spec's build_args
+        if not image.dockerfile:
+            raise SpecError(f"image {name!r} has no dockerfile: --build-arg sets Dockerfile "
+                            "ARGs", hint="drop --build-arg, or build a Dockerfile image")
+        image = image.model_copy(update={"build_args": {**image.build_args, **build_args}})
+    before = _tagged(ws, name)
+    existing = {summary.digest for summary in ws.images.list()}
     started = time.time()
     with source_date_epoch(git_info(ws.folder).commit_time):
-        digest = ws.images.build(name, images[name], ws.folder,
+        digest = ws.images.build(name, image, ws.folder,
                                  labels=git_labels(ws.folder), progress=progress)
-    # The ledger is where metrics count builds, durations and cache hits (engine/ledger.py).
-    record_build(ws.store, actor=current_actor(), at=time.time(), image=name, digest=digest,
-                 seconds=time.time() - started, cached=digest in existing)
+    if digest != before:
+        # The ledger is where metrics count builds and durations (engine/ledger.py). A
+        # rebuild that gives the image the name already had changed nothing and records
+        # nothing: a no-change build writes nothing at all (issue 3).
+        from corral.engine.ledger import record_build
+
+        record_build(ws.store, actor=current_actor(), at=time.time(), image=name,
+                     digest=digest, seconds=time.time() - started, cached=digest in existing)
     return digest
+
+
+def _tagged(ws: Workspace, name: str) -> str | None:
+    """The digest `name` points at before a build, if any."""
+    try:
+        return ws.images.resolve(name)
+    except NotFound:
+        return None
 
 
 def image_for_service(ws: Workspace, service: str, image: str | None,
@@ -115,9 +140,15 @@ def image_for_service(ws: Workspace, service: str, image: str | None,
 
 def deploy_request(ws: Workspace, service: str, image: str | None = None,
                    progress: Progress | None = None) -> DeployRequest:
+    from corral.core.image_health import with_image_health
+    from corral.core.release import release_config
+    from corral.engine.deploy import DeployRequest
+    from corral.engine.images import pin_trusted_keys, refuse_unsigned
+
     digest = image_for_service(ws, service, image, progress)
     git = git_info(ws.folder)
-    spec = _service(ws, service)
+    # No `health` in the spec: the image's healthcheck is the readiness check (issue 3).
+    spec = with_image_health(_service(ws, service), ws.images.config(digest))
     # images.signing: refuse an unsigned image here, before the controller sees it.
     refuse_unsigned(ws.images, ws.store, service, spec, digest, current_actor(), time.time(),
                     ws.folder)

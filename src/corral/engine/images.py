@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -162,13 +162,25 @@ def retained(store: Store, keep_last: int) -> dict[str, str]:
 def gc(ws: Workspace, *, dry_run: bool, keep_last: int = KEEP_RELEASES,
        say: Callable[[str], None] | None = None) -> tuple[GcReport, dict[str, str]]:
     keep = retained(ws.store, keep_last)
-    report = trusted(ws.images).gc(set(keep), dry_run=dry_run)
-    if not dry_run and (report.blobs or report.unpacked):
+    report = with_quarantine(trusted(ws.images).gc(set(keep), dry_run=dry_run),
+                             ws.state_dir / "cache", dry_run)
+    if not dry_run and (report.blobs or report.unpacked or report.quarantined):
         ws.store.append_event(Event(at=time.time(), actor=current_actor(), action="image.gc",
                                     subject=str(ws.state_dir / "images"), detail={
                                         "blobs": len(report.blobs), "freed": report.freed,
-                                        "images": list(report.images)}))
+                                        "images": list(report.images),
+                                        "quarantined": sorted(report.quarantined)}))
     return report, keep
+
+
+def with_quarantine(report: GcReport, cache: Path, dry_run: bool) -> GcReport:
+    """`report` plus the quarantined (drifted) roots no process has mounted any more."""
+    from corral.images.quarantine import sweep_quarantine
+
+    sweep = sweep_quarantine(cache, dry_run=dry_run)
+    return replace(report, freed=report.freed + sweep.freed,
+                   quarantined={str(p): n for p, n in sweep.deleted.items()},
+                   still_mounted=tuple(str(p) for p in sweep.mounted))
 
 
 @dataclass

@@ -3,8 +3,9 @@
 Router stats give requests, errors and latency per service and release; the fleets give
 instances by state; the deployments table gives deployments by strategy and outcome; the
 ledger (read incrementally, from the last entry seen) gives rollbacks, drift, replacements
-and builds (the CLI records an `image.build` entry per build). Nothing is counted twice
-and nothing is kept that the store does not already hold. Serving is MetricsServer's job.
+and builds (the CLI records an `image.build` entry per build that changed what an image name
+points at; a no-change rebuild writes nothing, so it is not counted). Nothing is counted
+twice and nothing is kept that the store does not already hold. Serving is MetricsServer's job.
 """
 
 from __future__ import annotations
@@ -139,8 +140,9 @@ class CorralCollector:
                        {(k,): v for k, v in counts.drift.items()})
         yield _counter("corral_replacements", "Instances replaced by the reconciler",
                        ["service", "cause"], counts.replacements)
-        yield _counter("corral_builds", "Image builds (cached: the image already existed)",
-                       ["image", "cached"], counts.builds)
+        yield _counter("corral_builds", "Image builds that changed the image a name points "
+                       "at (cached: that image already existed); no-change rebuilds are not "
+                       "counted", ["image", "cached"], counts.builds)
         durations = HistogramMetricFamily("corral_build_duration_seconds",
                                           "Wall time of image builds", labels=["image"])
         for image, seconds in sorted(counts.build_seconds.items()):

@@ -1,16 +1,19 @@
 """`corral push` and `corral pull`: move images between the project's layout and registries.
 
-Picks the local image, wires the registry client to the workspace's layout and blob-location
-cache, and tags what was pulled. Transfers themselves live in images/registry.
+Picks the local image, wires the registry client to the project's layout and blob-location
+cache, and tags what was pulled. Transfers themselves live in images/registry. It works from
+the state folder alone, never from the parsed spec: images move whatever the spec says.
 """
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
-from corral.engine.workspace import Workspace
 from corral.errors import ImageError, NotFound
 from corral.images.layout import Layout
 from corral.images.registry import (
@@ -24,47 +27,68 @@ from corral.images.registry import (
 
 Progress = Callable[[str], None]
 LOCATIONS_FILE = "registry-blobs.json"
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
-def _layout(ws: Workspace) -> Layout:
-    return Layout(ws.state_dir / "images")
+def _layout(state_dir: Path) -> Layout:
+    return Layout(state_dir / "images")
 
 
-def _locations(ws: Workspace) -> BlobLocations:
-    return BlobLocations(ws.state_dir / LOCATIONS_FILE)
+def _locations(state_dir: Path) -> BlobLocations:
+    return BlobLocations(state_dir / LOCATIONS_FILE)
 
 
-def local_image(ws: Workspace, name: str, tag: str | None, image: str | None) -> str:
+def _resolve(layout: Layout, ref: str) -> str:
+    """LocalImageStore.resolve on the layout alone, so a push does not import the builder."""
+    if ref.startswith("sha256:"):
+        if _DIGEST.match(ref) and layout.has_blob(ref):
+            return ref
+        raise NotFound(f"image {ref} is not in {layout.root}",
+                       hint="run `corral build` or `corral images` to see what exists")
+    full = ref if ":" in ref else f"{ref}:latest"
+    found = layout.find_tag(full)
+    if found is None:
+        raise NotFound(f"no image named {full!r} in {layout.root}",
+                       hint=f"run `corral build {ref.partition(':')[0]}` first")
+    return str(found["digest"])
+
+
+def local_image(layout: Layout, name: str, tag: str | None, image: str | None) -> str:
     """The digest to push: `image` if given, else NAME:TAG if it exists, else NAME:latest."""
     if image:
-        return ws.images.resolve(image)
+        return _resolve(layout, image)
     if tag:
         try:
-            return ws.images.resolve(f"{name}:{tag}")
+            return _resolve(layout, f"{name}:{tag}")
         except NotFound:
             pass
-    return ws.images.resolve(name)
+    return _resolve(layout, name)
 
 
-def push(ws: Workspace, ref_text: str, image: str | None = None, *, insecure: bool = False,
+def push(state_dir: Path, ref_text: str, image: str | None = None, *, insecure: bool = False,
          jobs: int = 4, chunk_size: int = DEFAULT_CHUNK,
          progress: Progress | None = None) -> dict[str, Any]:
+    """Push; the report's `seconds` is the transfer alone, without the process start-up."""
+    started = time.monotonic()
     ref = parse_reference(ref_text)
-    digest = local_image(ws, ref.name, ref.tag if not ref.digest else None, image)
+    layout = _layout(state_dir)
+    digest = local_image(layout, ref.name, ref.tag if not ref.digest else None, image)
     if ref.digest and ref.digest != digest:
         raise ImageError(f"{ref_text} names digest {ref.digest[:19]} but the local image is "
                          f"{digest[:19]}", hint="push by tag, or name the matching image")
     with RegistryClient(ref, insecure=insecure, chunk_size=chunk_size) as client:
-        report = push_image(client, _layout(ws), ref, digest, locations=_locations(ws),
+        report = push_image(client, layout, ref, digest, locations=_locations(state_dir),
                             jobs=jobs, progress=progress or (lambda _: None))
-    return report.as_dict()
+    return {**report.as_dict(), "seconds": round(time.monotonic() - started, 3)}
 
 
-def pull(ws: Workspace, ref_text: str, *, insecure: bool = False, jobs: int = 4,
+def pull(state_dir: Path, ref_text: str, *, insecure: bool = False, jobs: int = 4,
          progress: Progress | None = None) -> dict[str, Any]:
+    """Pull and tag; the report's `seconds` is the transfer alone, as for push."""
+    started = time.monotonic()
     ref = parse_reference(ref_text)
-    layout = _layout(ws)
-    locations = _locations(ws)
+    layout = _layout(state_dir)
+    locations = _locations(state_dir)
     local = f"{ref.name}:{ref.tag}" if ref.tag and not ref.digest else None
     # Held until the image is listed in index.json, so gc never takes its blobs meanwhile.
     with layout.building(), RegistryClient(ref, insecure=insecure) as client:
@@ -79,4 +103,5 @@ def pull(ws: Workspace, ref_text: str, *, insecure: bool = False, jobs: int = 4,
     for blob in report.blobs:
         locations.add(ref.registry, blob, ref.repository)
     locations.save()
-    return {**asdict(report), "local": local or report.digest}
+    return {**asdict(report), "local": local or report.digest,
+            "seconds": round(time.monotonic() - started, 3)}

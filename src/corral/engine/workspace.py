@@ -11,12 +11,32 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from corral.ports.driver import Driver
-from corral.ports.images import ImageStore
-from corral.ports.router import Router
-from corral.ports.store import Store
-from corral.spec import LoadedSpec, load_spec
+from corral.spec.load import load_spec, locate_spec
+
+if TYPE_CHECKING:  # the ports only type the adapters; importing them costs CLI start-up
+    from corral.ports.driver import Driver
+    from corral.ports.images import ImageStore
+    from corral.ports.router import Router
+    from corral.ports.store import Store
+    from corral.spec.load import LoadedSpec
+
+
+def state_dir_of(spec_file: str | Path) -> Path:
+    """The state folder of the project whose spec is `spec_file`, named without parsing the
+    spec (commands that only talk to the controller skip pydantic's start-up). Raises the
+    SpecError load_spec gives for a missing file."""
+    return _state_dir(locate_spec(spec_file).parent)
+
+
+def socket_path_of(spec_file: str | Path) -> Path:
+    """Where the controller of that project listens (Workspace.socket_path, unparsed)."""
+    return state_dir_of(spec_file) / "run" / "controller.sock"
+
+
+def _state_dir(folder: Path) -> Path:
+    return Path(os.environ.get("CORRAL_STATE_DIR", folder / ".corral"))
 
 
 @dataclass
@@ -35,7 +55,7 @@ class Workspace:
 
     @property
     def state_dir(self) -> Path:
-        return Path(os.environ.get("CORRAL_STATE_DIR", self.folder / ".corral"))
+        return _state_dir(self.folder)
 
     @property
     def run_dir(self) -> Path:

@@ -15,7 +15,7 @@ from typing import Any
 
 from corral.errors import ImageError, NotFound
 from corral.images.debian import DebianBase, debian_layer, host_architecture
-from corral.images.layer import Layer
+from corral.images.layer import Compression, Layer
 from corral.images.layout import INDEX_MEDIA_TYPE, REF_NAME, Layout, copy_tree_blob
 from corral.spec.model import ImageSpec
 
@@ -23,6 +23,7 @@ SUPPORTED_LAYER_TYPES = (
     "application/vnd.oci.image.layer.v1.tar+gzip",
     "application/vnd.oci.image.layer.v1.tar",
     "application/vnd.docker.image.rootfs.diff.tar.gzip",
+    "application/vnd.docker.image.rootfs.diff.tar",
 )
 
 
@@ -38,11 +39,13 @@ def next_chain(chain: str, layer: Layer) -> str:
 
 
 def resolve_base(image: ImageSpec, context: Path, layout: Layout, cache_dir: Path,
-                 progress: Callable[[str], None]) -> Base:
+                 progress: Callable[[str], None], compression: Compression = "none") -> Base:
+    """The base's layers and config; a debian base is packed with `compression`, the
+    layers of an OCI base are kept as they come."""
     if image.base == "scratch":
         return Base(chain="scratch")
     if image.base.startswith("debian:"):
-        return _debian(image, layout, cache_dir, progress)
+        return _debian(image, layout, cache_dir, progress, compression)
     if image.base.startswith("layout:"):
         return _from_layout(image.base, context, layout, progress)
     if image.base.startswith("oci:"):
@@ -56,13 +59,13 @@ def resolve_base(image: ImageSpec, context: Path, layout: Layout, cache_dir: Pat
 
 
 def _debian(image: ImageSpec, layout: Layout, cache_dir: Path,
-            progress: Callable[[str], None]) -> Base:
+            progress: Callable[[str], None], compression: Compression) -> Base:
     suite = image.base.partition(":")[2]
     if not suite:
         raise ImageError(f"base {image.base!r} names no suite",
                          hint='e.g. base = "debian:bookworm"')
     spec = DebianBase(suite=suite, packages=tuple(sorted(set(image.packages))),
-                      mirror=image.mirror, arch=host_architecture())
+                      mirror=image.mirror, arch=host_architecture(), compression=compression)
     layer, blob = debian_layer(spec, cache_dir, progress)
     if not layout.has_blob(layer.digest):
         layout.ingest_file(blob, layer.digest)

@@ -23,7 +23,8 @@ from corral.images.bases import next_chain, resolve_base
 from corral.images.config import image_config, image_env, image_manifest
 from corral.images.context import StatIndex, copy_entries, inputs_digest
 from corral.images.dockerfile import plan_dockerfile
-from corral.images.layer import COMPRESSION_LEVEL, Layer, pack, source_date_epoch
+from corral.images.dockerignore import IgnoreRules
+from corral.images.layer import COMPRESSION_LEVEL, Compression, Layer, pack, source_date_epoch
 from corral.images.layout import Layout, canonical_json
 from corral.images.plan import BuildPlan, PlanRun, spec_plan
 from corral.images.provenance import provenance_labels
@@ -50,8 +51,11 @@ class Builder:
               progress: Progress) -> tuple[str, int]:
         """Build `image`; return (manifest digest, manifest size)."""
         plan = self.plan(image, context)
+        for warning in plan.warnings:
+            progress(f"warning: {warning}")
         self.layout.ensure()
-        base = resolve_base(plan.base_spec, context, self.layout, self.cache_dir, progress)
+        base = resolve_base(plan.base_spec, context, self.layout, self.cache_dir, progress,
+                            image.compression)
         layers, chain = list(base.layers), base.chain
         index = StatIndex(self.steps / "stat-index.json")
         with contextlib.ExitStack() as cleanup:
@@ -60,9 +64,10 @@ class Builder:
             for step in plan.steps:
                 if isinstance(step, PlanRun):
                     layer = self._run_layer(step, base.config, layers, chain, sandbox, cleanup,
-                                            progress)
+                                            image.compression, progress)
                 else:
-                    layer = self._copy_layer(step, chain, context, index, progress)
+                    layer = self._copy_layer(step, chain, context, index, image.compression,
+                                             progress, plan.ignore)
                     if sandbox:
                         sandbox[0].apply(self.layout.blob_path(layer.digest))
                 layers.append(layer)
@@ -80,17 +85,18 @@ class Builder:
         return f"layout:{self.layout.root}:{full}"
 
     def _copy_layer(self, step: CopyStep, chain: str, context: Path, index: StatIndex,
-                    progress: Progress) -> Layer:
-        entries = copy_entries(step, context)
+                    compression: Compression, progress: Progress,
+                    ignore: IgnoreRules | None = None) -> Layer:
+        entries = copy_entries(step, context, ignore)
         files = sum(1 for e in entries if e.kind == "file")
         label = f"layer copy {step.src} → {step.dest}: {files} file{'s' * (files != 1)}"
         key = _step_key(chain, step.model_dump(mode="json", by_alias=True),
-                        inputs_digest(entries, index))
+                        inputs_digest(entries, index), compression)
         cached = self._cached(key)
         if cached is not None:
             progress(f"{label} (cached)")
             return cached
-        layer, tmp = pack(entries, self.layout.blobs)
+        layer, tmp = pack(entries, self.layout.blobs, compression=compression)
         self.layout.adopt_file(tmp, layer.digest)
         self._remember(key, layer)
         progress(label)
@@ -98,7 +104,7 @@ class Builder:
 
     def _run_layer(self, run: PlanRun, base_config: dict[str, Any], layers: list[Layer],
                    chain: str, sandbox: list[Sandbox], cleanup: contextlib.ExitStack,
-                   progress: Progress) -> Layer:
+                   compression: Compression, progress: Progress) -> Layer:
         """The layer of one run step: from the cache (brought into a live sandbox), or run.
         One sandbox root serves every uncached step, so the image is unpacked at most once."""
         step, workdir = run.step, run.workdir
@@ -106,7 +112,7 @@ class Builder:
         label = f"layer run {step.command}"
         definition = {"run": step.command, "network": step.network, "env": env,
                       "workdir": workdir, "build_env": BUILD_ENV}
-        key = _step_key(chain, definition, "")
+        key = _step_key(chain, definition, "", compression)
         layer = self._cached(key)
         if layer is not None:
             progress(f"{label} (cached)")
@@ -117,7 +123,8 @@ class Builder:
             paths = [self.layout.blob_path(below.digest) for below in layers]
             sandbox.append(cleanup.enter_context(Sandbox(paths, self.steps.parent / "work")))
         progress(f"{label}: running in bubblewrap{' with network' if step.network else ''}")
-        layer, tmp, changed = sandbox[0].run(step, env, workdir, self.layout.blobs)
+        layer, tmp, changed = sandbox[0].run(step, env, workdir, self.layout.blobs,
+                                             compression)
         self.layout.adopt_file(tmp, layer.digest)
         self._remember(key, layer)
         progress(f"{label}: {changed} path{'s' * (changed != 1)} changed")
@@ -138,8 +145,9 @@ class Builder:
         os.rename(tmp, self.steps / f"{key}.json")
 
 
-def _step_key(chain: str, step: object, inputs: str) -> str:
-    # The mtime and compression level change the layer bytes, so they are part of the key.
-    material = {"parent": chain, "step": step, "inputs": inputs,
-                "mtime": source_date_epoch(), "level": COMPRESSION_LEVEL}
+def _step_key(chain: str, step: object, inputs: str, compression: Compression) -> str:
+    # The mtime and the compression change the layer bytes, so they are part of the key.
+    material = {"parent": chain, "step": step, "inputs": inputs, "mtime": source_date_epoch(),
+                "compression": compression if compression == "none" else
+                f"{compression}-{COMPRESSION_LEVEL}"}
     return hashlib.sha256(canonical_json(material)).hexdigest()

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from corral.images.debian import host_architecture
+from corral.images.healthcheck import docker_healthcheck, read_healthcheck
 from corral.images.layer import Layer, source_date_epoch
 from corral.images.layout import CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE
 from corral.ports.records import ImageConfig
@@ -32,9 +33,11 @@ def image_config(base: dict[str, Any], image: ImageSpec, labels: dict[str, str] 
     user = image.user or base.get("User")
     ports = {**(base.get("ExposedPorts") or {}), **{f"{p}/tcp": {} for p in image.ports}}
     merged_labels = {**(base.get("Labels") or {}), **image.labels, **(labels or {})}
+    healthcheck = docker_healthcheck(image.healthcheck) if image.healthcheck is not None \
+        else base.get("Healthcheck")
     optional: tuple[tuple[str, Any], ...] = (
         ("Entrypoint", entrypoint), ("Cmd", cmd), ("WorkingDir", workdir), ("User", user),
-        ("ExposedPorts", ports), ("Labels", merged_labels))
+        ("ExposedPorts", ports), ("Labels", merged_labels), ("Healthcheck", healthcheck))
     for key, value in optional:
         if value:
             runtime[key] = list(value) if isinstance(value, tuple) else value
@@ -93,6 +96,7 @@ def runtime_config(digest: str, config: dict[str, Any]) -> ImageConfig:
         user=runtime.get("User") or None,
         ports=tuple(sorted(ports)),
         labels=dict(runtime.get("Labels") or {}),
+        healthcheck=read_healthcheck(runtime.get("Healthcheck")),
     )
 
 

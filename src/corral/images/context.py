@@ -1,7 +1,8 @@
 """What a `copy` step takes from the build context, and a content hash of it.
 
-Maps a CopyStep onto layer entries (folder contents into dest, excludes, normalised modes,
-owner) and hashes those inputs. A stat index (path, size, mtime_ns, inode) lets an unchanged
+Maps a CopyStep onto layer entries (folder contents into dest, excludes, .dockerignore rules
+of Dockerfile builds, normalised modes, owner) and hashes those inputs: an ignored file is
+neither copied nor part of the key. A stat index (path, size, mtime_ns, inode) lets an unchanged
 tree skip rehashing. It reads the context; it never writes into it.
 """
 
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from corral.errors import ImageError
+from corral.images.dockerignore import IgnoreRules
 from corral.images.layer import Entry
 from corral.spec.model import CopyStep
 
@@ -37,9 +39,14 @@ def owner_of(step: CopyStep) -> tuple[int, int]:
                          hint='use numbers, e.g. owner = "1000:1000"') from None
 
 
-def copy_entries(step: CopyStep, context: Path) -> list[Entry]:
-    """The layer entries of one copy step, sorted by name."""
+def copy_entries(step: CopyStep, context: Path,
+                 ignore: IgnoreRules | None = None) -> list[Entry]:
+    """The layer entries of one copy step, sorted by name; `ignore` (a Dockerfile build's
+    .dockerignore) leaves out context paths."""
     source = context / step.src
+    if ignore and step.src.strip("/") not in ("", ".") and ignore.ignored(step.src):
+        raise ImageError(f"copy: {step.src!r} is excluded by .dockerignore",
+                         hint="remove it from COPY, or add a '!' exception to .dockerignore")
     if not source.exists():
         raise ImageError(f"copy: {step.src!r} does not exist in {context}",
                          hint="fix `src` of the copy step in corral.toml (relative to its folder)")
@@ -49,7 +56,8 @@ def copy_entries(step: CopyStep, context: Path) -> list[Entry]:
     if source.is_dir():
         if dest:
             entries.append(Entry(dest, "dir", mode=0o755, uid=uid, gid=gid))
-        for path, rel in _walk(source, "", step.exclude):
+        within = "" if step.src.strip("/") in ("", ".") else step.src.strip("/") + "/"
+        for path, rel in _walk(source, "", step.exclude, ignore, within):
             entry = _entry(path, f"{dest}/{rel}" if dest else rel, step, uid, gid)
             if entry is not None:
                 entries.append(entry)
@@ -61,16 +69,26 @@ def copy_entries(step: CopyStep, context: Path) -> list[Entry]:
     return sorted(entries, key=lambda e: e.name)
 
 
-def _walk(folder: Path, prefix: str, exclude: tuple[str, ...]) -> Iterator[tuple[Path, str]]:
+def _walk(folder: Path, prefix: str, exclude: tuple[str, ...], ignore: IgnoreRules | None,
+          within: str) -> Iterator[tuple[Path, str]]:
+    """(path, path relative to the copied folder); `within` is that folder in the context.
+    An ignored folder is entered only when an exception may bring back a path inside it,
+    and is copied only if one does (as Docker does)."""
     with os.scandir(folder) as scan:
         children = sorted(scan, key=lambda e: e.name)
     for child in children:
         rel = prefix + child.name
         if is_excluded(rel, exclude):
             continue
-        yield Path(child.path), rel
-        if child.is_dir(follow_symlinks=False):
-            yield from _walk(Path(child.path), rel + "/", exclude)
+        dropped = ignore is not None and ignore.ignored(within + rel)
+        is_dir = child.is_dir(follow_symlinks=False)
+        if dropped and not (is_dir and ignore is not None and ignore.has_exceptions):
+            continue
+        inside = list(_walk(Path(child.path), rel + "/", exclude, ignore, within)) \
+            if is_dir else []
+        if not dropped or inside:
+            yield Path(child.path), rel
+        yield from inside
 
 
 def is_excluded(rel: str, patterns: tuple[str, ...]) -> bool:

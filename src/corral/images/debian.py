@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from corral.errors import ImageError
-from corral.images.layer import Layer, entries_of_root, pack
+from corral.images.layer import Compression, Layer, entries_of_root, pack
 from corral.images.layout import canonical_json
 from corral.images.unpack import remove_tree
 
@@ -41,6 +41,7 @@ class DebianBase:
     mirror: str
     variant: str = VARIANT
     arch: str = ""
+    compression: Compression = "none"
 
     @property
     def key(self) -> str:
@@ -56,7 +57,8 @@ def debian_layer(base: DebianBase, cache_dir: Path,
                  progress: Callable[[str], None]) -> tuple[Layer, Path]:
     """The packed base layer and its blob file in the machine cache, made when missing."""
     folder = cache_dir / "bases" / base.key
-    meta, blob = folder / "layer.json", folder / "layer.tar.gz"
+    meta = folder / "layer.json"
+    blob = folder / ("layer.tar" if base.compression == "none" else "layer.tar.gz")
     if meta.is_file() and blob.is_file():
         progress(f"{base.describe()}: cached")
         return Layer(**json.loads(meta.read_text())), blob
@@ -72,7 +74,7 @@ def debian_layer(base: DebianBase, cache_dir: Path,
         progress(f"{base.describe()}: packing the root into a layer")
         # mtime 0, not SOURCE_DATE_EPOCH: the base is shared machine-wide by every project
         # and commit, so its bytes must not depend on whichever commit built it first.
-        layer, tmp = pack(entries_of_root(root), folder, mtime=0)
+        layer, tmp = pack(entries_of_root(root), folder, mtime=0, compression=base.compression)
         os.rename(tmp, blob)
         partial = folder / f".layer.json-{os.getpid()}"
         partial.write_text(json.dumps(asdict(layer)))

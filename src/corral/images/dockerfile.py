@@ -1,7 +1,8 @@
 """Dockerfiles read into a build plan: a base, ordered copy/run steps and image metadata.
 
 Supports FROM (scratch, debian:SUITE as the debootstrap base, an image built by corral),
-COPY, ADD (local files), RUN, ENV, ARG, WORKDIR, USER, ENTRYPOINT, CMD, EXPOSE, LABEL.
+COPY, ADD (local files), RUN, ENV, ARG (values from build_args), WORKDIR, USER, ENTRYPOINT,
+CMD, EXPOSE, LABEL, HEALTHCHECK.
 Everything else is an ImageError naming the file, line and instruction. It parses and maps;
 it never builds (builder.py runs the plan with the same step machinery as the spec keys).
 """
@@ -18,14 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from corral.errors import ImageError
+from corral.images.dockerignore import IgnoreRules, read_ignore_file
+from corral.images.healthcheck import parse_instruction
 from corral.images.plan import BuildPlan, PlanRun
-from corral.spec.model import CopyStep, ImageSpec, RunStep
+from corral.spec.model import CopyStep, ImageHealthcheckSpec, ImageSpec, RunStep
 
 _VAR = re.compile(r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:[-+])(?P<word>[^}]*))?\}"
                   r"|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))")
 _ARCHIVES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar.zst")
 _UNSUPPORTED_HINTS = {
-    "HEALTHCHECK": "describe health in [services.NAME] health = {…}",
     "ONBUILD": "corral images do not carry triggers; put the steps in this Dockerfile",
     "VOLUME": "declare volumes in [services.NAME] volumes = {…}",
     "SHELL": "RUN always uses /bin/sh -c",
@@ -55,7 +57,10 @@ class _State:
     cmd: tuple[str, ...] | None = None
     ports: list[int] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
+    healthcheck: ImageHealthcheckSpec | None = None
     steps: list[CopyStep | PlanRun] = field(default_factory=list)
+    build_args: dict[str, str] = field(default_factory=dict)  # given: --build-arg, build_args
+    declared: set[str] = field(default_factory=set)  # ARG names this Dockerfile has
 
 
 def read_instructions(path: Path) -> list[Instruction]:
@@ -100,7 +105,8 @@ def _check_directive(path: Path, number: int, line: str) -> None:
 def plan_dockerfile(path: Path, context: Path, image: ImageSpec,
                     local_image: LocalImage) -> BuildPlan:
     """The build plan of the Dockerfile at `path`; `image` brings packages and mirror."""
-    state = _State()
+    state = _State(build_args=dict(image.build_args))
+    ignore = read_ignore_file(context, path)
     for instruction in read_instructions(path):
         handler = _HANDLERS.get(instruction.keyword)
         where = f"{path.name}:{instruction.line}"
@@ -113,7 +119,7 @@ def plan_dockerfile(path: Path, context: Path, image: ImageSpec,
             raise ImageError(f"{where}: {instruction.keyword} before FROM",
                              hint="a Dockerfile starts with FROM (ARG may come before it)")
         try:
-            handler(state, instruction.args, _Site(where, context, local_image))
+            handler(state, instruction.args, _Site(where, context, local_image, ignore))
         except ValueError as exc:
             raise ImageError(f"{where}: {instruction.keyword} {instruction.args}: {exc}",
                              hint="see docs/commands/build.md for the supported forms") from None
@@ -123,13 +129,18 @@ def plan_dockerfile(path: Path, context: Path, image: ImageSpec,
     metadata = ImageSpec.model_validate({
         "env": state.env, "workdir": state.workdir if state.workdir_set else None,
         "user": state.user, "entrypoint": state.entrypoint, "cmd": state.cmd,
-        "ports": sorted(set(state.ports)), "labels": state.labels})
+        "ports": sorted(set(state.ports)), "labels": state.labels,
+        "healthcheck": state.healthcheck})
     packages = image.packages if state.base.startswith("debian:") else ()
     if image.packages and not packages:
         raise ImageError(f"{path.name}: packages are listed in the spec but FROM is not "
                          "debian:SUITE", hint="remove `packages`, or use FROM debian:bookworm")
+    unused = sorted(set(state.build_args) - state.declared)
+    warnings = (f"build arg(s) {', '.join(unused)} not consumed: {path.name} has no ARG of "
+                "that name",) if unused else ()
     return BuildPlan(base=state.base, packages=tuple(packages), mirror=image.mirror,
-                     steps=tuple(state.steps), metadata=metadata)
+                     steps=tuple(state.steps), metadata=metadata, warnings=warnings,
+                     ignore=ignore or None)
 
 
 @dataclass(frozen=True)
@@ -137,6 +148,7 @@ class _Site:
     where: str
     context: Path
     local_image: LocalImage
+    ignore: IgnoreRules
 
 
 def substitute(text: str, values: dict[str, str]) -> str:
@@ -181,7 +193,7 @@ def _copy(state: _State, args: str, site: _Site, *, add: bool = False) -> None:
     mode = int(flags["chmod"], 8) if "chmod" in flags else None
     owner = _owner(flags.get("chown"))
     for source in sources:
-        for match in _expand(source, site.context, add):
+        for match in _expand(source, site.context, add, site.ignore):
             is_dir = (site.context / match).is_dir()
             target = dest if is_dir or not into_folder else dest.rstrip("/") + "/"
             exclude = (".corral", ".git") if match == "." else ()
@@ -189,7 +201,7 @@ def _copy(state: _State, args: str, site: _Site, *, add: bool = False) -> None:
                                         exclude=exclude))
 
 
-def _expand(source: str, context: Path, add: bool) -> list[str]:
+def _expand(source: str, context: Path, add: bool, ignore: IgnoreRules) -> list[str]:
     if re.match(r"^[a-z][a-z0-9+.-]*://", source):
         raise ValueError(f"{source!r} is a URL; ADD takes local files only (download it in "
                          "the build context, or in a RUN step with network)")
@@ -199,8 +211,10 @@ def _expand(source: str, context: Path, add: bool) -> list[str]:
         raise ValueError(f"{source!r}: ADD does not unpack archives in corral; COPY it and "
                          "unpack it in a RUN step")
     if not glob.has_magic(source):
+        if source.strip("/") not in ("", ".") and ignore.ignored(source):
+            raise ValueError(f"{source!r} is excluded by .dockerignore")
         return [source.rstrip("/") or "."]
-    matches = sorted(glob.glob(source, root_dir=context))
+    matches = sorted(m for m in glob.glob(source, root_dir=context) if not ignore.ignored(m))
     if not matches:
         raise ValueError(f"{source!r} matches no file in {context}")
     return matches
@@ -252,7 +266,10 @@ def _arg(state: _State, args: str, site: _Site) -> None:
     name, has_default, default = args.strip().partition("=")
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ValueError(f"{name!r} is not a valid argument name")
-    if has_default:
+    state.declared.add(name)
+    if name in state.build_args:
+        state.args[name] = state.build_args[name]
+    elif has_default:
         words = shlex.split(default)
         state.args[name] = substitute(words[0] if words else "", _values(state))
     else:
@@ -284,6 +301,10 @@ def _expose(state: _State, args: str, site: _Site) -> None:
         if protocol not in ("", "tcp") or not number.isdigit():
             raise ValueError(f"{word!r}: only tcp ports (8000 or 8000/tcp) are supported")
         state.ports.append(int(number))
+
+
+def _healthcheck(state: _State, args: str, site: _Site) -> None:
+    state.healthcheck = parse_instruction(args)
 
 
 def _label(state: _State, args: str, site: _Site) -> None:
@@ -332,4 +353,5 @@ _HANDLERS: dict[str, Callable[[_State, str, _Site], None]] = {
     "FROM": _from, "COPY": _copy, "ADD": lambda s, a, site: _copy(s, a, site, add=True),
     "RUN": _run, "ENV": _env, "ARG": _arg, "WORKDIR": _workdir, "USER": _user,
     "ENTRYPOINT": _entrypoint, "CMD": _cmd, "EXPOSE": _expose, "LABEL": _label,
+    "HEALTHCHECK": _healthcheck,
 }

@@ -1,15 +1,14 @@
-"""Reproducible layers: a sorted list of entries packed as tar + gzip with fixed metadata.
+"""Reproducible layers: a sorted list of entries packed as a plain tar (or tar + gzip).
 
 The same entries give the same bytes on any machine, day or folder: entries sorted by name,
-one mtime for all, numeric owners with empty names, PAX format, gzip with mtime 0, no file
-name and a fixed level. This module packs; it never decides what goes into a layer.
+one mtime for all, numeric owners with empty names, PAX format; when compressed, gzip with
+mtime 0, no file name and a fixed level (ADR 0007). It packs; it never decides what goes in.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import os
 import stat
 import tarfile
@@ -19,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from corral.images.layout import LAYER_MEDIA_TYPE
+from corral.images.layout import LAYER_MEDIA_TYPE, PLAIN_LAYER_MEDIA_TYPE
+from corral.images.tarstream import TarStream
 
 COMPRESSION_LEVEL = 6
 _BUFFER = 1 << 20
@@ -27,6 +27,9 @@ _BUFFER = 1 << 20
 _PRIVILEGE_BITS = stat.S_ISUID | stat.S_ISGID
 
 Kind = Literal["file", "dir", "symlink", "hardlink"]
+Compression = Literal["none", "gzip"]
+_TYPES = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE,
+          "hardlink": tarfile.LNKTYPE}
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,8 @@ class Entry:
 
 @dataclass(frozen=True)
 class Layer:
-    """A packed layer: `digest` names the gzip blob, `diff_id` the uncompressed tar."""
+    """A packed layer: `digest` names the blob, `diff_id` the uncompressed tar (the same
+    digest for a plain tar layer)."""
 
     digest: str
     diff_id: str
@@ -61,7 +65,7 @@ class _HashingWriter:
         self.hasher = hashlib.sha256()
         self.size = 0
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview) -> int:
         self.hasher.update(data)
         self.size += len(data)
         self.sink.write(data)  # type: ignore[attr-defined]
@@ -86,48 +90,45 @@ def source_date_epoch() -> int:
         return 0
 
 
-def pack(entries: Iterable[Entry], folder: Path, *, mtime: int | None = None) -> tuple[Layer, Path]:
-    """Pack `entries` into a tmp file in `folder`; return the layer and the file's path."""
+def pack(entries: Iterable[Entry], folder: Path, *, mtime: int | None = None,
+         compression: Compression = "none") -> tuple[Layer, Path]:
+    """Pack `entries` into a tmp file in `folder`; return the layer and the file's path.
+
+    "none" writes a plain tar (its digest is its diff_id); "gzip" compresses it at a fixed
+    level with no name and no time in the gzip header.
+    """
     when = source_date_epoch() if mtime is None else mtime
     fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=".layer-")
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as raw:
             blob = _HashingWriter(raw)
+            if compression == "none":
+                _write_tar(blob, entries, when)
+                return Layer(digest=blob.digest, diff_id=blob.digest, size=blob.size,
+                             media_type=PLAIN_LAYER_MEDIA_TYPE), tmp
             with gzip.GzipFile(filename="", mode="wb", fileobj=blob,
                                compresslevel=COMPRESSION_LEVEL, mtime=0) as zipped:
                 plain = _HashingWriter(zipped)
-                with tarfile.open(fileobj=plain, mode="w",  # type: ignore[call-overload]
-                                  format=tarfile.PAX_FORMAT, copybufsize=_BUFFER) as tar:
-                    for entry in sorted(entries, key=lambda e: e.name):
-                        _add(tar, entry, when)
+                _write_tar(plain, entries, when)
         return Layer(digest=blob.digest, diff_id=plain.digest, size=blob.size), tmp
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def _add(tar: tarfile.TarFile, entry: Entry, mtime: int) -> None:
-    info = tarfile.TarInfo(entry.name)
-    info.mtime = mtime
-    info.mode = entry.mode & 0o7777 & ~_PRIVILEGE_BITS
-    info.uid, info.gid = entry.uid, entry.gid
-    info.uname = info.gname = ""
-    if entry.kind == "dir":
-        info.type = tarfile.DIRTYPE
-        tar.addfile(info)
-    elif entry.kind == "symlink":
-        info.type, info.linkname = tarfile.SYMTYPE, entry.linkname
-        tar.addfile(info)
-    elif entry.kind == "hardlink":
-        info.type, info.linkname = tarfile.LNKTYPE, entry.linkname
-        tar.addfile(info)
-    elif entry.source is None:  # an empty file, e.g. a whiteout
-        tar.addfile(info, io.BytesIO(b""))
-    else:
-        info.size = entry.size
-        with entry.source.open("rb") as content:
-            tar.addfile(info, content)
+def _write_tar(sink: _HashingWriter, entries: Iterable[Entry], mtime: int) -> None:
+    tar = TarStream(sink)
+    for entry in sorted(entries, key=lambda e: e.name):
+        mode = entry.mode & 0o7777 & ~_PRIVILEGE_BITS
+        if entry.kind == "file" and entry.source is not None:
+            with entry.source.open("rb") as content:
+                tar.add(entry.name, tarfile.REGTYPE, mode, entry.uid, entry.gid, mtime,
+                        entry.size, content=content)
+        else:  # a folder, a link, or an empty file such as a whiteout
+            tar.add(entry.name, _TYPES[entry.kind], mode, entry.uid, entry.gid, mtime,
+                    linkname=entry.linkname)
+    tar.close()
 
 
 def entries_of_root(root: Path) -> Iterator[Entry]:

@@ -23,6 +23,7 @@ INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
 LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
+PLAIN_LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar"
 _CHUNK = 1 << 20
 
 

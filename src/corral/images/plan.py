@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from corral.images.dockerignore import IgnoreRules
 from corral.spec.model import CopyStep, ImageSpec, RunStep
 
 
@@ -26,7 +27,9 @@ class BuildPlan:
     packages: tuple[str, ...]
     mirror: str
     steps: tuple[CopyStep | PlanRun, ...]
-    metadata: ImageSpec  # env, workdir, user, entrypoint, cmd, ports, labels
+    metadata: ImageSpec  # env, workdir, user, entrypoint, cmd, ports, labels, healthcheck
+    warnings: tuple[str, ...] = ()  # e.g. build args no ARG consumed
+    ignore: IgnoreRules | None = None  # a Dockerfile build's .dockerignore
 
     @property
     def base_spec(self) -> ImageSpec:

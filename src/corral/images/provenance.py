@@ -23,7 +23,10 @@ BUILDER = "dev.corral.builder.version"
 
 def spec_digest(image: ImageSpec, context: Path) -> str:
     """sha256 of the image's section as data, and of its Dockerfile when it has one."""
-    material: dict[str, object] = {"image": image.model_dump(mode="json", by_alias=True)}
+    # build_args stay out: those an ARG consumes change the steps or config anyway, and an
+    # unconsumed one must change nothing (as in Docker).
+    material: dict[str, object] = {"image": image.model_dump(mode="json", by_alias=True,
+                                                             exclude={"build_args"})}
     if image.dockerfile:
         try:
             material["dockerfile"] = hashlib.sha256(

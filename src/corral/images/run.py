@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from corral.errors import ImageError
-from corral.images.layer import Entry, Kind, Layer, pack, source_date_epoch
+from corral.images.layer import Compression, Entry, Kind, Layer, pack, source_date_epoch
 from corral.images.unpack import apply_layer, remove_tree, unpack_image
 from corral.spec.model import RunStep
 
@@ -65,13 +65,13 @@ class Sandbox:
         """Bring the root up to date with a layer taken from the step cache."""
         apply_layer(layer, self.root)
 
-    def run(self, step: RunStep, env: dict[str, str], workdir: str,
-            blobs: Path) -> tuple[Layer, Path, int]:
+    def run(self, step: RunStep, env: dict[str, str], workdir: str, blobs: Path,
+            compression: Compression = "none") -> tuple[Layer, Path, int]:
         """Run `step`; return its layer, the blob's tmp path and how many paths changed."""
         before = snapshot(self.root)
         _run(self.bwrap, self.root, step, env, workdir)
         entries = changes(before, snapshot(self.root), self.root)
-        layer, tmp = pack(entries, blobs)
+        layer, tmp = pack(entries, blobs, compression=compression)
         return layer, tmp, len(entries)
 
 

@@ -28,7 +28,6 @@ from corral.images.referrers import (
 from corral.images.reproducible import first_difference
 from corral.images.roots import compose_root
 from corral.images.sbom import merge, scan_layer, spdx_document
-from corral.images.signing import load_private, load_public, sign_image, verify_image
 from corral.ports.image_trust import GcReport, Verdict
 from corral.ports.images import Progress
 from corral.ports.records import ImageConfig, ImageSummary
@@ -97,11 +96,16 @@ class LocalImageStore:
         return dict(json.loads(artifact_blob(self.layout, found[0])))
 
     def sign(self, digest: str, key_path: Path, now: float) -> dict[str, Any]:
+        # Imported here: cryptography costs a cached build ~20 ms of start-up.
+        from corral.images.signing import load_private, sign_image
+
         return sign_image(self.layout, self.descriptor(digest), load_private(key_path), now)
 
     def verify(self, digest: str, trusted: list[str], folder: Path) -> Verdict:
         """Check `digest`'s signatures against `trusted` keys (ed25519:BASE64 or PEM paths
         relative to `folder`)."""
+        from corral.images.signing import load_public, verify_image
+
         self._manifest(digest)
         return verify_image(self.layout, digest, [load_public(k, folder) for k in trusted])
 

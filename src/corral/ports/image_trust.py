@@ -42,7 +42,9 @@ class GcReport:
     blobs: dict[str, int] = field(default_factory=dict)  # digest -> bytes
     images: tuple[str, ...] = ()  # manifest digests dropped from the index
     unpacked: tuple[str, ...] = ()  # unpacked roots and extracted layers removed
-    freed: int = 0  # bytes of blobs and partial files
+    freed: int = 0  # bytes of blobs, partial files and quarantined roots
+    quarantined: dict[str, int] = field(default_factory=dict)  # drifted root -> bytes freed
+    still_mounted: tuple[str, ...] = ()  # quarantined roots kept: a process still runs on them
 
 
 @runtime_checkable

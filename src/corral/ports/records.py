@@ -186,6 +186,18 @@ class Observed:
 
 
 @dataclass(frozen=True)
+class ImageHealthcheck:
+    """An image's Healthcheck (Docker's config key), durations in seconds (0: Docker's
+    default). test: ("CMD", program, args…) or ("CMD-SHELL", line) or ("NONE",)."""
+
+    test: tuple[str, ...]
+    interval: float = 0.0
+    timeout: float = 0.0
+    start_period: float = 0.0
+    retries: int = 0
+
+
+@dataclass(frozen=True)
 class ImageConfig:
     """The runtime part of an image's OCI config."""
 
@@ -197,6 +209,7 @@ class ImageConfig:
     user: str | None = None
     ports: tuple[int, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
+    healthcheck: ImageHealthcheck | None = None
 
 
 @dataclass(frozen=True)

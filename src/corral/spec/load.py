@@ -1,7 +1,8 @@
 """Turn corral.toml text into a validated `Spec`, or a `SpecError` naming every problem.
 
 Each problem is reported as `FILE:LINE:COL: key.path: what is wrong`, so editors and
-humans can jump to it. Reading the file is the only I/O here.
+humans can jump to it. Reading the file is the only I/O here. pydantic and the models are
+imported by the first parse, so `locate_spec` (where is the project?) costs no start-up.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from corral.errors import SpecError
-from corral.spec.locate import locate_keys, nearest_spot
-from corral.spec.model import Spec
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from corral.spec.model import Spec
 
 DEFAULT_SPEC = "corral.toml"
 
@@ -44,6 +46,10 @@ def spec_digest(spec: Spec) -> str:
 
 def parse_spec(text: str, filename: str = DEFAULT_SPEC) -> Spec:
     """Validate TOML text; raise SpecError listing every problem with its position."""
+    from pydantic import ValidationError
+
+    from corral.spec.model import Spec
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -58,14 +64,27 @@ def parse_spec(text: str, filename: str = DEFAULT_SPEC) -> Spec:
                         hint="see docs/spec.md for every key, or run `corral schema`") from None
 
 
+def locate_spec(path: str | Path = DEFAULT_SPEC) -> Path:
+    """The absolute path of a spec file that exists, without reading or validating it (for
+    commands that only need where the project is); the SpecError load_spec gives if not."""
+    file = Path(path)
+    if not file.exists():
+        raise _missing(file)
+    return file.resolve()
+
+
+def _missing(file: Path) -> SpecError:
+    return SpecError(f"{file}: no such spec file",
+                     hint="run `corral init` to create one, or pass -f PATH")
+
+
 def load_spec(path: str | Path = DEFAULT_SPEC) -> LoadedSpec:
     """Read and validate a spec file."""
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SpecError(f"{file}: no such spec file",
-                        hint="run `corral init` to create one, or pass -f PATH") from None
+        raise _missing(file) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{file}: cannot read the spec: {exc}") from None
     spec = parse_spec(text, str(file))
@@ -73,6 +92,8 @@ def load_spec(path: str | Path = DEFAULT_SPEC) -> LoadedSpec:
 
 
 def _describe(exc: ValidationError, text: str, filename: str) -> list[str]:
+    from corral.spec.locate import locate_keys, nearest_spot
+
     spots = locate_keys(text)
     problems = []
     for error in exc.errors():

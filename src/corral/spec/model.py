@@ -84,6 +84,27 @@ class RunStep(_Model):
     network: bool = Field(default=False, description="Give the step the host network.")
 
 
+class ImageHealthcheckSpec(_Model):
+    """`healthcheck = {…}` of an image: Docker's HEALTHCHECK, written into the image config
+    (docker, podman and skopeo show it). A service without `health` uses it for readiness."""
+
+    command: tuple[str, ...] | str = Field(
+        description='["program", "arg", …] (Docker\'s CMD form) or "a shell line" (CMD-SHELL, '
+        'run with /bin/sh -c); ["NONE"] disables a healthcheck inherited from the base.')
+    interval: Duration = Field(default=30.0, description="Time between checks.")
+    timeout: Duration = Field(default=30.0, description="Time one check may take.")
+    start_grace: Duration = Field(default=0.0, description="Time after start before failures "
+                                  "count (Docker's start period).")
+    retries: int = Field(default=3, ge=1, description="Failures in a row to be unhealthy.")
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, command: tuple[str, ...] | str) -> tuple[str, ...] | str:
+        if not (command.strip() if isinstance(command, str) else command):
+            raise ValueError("a healthcheck needs a command")
+        return command
+
+
 class ImageSpec(_Model):
     """[images.NAME]: a golden image built by corral."""
 
@@ -106,6 +127,16 @@ class ImageSpec(_Model):
     cmd: tuple[str, ...] | None = Field(default=None, description="Arguments after entrypoint.")
     ports: tuple[int, ...] = Field(default=(), description="Ports the image listens on.")
     labels: dict[str, str] = Field(default_factory=dict, description="OCI labels.")
+    healthcheck: ImageHealthcheckSpec | None = Field(
+        default=None, description="Health check written into the image config (Docker's "
+        "Healthcheck); the readiness check of services that have no `health`.")
+    build_args: dict[str, str] = Field(
+        default_factory=dict, description="Values of the Dockerfile's ARGs (with `dockerfile`; "
+        "`corral build --build-arg NAME=VALUE` adds to them). Part of the step cache keys.")
+    compression: Literal["none", "gzip"] = Field(
+        default="none", description='Layer format: "none" stores plain tar layers (fast to '
+        'pack and unpack, the default), "gzip" compresses them for images pushed over slow '
+        "links. Part of the image digest; see docs/adr/0007-uncompressed-layers.md.")
     dockerfile: str | None = Field(
         default=None, description="Build from this Dockerfile (relative to the spec's folder, "
         "which is the build context) instead of the keys above; `packages` then go into "
@@ -128,10 +159,13 @@ class ImageSpec(_Model):
             raise ValueError("packages can only be installed on a debian:SUITE base")
         if self.dockerfile:  # images.dockerfile: the Dockerfile says the rest
             extra = sorted(type(self).model_fields[k].alias or k for k in self.model_fields_set
-                           if k not in ("dockerfile", "packages", "mirror"))
+                           if k not in ("dockerfile", "packages", "mirror", "build_args"))
             if extra:
-                raise ValueError(f"with dockerfile, only packages and mirror may be set "
+                raise ValueError(f"with dockerfile, only packages, mirror and build_args "
+                                 f"may be set "
                                  f"(for FROM debian:SUITE); remove {', '.join(extra)}")
+        if self.build_args and not self.dockerfile:
+            raise ValueError("build_args are for Dockerfile ARGs; set `dockerfile` or remove them")
         return self
 
 

@@ -99,7 +99,10 @@ def test_from_an_image_built_by_corral_uses_the_local_layout(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize(("text", "line", "message"), [
-    ("FROM scratch\nHEALTHCHECK CMD true\n", 2, "HEALTHCHECK is not supported"),
+    ("FROM scratch\nHEALTHCHECK --bogus=1 CMD true\n", 2, "--interval="),
+    ("FROM scratch\nHEALTHCHECK --interval=5x CMD true\n", 2, "not a duration"),
+    ("FROM scratch\nHEALTHCHECK NONE true\n", 2, "NONE takes no"),
+    ("FROM scratch\nHEALTHCHECK true\n", 2, "HEALTHCHECK \\[flags\\] CMD"),
     ("FROM scratch\n\nONBUILD RUN x\n", 3, "ONBUILD is not supported"),
     ("FROM debian:bookworm AS build\n", 1, "multi-stage"),
     ("FROM scratch\nFROM scratch\n", 2, "second FROM"),

@@ -37,6 +37,18 @@ def _blobs(store: LocalImageStore) -> set[str]:
     return {p.name for p in store.layout.blobs.iterdir()}
 
 
+def test_compression_gzip_gives_gzip_layers_holding_the_same_tars(tmp_path: Path) -> None:
+    store = _store(_project(tmp_path))
+    plain = json.loads(store.layout.read_blob(store.build("web", TWO_STEPS, tmp_path)))
+    zipped_spec = TWO_STEPS.model_copy(update={"compression": "gzip"})
+    zipped = json.loads(store.layout.read_blob(store.build("web", zipped_spec, tmp_path)))
+    assert [x["mediaType"] for x in zipped["layers"]] == [
+        "application/vnd.oci.image.layer.v1.tar+gzip"] * 2
+    configs = [json.loads(store.layout.read_blob(m["config"]["digest"])) for m in (plain, zipped)]
+    assert configs[0]["rootfs"] == configs[1]["rootfs"]  # the same diff_ids
+    assert plain["layers"] != zipped["layers"]
+
+
 def test_the_layout_holds_an_oci_1_1_manifest_and_config(tmp_path: Path) -> None:
     store = _store(_project(tmp_path))
     digest = store.build("web", TWO_STEPS, tmp_path)
@@ -44,7 +56,7 @@ def test_the_layout_holds_an_oci_1_1_manifest_and_config(tmp_path: Path) -> None
     assert manifest["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
     assert manifest["config"]["mediaType"] == "application/vnd.oci.image.config.v1+json"
     assert [x["mediaType"] for x in manifest["layers"]] == [
-        "application/vnd.oci.image.layer.v1.tar+gzip"] * 2
+        "application/vnd.oci.image.layer.v1.tar"] * 2  # plain tar by default (ADR 0007)
     config = json.loads(store.layout.read_blob(manifest["config"]["digest"]))
     assert config["os"] == "linux" and config["architecture"] in ("amd64", "arm64")
     assert config["created"] == "1970-01-01T00:00:00Z"

@@ -23,7 +23,7 @@ def _tree(root: Path) -> Path:
 
 
 def _members(blob: Path) -> list[tarfile.TarInfo]:
-    with tarfile.open(blob, "r:gz") as tar:
+    with tarfile.open(blob, "r:*") as tar:
         return tar.getmembers()
 
 
@@ -57,7 +57,7 @@ def test_entries_come_out_sorted_with_fixed_owner_and_mtime(
 def test_the_gzip_header_carries_no_name_and_no_time(tmp_path: Path) -> None:
     source = tmp_path / "f"
     source.write_text("x")
-    _, blob = pack([Entry("f", "file", source=source, size=1)], tmp_path)
+    _, blob = pack([Entry("f", "file", source=source, size=1)], tmp_path, compression="gzip")
     header = blob.read_bytes()[:10]
     assert header[:3] == b"\x1f\x8b\x08"
     assert header[3] & 0x08 == 0  # FNAME flag
@@ -77,7 +77,8 @@ def test_a_different_source_date_epoch_gives_a_different_digest(
 
 def test_the_diff_id_is_the_digest_of_the_uncompressed_tar(tmp_path: Path) -> None:
     import hashlib
-    layer, blob = pack([Entry("etc", "dir", 0o755)], tmp_path)
+    layer, blob = pack([Entry("etc", "dir", 0o755)], tmp_path, compression="gzip")
+    assert layer.media_type == "application/vnd.oci.image.layer.v1.tar+gzip"
     plain = gzip.decompress(blob.read_bytes())
     assert layer.diff_id == "sha256:" + hashlib.sha256(plain).hexdigest()
     assert layer.digest == "sha256:" + hashlib.sha256(blob.read_bytes()).hexdigest()
@@ -121,7 +122,35 @@ def test_device_nodes_of_a_root_are_left_out(tmp_path: Path) -> None:
 def test_a_layer_reads_back_with_the_content_it_was_given(tmp_path: Path) -> None:
     root = _tree(tmp_path / "t")
     _, blob = pack(entries_of_root(root), tmp_path)
-    with tarfile.open(blob, "r:gz") as tar:
+    with tarfile.open(blob, "r:") as tar:  # a plain tar by default
         data = tar.extractfile("app/sub/c")
         assert data is not None and data.read() == b"\x00" * 5000
         assert tar.getmember("app/link").linkname == "a.py"
+
+
+def test_a_plain_layer_is_named_by_the_digest_of_its_tar(tmp_path: Path) -> None:
+    import hashlib
+    layer, blob = pack(entries_of_root(_tree(tmp_path / "t")), tmp_path)
+    assert layer.media_type == "application/vnd.oci.image.layer.v1.tar"
+    assert layer.digest == layer.diff_id
+    assert layer.digest == "sha256:" + hashlib.sha256(blob.read_bytes()).hexdigest()
+    assert layer.size == blob.stat().st_size
+
+
+def test_a_plain_and_a_gzip_layer_hold_the_same_tar(tmp_path: Path) -> None:
+    entries = list(entries_of_root(_tree(tmp_path / "t")))
+    plain, plain_blob = pack(entries, tmp_path)
+    zipped, zipped_blob = pack(entries, tmp_path, compression="gzip")
+    assert plain.diff_id == zipped.diff_id
+    assert gzip.decompress(zipped_blob.read_bytes()) == plain_blob.read_bytes()
+
+
+def test_a_file_that_shrinks_while_packed_fails_the_pack_and_leaves_nothing(
+        tmp_path: Path) -> None:
+    source = tmp_path / "f"
+    source.write_text("short")
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(OSError, match="shorter"):
+        pack([Entry("f", "file", source=source, size=100)], out)
+    assert list(out.iterdir()) == []

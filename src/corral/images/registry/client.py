@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
-import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,15 +26,19 @@ from corral.images.registry.auth import (
     parse_challenge,
 )
 from corral.images.registry.reference import Reference, scheme_for
+from corral.images.registry.sink import BlobSink
+from corral.images.registry.tls import verifying_context
 
-DEFAULT_CHUNK = 16 << 20
+# Large enough that a loopback upload is a handful of PATCHes, small enough that a failed
+# chunk costs little to send again.
+DEFAULT_CHUNK = 64 << 20
 MANIFEST_TYPES = (
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.v2+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
 )
-_SLICE = 256 << 10
+_SLICE = 1 << 20
 
 
 def manifest_media_type(data: bytes, fallback: str) -> str:
@@ -60,7 +61,7 @@ class RegistryClient:
         self.credentials = credentials or find_credentials(ref.registry)
         self.chunk_size = chunk_size
         self.http = httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0),
-                                 follow_redirects=True,
+                                 follow_redirects=True, verify=verifying_context(),
                                  limits=httpx.Limits(max_connections=16))
         self._auth: str | None = None
         self._lock = threading.Lock()
@@ -193,36 +194,29 @@ class RegistryClient:
             raise self._unexpected(response, f"finish the upload of {digest[:19]}")
 
     def fetch_blob(self, repository: str, digest: str, folder: Path) -> tuple[Path, int]:
-        """Download a blob into a temporary file in `folder`, verified against `digest`.
-        A mismatching download is deleted and rejected; the caller renames a good one."""
+        """Download a blob into a temporary file in `folder`, verified against `digest` and
+        durable on disk. A mismatching or broken download is deleted and rejected; the caller
+        renames a good one."""
         response = self.send("GET", f"/v2/{repository}/blobs/{digest}", stream=True)
-        fd, name = tempfile.mkstemp(dir=folder, prefix=".tmp-pull-")
-        tmp = Path(name)
-        try:
-            with contextlib.closing(response), os.fdopen(fd, "wb") as out:
-                if response.status_code == 404:
-                    raise NotFound(f"blob {digest} is not in {self.registry}/{repository}")
-                if response.status_code != 200:
-                    raise self._unexpected(response, f"GET blob {digest[:19]}")
-                hasher, size = hashlib.sha256(), 0
+        with contextlib.closing(response):
+            if response.status_code == 404:
+                raise NotFound(f"blob {digest} is not in {self.registry}/{repository}")
+            if response.status_code != 200:
+                raise self._unexpected(response, f"GET blob {digest[:19]}")
+            with BlobSink(folder) as sink:
                 try:
                     for chunk in response.iter_raw():
-                        hasher.update(chunk)
-                        out.write(chunk)
-                        size += len(chunk)
+                        sink.write(chunk)
                 except httpx.HTTPError as exc:
                     raise ImageError(f"download of blob {digest[:19]} from {self.registry} "
-                                     f"broke off after {size} bytes: {exc}",
+                                     f"broke off after {sink.size} bytes: {exc}",
                                      hint="nothing was stored; run the pull again") from None
-            if "sha256:" + hasher.hexdigest() != digest:
-                raise ImageError(f"blob {digest[:19]} from {self.registry}/{repository} does "
-                                 f"not match its digest (got sha256:{hasher.hexdigest()[:12]})",
-                                 hint="the registry served corrupt content; nothing was stored")
-            return tmp, size
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            raise
+                if sink.digest != digest:
+                    raise ImageError(f"blob {digest[:19]} from {self.registry}/{repository} "
+                                     f"does not match its digest (got {sink.digest[:19]})",
+                                     hint="the registry served corrupt content; nothing was "
+                                     "stored")
+        return sink.path, sink.size
 
     def get_manifest(self, repository: str, reference: str,
                      accept: tuple[str, ...] = MANIFEST_TYPES) -> tuple[bytes, str] | None:
