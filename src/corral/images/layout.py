@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from corral.errors import ImageError, NotFound
+from corral.images.sink import BlobSink
 
 REF_NAME = "org.opencontainers.image.ref.name"
 INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
@@ -105,25 +106,19 @@ class Layout:
 
     def _stream_in(self, reader: BinaryIO, expected: str) -> int:
         target = self.blob_path(expected)
-        fd, tmp = tempfile.mkstemp(dir=self.blobs, prefix=".tmp-")
-        try:
-            hasher, size = hashlib.sha256(), 0
-            with os.fdopen(fd, "wb") as out:
-                while chunk := reader.read(_CHUNK):
-                    hasher.update(chunk)
-                    out.write(chunk)
-                    size += len(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            if "sha256:" + hasher.hexdigest() != expected:
+        with BlobSink(self.blobs) as sink:  # removes its file if this block raises
+            while chunk := reader.read(_CHUNK):
+                sink.write(chunk)
+            if sink.digest != expected:
                 raise ImageError(f"content does not match its digest {expected}",
                                  hint="the source is corrupt; rebuild or pull it again")
-            os.chmod(tmp, 0o644)
-            os.rename(tmp, target)
-            return size
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+        try:  # durable now: only then does it get its name
+            os.chmod(sink.path, 0o644)
+            os.rename(sink.path, target)
+        except BaseException:
+            sink.path.unlink(missing_ok=True)
+            raise
+        return sink.size
 
     def adopt_file(self, tmp: Path, digest: str) -> None:
         """Move a file whose digest the caller computed while writing it into the blobs."""

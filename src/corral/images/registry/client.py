@@ -26,8 +26,8 @@ from corral.images.registry.auth import (
     parse_challenge,
 )
 from corral.images.registry.reference import Reference, scheme_for
-from corral.images.registry.sink import BlobSink
 from corral.images.registry.tls import verifying_context
+from corral.images.sink import BlobSink
 
 # Large enough that a loopback upload is a handful of PATCHes, small enough that a failed
 # chunk costs little to send again.

@@ -1,6 +1,6 @@
-"""Where a downloading blob lands: a temporary file beside the blobs, hashed as it is written
-and flushed to disk in the background while it grows, so the fsync that makes it durable
-waits only for the tail instead of for the whole blob after the download.
+"""Where an incoming blob lands (a download, or a base layer copied in from the machine cache):
+a temporary file beside the blobs, hashed as it is written and flushed to disk in the
+background while it grows, so the fsync that makes it durable waits only for the tail.
 
 It never renames into the layout and never decides whether the digest is right: it reports
 the digest; the client compares and the layout adopts.
@@ -26,7 +26,7 @@ class BlobSink:
     `sink.size` bytes whose sha256 is `sink.digest`. On an exception the file is removed."""
 
     def __init__(self, folder: Path, flush_every: int = FLUSH_EVERY) -> None:
-        fd, name = tempfile.mkstemp(dir=folder, prefix=".tmp-pull-")
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".tmp-in-")
         self.path = Path(name)
         self.size = 0
         self._fd = fd
