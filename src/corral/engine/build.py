@@ -6,6 +6,7 @@ receives a digest-pinned release config.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -15,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from corral.engine.workspace import Workspace, current_actor
 from corral.errors import NotFound, SpecError
@@ -140,22 +141,30 @@ def image_for_service(ws: Workspace, service: str, image: str | None,
 
 def deploy_request(ws: Workspace, service: str, image: str | None = None,
                    progress: Progress | None = None) -> DeployRequest:
-    from corral.core.image_health import with_image_health
-    from corral.core.release import release_config
     from corral.engine.deploy import DeployRequest
     from corral.engine.images import pin_trusted_keys, refuse_unsigned
 
     digest = image_for_service(ws, service, image, progress)
     git = git_info(ws.folder)
-    # No `health` in the spec: the image's healthcheck is the readiness check (issue 3).
-    spec = with_image_health(_service(ws, service), ws.images.config(digest))
+    spec = _service(ws, service)
     # images.signing: refuse an unsigned image here, before the controller sees it.
     refuse_unsigned(ws.images, ws.store, service, spec, digest, current_actor(), time.time(),
                     ws.folder)
     return DeployRequest(service=service, image_digest=digest,
-                         config=pin_trusted_keys(release_config(spec, digest), ws.folder),
+                         config=pin_trusted_keys(release_config_of(ws, spec, digest), ws.folder),
                          actor=current_actor(), git_commit=git.commit,
                          git_commit_time=git.commit_time)
+
+
+def release_config_of(ws: Workspace, service: ServiceSpec, digest: str) -> dict[str, Any]:
+    """The release config of `service` running `digest`, as both plan and deploy make it:
+    with no `health` in the spec, the image's healthcheck is the readiness check."""
+    from corral.core.image_health import with_image_health
+    from corral.core.release import release_config
+
+    with contextlib.suppress(NotFound):  # not here (yet): a deploy says so when it resolves
+        service = with_image_health(service, ws.images.config(digest))
+    return release_config(service, digest)
 
 
 def _service(ws: Workspace, service: str) -> ServiceSpec:

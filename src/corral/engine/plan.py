@@ -10,12 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from corral.core.image_health import with_image_health
 from corral.core.plan import Running, SpecPlan, Wanted, plan_changes
-from corral.core.release import release_config
+from corral.engine.build import release_config_of
 from corral.engine.workspace import Workspace
 from corral.errors import NotFound
-from corral.spec.model import DIGEST_PATTERN, ServiceSpec
+from corral.spec.model import DIGEST_PATTERN
 
 Progress = Callable[[str], None]
 
@@ -29,17 +28,9 @@ def wanted_services(ws: Workspace, progress: Progress | None = None) -> dict[str
         if ref not in digests:
             digests[ref] = _digest_of(ws, ref, progress)
         digest = digests[ref]
-        config = release_config(_with_image_health(ws, service, digest), digest)
+        config = release_config_of(ws, service, digest)
         wanted[name] = Wanted(name, digest, config, service.replicas)
     return wanted
-
-
-def _with_image_health(ws: Workspace, service: ServiceSpec, digest: str) -> ServiceSpec:
-    """As deploy does: no `health` in the spec means the image's healthcheck, if any."""
-    try:
-        return with_image_health(service, ws.images.config(digest))
-    except NotFound:
-        return service  # not here (yet): deploy will say so
 
 
 def _digest_of(ws: Workspace, ref: str, progress: Progress | None) -> str:
