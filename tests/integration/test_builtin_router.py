@@ -320,8 +320,20 @@ def test_a_backend_refusing_connections_is_retried_on_another(
 
 
 def test_an_idempotent_request_on_a_connection_the_backend_dropped_is_retried(
-        router: BuiltinRouter, listen: str, start_backend: Callable[..., BackendProcess]) -> None:
-    flaky = start_backend("flaky", "flaky")  # answers once per connection, then hangs up
+        tmp_path: Path, listen: str, start_backend: Callable[..., BackendProcess]) -> None:
+    # One worker: each worker has its own pool, and with two the POST's client connection
+    # could land on a worker that has no pooled upstream connection yet (so it would open a
+    # fresh one, get an answer, and the race this test is about would not happen).
+    router = BuiltinRouter(tmp_path / "run-one", workers=1)
+    router.ensure_running()
+    try:
+        check_keep_alive_race(router, listen, start_backend("flaky", "flaky"))
+    finally:
+        router.stop()
+
+
+def check_keep_alive_race(router: BuiltinRouter, listen: str, flaky: BackendProcess) -> None:
+    """`flaky` answers once per connection, then hangs up."""
     router.set_backends("web", listen, [Backend(flaky.address, 1, "v1")])
     assert [send(listen).status for _ in range(3)] == [200, 200, 200]
     # the same race for a POST is not retried: the backend may have acted on it
