@@ -64,3 +64,13 @@ def test_rollback_and_status_without_a_spec_file_say_how_to_create_one(tmp_path:
         done, _ = run_cli(tmp_path, *args)
         assert done.returncode == 1
         assert "no such spec file" in done.stderr and "corral init" in done.stderr
+
+
+def test_push_and_pull_load_no_spec_model_store_httpx_or_rich(tmp_path: Path) -> None:
+    (tmp_path / "corral.toml").write_text("not even [valid toml\n")
+    for args in (["push", "127.0.0.1:9/team/web:1", "--json"],
+                 ["pull", "127.0.0.1:9/team/web:1", "--json"]):
+        done, loaded = run_cli(tmp_path, *args)
+        assert done.returncode == 1, done.stderr
+        assert "corral.images.registry.http" in done.stderr.split()
+        assert loaded & HEAVY == set(), args

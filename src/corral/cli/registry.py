@@ -24,7 +24,7 @@ _JOBS = "Blobs transferred in parallel."
               help="Local image to push (default: the REF's last path part).")
 @click.option("--insecure", is_flag=True, help=_INSECURE)
 @click.option("--jobs", default=4, show_default=True, type=click.IntRange(1, 32), help=_JOBS)
-@click.option("--chunk-size", default=64, show_default=True, type=click.IntRange(1, 1024),
+@click.option("--chunk-size", default=256, show_default=True, type=click.IntRange(1, 1024),
               help="MiB; larger blobs are uploaded in chunks of this size.")
 def push(ctx: Context, ref: str, image: str | None, insecure: bool, jobs: int,
          chunk_size: int) -> None:

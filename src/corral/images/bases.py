@@ -49,7 +49,7 @@ def resolve_base(image: ImageSpec, context: Path, layout: Layout, cache_dir: Pat
     if image.base.startswith("layout:"):
         return _from_layout(image.base, context, layout, progress)
     if image.base.startswith("oci:"):
-        # Imported here: the registry client (httpx) is only needed for oci: bases.
+        # Imported here: the registry client is only needed for oci: bases.
         from corral.images.registry.base import oci_base_manifest
 
         digest = oci_base_manifest(image.base, context, layout, progress)

@@ -48,7 +48,7 @@ def client() -> RegistryClient:
 
 
 def trust_of(registry: RegistryClient) -> LazyTrustContext:
-    context = registry.http._transport._pool._ssl_context  # type: ignore[attr-defined]
+    context = registry.http.tls
     assert isinstance(context, LazyTrustContext)
     return context
 

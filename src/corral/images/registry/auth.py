@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from corral.errors import ImageError
+from corral.images.registry.http import HttpClient, TransportError, with_query
 
 _PARAM = re.compile(r'([A-Za-z_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 
@@ -84,19 +83,19 @@ def parse_challenge(header: str) -> Challenge | None:
     return Challenge(scheme.lower(), params)
 
 
-def fetch_token(http: httpx.Client, challenge: Challenge, credentials: Credentials | None,
+def fetch_token(http: HttpClient, challenge: Challenge, credentials: Credentials | None,
                 registry: str) -> str:
     """The Docker token flow: GET realm?service=…&scope=…, with basic credentials if any."""
     realm = challenge.params.get("realm")
     if not realm:
         raise ImageError(f"registry {registry} asked for a bearer token without a realm")
-    query: list[tuple[str, str | int | float | bool | None]] = [
-        (key, challenge.params[key]) for key in ("service",) if key in challenge.params]
+    query = [(key, challenge.params[key]) for key in ("service",) if key in challenge.params]
     query += [("scope", scope) for scope in challenge.params.get("scope", "").split() if scope]
     headers = {"Authorization": credentials.basic()} if credentials else {}
     try:
-        response = http.get(realm, params=query, headers=headers)
-    except httpx.HTTPError as exc:
+        response = http.request("GET", with_query(realm, query), headers=headers)
+        response.read()
+    except TransportError as exc:
         raise ImageError(f"token server {realm} of registry {registry} is unreachable: "
                          f"{exc}") from None
     if response.status_code in (401, 403):

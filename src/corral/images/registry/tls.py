@@ -3,8 +3,8 @@ connection instead of when the client is made: a push to a loopback registry (pl
 never pays the ~30 ms of parsing a CA bundle.
 
 It must never weaken verification: every https connection checks the certificate chain and
-the host name against the bundle httpx itself would load (SSL_CERT_FILE, SSL_CERT_DIR, else
-certifi's).
+the host name against SSL_CERT_FILE, else SSL_CERT_DIR, else certifi's bundle (what httpx's
+default would load).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class LazyTrustContext(ssl.SSLContext):
 
 
 def verifying_context() -> ssl.SSLContext:
-    """What httpx's default `verify=True` builds, except for when the anchors load."""
+    """A verifying client context (as httpx's `verify=True`) that loads its anchors late."""
     context = LazyTrustContext(ssl.PROTOCOL_TLS_CLIENT)
     context.verify_mode = ssl.CERT_REQUIRED
     context.check_hostname = True
