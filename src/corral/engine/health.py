@@ -68,7 +68,8 @@ def check_exec(driver: Driver, instance: Instance, command: tuple[str, ...],
         return exc.message
     if code == 0:
         return None
-    return f"{' '.join(command)} exited {code}: {output.strip()[-200:]}"
+    said = output.strip()[-200:]
+    return f"{' '.join(command)} exited {code}" + (f": {said}" if said else "")
 
 
 def run_check(driver: Driver, instance: Instance, health: HealthSpec) -> str | None:
