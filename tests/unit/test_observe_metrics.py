@@ -3,10 +3,6 @@ read back through prometheus_client's own parser."""
 
 from __future__ import annotations
 
-import doctest
-import importlib
-
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from corral.engine.fleet import Fleets
@@ -68,12 +64,3 @@ def test_a_scrape_reports_router_state_deployment_and_ledger_figures() -> None:
     store.append_event(event("deployment.rolled_back"))
     again = samples(metrics_text(registry)[1])  # the ledger is read on from where it stopped
     assert again[("corral_rollbacks_total", (("service", "web"),))] == 2
-
-
-@pytest.mark.parametrize("module", [
-    "corral.core.ledger", "corral.core.dora", "corral.ports.ledger", "corral.engine.logs",
-    "corral.engine.logview", "corral.engine.metrics", "corral.observe.loki",
-    "corral.observe.metrics_http"])
-def test_the_worked_examples_in_docstrings_hold(module: str) -> None:
-    failed, tried = doctest.testmod(importlib.import_module(module))
-    assert tried > 0 and failed == 0

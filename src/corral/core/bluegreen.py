@@ -51,3 +51,13 @@ def next_blue_green(target: Target, policy: BlueGreenPolicy, progress: Progress,
     step, as_json = weights_step(weights)
     return Decision(replace(progress, phase="switched", promoted=True, weights=as_json),
                     (step,), DeploymentOutcome.SUCCEEDED)
+
+
+def previews(strategy: str, preview: bool) -> bool:
+    """Whether fleets without weight answer `X-Corral-Release` requests: always, except
+    for a blue-green service with `preview = false`.
+
+    >>> previews("blue-green", False), previews("blue-green", True), previews("canary", False)
+    (False, True, True)
+    """
+    return strategy != "blue-green" or preview

@@ -14,6 +14,7 @@ import time
 from functools import lru_cache
 from typing import Any, Protocol
 
+from corral.core.bluegreen import previews
 from corral.core.release import service_of
 from corral.core.weights import traffic_shares
 from corral.engine.deploy import Deployer, DeployRequest, Emit
@@ -84,11 +85,17 @@ class Controller:
         self.fleets.load()
         self._adopt()
         self.resumer.prepare()  # saved fleet weights before the first router sync
+        resuming = {d.service: d.to_release for d in self.resumer.interrupted()}
         for service in self.ws.store.services():
             live = self.ws.store.live_release(service)
             if live is not None:
                 spec = self._service_of(service, live)
                 self.fleets.set_listen(service, spec.router.listen if spec.router else None)
+            target = resuming.get(service, live)  # a resumed deployment's, else the live
+            if target is not None:
+                spec = self._service_of(service, target)
+                self.fleets.set_preview(service, previews(spec.strategy,
+                                                          spec.blue_green.preview))
         self.fleets.resync()
         for loop in self.loops:
             loop.start()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from corral.core.bluegreen import previews
 from corral.core.delivery import Decision, Observation, Progress, Target
 from corral.core.release import config_digest, service_of
 from corral.core.strategies import STRATEGIES, planner_for
@@ -95,8 +96,6 @@ class Deployer:
                   "from": live, "to": release.version, "strategy": service.strategy,
                   "replicas": service.replicas, "image": release.image_digest})
             self.traffic.retire_warm(request.service, request.actor, "a new deployment began")
-            self._hands.fleets.set_preview(request.service, service.strategy != "blue-green"
-                                           or service.blue_green.preview)
             self.traffic.prepare(request.service, service, live)
             return self.run(deployment, release, service, progress, request.actor, emit,
                             holder)
@@ -110,6 +109,8 @@ class Deployer:
         try:
             self._hands.fleets.set_listen(release.service, service.router.listen
                                           if service.router else None)
+            self._hands.fleets.set_preview(release.service, previews(
+                service.strategy, service.blue_green.preview))
             self._hands.fleets.resync(release.service)
             decision = self._drive(deployment, release, service, progress, actor, emit, holder)
             if decision is None:  # the controller is stopping: a later one resumes it
