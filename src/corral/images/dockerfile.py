@@ -10,7 +10,6 @@ it never builds (builder.py runs the plan with the same step machinery as the sp
 from __future__ import annotations
 
 import glob
-import json
 import posixpath
 import re
 import shlex
@@ -19,13 +18,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from corral.errors import ImageError
+from corral.images.dockerfile_syntax import (
+    command_form,
+    json_list,
+    pairs,
+    read_instructions,
+    split_flags,
+    substitute,
+)
 from corral.images.dockerignore import IgnoreRules, read_ignore_file
 from corral.images.healthcheck import parse_instruction
 from corral.images.plan import BuildPlan, PlanRun
 from corral.spec.model import CopyStep, ImageHealthcheckSpec, ImageSpec, RunStep
 
-_VAR = re.compile(r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:[-+])(?P<word>[^}]*))?\}"
-                  r"|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))")
 _ARCHIVES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar.zst")
 _UNSUPPORTED_HINTS = {
     "ONBUILD": "corral images do not carry triggers; put the steps in this Dockerfile",
@@ -36,13 +41,6 @@ _UNSUPPORTED_HINTS = {
 }
 
 LocalImage = Callable[[str], str | None]  # "NAME[:TAG]" -> a base string, or None
-
-
-@dataclass(frozen=True)
-class Instruction:
-    line: int
-    keyword: str
-    args: str
 
 
 @dataclass
@@ -61,45 +59,6 @@ class _State:
     steps: list[CopyStep | PlanRun] = field(default_factory=list)
     build_args: dict[str, str] = field(default_factory=dict)  # given: --build-arg, build_args
     declared: set[str] = field(default_factory=set)  # ARG names this Dockerfile has
-
-
-def read_instructions(path: Path) -> list[Instruction]:
-    """Logical lines: comments dropped, backslash continuations joined, 1-based lines."""
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise ImageError(f"dockerfile {path}: cannot be read ({exc.strerror})",
-                         hint="`dockerfile` is a path relative to the spec's folder") from None
-    found: list[Instruction] = []
-    pending, start = "", 0
-    for number, raw in enumerate(lines, 1):
-        stripped = raw.strip()
-        if number == 1 or (not found and not pending):
-            _check_directive(path, number, stripped)
-        if stripped.startswith("#") or (not stripped and pending):
-            continue
-        if not pending:
-            start = number
-        if stripped.endswith("\\"):
-            pending += stripped[:-1] + " "
-            continue
-        text = (pending + stripped).strip()
-        pending = ""
-        if text:
-            keyword, _, args = text.partition(" ")
-            found.append(Instruction(start, keyword.upper(), args.strip()))
-    if pending.strip():
-        keyword, _, args = pending.strip().partition(" ")
-        found.append(Instruction(start, keyword.upper(), args.strip()))
-    return found
-
-
-def _check_directive(path: Path, number: int, line: str) -> None:
-    match = re.match(r"#\s*(escape|syntax)\s*=\s*(\S+)", line, re.IGNORECASE)
-    if match and (match.group(1).lower() == "syntax" or match.group(2) != "\\"):
-        raise ImageError(f"{path.name}:{number}: the parser directive {line!r} is not "
-                         "supported", hint="remove it; corral reads the classic syntax with "
-                         "'\\' as the escape character")
 
 
 def plan_dockerfile(path: Path, context: Path, image: ImageSpec,
@@ -151,20 +110,6 @@ class _Site:
     ignore: IgnoreRules
 
 
-def substitute(text: str, values: dict[str, str]) -> str:
-    """$VAR, ${VAR}, ${VAR:-default} and ${VAR:+alternative}, as Docker expands them."""
-    def one(match: re.Match[str]) -> str:
-        name = match.group("braced") or match.group("plain")
-        value = values.get(name, "")
-        if match.group("op") == ":-":
-            return value or match.group("word")
-        if match.group("op") == ":+":
-            return match.group("word") if value else ""
-        return value
-
-    return _VAR.sub(one, text)
-
-
 def _from(state: _State, args: str, site: _Site) -> None:
     if state.base is not None:
         raise ValueError("a second FROM (multi-stage builds) is not supported")
@@ -183,7 +128,7 @@ def _from(state: _State, args: str, site: _Site) -> None:
 
 
 def _copy(state: _State, args: str, site: _Site, *, add: bool = False) -> None:
-    flags, words = _flags(shlex.split(substitute(args, _values(state))), ("chown", "chmod"))
+    flags, words = split_flags(shlex.split(substitute(args, _values(state))), ("chown", "chmod"))
     if len(words) < 2:
         raise ValueError("needs at least one source and a destination")
     *sources, dest = words
@@ -220,17 +165,6 @@ def _expand(source: str, context: Path, add: bool, ignore: IgnoreRules) -> list[
     return matches
 
 
-def _flags(words: list[str], allowed: tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
-    flags: dict[str, str] = {}
-    while words and words[0].startswith("--"):
-        name, _, value = words.pop(0)[2:].partition("=")
-        if name not in allowed:
-            raise ValueError(f"the flag --{name} is not supported (only "
-                             f"{', '.join('--' + a for a in allowed) or 'none'})")
-        flags[name] = value
-    return flags, words
-
-
 def _owner(chown: str | None) -> str | None:
     if chown is None:
         return None
@@ -241,10 +175,10 @@ def _owner(chown: str | None) -> str | None:
 
 
 def _run(state: _State, args: str, site: _Site) -> None:
-    flags, words = _flags(args.split(" "), ("network",))
+    flags, words = split_flags(args.split(" "), ("network",))
     command = " ".join(words).strip()
     if command.startswith("["):
-        command = shlex.join(_json_list(command))
+        command = shlex.join(json_list(command))
     if "<<" in command and re.search(r"<<-?\s*['\"]?[A-Z]+", command):
         raise ValueError("heredocs are not supported; put the script in a file and COPY it")
     if state.user not in (None, "0", "root", "0:0"):
@@ -259,7 +193,7 @@ def _run(state: _State, args: str, site: _Site) -> None:
 
 
 def _env(state: _State, args: str, site: _Site) -> None:
-    state.env.update(_pairs(args, _values(state), legacy=True))
+    state.env.update(pairs(args, _values(state), legacy=True))
 
 
 def _arg(state: _State, args: str, site: _Site) -> None:
@@ -287,12 +221,12 @@ def _user(state: _State, args: str, site: _Site) -> None:
 
 
 def _entrypoint(state: _State, args: str, site: _Site) -> None:
-    state.entrypoint = _command_form(args)
+    state.entrypoint = command_form(args)
     state.cmd = None  # as in Docker: a new ENTRYPOINT drops the CMD written before it
 
 
 def _cmd(state: _State, args: str, site: _Site) -> None:
-    state.cmd = _command_form(args)
+    state.cmd = command_form(args)
 
 
 def _expose(state: _State, args: str, site: _Site) -> None:
@@ -308,45 +242,11 @@ def _healthcheck(state: _State, args: str, site: _Site) -> None:
 
 
 def _label(state: _State, args: str, site: _Site) -> None:
-    state.labels.update(_pairs(args, _values(state), legacy=False))
+    state.labels.update(pairs(args, _values(state), legacy=False))
 
 
 def _values(state: _State) -> dict[str, str]:
     return {**state.args, **state.env}
-
-
-def _pairs(args: str, values: dict[str, str], *, legacy: bool) -> dict[str, str]:
-    words = shlex.split(args)
-    if legacy and words and "=" not in words[0]:
-        if len(words) < 2:
-            raise ValueError("needs KEY=VALUE or KEY VALUE")
-        return {words[0]: substitute(args.split(None, 1)[1].strip(), values)}
-    pairs = {}
-    for word in words:
-        key, has_value, value = word.partition("=")
-        if not has_value or not key:
-            raise ValueError(f"{word!r} is not KEY=VALUE")
-        pairs[key] = substitute(value, values)
-    return pairs
-
-
-def _command_form(args: str) -> tuple[str, ...]:
-    text = args.strip()
-    if text.startswith("["):
-        return tuple(_json_list(text))
-    if not text:
-        raise ValueError("needs a command")
-    return ("/bin/sh", "-c", text)
-
-
-def _json_list(text: str) -> list[str]:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        raise ValueError("the exec form must be a JSON array of strings") from None
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or not value:
-        raise ValueError("the exec form must be a non-empty JSON array of strings")
-    return value
 
 
 _HANDLERS: dict[str, Callable[[_State, str, _Site], None]] = {
