@@ -68,6 +68,16 @@ def test_a_debian_python_image_unpacks_with_python3(
     assert not [m for m in modes if stat.S_ISCHR(m) or stat.S_ISBLK(m)]
 
 
+def test_the_base_layer_is_the_machine_caches_file_linked_read_only(
+        python_image: tuple[LocalImageStore, str]) -> None:
+    store, digest = python_image
+    base = store.layout.read_json(digest)["layers"][0]["digest"]
+    blob = store.layout.blob_path(base)
+    cached = list((MACHINE_CACHE / "bases").glob("*/layer.tar"))
+    assert blob.stat().st_ino in {c.stat().st_ino for c in cached}
+    assert blob.stat().st_mode & 0o777 == 0o444
+
+
 def test_the_unpacked_root_runs_python_in_bubblewrap(
         python_image: tuple[LocalImageStore, str]) -> None:
     _needs("bwrap")

@@ -67,8 +67,7 @@ def _debian(image: ImageSpec, layout: Layout, cache_dir: Path,
     spec = DebianBase(suite=suite, packages=tuple(sorted(set(image.packages))),
                       mirror=image.mirror, arch=host_architecture(), compression=compression)
     layer, blob = debian_layer(spec, cache_dir, progress)
-    if not layout.has_blob(layer.digest):
-        layout.ingest_file(blob, layer.digest)
+    layout.link_in(blob, layer.digest)  # verified by debian_layer
     return Base(chain=next_chain("scratch", layer), layers=(layer,))
 
 

@@ -55,13 +55,21 @@ class DebianBase:
 
 def debian_layer(base: DebianBase, cache_dir: Path,
                  progress: Callable[[str], None]) -> tuple[Layer, Path]:
-    """The packed base layer and its blob file in the machine cache, made when missing."""
+    """The packed base layer and its blob file in the machine cache, made when missing.
+    The blob is read-only and verified: its digest is checked whenever its stat signature
+    (size, mtime, inode) is not the one recorded when it was last checked, and a blob
+    that fails the check is made again."""
     folder = cache_dir / "bases" / base.key
     meta = folder / "layer.json"
     blob = folder / ("layer.tar" if base.compression == "none" else "layer.tar.gz")
     if meta.is_file() and blob.is_file():
-        progress(f"{base.describe()}: cached")
-        return Layer(**json.loads(meta.read_text())), blob
+        layer = Layer(**json.loads(meta.read_text()))
+        if _still_verified(blob, layer, folder / "layer.stat"):
+            progress(f"{base.describe()}: cached")
+            return layer, blob
+        progress(f"{base.describe()}: the cached layer does not match its digest; "
+                 "making it again")
+        meta.unlink()
     _check_can_bootstrap()
     folder.mkdir(parents=True, exist_ok=True)
     progress(f"{base.describe()}: first build, ~40 s")
@@ -75,13 +83,45 @@ def debian_layer(base: DebianBase, cache_dir: Path,
         # mtime 0, not SOURCE_DATE_EPOCH: the base is shared machine-wide by every project
         # and commit, so its bytes must not depend on whichever commit built it first.
         layer, tmp = pack(entries_of_root(root), folder, mtime=0, compression=base.compression)
+        os.chmod(tmp, 0o444)  # shared by hardlinks with every project's layout
         os.rename(tmp, blob)
+        _record_signature(blob, folder / "layer.stat")
         partial = folder / f".layer.json-{os.getpid()}"
         partial.write_text(json.dumps(asdict(layer)))
         os.rename(partial, meta)  # last: a reader sees either nothing or a complete base
     finally:
         remove_tree(work)
     return layer, blob
+
+
+def _signature(path: Path) -> list[int]:
+    info = path.stat()
+    return [info.st_size, info.st_mtime_ns, info.st_ino]
+
+
+def _record_signature(blob: Path, record: Path) -> None:
+    partial = record.with_name(f".{record.name}-{os.getpid()}")
+    partial.write_text(json.dumps(_signature(blob)))
+    os.rename(partial, record)
+
+
+def _still_verified(blob: Path, layer: Layer, record: Path) -> bool:
+    """True when `blob` is `layer`: by its stat signature (a write in place changes its
+    mtime), else by hashing it, which records the signature again."""
+    try:
+        if json.loads(record.read_text()) == _signature(blob):
+            return True
+    except (OSError, ValueError):
+        pass
+    digest = hashlib.sha256()
+    with blob.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    if "sha256:" + digest.hexdigest() != layer.digest:
+        return False
+    os.chmod(blob, 0o444)
+    _record_signature(blob, record)
+    return True
 
 
 def debootstrap_program() -> str | None:
