@@ -8,25 +8,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from cli_project import CliProject
+from loopback import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
-
-
-def poll(condition: Callable[[], Any], what: str, deadline_s: float = 120.0) -> Any:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"{what}: not within {deadline_s}s")
 
 
 @pytest.fixture
@@ -79,11 +69,12 @@ def test_preview_off_survives_a_controller_restart(project: CliProject) -> None:
             deploy.wait(10)
 
     project.corral("up", "-d")
-    poll(lambda: waiting_with_v2_ready(project), "the resumed deployment waits at its gate")
+    wait_for(lambda: waiting_with_v2_ready(project), 120, "the resumed deployment at its gate")
     assert project.request("/", "v2") == hidden, "v2 became previewable after the restart"
     assert {project.request() for _ in range(10)} == {(200, "1")}
     assert [b["release"] for b in service(project)["backends"]] == ["v1"]
 
     project.corral("promote", "web")
-    poll(lambda: service(project)["live_release"] == 2, "v2 goes live on promote")
-    poll(lambda: {project.request() for _ in range(10)} == {(200, "2")}, "traffic on v2")
+    wait_for(lambda: service(project)["live_release"] == 2, 120, "v2 live on promote")
+    wait_for(lambda: {project.request() for _ in range(10)} == {(200, "2")}, 60,
+             "all traffic on v2")
