@@ -8,6 +8,9 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -16,13 +19,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def poll(condition: Callable[[], T], seconds: float = 120.0, what: str = "") -> T:
+    """Call `condition` until it returns something truthy, and return that; fail after
+    `seconds` (generous: only a failing test waits that long)."""
+    deadline = time.monotonic() + seconds
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds} s waiting for {what or condition}")
+        time.sleep(0.02)
+    return value
+
+
 def wait_for(predicate: Callable[[], bool], seconds: float = 15.0, what: str = "") -> None:
     """Poll `predicate` until it holds; fail after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        time.sleep(0.02)
+    poll(predicate, seconds, what)
 
 
 def is_listening(port: int) -> bool:

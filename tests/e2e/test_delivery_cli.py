@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from cli_project import CliProject
+from loopback import poll
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -27,16 +27,6 @@ class Project(CliProject):
         status = json.loads(self.corral("status", "web", "--json").stdout)["services"][0]
         last = status["last_deployment"]
         return last["outcome"] if last else None
-
-
-def poll(condition, deadline_s: float = 120.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"condition not met within {deadline_s}s")
 
 
 @pytest.fixture(scope="module")

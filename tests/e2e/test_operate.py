@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from cli_project import CliProject, app_pid
+from loopback import poll
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -33,16 +33,6 @@ def ready(project: Project, count: int) -> list[dict]:  # type: ignore[type-arg]
     instances = project.json("status", "web")["services"][0]["instances"]
     live = [i for i in instances if i["state"] == "ready"]
     return live if len(live) == count == len(instances) else []
-
-
-def poll(what, timeout: float = 60.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = what()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"not true within {timeout}s")
 
 
 def test_plan_shows_a_creation_before_the_first_deploy_and_exits_2(project: Project) -> None:

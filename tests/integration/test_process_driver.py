@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from corral.drivers import ProcessDriver
 from corral.drivers.procfs import is_alive, read_stat
 from corral.errors import DriverError, SandboxUnavailable
 from corral.ports.records import InstanceSpec, Observed
+from loopback import poll
 
 pytestmark = pytest.mark.integration
 
@@ -46,17 +46,6 @@ print(json.dumps({
                     open("/proc/self/environ").read().split("\0") if kv),
 }))
 """
-
-
-def poll(condition: Callable[[], Any], deadline_s: float = 10.0) -> Any:
-    """Call `condition` until it returns something truthy; fail after the deadline."""
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    pytest.fail(f"condition not met within {deadline_s} s")
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,18 +23,9 @@ from corral.ports.records import Event, Instance, InstanceState
 from corral.routers.fake import FakeRouter
 from corral.spec.model import ImageSpec, ServiceSpec
 from corral.stores.memory import MemoryStore
+from loopback import poll
 
 LISTEN = "127.0.0.1:18998"
-
-
-def poll(what: Callable[[], object], timeout: float = 20.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = what()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"not true within {timeout}s: {what}")
 
 
 class Rig:
