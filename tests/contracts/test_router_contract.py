@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
+import http.server
 import shutil
 import socket
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -124,3 +127,129 @@ def test_ensure_running_twice_is_harmless(router: Router) -> None:
     router.set_backends("web", free_listen(), BLUE)
     router.ensure_running()
     assert len(router.backends("web")) == 2
+
+
+# Preview routing: `X-Corral-Release: vN` reaches release vN only, whatever its weights.
+# Only routers that carry traffic take part (the fake proxies nothing).
+
+@pytest.fixture(params=[pytest.param("builtin", marks=pytest.mark.integration),
+                        pytest.param("haproxy", marks=pytest.mark.integration)])
+def proxying_router(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Router]:
+    if request.param == "haproxy" and shutil.which("haproxy") is None:
+        pytest.skip("haproxy is not installed")
+    real: BuiltinRouter | HaproxyRouter = (
+        BuiltinRouter(tmp_path / "run") if request.param == "builtin"
+        else HaproxyRouter(tmp_path / "run"))
+    real.ensure_running()
+    try:
+        yield real
+    finally:
+        real.stop()
+
+
+class _NamedServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, name: str) -> None:
+        super().__init__(("127.0.0.1", 0), _Named)
+        self.name = name
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a router closing an idle kept-alive connection is no error
+
+
+class _Named(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _NamedServer
+
+    def do_GET(self) -> None:
+        body = self.server.name.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def backend() -> Iterator[Callable[[str], str]]:
+    """Start an HTTP server that answers its name; returns its address."""
+    servers: list[_NamedServer] = []
+
+    def start(name: str) -> str:
+        server = _NamedServer(name)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def ask(listen: str, release: str | None = None) -> tuple[int, str]:
+    host, port = listen.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request("GET", "/", headers={"X-Corral-Release": release} if release else {})
+        response = conn.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        conn.close()
+
+
+def served(listen: str, release: str | None = None, times: int = 20) -> set[str]:
+    answers = [ask(listen, release) for _ in range(times)]
+    assert {status for status, _ in answers} == {200}, answers
+    return {body for _, body in answers}
+
+
+def test_a_release_header_reaches_a_backend_without_weight(
+        proxying_router: Router, backend: Callable[[str], str]) -> None:
+    listen = free_listen()
+    stable, hidden = backend("stable"), backend("hidden")
+    proxying_router.set_backends("web", listen, [Backend(stable, 1, "v1"),
+                                                 Backend(hidden, 0, "v2")])
+    assert served(listen) == {"stable"}
+    assert served(listen, "v2") == {"hidden"}
+
+
+def test_a_release_header_naming_a_release_without_backends_gets_503(
+        proxying_router: Router, backend: Callable[[str], str]) -> None:
+    listen = free_listen()
+    proxying_router.set_backends("web", listen, [Backend(backend("stable"), 1, "v1")])
+    assert ask(listen, "v9") == (503, "503 Service Unavailable: no backend of release v9\n")
+    assert served(listen, "v1") == {"stable"}
+
+
+def test_a_release_header_on_a_weighted_release_stays_within_that_release(
+        proxying_router: Router, backend: Callable[[str], str]) -> None:
+    listen = free_listen()
+    proxying_router.set_backends("web", listen, [
+        Backend(backend("old"), 1, "v1"), Backend(backend("new-a"), 3, "v2"),
+        Backend(backend("new-b"), 3, "v2")])
+    assert served(listen, "v1") == {"old"}
+    assert served(listen, "v2", times=60) == {"new-a", "new-b"}
+
+
+def test_a_release_header_follows_the_release_as_its_backends_change(
+        proxying_router: Router, backend: Callable[[str], str]) -> None:
+    listen = free_listen()
+    stable, first, second = backend("stable"), backend("first"), backend("second")
+    proxying_router.set_backends("web", listen, [Backend(stable, 1, "v1"),
+                                                 Backend(first, 0, "v2")])
+    assert served(listen, "v2") == {"first"}
+    proxying_router.set_backends("web", listen, [Backend(stable, 1, "v1"),
+                                                 Backend(second, 0, "v2")])
+    assert served(listen, "v2") == {"second"}
+    proxying_router.set_backends("web", listen, [Backend(stable, 0, "v1"),
+                                                 Backend(second, 1, "v2"),
+                                                 Backend(first, 0, "v3")])
+    assert served(listen, "v1") == {"stable"}
+    assert served(listen, "v3") == {"first"}
+    proxying_router.set_backends("web", listen, [Backend(second, 1, "v2")])
+    assert ask(listen, "v1")[0] == 503
+    assert served(listen) == {"second"}

@@ -1,4 +1,5 @@
-"""The haproxy router with real HAProxy and real backends: weights, drains, stats, TLS."""
+"""The haproxy router with real HAProxy and real backends: weights, drains, stats, TLS,
+preview maps."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 
 from corral.ports.records import Backend
 from corral.routers.haproxy import HaproxyRouter
+from corral.routers.haproxy.runtime import parse_info
 from corral.spec.model import RouterSpec
 from loopback import free_port, is_listening, wait_for
 
@@ -169,3 +171,83 @@ def test_more_backends_than_slots_grow_the_backend(
     router.set_backends("web", listen, [Backend(a, 1, "v1"), *many])
     assert len(router.backends("web")) == 21
     assert get(listen)[1].startswith("a")
+
+
+def get_release(listen: str, release: str, path: str = "/") -> tuple[int, str]:
+    """A request with `X-Corral-Release`: the status and the first word of the answer."""
+    host, port = listen.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.request("GET", path, headers={"X-Corral-Release": release})
+    response = conn.getresponse()
+    result = response.status, response.read().decode().split(" ")[0]
+    conn.close()
+    return result
+
+
+def worker_pid(router: HaproxyRouter) -> str:
+    return parse_info(router._ask("show info"))["Pid"]
+
+
+def test_preview_maps_follow_backend_changes_without_a_reload(
+        router: HaproxyRouter, listen: str, start_backend: Callable[[str], str]) -> None:
+    a, b, c = start_backend("a"), start_backend("b"), start_backend("c")
+    router.set_backends("web", listen, [Backend(a, 1, "v1"), Backend(b, 0, "v2")])
+    worker = worker_pid(router)
+    assert get_release(listen, "v2") == (200, "b")
+    router.set_backends("web", listen, [Backend(a, 1, "v1"), Backend(c, 0, "v2")])
+    assert {get_release(listen, "v2")[1] for _ in range(10)} == {"c"}
+    router.set_backends("web", listen, [Backend(a, 1, "v1")])
+    assert get_release(listen, "v2")[0] == 503
+    assert worker_pid(router) == worker
+    assert router._ask(f"show map {router.state.map_dir}/web.map").count(" v1") == 2
+
+
+def test_a_reload_rebuilds_the_preview_map_from_state(
+        router: HaproxyRouter, listen: str, start_backend: Callable[[str], str]) -> None:
+    a, b = start_backend("a"), start_backend("b")
+    router.set_backends("web", listen, [Backend(a, 1, "v1")])
+    router.set_backends("web", listen, [Backend(a, 1, "v1"), Backend(b, 0, "v2")])
+    worker = worker_pid(router)
+    router.set_backends("api", f"127.0.0.1:{free_port()}", [])  # a new service reloads
+    assert worker_pid(router) != worker
+    assert get_release(listen, "v2") == (200, "b")
+    router.stop()
+    router.ensure_running()  # a fresh HAProxy starts from the state file too
+    assert get_release(listen, "v2") == (200, "b")
+
+
+def test_a_running_haproxy_without_the_preview_map_is_reloaded_with_it(
+        router: HaproxyRouter, listen: str, start_backend: Callable[[str], str]) -> None:
+    a, b = start_backend("a"), start_backend("b")
+    router.set_backends("web", listen, [Backend(a, 1, "v1")])
+    worker = worker_pid(router)
+    router.state.map_dir = router.state.map_dir.with_name("maps-new")  # unknown to HAProxy
+    router.set_backends("web", listen, [Backend(a, 1, "v1"), Backend(b, 0, "v2")])
+    assert worker_pid(router) != worker
+    assert get_release(listen, "v2") == (200, "b")
+
+
+def test_a_preview_request_is_not_sent_to_another_release_when_its_backend_fails(
+        router: HaproxyRouter, listen: str, start_backend: Callable[[str], str]) -> None:
+    closed = f"127.0.0.1:{free_port()}"  # nothing listens there
+    router.set_backends("web", listen, [Backend(start_backend("a"), 1, "v1"),
+                                        Backend(closed, 0, "v2")])
+    assert [get_release(listen, "v2")[0] for _ in range(3)] == [503] * 3
+
+
+def test_preview_requests_count_for_their_release_and_are_drained(
+        router: HaproxyRouter, listen: str, start_backend: Callable[[str], str]) -> None:
+    a, b = start_backend("a"), start_backend("b")
+    router.set_backends("web", listen, [Backend(a, 1, "v1"), Backend(b, 0, "v2")])
+    for _ in range(3):
+        get_release(listen, "v2")
+    assert router.stats("web")["v2"].requests == 3
+    result: list[tuple[int, str]] = []
+    slow = threading.Thread(target=lambda: result.append(get_release(listen, "v2", "/slow?1.5")))
+    slow.start()
+    wait_for(lambda: router.in_flight("web").get(b) == 1, what="the slow preview request")
+    router.set_backends("web", listen, [Backend(a, 1, "v1")])
+    assert get_release(listen, "v2")[0] == 503
+    assert router.wait_drained("web", b, 10)
+    slow.join(10)
+    assert result == [(200, "b")]

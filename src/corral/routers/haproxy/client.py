@@ -1,10 +1,11 @@
 """HaproxyRouter: the Router port on HAProxy, driven through its runtime API.
 
 corral writes haproxy.cfg (one frontend per service, one backend with server slots) and runs
-HAProxy in master-worker mode, detached. Weights, new and removed backends and drains go
-through the runtime API, without reloads; only a new listen address, TLS change, removal of a
-service or running out of slots rewrites the configuration and reloads (old worker finishes
-its connections). haproxy.json beside it maps slots to releases and keeps the stats.
+HAProxy in master-worker mode, detached. Weights, new and removed backends, drains and the
+preview maps (preview.py) go through the runtime API, without reloads; only a new listen
+address, TLS change, removal of a service or running out of slots rewrites the configuration
+and reloads (old worker finishes its connections). haproxy.json beside it maps slots to
+releases and keeps the stats.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from corral.errors import RouterError
 from corral.ports.records import Backend, ReleaseStats
 from corral.routers.builtin.stats import ReleaseCounters, release_stats_from_json
 from corral.routers.haproxy.config import DEFAULT_SLOTS, ServiceEntry, Slot, backend_name
+from corral.routers.haproxy.preview import map_path, map_update, parse_version, preview_entries
 from corral.routers.haproxy.runtime import RuntimeUnavailable, command, is_error, parse_info
 from corral.routers.haproxy.state import HaproxyState, slot_rows
 from corral.routers.haproxy.stats import add_delta, counters_from_json, raw_counters
@@ -120,12 +122,15 @@ class HaproxyRouter:
                 entry = ServiceEntry(listen, [Slot(f"s{i}") for i in
                                               range(max(DEFAULT_SLOTS, 2 * len(backends)))])
                 self.state.services[service] = entry
+            previewed = preview_entries(entry)
             entry.listen, entry.tls_pem, entry.timeouts = listen, tls_pem, timeouts
             commands, grown = self.state.assign(service, list(backends))
             if reload or grown:
                 self._reload()
             else:
-                self._run(commands)
+                self._run(commands)  # new slots are ready before the map points at them
+                if (wanted := preview_entries(entry)) != previewed:
+                    self._replace_preview_map(service, wanted)
             self.state.save()
 
     def backends(self, service: str) -> list[Backend]:
@@ -210,6 +215,23 @@ class HaproxyRouter:
             answer = self._ask(line)
             if is_error(answer) and "changed from" not in answer:
                 raise RouterError(f"HAProxy refused `{line}`: {answer.strip()}",
+                                  hint=f"see {self.log_path}")
+
+    def _replace_preview_map(self, service: str, entries: list[tuple[str, str]]) -> None:
+        """Swap the service's preview map in one step (`prepare map`, fill, `commit map`)."""
+        path = map_path(str(self.state.map_dir), service)
+        answer = self._ask(f"prepare map {path}")
+        version = parse_version(answer)
+        if version is None and "unknown map" in answer.lower():
+            self._reload()  # a HAProxy started by a corral without preview maps
+            return
+        if version is None:
+            raise RouterError(f"HAProxy refused `prepare map {path}`: {answer.strip()}",
+                              hint=f"see {self.log_path}")
+        for line in map_update(path, version, entries):
+            answer = self._ask(line)
+            if answer.strip():
+                raise RouterError(f"HAProxy refused `{line.splitlines()[0]}`: {answer.strip()}",
                                   hint=f"see {self.log_path}")
 
     def _show_stat(self) -> str:

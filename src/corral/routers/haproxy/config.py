@@ -3,13 +3,15 @@ service with pre-allocated server slots that the runtime API fills, weights and 
 
 Pure text building from the adapter's state; no I/O. The configuration always carries the
 current servers and weights, so a reload (only needed for a new listen address, TLS, or more
-slots) starts from what the runtime API had set.
+slots) starts from what the runtime API had set. Preview routing lines come from preview.py.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from corral.routers.haproxy.preview import backend_lines, frontend_lines, map_path
 
 DEFAULT_SLOTS = 16
 IDEMPOTENT = "GET HEAD OPTIONS PUT DELETE TRACE"
@@ -62,8 +64,9 @@ def _ms(seconds: float) -> str:
 
 
 def render_config(services: dict[str, ServiceEntry], *, socket_path: str,
-                  threads: int = 0, maxconn: int = 4096) -> str:
-    """The whole haproxy.cfg for these services.
+                  threads: int = 0, maxconn: int = 4096, map_dir: str | None = None) -> str:
+    """The whole haproxy.cfg for these services. `map_dir` holds their preview maps (by
+    default, the stats socket's folder).
 
     >>> print(render_config({}, socket_path="/run/h.sock").splitlines()[1])
       stats socket /run/h.sock mode 600 level admin expose-fd listeners
@@ -77,12 +80,13 @@ def render_config(services: dict[str, ServiceEntry], *, socket_path: str,
     lines += ["defaults", "  mode http", "  option http-keep-alive", "  http-reuse safe",
               "  retries 1", "  option redispatch 1", "  retry-on conn-failure empty-response",
               "  timeout tunnel 1h", ""]
+    folder = map_dir if map_dir is not None else socket_path.rpartition("/")[0]
     for name, entry in sorted(services.items()):
-        lines += _frontend(name, entry) + _backend(name, entry)
+        lines += _frontend(name, entry, map_path(folder, name)) + _backend(name, entry)
     return "\n".join(lines) + "\n"
 
 
-def _frontend(name: str, entry: ServiceEntry) -> list[str]:
+def _frontend(name: str, entry: ServiceEntry, map_file: str) -> list[str]:
     t = {**_DEFAULT_TIMEOUTS, **entry.timeouts}
     bind = f"  bind {entry.listen}"
     if entry.tls_pem:
@@ -99,6 +103,7 @@ def _frontend(name: str, entry: ServiceEntry) -> list[str]:
             "unless { req.hdr(x-request-id) -m found }",
             "  http-after-response set-header X-Request-Id %[unique-id] "
             "unless { res.hdr(x-request-id) -m found }",
+            *frontend_lines(map_file),
             f"  default_backend {backend_name(name)}", ""]
 
 
@@ -107,7 +112,8 @@ def _backend(name: str, entry: ServiceEntry) -> list[str]:
     lines = [f"backend {backend_name(name)}", "  balance roundrobin",
              f"  timeout connect {_ms(t['connect'])}",
              f"  timeout server {_ms(t['first_byte'])}",
-             f"  http-request disable-l7-retry unless {{ method {IDEMPOTENT} }}"]
+             f"  http-request disable-l7-retry unless {{ method {IDEMPOTENT} }}",
+             *backend_lines(entry)]
     for slot in entry.slots:
         if slot.is_free:
             lines.append(f"  server {slot.name} 127.0.0.1:1 weight 0 disabled")

@@ -18,6 +18,7 @@ from corral.errors import RouterError
 from corral.ports.records import Backend
 from corral.routers.builtin.stats import ReleaseCounters
 from corral.routers.haproxy.config import ServiceEntry, Slot, backend_name, render_config
+from corral.routers.haproxy.preview import map_path, map_text, preview_entries
 from corral.routers.haproxy.runtime import parse_stat_csv
 from corral.routers.haproxy.stats import counters_to_json
 
@@ -32,6 +33,8 @@ def slot_rows(show_stat: str, service: str) -> list[dict[str, str]]:
 class HaproxyState:
     def __init__(self, path: Path, config_path: Path, socket_path: str, threads: int) -> None:
         self.path, self.config_path = path, config_path
+        # one preview map per service; absolute: the path is also its runtime API name
+        self.map_dir = config_path.parent.absolute() / "maps"
         self.socket_path, self.threads = socket_path, threads
         self.services: dict[str, ServiceEntry] = {}
         self.stats: dict[str, dict[str, dict[str, Any]]] = {}  # service -> release -> counters
@@ -53,9 +56,11 @@ class HaproxyState:
         os.replace(tmp, self.path)
 
     def write_config(self, haproxy: str) -> None:
-        """Write haproxy.cfg, checked by `haproxy -c` first so a bad one never goes live."""
+        """Write haproxy.cfg, checked by `haproxy -c` first so a bad one never goes live, and
+        the preview maps it loads (HAProxy reads them only at start and reload)."""
+        self._write_maps()
         text = render_config(self.services, socket_path=self.socket_path, threads=self.threads,
-                             maxconn=_maxconn())
+                             maxconn=_maxconn(), map_dir=str(self.map_dir))
         tmp = self.config_path.with_name(self.config_path.name + ".tmp")
         tmp.write_text(text, encoding="utf-8")
         check = subprocess.run([haproxy, "-c", "-q", "-f", str(tmp)], capture_output=True,
@@ -65,6 +70,17 @@ class HaproxyState:
                               f"{(check.stderr or check.stdout).strip()[-500:]}",
                               hint=f"see {tmp}")
         os.replace(tmp, self.config_path)
+
+    def _write_maps(self) -> None:
+        self.map_dir.mkdir(exist_ok=True)
+        wanted = {Path(map_path(str(self.map_dir), name)): map_text(preview_entries(entry))
+                  for name, entry in self.services.items()}
+        for stale in set(self.map_dir.glob("*.map")) - set(wanted):
+            stale.unlink()
+        for path, text in wanted.items():
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
 
     def assign(self, service: str, backends: list[Backend]) -> tuple[list[str], bool]:
         """Fit `backends` into the service's slots: runtime commands, and whether it grew."""
