@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.engine.logs import LogCollector, Watched
+from corral.engine.logs import FREE_STEP, KEEP_ON_DISK, LogCollector, Watched
 from corral.observe.logstore import SqliteLogStore
 from corral.ports.logs import LogQuery, LogSource
 
@@ -147,3 +147,36 @@ def test_instances_that_ended_while_no_collector_ran_are_drained_at_start(
     assert {line.at for line in store.query(LogQuery(instance="web-4"))} == {50.0}
     loop.drain([Watched(source, ended_at=50.0)])  # done: nothing is read twice
     assert len(stdout_lines(store, "web-4")) == 101
+
+
+def test_a_long_lived_instances_files_keep_only_their_recent_stored_part_on_disk(
+        store: SqliteLogStore, instances: Instances) -> None:
+    """~36 MB written by a running process: what is stored is freed (a hole) but the last
+    KEEP_ON_DISK bytes; every line still reaches the store exactly once, in order."""
+    lines, pad = 400_000, "x" * 80
+    folder = instances.root / "run" / "web-4"
+    folder.mkdir(parents=True)
+    instances.live["web-4"] = LogSource("web-4", "web", 1, "sha256:" + "a" * 64, "c0ffee")
+    path = instances.paths_of("web-4")[0]
+    script = f"for i in range({lines}):\n    print(f'line {{i}} {pad}')\n"
+    with open(path, "wb") as out:
+        chatty = subprocess.Popen([sys.executable, "-c", script], stdout=out)
+    loop = collector(store, instances)
+    loop.start()
+    try:
+        chatty.wait(timeout=120)
+        until(lambda: len(stdout_lines(store, "web-4")) >= lines)
+        until(lambda: path.stat().st_blocks * 512 < KEEP_ON_DISK + 2 * FREE_STEP)
+        size = path.stat().st_size
+        assert size > 30 << 20
+        with open(path, "rb") as handle:  # the freed part reads as zeros; the rest is intact
+            assert handle.read(4096) == bytes(4096)
+            handle.seek(size - 4096)
+            assert handle.read().endswith(f"line {lines - 1} {pad}\n".encode())
+        with open(path, "ab") as out:  # the app goes on writing after the hole
+            out.write(b"after the hole\n")
+        until(lambda: stdout_lines(store, "web-4")[-1] == "after the hole")
+    finally:
+        loop.stop()
+    assert stdout_lines(store, "web-4") == [f"line {i} {pad}" for i in range(lines)] + [
+        "after the hole"]

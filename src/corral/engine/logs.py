@@ -5,12 +5,19 @@ cursors in one write, so a restart neither loses nor repeats a line. When an ins
 the watch list (stopped, failed) its files are read to the very end, through the descriptor
 already open (the driver moves the files, it does not copy them), then closed. It never
 decides which instances run; it is told (`watched`).
+
+The files of a long-lived instance would grow without end, so once what is stored passes
+KEEP_ON_DISK, the part of a file already stored (all but its last KEEP_ON_DISK bytes) is
+freed by punching a hole in it: the file keeps its size and offsets, its disk use stays
+bounded, and no line that is not in the store yet is ever touched.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +31,8 @@ log = logging.getLogger(__name__)
 STREAMS = ("stdout", "stderr")
 READ_LIMIT = 8 << 20  # bytes read from one file per tick, so one chatty app cannot stall all
 MAX_LINE = 64 << 10  # longer lines are cut into pieces of this size
+KEEP_ON_DISK = 8 << 20  # stored bytes of a file kept on disk before they are freed
+FREE_STEP = 4 << 20  # free in steps of at least this much (and of whole 4 KiB blocks)
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,7 @@ class _Tail:
     ended_at: float | None
     partial: bytes = b""
     gone_since: float | None = None
+    freed: int = 0  # the file's first `freed` bytes are a hole (stored, then released)
 
 
 @dataclass
@@ -220,6 +230,9 @@ class LogCollector:
             return 0
         self.store.append(batch.lines, batch.cursors)
         self.lines_stored += len(batch.lines)
+        for tail in self._tails.values():  # only now: what is freed is in the store
+            if tail.file is not None:
+                self._free_stored(tail)
         for sink in self._sinks:
             try:
                 sink.ship(batch.lines)
@@ -227,6 +240,37 @@ class LogCollector:
                 self.ship_failures += 1
                 log.warning("log shipping failed (%d lines): %s", len(batch.lines), exc)
         return len(batch.lines)
+
+
+    def _free_stored(self, tail: _Tail) -> None:
+        upto = (tail.offset - KEEP_ON_DISK) // 4096 * 4096
+        if tail.file is None or upto - tail.freed < FREE_STEP:
+            return
+        try:
+            punch_hole(Path(f"/proc/self/fd/{tail.file.fileno()}"), tail.freed,
+                       upto - tail.freed)
+        except OSError as exc:  # a file system without holes: the file just keeps growing
+            log.debug("cannot free the stored part of %s: %s", tail.file.name, exc)
+            tail.freed = upto  # no retry every tick
+            return
+        tail.freed = upto
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+_PUNCH_HOLE = 0x01 | 0x02  # FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE
+
+
+def punch_hole(path: Path, offset: int, length: int) -> None:
+    """Free the disk blocks of `length` bytes of `path` from `offset`; they read as zeros,
+    and the file's size does not change (fallocate(2) PUNCH_HOLE)."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        if _libc.fallocate(fd, _PUNCH_HOLE, offset, length) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, os.strerror(errno), str(path))
+    finally:
+        os.close(fd)
 
 
 def _cut(raw: bytes) -> list[bytes]:
