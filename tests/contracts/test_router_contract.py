@@ -34,11 +34,15 @@ def router(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Router]:
         fake.ensure_running()
         yield fake
         return
-    if request.param == "haproxy" and shutil.which("haproxy") is None:
+    yield from _running(request.param, tmp_path)
+
+
+def _running(kind: str, tmp_path: Path) -> Iterator[Router]:
+    """A real router of `kind` ("builtin" or "haproxy"), stopped after the test."""
+    if kind == "haproxy" and shutil.which("haproxy") is None:
         pytest.skip("haproxy is not installed")
     real: BuiltinRouter | HaproxyRouter = (
-        BuiltinRouter(tmp_path / "run") if request.param == "builtin"
-        else HaproxyRouter(tmp_path / "run"))
+        BuiltinRouter(tmp_path / "run") if kind == "builtin" else HaproxyRouter(tmp_path / "run"))
     real.ensure_running()
     try:
         yield real
@@ -135,16 +139,7 @@ def test_ensure_running_twice_is_harmless(router: Router) -> None:
 @pytest.fixture(params=[pytest.param("builtin", marks=pytest.mark.integration),
                         pytest.param("haproxy", marks=pytest.mark.integration)])
 def proxying_router(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Router]:
-    if request.param == "haproxy" and shutil.which("haproxy") is None:
-        pytest.skip("haproxy is not installed")
-    real: BuiltinRouter | HaproxyRouter = (
-        BuiltinRouter(tmp_path / "run") if request.param == "builtin"
-        else HaproxyRouter(tmp_path / "run"))
-    real.ensure_running()
-    try:
-        yield real
-    finally:
-        real.stop()
+    yield from _running(request.param, tmp_path)
 
 
 class _NamedServer(http.server.ThreadingHTTPServer):
