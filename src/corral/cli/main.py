@@ -1,7 +1,8 @@
 """The `corral` command line: parse arguments, call the engine or the controller, render.
 
-No decisions here. Every command takes -f/--file and --json; a CorralError becomes a
-message (or a JSON error object) and exit code 1, never a traceback.
+No decisions here. Every command takes -f/--file and --json, before the command name
+(`corral -f app.toml status`, as kubectl and docker compose users write it) or after it;
+a CorralError becomes a message (or a JSON error object) and exit code 1, never a traceback.
 """
 
 from __future__ import annotations
@@ -58,13 +59,16 @@ def following_command(func: F) -> F:
     return _wrap(func, ("--file",))
 
 
+DEFAULT_SPEC_FILE = "corral.toml"
+
+
 def _wrap(func: F, file_flags: tuple[str, ...]) -> F:
-    @click.option(*file_flags, "spec_file", default="corral.toml", show_default=True,
-                  envvar="CORRAL_FILE", help="The spec file.")
+    @click.option(*file_flags, "spec_file", default=None, metavar="FILE",
+                  help=f"The spec file (default: {DEFAULT_SPEC_FILE}, or $CORRAL_FILE).")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
     @functools.wraps(func)
-    def wrapper(spec_file: str, as_json: bool, **kwargs: Any) -> Any:
-        ctx = Context(spec_file, as_json)
+    def wrapper(spec_file: str | None, as_json: bool, **kwargs: Any) -> Any:
+        ctx = _context(spec_file, as_json)
         try:
             return func(ctx, **kwargs)
         except CorralError as exc:
@@ -78,6 +82,20 @@ def _wrap(func: F, file_flags: tuple[str, ...]) -> F:
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _context(spec_file: str | None, as_json: bool) -> Context:
+    """The command's own -f/--json win; else what was given before the command name."""
+    given = click.get_current_context().find_object(GroupOptions) or GroupOptions()
+    return Context(spec_file or given.spec_file or DEFAULT_SPEC_FILE, as_json or given.as_json)
+
+
+class GroupOptions:
+    """-f/--file and --json written before the command name."""
+
+    def __init__(self, spec_file: str | None = None, as_json: bool = False) -> None:
+        self.spec_file = spec_file
+        self.as_json = as_json
 
 
 class _Commands(click.Group):
@@ -102,9 +120,14 @@ class _Commands(click.Group):
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="corral")
 @click.option("-v", "--verbose", is_flag=True, help="Log what corral does to stderr.")
-def cli(verbose: bool) -> None:
+@click.option("-f", "--file", "spec_file", default=None, envvar="CORRAL_FILE", metavar="FILE",
+              help="The spec file, for every command (default: corral.toml).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts, for every command.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool, spec_file: str | None, as_json: bool) -> None:
     """corral runs services as immutable infrastructure: every change is a new image and
     new instances; nothing running is ever patched in place."""
+    ctx.obj = GroupOptions(spec_file, as_json)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

@@ -16,6 +16,7 @@ import click
 
 from corral.cli import render
 from corral.cli.main import Context, cli, command, following_command
+from corral.cli.params import DURATION, check_service
 
 LEDGER_BROKEN_EXIT = 4
 
@@ -25,27 +26,33 @@ LEDGER_BROKEN_EXIT = 4
 @click.argument("service")
 @click.option("--release", default=None, help="Only this release, e.g. v7.")
 @click.option("--instance", default=None, help="Only this instance (alive or gone).")
-@click.option("--since", default=None, help="Only lines newer than this, e.g. 10m, 2h, 7d.")
+@click.option("--since", type=DURATION, default=None,
+              help="Only lines newer than this, e.g. 10m, 2h, 7d, 1w.")
 @click.option("--grep", default=None, help="Only lines matching this regular expression.")
 @click.option("--stream", type=click.Choice(["stdout", "stderr"]), default=None)
 @click.option("-n", "--lines", "limit", default=100, show_default=True,
               help="How many of the newest matching lines to show first.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines as they arrive.")
 def logs(ctx: Context, service: str, release: str | None, instance: str | None,
-         since: str | None, grep: str | None, stream: str | None, limit: int,
+         since: float | None, grep: str | None, stream: str | None, limit: int,
          follow: bool) -> None:
     """Show a service's logs from the central log store, also of instances that are gone."""
+    from dataclasses import replace
+
     from corral.engine.logview import follow as follow_lines
     from corral.engine.logview import line_view, log_query, open_log_store
 
     ws = ctx.workspace()
+    check_service(service, known_services(ws))
     if not ctx.client().is_up():
         from corral.engine.observe import collect_without_controller
 
         collect_without_controller(ws)  # lines written since the collector stopped
     store = open_log_store(ws.state_dir)
-    query = log_query(service, release=release, instance=instance, since=since, grep=grep,
+    query = log_query(service, release=release, instance=instance, grep=grep,
                       stream=stream, limit=limit)
+    if since is not None:
+        query = replace(query, since=time.time() - since)
     lines = follow_lines(store, query) if follow else iter(store.query(query))
     for line in lines:
         view = line_view(line)
@@ -53,6 +60,11 @@ def logs(ctx: Context, service: str, release: str | None, instance: str | None,
             click.echo(json.dumps(view))
         else:
             click.echo(render_line(view), err=False)
+
+
+def known_services(ws: Any) -> set[str]:
+    """Services the spec names or the store has records of (removed ones keep their logs)."""
+    return set(ws.loaded.spec.services) | set(ws.store.services())
 
 
 def render_line(view: dict[str, Any]) -> str:
@@ -69,17 +81,19 @@ def render_line(view: dict[str, Any]) -> str:
 @click.option("--service", default=None, help="Only entries about this service.")
 @click.option("--action", default=None, help="Only this action or family, e.g. deployment.")
 @click.option("--actor", default=None, help="Only entries by this actor.")
-@click.option("--since", default=None, help="Only entries newer than this, e.g. 24h, 30d.")
+@click.option("--since", type=DURATION, default=None,
+              help="Only entries newer than this, e.g. 5m, 24h, 30d, 1w.")
 @click.option("-n", "--limit", default=None, type=int, help="Only the newest N entries.")
 @click.option("--export", is_flag=True, help="Print every entry as a JSON line, hashes included.")
 def ledger(ctx: Context, verify: str | None, service: str | None, action: str | None,
-           actor: str | None, since: str | None, limit: int | None, export: bool) -> None:
+           actor: str | None, since: float | None, limit: int | None, export: bool) -> None:
     """Show the ledger (who did what, when), verify its hash chain, or export it."""
     from corral.engine import ledger as engine_ledger
-    from corral.engine.logview import parse_since
     from corral.ports.ledger import EventFilter
 
-    store = ctx.workspace().store
+    ws = ctx.workspace()
+    check_service(service, known_services(ws))
+    store = ws.store
     if verify:
         _verify(ctx, engine_ledger.verdict_view(engine_ledger.verify(store)))
         return
@@ -88,7 +102,7 @@ def ledger(ctx: Context, verify: str | None, service: str | None, action: str | 
             click.echo(text)
         return
     where = EventFilter(service=service, action=action, actor=actor,
-                        since=parse_since(since, time.time()),
+                        since=None if since is None else time.time() - since,
                         limit=limit if limit is not None else (None if ctx.as_json else 200))
     rows = [engine_ledger.entry_view(e) for e in engine_ledger.entries(store, where)]
 
@@ -121,18 +135,19 @@ def _verify(ctx: Context, view: dict[str, Any]) -> None:
 
 @cli.command()
 @command
-@click.option("--since", default="30d", show_default=True, help="Window: deployments that "
-              "ended within this long before now.")
+@click.option("--since", "window", type=DURATION, default="30d", show_default=True,
+              help="Window: deployments that ended within this long before now (e.g. 1w).")
 @click.option("--service", default=None, help="Only this service.")
-def dora(ctx: Context, since: str, service: str | None) -> None:
+def dora(ctx: Context, window: float, service: str | None) -> None:
     """DORA metrics from the ledger, with their definitions."""
     from corral.engine.dora import dora_report
-    from corral.engine.logview import parse_since
+    from corral.spec.duration import format_duration
 
+    ws = ctx.workspace()
+    check_service(service, known_services(ws))
     now = time.time()
-    start = parse_since(since, now)
-    report = dora_report(ctx.workspace().store, since=start or 0.0, until=now, service=service)
-    ctx.out(report, lambda: render_dora(report, since))
+    report = dora_report(ws.store, since=now - window, until=now, service=service)
+    ctx.out(report, lambda: render_dora(report, format_duration(window)))
 
 
 def render_dora(report: dict[str, Any], window: str) -> None:

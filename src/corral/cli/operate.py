@@ -12,6 +12,7 @@ from rich.table import Table
 
 from corral.cli import render
 from corral.cli.main import Context, cli, command
+from corral.cli.params import DURATION, POSITIVE
 from corral.errors import ControllerError
 
 _COLOURS = {"+": "green", "~": "yellow", "-": "red"}
@@ -48,9 +49,12 @@ def plan(ctx: Context, no_driver: bool) -> None:
 @cli.command()
 @command
 @click.argument("service", required=False)
-@click.option("--kill", "kills", default=1, show_default=True, help="How many kills.")
-@click.option("--interval", default=5.0, show_default=True, help="Seconds between kills.")
-@click.option("--duration", default=120.0, show_default=True, help="Stop after this long.")
+@click.option("--kill", "kills", type=POSITIVE, default=1, show_default=True,
+              help="How many kills (1 or more).")
+@click.option("--interval", type=DURATION, default="5s", show_default=True,
+              help="Time between kills, e.g. 500ms, 5s, 1m.")
+@click.option("--duration", type=DURATION, default="2m", show_default=True,
+              help="Stop after this long, e.g. 30s, 2m.")
 @click.option("--drift", is_flag=True, help="Change a file in an image root instead of "
               "killing: proves detection and replacement.")
 @click.option("--seed", type=int, default=None, help="Repeat an earlier run's choices.")

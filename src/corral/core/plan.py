@@ -105,7 +105,7 @@ def release_differences(live: Release, want: Wanted) -> list[str]:
     new = _flatten({k: v for k, v in want.config.items() if k != "image"})
     for key in sorted(old.keys() | new.keys()):
         if old.get(key) != new.get(key):
-            reasons.append(f"{key} {_show(old.get(key))} → {_show(new.get(key))}")
+            reasons.append(f"{key} {_show(key, old.get(key))} → {_show(key, new.get(key))}")
     return reasons
 
 
@@ -147,8 +147,16 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
-def _show(value: Any) -> str:
-    return "(unset)" if value is None else repr(value)
+def _show(key: str, value: Any) -> str:
+    """A config value as the spec writes it: `15m`, not the 900.0 seconds stored."""
+    from corral.spec.duration import duration_keys, format_duration
+    from corral.spec.model import ServiceSpec
+
+    if value is None:
+        return "(unset)"
+    if key in duration_keys(ServiceSpec) and isinstance(value, int | float):
+        return format_duration(value)
+    return repr(value)
 
 
 def _short(digest: str) -> str:

@@ -17,6 +17,7 @@ def start_detached(ws: Workspace, is_up: Callable[[], bool], timeout: float = 60
     """Start `corral up` as a detached process; wait until its API answers."""
     log_path = ws.run_dir / "controller.log"
     with open(log_path, "ab") as log:
+        start = log.tell()  # earlier runs' lines are history: show only this start's
         process = subprocess.Popen(
             [sys.executable, "-m", "corral", "up", "-f", str(ws.loaded.path)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -27,7 +28,7 @@ def start_detached(ws: Workspace, is_up: Callable[[], bool], timeout: float = 60
             return process.pid
         if process.poll() is not None:
             raise ControllerError(f"the controller exited at start (code {process.returncode}):"
-                                  f"\n{_tail(log_path)}", hint=f"full log: {log_path}")
+                                  f"\n{_tail(log_path, start)}", hint=f"full log: {log_path}")
         time.sleep(0.05)
     raise ControllerError(f"the controller did not answer within {timeout:.0f}s",
                           hint=f"see {log_path}")
@@ -45,8 +46,12 @@ def stop_everything(ws: Workspace, keep_instances: bool) -> int:
     return stopped
 
 
-def _tail(path: Path, lines: int = 15) -> str:
+def _tail(path: Path, start: int, lines: int = 15) -> str:
+    """The last `lines` lines written to `path` from byte `start` on."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        with open(path, "rb") as log:
+            log.seek(start)
+            text = log.read().decode(errors="replace")
     except OSError:
         return ""
+    return "\n".join(text.splitlines()[-lines:])

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from corral.spec.model import Spec
 
 DEFAULT_SPEC = "corral.toml"
+# docs/spec.md is in the source tree only; `corral schema` works wherever corral is installed.
+SCHEMA_HINT = "`corral schema` prints every key with its description (as docs/spec.md does)"
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ def parse_spec(text: str, filename: str = DEFAULT_SPEC) -> Spec:
         problems = _describe(exc, text, filename)
         noun = "problem" if len(problems) == 1 else "problems"
         raise SpecError(f"{filename}: {len(problems)} {noun} in the spec", problems=problems,
-                        hint="see docs/spec.md for every key, or run `corral schema`") from None
+                        hint=SCHEMA_HINT) from None
 
 
 def locate_spec(path: str | Path = DEFAULT_SPEC) -> Path:
@@ -93,30 +95,29 @@ def load_spec(path: str | Path = DEFAULT_SPEC) -> LoadedSpec:
 
 def _describe(exc: ValidationError, text: str, filename: str) -> list[str]:
     from corral.spec.locate import locate_keys, nearest_spot
+    from corral.spec.messages import describe_error
 
     spots = locate_keys(text)
-    problems = []
+    problems: list[str] = []
     for error in exc.errors():
         path = tuple(str(part) for part in error["loc"] if not _is_union_tag(part))
-        message = _message(error)
         spot = nearest_spot(spots, path)
         where = f"{filename}:{spot[0]}:{spot[1]}" if spot else filename
-        key = ".".join(path) or "(top level)"
-        problems.append(f"{where}: {key}: {message}")
+        problem = f"{where}: {_key(path)}: {describe_error(error, path)}"
+        if problem not in problems:  # a union reports one mistake once per member
+            problems.append(problem)
     return problems
+
+
+def _key(path: tuple[str, ...]) -> str:
+    """`images.web.copy[0].src`, as a user would name the key."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if part.isdigit() else (f".{part}" if text else part)
+    return text or "(top level)"
 
 
 def _is_union_tag(part: Any) -> bool:
     # pydantic puts the union member's type name in loc (e.g. "str", "RunStep"); users
     # never wrote those, so they are left out of the key path.
     return isinstance(part, str) and (part[:1].isupper() or part in {"str", "int", "float"})
-
-
-def _message(error: Any) -> str:
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        return "unknown key (check the spelling; docs/spec.md lists every key)"
-    if kind == "missing":
-        return "required key is missing"
-    message = str(error["msg"])
-    return message.removeprefix("Value error, ")

@@ -2,12 +2,15 @@
 
 tomllib reports positions only for syntax errors; this scans the text once and maps each
 `a.b.c` key path (tables, dotted keys and inline tables on one line) to its (line, column).
-It is a locator, not a parser: a key it cannot place simply has no position.
+It is a locator, not a parser: a key it cannot place simply has no position. It also
+names the closest known key (or service) for a misspelled one: `did_you_mean`.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable
 
 _HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 _KEY = re.compile(r"^\s*([A-Za-z0-9_\-\".]+)\s*=")
@@ -78,3 +81,18 @@ def nearest_spot(spots: dict[tuple[str, ...], tuple[int, int]],
         if spot:
             return spot
     return None
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """A hint naming the closest known names, or listing them all.
+
+    >>> did_you_mean("wbe", ["web", "worker"])
+    'did you mean web?'
+    >>> did_you_mean("zzz", ["web", "worker"])
+    'known: web, worker'
+    """
+    names = sorted(set(known))
+    close = difflib.get_close_matches(word, names, n=3, cutoff=0.6)
+    if close:
+        return f"did you mean {' or '.join(close)}?"
+    return f"known: {', '.join(names)}" if names else "none is known yet"
