@@ -17,6 +17,7 @@ import click
 
 from corral.cli import render
 from corral.cli.main import Context, cli, command
+from corral.cli.params import RELEASE
 from corral.errors import ControllerError, DeployError
 
 OUTCOME_EXIT = {"succeeded": 0, "rolled back": 3, "aborted": 4, "failed": 1}
@@ -59,11 +60,7 @@ def _exit_for(ctx: Context, results: list[dict[str, Any]]) -> None:
     if not results:
         raise DeployError("the controller ended the deployment without a result",
                           hint="see .corral/run/controller.log")
-    for result in results:
-        if result["outcome"] != "succeeded" and not ctx.as_json:
-            render.stderr.print(f"[red]reason:[/] {result['reason']}\n"
-                                "the previous release keeps serving; "
-                                "see `corral status` for the instances")
+    # The view has shown each outcome and its reason (cli/progress.py).
     sys.exit(max(OUTCOME_EXIT.get(r["outcome"], 1) for r in results))
 
 
@@ -107,7 +104,7 @@ def deploy(ctx: Context, service: str | None, image: str | None, strategy: str |
 def promote(ctx: Context, service: str) -> None:
     """Let a blue-green deployment waiting at its gate switch all traffic to the new fleet."""
     answer = _client(ctx).post(f"/v1/services/{service}/promote", {})
-    ctx.out(answer, lambda: render.console.print(
+    ctx.out(answer, lambda: render.say(
         f"promotion of {service} requested (deployment #{answer['deployment']})"))
 
 
@@ -119,7 +116,8 @@ def promote(ctx: Context, service: str) -> None:
 def abort(ctx: Context, service: str, wait: bool) -> None:
     """Stop the running deployment of SERVICE: all traffic back to the previous fleet.
 
-    Exit code: 4 once the deployment ended aborted (with --wait)."""
+    Exit code: 0 once the deployment ended aborted (with --wait): the abort succeeded;
+    1 if it ended otherwise (it finished or rolled back first)."""
     client = _client(ctx)
     answer = client.post(f"/v1/services/{service}/abort", {})
     outcome = "running"
@@ -131,22 +129,21 @@ def abort(ctx: Context, service: str, wait: bool) -> None:
         if last.get("id") == answer["deployment"]:
             outcome = last["outcome"]
     data = {**answer, "outcome": outcome}
-    ctx.out(data, lambda: render.console.print(
+    ctx.out(data, lambda: render.say(
         f"deployment #{answer['deployment']} of {service}: {outcome}"))
-    sys.exit(OUTCOME_EXIT.get(outcome, 0) if wait else 0)
+    sys.exit(0 if not wait or outcome == "aborted" else 1)
 
 
 @cli.command()
 @command
 @click.argument("service")
-@click.option("--to", "to", default=None, help="Release to go back to, e.g. v3 "
+@click.option("--to", "to", type=RELEASE, default=None, help="Release to go back to, e.g. v3 "
               "(default: the one before the live release).")
-def rollback(ctx: Context, service: str, to: str | None) -> None:
+def rollback(ctx: Context, service: str, to: int | None) -> None:
     """Put SERVICE back on an earlier release: one router update when its fleet is still
     warm, else a fast redeploy without analysis. The release left is marked bad."""
     from corral.engine.workspace import current_actor
 
-    version = int(to.lstrip("v")) if to else None
-    events = _client(ctx).stream("/v1/rollback", {"service": service, "to": version,
+    events = _client(ctx).stream("/v1/rollback", {"service": service, "to": to,
                                                   "actor": current_actor()})
     _exit_for(ctx, _follow(ctx, events))
