@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from corral.cli import render
+from corral.cli import render, terminal
 from corral.cli.main import Context, cli, command
 
 
@@ -26,13 +26,12 @@ def images(ctx: Context) -> None:
             for r in rows]
 
     def human() -> None:
-        render.console.print(f"{'NAME':24} {'DIGEST':12}  {'SIZE':>9}  {'CREATED':10} "
-                             "SIGNED  RELEASES")
-        for row in rows:
-            render.console.print(
-                f"{', '.join(row.names) or '<none>':24} {render.short(row.digest)}  "
-                f"{row.size / 1e6:6.1f} MB  {render.ago(row.created):10} "
-                f"{'yes' if row.signed else 'no':6}  {', '.join(row.releases) or '-'}")
+        render.write(terminal.table(
+            ("name", "digest", "size", "created", "signed", "releases"),
+            [(", ".join(row.names) or "<none>", render.short(row.digest),
+              f"{row.size / 1e6:.1f} MB", render.ago(row.created),
+              ("yes", "green") if row.signed else "no", ", ".join(row.releases) or "-")
+             for row in rows], sys.stdout, shrink=(5, 0), right=(2,)))
 
     ctx.out({"images": data}, human)
 
@@ -48,7 +47,7 @@ def keygen(ctx: Context, out: Path | None) -> None:
 
     private, public, key_id, inline = make_key(out)
     ctx.out({"private": str(private), "public": str(public), "key_id": key_id,
-             "inline": inline}, lambda: render.console.print(
+             "inline": inline}, lambda: render.say(
         f"private key {private} (keep it secret)\npublic key  {public}\nkey id      {key_id}\n"
         f"trust it in corral.toml: trusted_keys = [\"{inline}\"]"))
 
@@ -64,7 +63,7 @@ def sign(ctx: Context, image: str, key: Path | None) -> None:
     from corral.engine.images import sign as sign_image
 
     digest, descriptor = sign_image(ctx.workspace(), image, key)
-    ctx.out({"image": digest, "signature": descriptor}, lambda: render.console.print(
+    ctx.out({"image": digest, "signature": descriptor}, lambda: render.say(
         f"signed {render.short(digest)} with key "
         f"{descriptor.get('annotations', {}).get('dev.corral.signature.key', '?')[:19]}; "
         f"signature {render.short(descriptor['digest'])}"))
@@ -83,21 +82,32 @@ def verify(ctx: Context, image: str, keys: tuple[str, ...]) -> None:
     verdict = verify_image(ctx.workspace(), image, list(keys))
     data = {"image": verdict.digest, "valid": verdict.ok, "keys": list(verdict.valid_keys),
             "signatures": verdict.signatures, "reason": verdict.reason()}
-    ctx.out(data, lambda: (render.console if verdict.ok else render.stderr).print(
-        f"{'verified' if verdict.ok else 'NOT verified'}: {verdict.reason()}"))
+    ctx.out(data, lambda: render.say(
+        f"{'verified' if verdict.ok else 'NOT verified'}: {verdict.reason()}",
+        sys.stdout if verdict.ok else sys.stderr))
     sys.exit(0 if verdict.ok else 1)
 
 
 @cli.command()
 @command
 @click.option("--dry-run", is_flag=True, help="Show what would be deleted; delete nothing.")
-@click.option("--keep", "keep_last", default=5, show_default=True,
-              help="Releases kept per service besides the live one (the rollback window).")
-def gc(ctx: Context, dry_run: bool, keep_last: int) -> None:
-    """Delete images and blobs that no tag, live or recent release, or instance needs."""
+@click.option("--keep", "keep_last", type=click.IntRange(min=0), default=None,
+              help="Releases kept per service besides the live one (default: the spec's "
+              "[gc] keep_releases, 5).")
+@click.option("--keep-for", default=None, metavar="DURATION",
+              help="Also keep every release live or made this recently, e.g. 1h, 7d "
+              "(default: the spec's [gc] keep_for, 7d).")
+def gc(ctx: Context, dry_run: bool, keep_last: int | None, keep_for: str | None) -> None:
+    """Delete images and blobs that no tag, release a rollback can reach, or instance needs."""
     from corral.engine.images import gc as collect
+    from corral.spec.duration import parse_duration
 
-    report, kept = collect(ctx.workspace(), dry_run=dry_run, keep_last=keep_last)
+    try:
+        window = None if keep_for is None else parse_duration(keep_for)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--keep-for") from None
+    report, kept = collect(ctx.workspace(), dry_run=dry_run, keep_last=keep_last,
+                           keep_for=window)
     verb = "would free" if dry_run else "freed"
     data = {"dry_run": dry_run, "images": list(report.images), "blobs": report.blobs,
             "unpacked": list(report.unpacked), "quarantined": report.quarantined,
@@ -105,17 +115,17 @@ def gc(ctx: Context, dry_run: bool, keep_last: int) -> None:
 
     def human() -> None:
         for digest in report.images:
-            render.console.print(f"{'would delete' if dry_run else 'deleted'} image "
+            render.say(f"{'would delete' if dry_run else 'deleted'} image "
                                  f"{render.short(digest)}")
         for digest, size in sorted(report.blobs.items()):
-            render.console.print(f"  blob {render.short(digest)}  {size / 1e6:8.2f} MB")
+            render.say(f"  blob {render.short(digest)}  {size / 1e6:8.2f} MB")
         for path in report.unpacked:
-            render.console.print(f"  unpacked {path}")
+            render.say(f"  unpacked {path}")
         for path, size in sorted(report.quarantined.items()):
-            render.console.print(f"  quarantined {path}  {size / 1e6:8.2f} MB")
+            render.say(f"  quarantined {path}  {size / 1e6:8.2f} MB")
         for path in report.still_mounted:
-            render.console.print(f"  kept quarantined {path} (an instance still runs on it)")
-        render.console.print(f"{verb} {report.freed / 1e6:.1f} MB in {len(report.blobs)} "
+            render.say(f"  kept quarantined {path} (an instance still runs on it)")
+        render.say(f"{verb} {report.freed / 1e6:.1f} MB in {len(report.blobs)} "
                              f"blob(s) and {len(report.quarantined)} quarantined root(s); "
                              f"kept {len(kept)} image(s) for releases and instances")
 

@@ -1,103 +1,175 @@
-"""How a deployment's event stream looks to a human: a live rich table on a terminal
-(steps, fleet weights, analysis numbers), plain lines otherwise. Presentation only."""
+"""How a deployment's event stream looks to a human: one line per event, in the order things
+happened, the state word coloured, the detail wrapped to the screen (piped: never wrapped).
+Waits that change every second (health checks, a canary short of traffic) redraw one open
+line on a terminal instead of printing a line each. Presentation only.
+
+    deploying web v8 -> v10 (canary, 3 replicas, image 0123456789ab)
+      started                web-5f3a
+      weights                v10 10%  v8 90%
+      analysis 10%: fail     120 req, 20.00% errors, p99 3ms | stable 0.00%: error rate …
+      rolling back           to v8
+      rolled back            deployment #14 in 12.3 s
+"""
 
 from __future__ import annotations
 
+import sys
 from types import TracebackType
 from typing import Any
 
-from rich.console import Group
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
-
 from corral.cli import render
+from corral.cli.terminal import is_terminal, open_line, paint, wrap
 
-_VERBS = {"StartInstances": "started", "DrainAndStop": "drained and stopped",
-          "StopInstances": "stopped", "SetWeights": "weights", "RecordAnalysis": "analysis"}
+WHAT = 21  # the width of the state column: "waiting for promotion"
+_VERBS = {"StartInstances": ("started", "cyan"), "DrainAndStop": ("drained and stopped", "dim"),
+          "StopInstances": ("stopped", "dim"), "SetWeights": ("weights", "cyan")}
+_OUTCOMES = {"succeeded": "green", "rolled back": "red", "aborted": "yellow", "failed": "red"}
 
 
 def shares(weights: dict[str, float]) -> str:
-    return "  ".join(f"{k} {v:g}%" for k, v in sorted(weights.items())) or "-"
+    """Traffic shares in release order (v8 before v10).
+
+    >>> shares({"v10": 10, "v8": 90.0})
+    'v8 90%  v10 10%'
+    """
+    return "  ".join(f"{k} {float(v):g}%" for k, v in
+                     sorted(weights.items(), key=render.by_release)) or "-"
 
 
-def describe(event: dict[str, Any]) -> tuple[str, str, str]:
-    """(what, detail, traffic) of one event, for a table row or a line."""
-    kind = event["type"]
-    if kind == "step":
-        detail = ", ".join(event.get("instances", [])) or shares(
-            {k: float(v) for k, v in event.get("fleets", {}).items()})
-        if "switched_ms" in event:
-            detail += f"  (switched in {event['switched_ms']}ms)"
-        return _VERBS.get(event["kind"], event["kind"]), detail, shares(event["weights"])
-    if kind == "analysis":
-        n = event["numbers"]
-        p99 = "-" if n.get("p99") is None else f"{n['p99'] * 1000:.0f}ms"
-        numbers = (f"{n['requests']} req, {n['error_rate']:.2%} errors, p99 {p99}"
-                   f" | stable {n['stable_error_rate']:.2%}")
-        return f"analysis {event['percent']}%: {event['result']}", numbers, event["reason"]
-    if kind == "gate":
-        return "waiting for promotion", f"v{event['release']} is previewable", event["hint"]
-    if kind == "wait":
-        return "waiting", event["why"], ""
-    if kind == "rollback":
-        return "[red]rolling back[/]", f"to v{event['to']}" if event["to"] else "", \
-            event.get("reason") or ""
-    if kind == "fast-path":
-        return "fast path", event["why"], ""
-    return kind, "", ""
+def numbers_of(event: dict[str, Any]) -> str:
+    n = event["numbers"]
+    p99 = "-" if n.get("p99") is None else f"{n['p99'] * 1000:.0f}ms"
+    return (f"{n['requests']} req, {n['error_rate']:.2%} errors, p99 {p99}"
+            f" | stable {n['stable_error_rate']:.2%}")
+
+
+def health_line(event: dict[str, Any], later: float = 0.0) -> str:
+    """'web-3f2a: GET /healthz answered 503 (12/30 s)': the last attempt and the time spent
+    of the time allowed, `later` seconds after the event."""
+    waited = min(event["waited"] + later, event["timeout"])
+    return (f"{event['instance']}: {event['result'] or 'no answer yet'} "
+            f"(attempt {event['attempt']}, {waited:.0f}/{event['timeout']:g} s)")
 
 
 class DeployView:
     """Context manager rendering deploy events; `add(event)` for each."""
 
     def __init__(self) -> None:
-        self._rows: list[tuple[str, str, str]] = []
-        self._title = ""
-        self._live: Live | None = None
-        if render.stderr.is_terminal:
-            self._live = Live(self._render(), console=render.stderr, refresh_per_second=8,
-                              transient=False)
+        self._out = sys.stderr
+        self._said: list[str] = []  # reasons already shown: each is said once
+        self._traffic = ""  # the traffic last shown
+        self._last = ""  # the last line, to drop a repeat
+        self._held: dict[str, Any] | None = None  # a rollback, shown after its analysis
 
     def __enter__(self) -> DeployView:
-        if self._live is not None:
-            self._live.__enter__()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if self._live is not None:
-            self._live.__exit__(kind, exc, tb)
+        self._release_held()
+        with open_line.lock:
+            open_line.settle()
 
     def add(self, event: dict[str, Any]) -> None:
-        if event["type"] == "start":
-            was = f"v{event['from']}" if event["from"] else "nothing"
-            self._title = (f"deploying [bold]{event['service']}[/] {was} -> v{event['to']} "
-                           f"({event['strategy']}, {event['replicas']} replicas, image "
-                           f"{render.short(event['image'])})")
-        elif event["type"] == "result":
-            colour = "green" if event["outcome"] == "succeeded" else "red"
-            self._rows.append((f"[{colour}]{event['outcome']}[/]",
-                               f"deployment #{event['deployment']} in {event['seconds']:.1f}s",
-                               event.get("reason") or ""))
-        else:
-            self._rows.append(describe(event))
-        if self._live is not None:
-            self._live.update(self._render())
-        else:
-            self._line(event)
-
-    def _render(self) -> Group:
-        table = Table(box=None, pad_edge=False, show_header=True)
-        for column in ("step", "detail", "traffic / reason"):
-            table.add_column(column)
-        for row in self._rows[-30:]:
-            table.add_row(*row)
-        return Group(Text.from_markup(self._title or "deploying…"), table)
-
-    def _line(self, event: dict[str, Any]) -> None:
-        if event["type"] == "start":
-            render.stderr.print(self._title)
+        kind = event["type"]
+        if kind == "rollback":
+            # The engine says it turns back before it records the analysis that made it:
+            # show the cause first.
+            self._release_held()
+            self._held = event
             return
-        what, detail, traffic = self._rows[-1]
-        render.stderr.print(f"  {what}  {detail}   {traffic}".rstrip(), soft_wrap=True)
+        if kind == "analysis":
+            self._analysis(event)
+        self._release_held()
+        if kind == "start":
+            self._start(event)
+        elif kind == "step":
+            self._step(event)
+        elif kind == "health":
+            self._health(event)
+        elif kind == "gate":
+            self._row("waiting for promotion", "yellow",
+                      f"v{event['release']} is previewable; {event['hint']}")
+        elif kind == "wait":
+            self._row("waiting", "yellow", event["why"])
+        elif kind == "fast-path":
+            self._row("fast path", "yellow", event["why"])
+        elif kind == "result":
+            self._result(event)
+        elif kind != "analysis":
+            self._row(kind, None, "")
+
+    def _start(self, event: dict[str, Any]) -> None:
+        was = f"v{event['from']}" if event["from"] else "nothing"
+        text = (f"deploying {event['service']} {was} -> v{event['to']} ({event['strategy']}, "
+                f"{event['replicas']} replicas, image {render.short(event['image'])})")
+        lines = wrap(text, self._out, "  ")
+        lines[0] = lines[0].replace(event["service"], paint(event["service"], "bold",
+                                                            self._out), 1)
+        render.write(lines, self._out)
+
+    def _step(self, event: dict[str, Any]) -> None:
+        what, style = _VERBS.get(event["kind"], (event["kind"], None))
+        traffic = shares(event.get("weights") or {})
+        if event["kind"] == "SetWeights":
+            detail = traffic
+        else:
+            detail = ", ".join(event.get("instances", []))
+            if traffic != self._traffic:
+                detail += f"; traffic {traffic}"
+        if "switched_ms" in event:
+            detail += f" (switched in {event['switched_ms']} ms)"
+        self._traffic = traffic
+        self._row(what, style, detail)
+
+    def _analysis(self, event: dict[str, Any]) -> None:
+        result = event["result"]
+        style = {"pass": "green", "fail": "red"}.get(result, "yellow")
+        what = f"analysis {event['percent']}%: {result}"
+        detail = f"{numbers_of(event)}: {event['reason']}"
+        if result == "wait" and is_terminal(self._out):
+            open_line.open("wait", lambda _: self._line(what, style, detail)[0])
+            return
+        self._said.append(event["reason"])
+        self._row(what, style, detail)
+
+    def _health(self, event: dict[str, Any]) -> None:
+        if is_terminal(self._out):
+            open_line.open("wait", lambda later: self._line(
+                "waiting for health", "yellow", health_line(event, later))[0])
+        elif event["attempt"] >= 2:  # a first miss while the app starts is the rule
+            self._row("waiting for health", "yellow", health_line(event))
+
+    def _release_held(self) -> None:
+        event, self._held = self._held, None
+        if event is not None:
+            self._row("rolling back", "red", (f"to v{event['to']}" if event["to"] else "")
+                      + self._unsaid(event.get("reason")))
+
+    def _result(self, event: dict[str, Any]) -> None:
+        outcome = event["outcome"]
+        self._row(outcome, _OUTCOMES.get(outcome, "red"),
+                  f"deployment #{event['deployment']} in {event['seconds']:.1f} s"
+                  + self._unsaid(event.get("reason")))
+        if outcome != "succeeded":
+            render.write(wrap("the previous release keeps serving; see `corral status` for "
+                              "the instances", self._out, "  "), self._out)
+
+    def _unsaid(self, reason: str | None) -> str:
+        """': reason' unless an earlier line said it (the analysis a rollback came from)."""
+        if not reason or any(said and said in reason for said in self._said):
+            return ""
+        self._said.append(reason)
+        return f": {reason}"
+
+    def _row(self, what: str, style: str | None, detail: str) -> None:
+        lines = self._line(what, style, detail)
+        if lines[0] == self._last:
+            return  # the same step twice in a row says nothing new
+        self._last = lines[0]
+        render.write(lines, self._out)
+
+    def _line(self, what: str, style: str | None, detail: str) -> list[str]:
+        lines = wrap(f"  {what:<{WHAT}}  {detail}", self._out, " " * (WHAT + 4))
+        lines[0] = "  " + paint(what, style, self._out) + lines[0][2 + len(what):]
+        return lines

@@ -1,17 +1,24 @@
 """How the CLI shows things to humans: tables, progress lines, errors. Presentation only.
 
+Everything fits the screen (cli/terminal.py): tables cut their widest free-text column with
+an ellipsis on a terminal, prose wraps at words, and piped output is never wrapped, cut or
+padded. Text from users, specs and the engine is printed as is: never read as rich markup
+(a hint naming `[services.web]` must keep its brackets).
+
 rich is imported on first use of `console` or `stderr` (it costs ~20 ms of start-up): plain
 lines (`line`, `progress`) never need it, so a cached `corral build` does not load it.
 """
 
 from __future__ import annotations
 
-import os
+import re
 import sys
-import threading
 import time
+from collections.abc import Iterable
 from typing import IO, TYPE_CHECKING, Any
 
+from corral.cli import terminal
+from corral.cli.terminal import Cell, colour, open_line, paint, wrap
 from corral.errors import CorralError
 
 if TYPE_CHECKING:
@@ -20,8 +27,10 @@ if TYPE_CHECKING:
     console: Console  # stdout, made on first use (module __getattr__)
     stderr: Console
 
-
-_lines = threading.Lock()
+STATE_STYLES = {"ready": "green", "live": "green", "succeeded": "green", "starting": "yellow",
+                "draining": "dim", "stopped": "dim", "unhealthy": "red", "failed": "red",
+                "bad": "red", "rolled back": "red", "aborted": "yellow"}
+_DIGEST = re.compile(r"sha256:([0-9a-f]{12})[0-9a-f]{52}")
 
 
 def __getattr__(name: str) -> Any:
@@ -29,54 +38,67 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     made = globals()
     if "console" not in made:
-        from rich.console import Console
-
-        made["console"] = Console(highlight=False)
-        made["stderr"] = Console(stderr=True, highlight=False)
+        made["console"] = _console(lambda: sys.stdout, sys.stdout)
+        made["stderr"] = _console(lambda: sys.stderr, sys.stderr)
     return made[name]
 
 
-def _stdout() -> Console:
-    return __getattr__("console")  # type: ignore[no-any-return]
+def _console(target: Any, stream: IO[str]) -> Console:
+    """A rich console that wraps only where there is a width (a terminal, or COLUMNS)."""
+    from rich.console import Console
+
+    columns = terminal.width(stream)
+    return Console(file=terminal.Settling(target), highlight=False,  # type: ignore[arg-type]
+                   width=columns or 100_000, soft_wrap=columns is None,
+                   force_terminal=colour(stream) or None, no_color=not colour(stream))
 
 
-def _stderr() -> Console:
-    return __getattr__("stderr")  # type: ignore[no-any-return]
-
-
-def colour(stream: IO[str]) -> bool:
-    """Whether to colour `stream`, by the conventions rich follows: FORCE_COLOR, NO_COLOR,
-    TERM=dumb, else only on a terminal."""
-    if os.environ.get("FORCE_COLOR"):
-        return True
-    if "NO_COLOR" in os.environ or os.environ.get("TERM") == "dumb":
-        return False
-    return stream.isatty()
+def write(lines: Iterable[str], stream: IO[str] | None = None) -> None:
+    """Whole lines (already fitted) on `stream` (stdout by default), after the open line."""
+    out = stream or sys.stdout
+    with open_line.lock:
+        open_line.settle()
+        for text in lines:
+            out.write(text.rstrip() + "\n")
+        out.flush()
 
 
 def line(text: str) -> None:
     """A plain line on stdout, never wrapped (digests stay whole for copy and paste)."""
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+    write([text])
+
+
+def say(text: str, stream: IO[str] | None = None, indent: str = "  ") -> None:
+    """Prose on `stream`: wrapped at words to the width when there is one."""
+    out = stream or sys.stdout
+    write([part for piece in text.split("\n") for part in wrap(piece, out, indent)], out)
 
 
 def error(exc: CorralError) -> None:
-    stderr = _stderr()
-    stderr.print(f"[bold red]error:[/] {exc.message}", markup=True, soft_wrap=True)
-    problems = getattr(exc, "problems", [])
-    for problem in problems:
-        stderr.print(f"  {problem}", markup=False, soft_wrap=True)
+    """`error: message`, each problem, `hint: …`; all text as is (brackets kept)."""
+    err = sys.stderr
+    lines = wrap(f"error: {exc.message}", err, "  ")
+    lines[0] = paint("error:", "bold red", err) + lines[0][len("error:"):]
+    for problem in getattr(exc, "problems", []):
+        lines += wrap(f"  {problem}", err, "    ")
     if exc.hint:
-        stderr.print(f"[dim]hint:[/] {exc.hint}", soft_wrap=True)
+        hint = wrap(f"hint: {exc.hint}", err, "  ")
+        lines += [paint("hint:", "dim", err) + hint[0][len("hint:"):], *hint[1:]]
+    write(lines, err)
 
 
 def progress(message: str) -> None:
-    """`· message` on stderr, the dot dim where colour is on; the message is printed as is
-    (a whole line per write, under a lock: pushes and pulls report from several threads)."""
-    dot = "\x1b[2m·\x1b[0m" if colour(sys.stderr) else "·"
-    with _lines:
-        sys.stderr.write(f"{dot} {message}\n")
-        sys.stderr.flush()
+    """`· message` on stderr, the dot dim where colour is on. On a terminal the line stays
+    open and counts the seconds until the next line (a first debian build takes ~40 s);
+    elsewhere a whole line per write, under a lock (pushes and pulls report from several
+    threads)."""
+    err = sys.stderr
+    dot = paint("·", "dim", err)
+    if not terminal.is_terminal(err):
+        write([f"{dot} {message}"], err)
+        return
+    open_line.open("progress", lambda seconds: f"{dot} {message}"
+                   + (paint(f"  {seconds:.0f} s", "dim", err) if seconds >= 2 else ""))
 
 
 def ago(timestamp: float | None) -> str:
@@ -93,42 +115,62 @@ def short(digest: str | None) -> str:
     return digest.removeprefix("sha256:")[:12] if digest else "-"
 
 
-def status(data: dict[str, Any]) -> None:
-    from rich.table import Table
+def shorten(text: str) -> str:
+    """Every full sha256 digest in `text` as its first 12 hex (whole ones are in --json).
 
-    console = _stdout()
+    >>> shorten("image=sha256:" + "ab" * 32)
+    'image=abababababab'
+    """
+    return _DIGEST.sub(r"\1", text)
+
+
+def state(text: str) -> Cell:
+    """A state word with its colour (green ready, yellow starting, red failed, …)."""
+    return text, STATE_STYLES.get(text.split(" (")[0])
+
+
+def status(data: dict[str, Any]) -> None:
+    out = sys.stdout
     if not data["services"]:
-        console.print("no services deployed yet: run `corral deploy`")
+        say("no services deployed yet: run `corral deploy`")
     for service in data["services"]:
         live = service["live_release"]
         traffic = "  ".join(f"{label} {share:g}%" for label, share in
-                            sorted(service["traffic"].items())) or "none"
-        console.print(f"[bold]{service['name']}[/]  live v{live}  listen "
-                      f"{service['listen'] or '-'}  traffic: {traffic}")
-        table = Table(box=None, pad_edge=False)
-        for column in ("instance", "release", "state", "address", "pid", "started", "note"):
-            table.add_column(column)
-        for instance in service["instances"]:
-            table.add_row(instance["id"], instance["release"], instance["state"],
-                          instance["address"], str(instance["pid"] or "-"),
-                          ago(instance["since"]), instance["reason"] or "")
-        console.print(table)
+                            sorted(service["traffic"].items(), key=by_release)) or "none"
+        head = wrap(f"{service['name']}  live {f'v{live}' if live else '-'}  listen "
+                    f"{service['listen'] or '-'}  traffic: {traffic}", out, "  ")
+        head[0] = paint(service["name"], "bold", out) + head[0][len(service["name"]):]
+        rows = [[i["id"], i["release"], state(i["state"]), i["address"],
+                 str(i["pid"] or "-"), ago(i["since"]), shorten(i["reason"] or "")]
+                for i in service["instances"]]
+        lines = head + terminal.table(
+            ("instance", "release", "state", "address", "pid", "started", "note"), rows, out,
+            shrink=(6, 3, 0))
         last = service.get("last_deployment")
         if last:
-            console.print(f"last deployment #{last['id']}: v{last['from']} -> v{last['to']} "
+            was = f"v{last['from']}" if last["from"] else "nothing"
+            lines += wrap(f"last deployment #{last['id']}: {was} -> v{last['to']} "
                           f"{last['outcome']} {ago(last['started_at'])}"
-                          + (f" ({last['reason']})" if last["reason"] else ""))
-        console.print()
+                          + (f" ({last['reason']})" if last["reason"] else ""), out, "  ")
+        write([*lines, ""])
 
 
 def releases(service: str, rows: list[dict[str, Any]]) -> None:
-    from rich.table import Table
+    out = sys.stdout
+    table = [[row["release"], short(row["image"]), short(row["config"]),
+              (row["git_commit"] or "-")[:12], ago(row["created_at"]),
+              state(row.get("outcome") or ("live" if row["live"] else ""))]
+             for row in sorted(rows, key=lambda r: r.get("version") or 0)]
+    write([f"releases of {service}", *terminal.table(
+        ("release", "image", "config", "git commit", "created", "outcome"), table, out,
+        shrink=(5,))])
 
-    table = Table(title=f"releases of {service}", box=None, pad_edge=False)
-    for column in ("release", "image", "config", "git commit", "created", "live"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(row["release"], short(row["image"]), short(row["config"]),
-                      (row["git_commit"] or "-")[:12], ago(row["created_at"]),
-                      "live" if row["live"] else "")
-    _stdout().print(table)
+
+def by_release(item: tuple[str, Any]) -> tuple[int, str]:
+    """Natural order of (release label, …) pairs: v8 before v10.
+
+    >>> sorted([("v10", 1), ("v8", 2)], key=by_release)
+    [('v8', 2), ('v10', 1)]
+    """
+    label = item[0]
+    return (int(label[1:]), label) if label[1:].isdigit() else (1 << 62, label)

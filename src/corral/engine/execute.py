@@ -74,10 +74,12 @@ class Executor:
         self._crash = crash
         self._releases: dict[int, Release] = {}
         self._said: str | None = None
+        self._checks_said: dict[str, tuple[int, int]] = {}  # instance -> (passes, failures)
 
     def run(self, steps: tuple[Step, ...]) -> None:
         for step in steps:
             if isinstance(step, AwaitHealthy):
+                self._report_health(step.instance_ids)
                 with self._hands.fleets.changed:
                     self._hands.fleets.changed.wait(timeout=0.25)
             elif isinstance(step, AwaitPromotion):
@@ -140,6 +142,22 @@ class Executor:
         fleets, name = self._hands.fleets, self._deployment.service
         return traffic_shares(backends_for(fleets.of_service(name), fleets.fleet_weights_of(name),
                                            self._service.replicas))
+
+    def _report_health(self, waiting: tuple[str, ...]) -> None:
+        """One `health` event per check of an instance still starting: its result, and the
+        seconds waited of those allowed (a failing check is seen every attempt, not once)."""
+        fleets = self._hands.fleets
+        for instance_id in waiting:
+            instance, record = fleets.get(instance_id), fleets.health_of(instance_id)
+            seen = (record.passes, record.failures)
+            if instance is None or seen == (0, 0) or self._checks_said.get(instance_id) == seen:
+                continue
+            self._checks_said[instance_id] = seen
+            self._emit({"type": "health", "instance": instance_id,
+                        "result": record.last_error if record.failures else "passed",
+                        "attempt": record.failures or record.passes,
+                        "waited": round(self._hands.clock() - instance.created_at, 1),
+                        "timeout": self._service.health.start_timeout})
 
     def _say(self, event: dict[str, Any]) -> None:
         key = f"{event['type']}:{event.get('why', '')}"
