@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from corral.cli import render
+from corral.cli import render, terminal
 from corral.cli.main import Context, cli, command, following_command
 from corral.cli.params import DURATION, check_service
 
@@ -106,27 +106,37 @@ def ledger(ctx: Context, verify: str | None, service: str | None, action: str | 
                         limit=limit if limit is not None else (None if ctx.as_json else 200))
     rows = [engine_ledger.entry_view(e) for e in engine_ledger.entries(store, where)]
 
-    def human() -> None:
-        for row in rows:
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["at"]))
-            detail = " ".join(f"{k}={v}" for k, v in sorted(row["detail"].items())
-                              if v is not None)
-            render.console.print(f"{row['seq']:>6} {stamp} {row['actor']:<10} "
-                                 f"{row['action']:<22} {row['subject']:<24} {detail}",
-                                 markup=False, soft_wrap=True)
+    ctx.out({"entries": rows}, lambda: render_ledger(rows))
 
-    ctx.out({"entries": rows}, human)
+
+def render_ledger(rows: list[dict[str, Any]]) -> None:
+    """One entry a line, digests cut to 12 hex (whole ones in --json and --export); on a
+    terminal the detail, then the subject, is cut to fit."""
+    table = []
+    for row in rows:
+        detail = " ".join(f"{k}={_compact(v)}" for k, v in sorted(row["detail"].items())
+                          if v is not None)
+        table.append((str(row["seq"]), time.strftime("%Y-%m-%d %H:%M:%S",
+                                                     time.localtime(row["at"])),
+                      row["actor"], row["action"], row["subject"], render.shorten(detail)))
+    render.write(terminal.table(("seq", "at", "actor", "action", "subject", "detail"), table,
+                                sys.stdout, shrink=(5, 4, 2), right=(0,)))
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":")) if isinstance(value, dict | list) \
+        else str(value)
 
 
 def _verify(ctx: Context, view: dict[str, Any]) -> None:
     def human() -> None:
         if view["ok"]:
-            render.console.print(f"ledger verified: {view['checked']} entries, head entry "
-                                 f"{view['head_seq']} {view['head_hash']}")
+            render.say(f"ledger verified: {view['checked']} entries, head entry "
+                       f"{view['head_seq']} (hash {render.short(view['head_hash'])})")
         else:
-            render.stderr.print(f"[bold red]ledger broken at entry {view['first_bad']}:[/] "
-                                f"{view['problem']}\n{view['checked']} entries before it "
-                                "verified", soft_wrap=True)
+            head = f"ledger broken at entry {view['first_bad']}:"
+            render.say(f"{terminal.paint(head, 'bold red', sys.stderr)} {view['problem']}\n"
+                       f"{view['checked']} entries before it verified", sys.stderr)
 
     ctx.out(view, human)
     if not view["ok"]:
@@ -163,12 +173,12 @@ def render_dora(report: dict[str, Any], window: str) -> None:
                             f"({ttr['restored']} restored, {ttr['unrestored']} open)"),
     ]
     scope = f" for {report['service']}" if report["service"] else ""
-    render.console.print(f"DORA metrics{scope}, last {window}", markup=False)
-    for name, value in rows:
-        render.console.print(f"  {name:<22} {value}", markup=False)
-    render.console.print("\ndefinitions:", markup=False)
+    out = [f"DORA metrics{scope}, last {window}"]
+    out += [f"  {name:<22} {value}" for name, value in rows]
+    out += ["", "definitions:"]
     for name, text in report["definitions"].items():
-        render.console.print(f"  {name}: {text}", markup=False, soft_wrap=True)
+        out += terminal.wrap(f"  {name}: {text}", sys.stdout, "    ")
+    render.write(out)
 
 
 def _duration(seconds: float | None) -> str:
@@ -191,23 +201,24 @@ def show_instance(ctx: Context, service: str, instance_id: str) -> None:
 
 
 def render_instance(report: dict[str, Any]) -> None:
-    out = render.console
+    """The instance in depth; prose wrapped to the screen, the image digest cut to 12 hex
+    (whole in --json), log lines as written."""
     state = report["state"] + ("" if report["live"] else f" ({report['exit_reason']})")
-    out.print(f"instance {report['id']} of {report['service']} {report['release']}: {state}",
-              markup=False)
-    out.print(f"  image      {report['image']}\n  git commit {report['git_commit'] or '-'}\n"
-              f"  address    {report['address']} pid {report['pid'] or '-'}\n"
-              f"  started    {render.ago(report['started_at'])}, ended "
-              f"{render.ago(report['ended_at'])}", markup=False)
+    out = [f"instance {report['id']} of {report['service']} {report['release']}: {state}",
+           f"  image      {render.short(report['image'])}",
+           f"  git commit {report['git_commit'] or '-'}",
+           f"  address    {report['address']} pid {report['pid'] or '-'}",
+           f"  started    {render.ago(report['started_at'])}, ended "
+           f"{render.ago(report['ended_at'])}"]
     replaced = report["replaced"]
     if replaced["replaced_by"] or replaced["replaces"]:
-        out.print(f"  replaced by {replaced['replaced_by'] or '-'} ({replaced['cause'] or '-'});"
-                  f" replaced {replaced['replaces'] or '-'} — never restarted in place",
-                  markup=False)
-    out.print("health history:", markup=False)
+        out.append(f"  replaced by {replaced['replaced_by'] or '-'} "
+                   f"({replaced['cause'] or '-'}); replaced {replaced['replaces'] or '-'} — "
+                   "never restarted in place")
+    out.append("health history:")
     for item in report["health_history"]:
         stamp = time.strftime("%H:%M:%S", time.localtime(item["at"]))
-        out.print(f"  {stamp} {item['event']:<20} {item['reason'] or ''}", markup=False)
-    out.print(f"last {len(report['last_lines'])} log lines:", markup=False)
-    for view in report["last_lines"]:
-        out.print("  " + render_line(view), markup=False, soft_wrap=True, highlight=False)
+        out.append(f"  {stamp} {item['event']:<20} {item['reason'] or ''}")
+    out.append(f"last {len(report['last_lines'])} log lines:")
+    lines = [part for text in out for part in terminal.wrap(text, sys.stdout, "    ")]
+    render.write(lines + ["  " + render_line(view) for view in report["last_lines"]])
