@@ -17,6 +17,7 @@ from corral.spec.model import (
     BlueGreenSpec,
     CanarySpec,
     CopyStep,
+    GcSpec,
     HealthSpec,
     ImageSpec,
     Project,
@@ -39,6 +40,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("rolling = {…}", RollingSpec),
     ("blue_green = {…}", BlueGreenSpec),
     ("canary = {…}", CanarySpec),
+    ("[gc]", GcSpec),
 ]
 
 INTRO = """# corral.toml reference

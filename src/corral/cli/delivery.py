@@ -20,7 +20,7 @@ from corral.cli.main import Context, cli, command
 from corral.cli.params import RELEASE
 from corral.errors import ControllerError, DeployError
 
-OUTCOME_EXIT = {"succeeded": 0, "rolled back": 3, "aborted": 4, "failed": 1}
+OUTCOME_EXIT = {"succeeded": 0, "rolled back": 3, "aborted": 4, "failed": 1, "unchanged": 0}
 
 
 def _follow(ctx: Context, events: Iterator[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -31,6 +31,13 @@ def _follow(ctx: Context, events: Iterator[dict[str, Any]]) -> list[dict[str, An
     first = next(events, None)
     if first is None:
         return []
+    if first["type"] == "unchanged":  # the release is live already: no deployment ran
+        if ctx.as_json:
+            click.echo(json.dumps(first))
+        else:
+            render.console.print(f"nothing to deploy: {first['service']} v{first['release']} "
+                                 f"is live (image {render.short(first['image'])})")
+        return [{**first, "outcome": "unchanged"}]
     from corral.cli.progress import DeployView
 
     results = []
@@ -91,9 +98,8 @@ def deploy(ctx: Context, service: str | None, image: str | None, strategy: str |
     results = []
     for name in services:
         request = deploy_request(ws, name, image, None if ctx.as_json else render.progress)
-        body = {**request.__dict__, "force": force}
-        if strategy:
-            body["config"] = {**body["config"], "strategy": strategy}
+        # --strategy runs this deployment only; it is not part of the release.
+        body = {**request.__dict__, "force": force, "strategy": strategy}
         results += _follow(ctx, client.stream("/v1/deploy", body))
     _exit_for(ctx, results)
 

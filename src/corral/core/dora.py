@@ -125,7 +125,8 @@ def _is_failed_change(deployment: Deployment, deployments: Sequence[Deployment])
     if deployment.outcome in ("rolled_back", "failed"):
         return True
     later = _next_of_service(deployment, deployments)
-    return bool(later) and later[0].rollback
+    # A rollback that failed left this release live: no evidence that it failed.
+    return bool(later) and later[0].rollback and later[0].outcome in ("succeeded", None)
 
 
 def _restore_time(deployment: Deployment, deployments: Sequence[Deployment],

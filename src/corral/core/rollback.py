@@ -1,13 +1,15 @@
-"""Which release a rollback goes back to, and whether it can be a single traffic switch.
+"""Which release a rollback goes back to, whether it can be a single traffic switch, and
+which releases a rollback must still be able to reach (what `corral gc` keeps).
 
-Pure: the engine reads deployments, releases and marks from the store and passes them in.
+Pure: the engine reads deployments, releases and marks from the store and passes them in,
+with the time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from corral.ports.records import Deployment, DeploymentOutcome
+from corral.ports.records import Deployment, DeploymentOutcome, Release
 
 
 def previous_release(live: int, deployments: Iterable[Deployment], retained: Sequence[int],
@@ -39,3 +41,55 @@ def is_warm_switch_possible(warm_release: int | None, to: int, ready_in_warm_fle
     (True, False)
     """
     return warm_release == to and ready_in_warm_fleet >= replicas
+
+
+def reachable_releases(releases: Sequence[Release], deployments: Iterable[Deployment],
+                       live: int | None, keep_last: int, keep_for: float,
+                       now: float) -> dict[int, str]:
+    """The releases of one service a rollback can still go back to, each with why: the live
+    one, the last `keep_last` releases (counted as releases: ten releases sharing one image
+    are ten), and every release live or made in the last `keep_for` seconds.
+
+    A release was live until the succeeded deployment that moved the service off it ended,
+    so "live 3 minutes ago" is read from the deployments, whatever their strategy.
+
+    Worked example: v1…v9, v9 live since a deployment from v3 that ended 180 s ago, keep the
+    last 2 releases for 600 s: v9 (live), v8 (recent), v3 (live 3m ago); v1 and v2 were
+    made long ago and never live since.
+
+    >>> made = [Release("web", n, f"sha256:{n}", "c", {}, 0.0) for n in range(1, 10)]
+    >>> moved = [Deployment(7, "web", "rolling", 3, 9, DeploymentOutcome.SUCCEEDED, 800.0,
+    ...                     820.0)]
+    >>> sorted(reachable_releases(made, moved, 9, 2, 600.0, 1000.0))
+    [3, 8, 9]
+    """
+    cutoff = now - keep_for
+    why: dict[int, str] = {}
+    if live is not None:
+        why[live] = "live"
+    for release in releases[-keep_last:] if keep_last > 0 else []:
+        why.setdefault(release.version, "recent")
+    if keep_for <= 0:
+        return why
+    known = {release.version for release in releases}
+    for deployment in deployments:
+        left = deployment.from_release
+        if (deployment.outcome is DeploymentOutcome.SUCCEEDED and left in known
+                and left is not None and (deployment.ended_at or now) >= cutoff):
+            why.setdefault(left, f"live {_ago(now - (deployment.ended_at or now))} ago")
+    for release in releases:
+        if release.created_at >= cutoff:
+            why.setdefault(release.version, f"made {_ago(now - release.created_at)} ago")
+    return why
+
+
+def _ago(seconds: float) -> str:
+    """A short age: '45s', '3m', '5h', '2d'.
+
+    >>> _ago(45.2), _ago(180), _ago(5 * 3600 + 60), _ago(3 * 86400)
+    ('45s', '3m', '5h', '3d')
+    """
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"

@@ -59,7 +59,7 @@ class Controller:
         from corral.engine.rollback import Rollback
         from corral.engine.traffic import WarmKeeper
         self.resumer = Resumer(ws.store, self.hands, self.deployer, self.actor)
-        self.rollback = Rollback(ws.store, self.hands, self.deployer)
+        self.rollback = Rollback(ws.store, self.hands, self.deployer, ws.state_dir)
         self.loops += [WarmKeeper(self.deployer.traffic, ws.store, self.hands, self.actor),
                        self.resumer]
         # operate: self-healing by replacement (engine/reconcile.py)
@@ -130,7 +130,7 @@ class Controller:
             self._event("instance.destroy", unknown.id, {"reason": "unknown to the store"})
 
     # -- requests ----------------------------------------------------------------------
-    def deploy(self, request: DeployRequest, emit: Emit) -> Deployment:
+    def deploy(self, request: DeployRequest, emit: Emit) -> Deployment | None:
         return self.deployer.deploy(request, emit)
 
     def status(self, service: str | None = None) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 A strategy-agnostic loop: observe (instances, router stats, promote/abort requests) →
 decide (core) → save the progress → execute the steps → repeat, holding the service's
 lock. Progress is saved before steps run, so a deployment interrupted anywhere resumes
-(engine/resume.py). Rollback to a warm fleet lives in engine/rollback.py.
+(engine/resume.py). Rollback to a warm fleet lives in engine/rollback.py. A release that
+is already live is not deployed again: nothing runs and nothing is recorded.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ class DeployRequest:
     git_commit: str | None = None
     git_commit_time: float | None = None
     force: bool = False  # deploy a release even if it was marked bad
+    # `deploy --strategy`: how this one deployment runs. Never part of the release config,
+    # so the next plain deploy of an unchanged service finds its release live.
+    strategy: str | None = None
 
 
 def lock_name(service: str) -> str:
@@ -65,16 +69,18 @@ class Deployer:
         self._running: dict[str, int] = {}  # service -> deployment id run by this process
 
     # -- entry points ------------------------------------------------------------------
-    def deploy(self, request: DeployRequest, emit: Emit) -> Deployment:
+    def deploy(self, request: DeployRequest, emit: Emit) -> Deployment | None:
+        """The deployment, or None when the release asked for is live already (an
+        "unchanged" event says so; no deployment, no ledger entry)."""
         service = service_of(request.config)
-        if service.strategy not in STRATEGIES:
-            raise DeployError(f"unknown strategy {service.strategy!r}")
+        strategy = request.strategy or service.strategy
+        if strategy not in STRATEGIES:
+            raise DeployError(f"unknown strategy {strategy!r}",
+                              hint=f"use one of: {', '.join(sorted(STRATEGIES))}")
         # images (issue 3): require_signature is checked here too, not only by the CLI.
         refuse_unsigned(self._hands.images, self._store, request.service, service,
                         request.image_digest, request.actor, self._clock(), Path.cwd())
         release = self._release_for(request)
-        self._refuse_bad(release, request)
-        live = self._store.live_release(request.service)
         # Unique per request: the same user deploying the same release twice must not
         # "re-acquire" the first one's lock.
         holder = (f"{request.actor}, deploying {request.service} {release.label} "
@@ -85,11 +91,18 @@ class Deployer:
                            hint="wait for it to finish (`corral status`), or stop it with "
                                 f"`corral abort {request.service}`")
         try:
+            live = self._store.live_release(request.service)  # read under the lock
+            if release.version == live:
+                emit({"type": "unchanged", "service": request.service, "release": live,
+                      "image": release.image_digest})
+                return None
+            self._refuse_bad(release, request)
+            service = service.model_copy(update={"strategy": strategy})
             deployment = self._store.create_deployment(
-                request.service, service.strategy, live, release.version, service.replicas,
+                request.service, strategy, live, release.version, service.replicas,
                 self._clock(), self._event(request.actor, "deployment.start", request.service, {
                     "from": live, "to": release.version, "image": release.image_digest,
-                    "strategy": service.strategy}))
+                    "strategy": strategy}))
             progress = Progress(holder=holder)
             self._store.save_progress(deployment.id, progress.to_json(), self._clock())
             emit({"type": "start", "deployment": deployment.id, "service": request.service,
@@ -104,7 +117,10 @@ class Deployer:
 
     def run(self, deployment: Deployment, release: Release, service: ServiceSpec,
             progress: Progress, actor: str, emit: Emit, holder: str) -> Deployment:
-        """Drive a created (or resumed) deployment to its end; errors finish it `failed`."""
+        """Drive a created (or resumed) deployment to its end; errors finish it `failed`,
+        with the instances it started stopped and the live release keeping the traffic."""
+        if deployment.strategy in STRATEGIES and deployment.strategy != service.strategy:
+            service = service.model_copy(update={"strategy": deployment.strategy})
         self._running[deployment.service] = deployment.id
         try:
             self._hands.fleets.set_listen(release.service, service.router.listen
@@ -117,6 +133,7 @@ class Deployer:
                 return deployment
             return self._conclude(deployment, release, service, decision, actor, emit)
         except CorralError as exc:
+            self._retire_started(deployment, actor)
             self._finish(deployment, DeploymentOutcome.FAILED, exc.message, actor, emit)
             raise
         finally:
@@ -193,6 +210,9 @@ class Deployer:
             self._store.set_live_release(name, release.version, self._event(
                 actor, "release.live", name, {"release": release.version}))
             self.traffic.settle(deployment, service, actor)
+            left = deployment.from_release
+            if deployment.strategy == "rollback" and left not in (None, release.version):
+                self.mark_rolled_back(name, int(left or 0), release.version, actor)
         else:
             self.traffic.equal(name, actor)
             if outcome is DeploymentOutcome.ROLLED_BACK:
@@ -200,6 +220,30 @@ class Deployer:
                 self._store.set_release_mark(name, release.version, why, self._event(
                     actor, "release.bad", name, {"release": release.version, "reason": why}))
         return self._finish(deployment, outcome, decision.reason, actor, emit)
+
+    def _retire_started(self, deployment: Deployment, actor: str) -> None:
+        """After an error: stop what this deployment started of a release that is not live,
+        and share traffic among what is left (the live fleet), as if it never began."""
+        name = deployment.service
+        if deployment.to_release == self._store.live_release(name):
+            return
+        target = self._store.get_release(name, deployment.to_release)
+        spec = service_of(target.config) if target else None
+        for instance in self._hands.fleets.of_service(name):
+            if (instance.release == deployment.to_release
+                    and instance.created_at >= deployment.started_at
+                    and instance.state is not InstanceState.DRAINING):
+                self._hands.drain_in_background(
+                    instance.id, f"deployment #{deployment.id} failed",
+                    spec.drain_timeout if spec else 30.0, spec.stop_grace if spec else 10.0)
+        self.traffic.equal(name, actor)
+
+    def mark_rolled_back(self, service: str, left: int, to: int, actor: str) -> None:
+        """Mark the release a succeeded rollback left bad (only then: a rollback that failed
+        leaves the live release as it was, live and deployable)."""
+        why = f"rolled back to v{to} by {actor}"
+        self._store.set_release_mark(service, left, why, self._event(
+            actor, "release.bad", service, {"release": left, "reason": why}))
 
     # -- records -----------------------------------------------------------------------
     def _release_for(self, request: DeployRequest) -> Release:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from corral.core.rollback import reachable_releases
 from corral.engine.workspace import Workspace, current_actor
 from corral.errors import DeployError, ImageError
 from corral.ports.image_trust import GcReport, TrustedImageStore, Verdict
@@ -24,7 +25,6 @@ from corral.ports.records import Event
 from corral.ports.store import Store
 from corral.spec.model import ServiceSpec
 
-KEEP_RELEASES = 5  # per service, besides the live one: the rollback window of `corral gc`
 KEY_NAME = "default.key"
 
 
@@ -142,26 +142,37 @@ def list_images(ws: Workspace) -> list[ImageRow]:
     return rows
 
 
-def retained(store: Store, keep_last: int) -> dict[str, str]:
-    """Digests gc must keep, with why: live releases, the last `keep_last` releases of each
-    service (the rollback window), and the release of every instance not yet gone."""
+def retained(store: Store, keep_last: int, keep_for: float = 0.0,
+             now: float | None = None) -> dict[str, str]:
+    """Digests gc must keep, with why: every release a rollback can still reach (the live
+    one, the last `keep_last` of each service, every one live or made in the last
+    `keep_for` seconds: core.rollback.reachable_releases) and the release of every
+    instance not yet gone."""
+    at = time.time() if now is None else now
     keep: dict[str, str] = {}
     for service in store.services():
-        live = store.live_release(service)
         releases = store.list_releases(service)
-        for release in releases[-keep_last:] if keep_last > 0 else []:
-            keep.setdefault(release.image_digest, f"{service} {release.label} (recent)")
+        why = reachable_releases(releases, store.list_deployments(service),
+                                 store.live_release(service), keep_last, keep_for, at)
         for release in releases:
-            if release.version == live:
-                keep[release.image_digest] = f"{service} {release.label} (live)"
+            if release.version in why:
+                reason = f"{service} {release.label} ({why[release.version]})"
+                # "live" wins over any other reason for an image several releases share.
+                if why[release.version] == "live" or release.image_digest not in keep:
+                    keep[release.image_digest] = reason
     for instance in store.list_instances(live_only=True):
         keep.setdefault(instance.image_digest, f"instance {instance.id}")
     return keep
 
 
-def gc(ws: Workspace, *, dry_run: bool, keep_last: int = KEEP_RELEASES,
+def gc(ws: Workspace, *, dry_run: bool, keep_last: int | None = None,
+       keep_for: float | None = None,
        say: Callable[[str], None] | None = None) -> tuple[GcReport, dict[str, str]]:
-    keep = retained(ws.store, keep_last)
+    """Collect what no tag, reachable release or instance needs. `keep_last` and
+    `keep_for` default to the spec's [gc] keep_releases and keep_for."""
+    policy = ws.loaded.spec.gc
+    keep = retained(ws.store, policy.keep_releases if keep_last is None else keep_last,
+                    policy.keep_for if keep_for is None else keep_for)
     report = with_quarantine(trusted(ws.images).gc(set(keep), dry_run=dry_run),
                              ws.state_dir / "cache", dry_run)
     if not dry_run and (report.blobs or report.unpacked or report.quarantined):

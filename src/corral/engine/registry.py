@@ -7,6 +7,7 @@ the state folder alone, never from the parsed spec: images move whatever the spe
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
@@ -76,9 +77,13 @@ def push(state_dir: Path, ref_text: str, image: str | None = None, *, insecure: 
     if ref.digest and ref.digest != digest:
         raise ImageError(f"{ref_text} names digest {ref.digest[:19]} but the local image is "
                          f"{digest[:19]}", hint="push by tag, or name the matching image")
+    locations = _locations(state_dir)
     with RegistryClient(ref, insecure=insecure, chunk_size=chunk_size) as client:
-        report = push_image(client, layout, ref, digest, locations=_locations(state_dir),
+        report = push_image(client, layout, ref, digest, locations=locations,
                             jobs=jobs, progress=progress or (lambda _: None))
+    # The manifest too: a rollback to an image gc took names where to pull it back from.
+    locations.add(ref.registry, digest, ref.repository)
+    locations.save()
     return {**report.as_dict(), "seconds": round(time.monotonic() - started, 3)}
 
 
@@ -100,8 +105,21 @@ def pull(state_dir: Path, ref_text: str, *, insecure: bool = False, jobs: int = 
             layout.tag(local, descriptor)
         else:
             layout.add_descriptor(descriptor)
-    for blob in report.blobs:
+    for blob in [*report.blobs, report.digest]:
         locations.add(ref.registry, blob, ref.repository)
     locations.save()
     return {**asdict(report), "local": local or report.digest,
             "seconds": round(time.monotonic() - started, 3)}
+
+
+def pull_references(state_dir: Path, digest: str) -> list[str]:
+    """`REGISTRY/REPO@DIGEST` for each place image `digest` was pushed to or pulled from
+    (as remembered in .corral/registry-blobs.json), most recent repository first."""
+    try:
+        known = json.loads((state_dir / LOCATIONS_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(known, dict):
+        return []
+    return [f"{registry}/{repo}@{digest}" for registry, blobs in sorted(known.items())
+            if isinstance(blobs, dict) for repo in blobs.get(digest) or []]

@@ -2,9 +2,10 @@
 
 When that release's fleet is still warm (blue-green's rollback window) and can carry the
 whole load, all traffic moves in one router update; otherwise the release is deployed by
-the fast path (every instance replaced at once, no analysis, no gate). Either way the
-release rolled back from is marked bad. Which release and which path are decided here
-from the store; the work is the deployer's.
+the fast path (every instance replaced at once, no analysis, no gate). Once it succeeded
+the release rolled back from is marked bad; a rollback that cannot start (the target's
+image is gone, e.g. collected by gc) changes nothing and says how to get the image back.
+Which release and which path are decided here from the store; the work is the deployer's.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from corral.core.delivery import Progress, fleet, ready
@@ -20,8 +22,8 @@ from corral.core.rollback import is_warm_switch_possible, previous_release
 from corral.engine.deploy import Deployer, lock_name
 from corral.engine.execute import Emit
 from corral.engine.instances import Hands
-from corral.errors import DeployError, LockHeld, NotFound
-from corral.ports.records import Deployment, DeploymentOutcome, Event
+from corral.errors import DeployError, ImageError, LockHeld, NotFound
+from corral.ports.records import Deployment, DeploymentOutcome, Event, Release
 from corral.ports.store import Store
 
 
@@ -53,11 +55,43 @@ def rollback_target(store: Store, service: str, to: int | None) -> tuple[int, in
     return live, previous
 
 
+def require_image(hands: Hands, release: Release, state_dir: Path | None) -> None:
+    """Raise DeployError, before anything changes, when the image of `release` cannot be
+    started here (gone from the layout, e.g. collected by `corral gc`); the hint says how
+    to get it back: pull it from where it was pushed, or rebuild its git commit."""
+    try:
+        hands.images.config(release.image_digest)
+        hands.images.unpack(release.image_digest)
+    except (NotFound, ImageError) as exc:
+        raise DeployError(
+            f"cannot roll {release.service} back to {release.label}: its image "
+            f"{release.image_digest[:19]}… is not here any more ({exc.message}); nothing "
+            "was changed", hint=_recovery_hint(release, state_dir)) from None
+
+
+def _recovery_hint(release: Release, state_dir: Path | None) -> str:
+    from corral.engine.registry import pull_references
+
+    back = f"then `corral rollback {release.service} --to {release.label}`"
+    ways = [f"`corral pull {ref}`" for ref in
+            (pull_references(state_dir, release.image_digest) if state_dir else [])[:1]]
+    if release.git_commit:
+        # Builds are reproducible: the same commit, built clean, gives the same digest.
+        ways.append(f"rebuild it from its commit: `git checkout {release.git_commit[:12]}` "
+                    "in a clean tree and `corral build`")
+    if not ways:
+        return ("it was never pushed and has no git commit on record: deploy the code you "
+                "want instead (`corral deploy`)")
+    return " or ".join(ways) + f"; {back}"
+
+
 class Rollback:
-    def __init__(self, store: Store, hands: Hands, deployer: Deployer) -> None:
+    def __init__(self, store: Store, hands: Hands, deployer: Deployer,
+                 state_dir: Path | None = None) -> None:
         self._store = store
         self._hands = hands
         self._deployer = deployer
+        self._state_dir = state_dir  # where push/pull remember registries, for the hint
 
     def run(self, request: RollbackRequest, emit: Emit) -> Deployment:
         began = time.monotonic()
@@ -66,6 +100,7 @@ class Rollback:
         release = self._store.get_release(name, to)
         assert release is not None
         service = service_of(release.config)
+        require_image(self._hands, release, self._state_dir)
         holder = f"{request.actor}, rolling {name} back to v{to} #{secrets.token_hex(3)}"
         taken = self._store.acquire_lock(lock_name(name), holder, self._hands.clock(), 60.0)
         if taken is not None:
@@ -81,7 +116,6 @@ class Rollback:
             emit({"type": "start", "deployment": deployment.id, "service": name, "from": live,
                   "to": to, "strategy": "rollback", "replicas": service.replicas,
                   "image": release.image_digest})
-            self._mark_bad(name, live, to, request.actor)
             warm = self._deployer.traffic.warm(name)
             warm_ready = ready(fleet(self._hands.fleets.of_service(name), to))
             if is_warm_switch_possible(int(warm["release"]) if warm else None, to,
@@ -90,6 +124,7 @@ class Rollback:
                                     emit, began)
             emit({"type": "fast-path", "why": f"no warm fleet of v{to} can carry the load"})
             self._deployer.traffic.equal(name, request.actor)
+            # The deployer marks v{live} bad once (and only if) the fast path succeeded.
             return self._deployer.run(deployment, release, service, progress, request.actor,
                                       emit, holder)
         finally:
@@ -115,6 +150,7 @@ class Rollback:
         self._deployer.crash.after("SetWeights")
         self._store.set_live_release(name, to, self._event(actor, "release.live", name,
                                                            {"release": to}))
+        self._deployer.mark_rolled_back(name, live, to, actor)
         old = self._store.get_release(name, live)
         spec = service_of(old.config) if old else None
         for instance in fleet(self._hands.fleets.of_service(name), live):
@@ -130,11 +166,6 @@ class Rollback:
               "reason": done.reason, "switched_ms": switched_ms,
               "seconds": round((done.ended_at or 0) - done.started_at, 3)})
         return done
-
-    def _mark_bad(self, name: str, live: int, to: int, actor: str) -> None:
-        why = f"rolled back to v{to} by {actor}"
-        self._store.set_release_mark(name, live, why, self._event(
-            actor, "release.bad", name, {"release": live, "reason": why}))
 
     def _event(self, actor: str, action: str, subject: str, detail: dict[str, Any]) -> Event:
         return Event(at=self._hands.clock(), actor=actor, action=action, subject=subject,

@@ -395,6 +395,17 @@ class ObserveSpec(_Model):
         return listen
 
 
+class GcSpec(_Model):
+    """What `corral gc` keeps so that `corral rollback --to vN` still finds its image."""
+
+    keep_releases: int = Field(
+        default=5, ge=0, description="Releases kept per service besides the live one, "
+        "counted as releases (several sharing one image count as several).")
+    keep_for: Duration = Field(
+        default=7 * 86400.0, description="Every release live or made this recently is kept "
+        "too, however many came after it.")
+
+
 class Spec(_Model):
     """The whole `corral.toml`."""
 
@@ -403,6 +414,7 @@ class Spec(_Model):
     services: dict[str, ServiceSpec] = Field(default_factory=dict, description="Services.")
     observe: ObserveSpec = Field(default_factory=ObserveSpec,
                                  description="Central logs and metrics.")
+    gc: GcSpec = Field(default_factory=GcSpec, description="What `corral gc` keeps.")
 
     @model_validator(mode="after")
     def _references(self) -> Spec:
