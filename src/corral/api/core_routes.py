@@ -22,7 +22,9 @@ def status(controller: Controller, request: Request) -> dict[str, Any]:
 
 @route("GET", "/v1/services/{service}/releases")
 def releases(controller: Controller, request: Request) -> dict[str, Any]:
-    return {"releases": controller.releases(request.params["service"])}
+    from corral.engine.releases import release_rows
+
+    return {"releases": release_rows(controller.ws, request.params["service"])}
 
 
 @route("POST", "/v1/deploy", stream=True)

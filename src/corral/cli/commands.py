@@ -41,9 +41,23 @@ def init(ctx: Context, name: str | None, port: int, force: bool) -> None:
     for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    ctx.out({"created": [str(p) for p in files]}, lambda: render.console.print(
-        f"created {', '.join(str(p.relative_to(folder)) for p in files)}\n"
-        "next: corral up -d && corral deploy web"))
+    written = [*files, *_ignore_state(folder)]
+    ctx.out({"created": [str(p) for p in written]}, lambda: render.console.print(
+        f"created {', '.join(str(p.relative_to(folder)) for p in written)}\n"
+        "next: corral up -d && corral deploy web", markup=False))
+
+
+def _ignore_state(folder: Path) -> list[Path]:
+    """Keep .corral/ (images, caches, logs: hundreds of MB) out of git: add it to the
+    folder's .gitignore, creating the file if needed. The written path, if any."""
+    ignore = folder / ".gitignore"
+    text = ignore.read_text() if ignore.exists() else ""
+    if any(line.strip() in (".corral", ".corral/", "/.corral", "/.corral/")
+           for line in text.splitlines()):
+        return []
+    ignore.write_text(text + ("\n" if text and not text.endswith("\n") else "")
+                      + "# corral's state: images, caches, logs (see `corral gc`)\n.corral/\n")
+    return [ignore]
 
 
 @cli.command()
@@ -173,7 +187,7 @@ def down(ctx: Context, keep_instances: bool) -> None:
 @command
 @click.argument("service", required=False)
 @click.option("--instance", default=None,
-              help="Show one instance of SERVICE in depth, alive or gone (cli/observe.py).")
+              help="Show one instance of SERVICE in depth, alive or gone.")
 def status(ctx: Context, service: str | None, instance: str | None) -> None:
     """Show releases, instances (state, address, release) and traffic weights."""
     if instance is not None:

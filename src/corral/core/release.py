@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from corral.ports.records import ImageConfig
+from corral.ports.records import Deployment, DeploymentOutcome, ImageConfig
 from corral.spec.model import ServiceSpec
 
 
@@ -48,3 +49,32 @@ def instance_env(name: str, service: ServiceSpec, image: ImageConfig, release_la
     """Image env, overridden by the service env, plus corral's own variables."""
     return {**image.env, **service.env, "CORRAL_SERVICE": name,
             "CORRAL_RELEASE": release_label, "CORRAL_INSTANCE": instance_id}
+
+
+def release_outcome(version: int, live: int | None, bad: Mapping[int, str],
+                    deployments: Sequence[Deployment]) -> str:
+    """What became of a release, in the words `corral releases` shows: `live`, `bad` (marked
+    by a rollback or a failed deploy: redeploying it needs --force), else the outcome of the
+    newest deployment to it: `deploying`, `rolled back`, `aborted`, `failed`, or `replaced`
+    (it was live; a later release took over). `not deployed` if no deployment went to it.
+
+    >>> from corral.ports.records import DeploymentOutcome as O
+    >>> def d(to, outcome):
+    ...     return Deployment(id=to, service="web", strategy="rolling", from_release=None,
+    ...                       to_release=to, outcome=outcome, started_at=float(to))
+    >>> history = [d(3, O.ROLLED_BACK), d(2, O.SUCCEEDED), d(1, O.SUCCEEDED)]
+    >>> [release_outcome(v, 2, {}, history) for v in (1, 2, 3, 4)]
+    ['replaced', 'live', 'rolled back', 'not deployed']
+    >>> release_outcome(1, 2, {1: "rolled back from"}, history)
+    'bad'
+    """
+    if version == live:
+        return "live"
+    if version in bad:
+        return "bad"
+    mine = [d for d in deployments if d.to_release == version]
+    if not mine:
+        return "not deployed"
+    newest = max(mine, key=lambda d: (d.started_at, d.id))
+    return {DeploymentOutcome.RUNNING: "deploying",
+            DeploymentOutcome.SUCCEEDED: "replaced"}.get(newest.outcome, str(newest.outcome))

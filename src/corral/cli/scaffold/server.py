@@ -1,4 +1,5 @@
-"""A small web app for corral: answers with its version, and /healthz for health checks.
+"""A small web app for corral: answers / with its version, /healthz for health checks, and
+404 on any other path (so a health check pointed at a wrong path fails, as it should).
 
 It listens on the port corral gives it in PORT, speaks HTTP/1.1 with keep-alive, and
 finishes in-flight requests when it receives SIGTERM.
@@ -30,6 +31,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == "/healthz":
             body, status = (b"failing on purpose\n", 503) if FAIL_HEALTH else (b"ok\n", 200)
+        elif self.path.split("?")[0] != "/":
+            body, status = b"not found\n", 404
         elif FAIL_RATE and self._is_failure():
             body, status = b"failing on purpose\n", 500
         else:
