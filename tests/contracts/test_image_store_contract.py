@@ -77,6 +77,18 @@ def test_changed_content_gives_a_new_digest(make_store: MakeStore, tmp_path: Pat
     assert store.resolve(first) == first  # the old image is still there
 
 
+def test_a_dry_build_gives_the_digest_a_build_would_and_moves_no_tag(
+        make_store: MakeStore, tmp_path: Path) -> None:
+    project = _project(tmp_path / "p")
+    store = make_store(project)
+    first = store.build("web", SPEC, project)
+    (project / "app" / "server.py").write_text("print('changed')\n")
+    dry = store.build("web", SPEC, project, dry=True)
+    assert dry != first and store.resolve("web") == first
+    assert store.config(dry).env["APP_VERSION"] == "1"  # a plan can read what it would run
+    assert store.build("web", SPEC, project) == dry and store.resolve("web") == dry
+
+
 def test_the_config_carries_the_runtime_keys(make_store: MakeStore, tmp_path: Path) -> None:
     project = _project(tmp_path / "p")
     store = make_store(project)

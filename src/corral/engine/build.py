@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from corral.engine.workspace import Workspace, current_actor
 from corral.errors import NotFound, SpecError
-from corral.spec.model import DIGEST_PATTERN, ServiceSpec
+from corral.spec.model import DIGEST_PATTERN, ImageSpec, ServiceSpec
 
 if TYPE_CHECKING:
     from corral.engine.deploy import DeployRequest
@@ -104,9 +104,7 @@ def build_image(ws: Workspace, name: str, progress: Progress | None = None,
     before = _tagged(ws, name)
     existing = {summary.digest for summary in ws.images.list()}
     started = time.time()
-    with source_date_epoch(git_info(ws.folder).commit_time):
-        digest = ws.images.build(name, image, ws.folder,
-                                 labels=git_labels(ws.folder), progress=progress)
+    digest = built_digest(ws, name, image, progress)
     if digest != before:
         # The ledger is where metrics count builds and durations (engine/ledger.py). A
         # rebuild that gives the image the name already had changed nothing and records
@@ -116,6 +114,16 @@ def build_image(ws: Workspace, name: str, progress: Progress | None = None,
         record_build(ws.store, actor=current_actor(), at=time.time(), image=name,
                      digest=digest, seconds=time.time() - started, cached=digest in existing)
     return digest
+
+
+def built_digest(ws: Workspace, name: str, image: ImageSpec, progress: Progress | None = None,
+                 *, dry: bool = False) -> str:
+    """Build `image` with the inputs every build of the spec uses (git provenance labels,
+    SOURCE_DATE_EPOCH from the commit), so `build`, `deploy` and `plan` agree on its digest.
+    `dry` (plan): the digest only, no tag moved (ImageStore.build)."""
+    with source_date_epoch(git_info(ws.folder).commit_time):
+        return ws.images.build(name, image, ws.folder, labels=git_labels(ws.folder),
+                               progress=progress, dry=dry)
 
 
 def _tagged(ws: Workspace, name: str) -> str | None:
@@ -142,7 +150,7 @@ def image_for_service(ws: Workspace, service: str, image: str | None,
 def deploy_request(ws: Workspace, service: str, image: str | None = None,
                    progress: Progress | None = None) -> DeployRequest:
     from corral.engine.deploy import DeployRequest
-    from corral.engine.images import pin_trusted_keys, refuse_unsigned
+    from corral.engine.images import refuse_unsigned
 
     digest = image_for_service(ws, service, image, progress)
     git = git_info(ws.folder)
@@ -151,20 +159,21 @@ def deploy_request(ws: Workspace, service: str, image: str | None = None,
     refuse_unsigned(ws.images, ws.store, service, spec, digest, current_actor(), time.time(),
                     ws.folder)
     return DeployRequest(service=service, image_digest=digest,
-                         config=pin_trusted_keys(release_config_of(ws, spec, digest), ws.folder),
-                         actor=current_actor(), git_commit=git.commit,
-                         git_commit_time=git.commit_time)
+                         config=release_config_of(ws, spec, digest), actor=current_actor(),
+                         git_commit=git.commit, git_commit_time=git.commit_time)
 
 
 def release_config_of(ws: Workspace, service: ServiceSpec, digest: str) -> dict[str, Any]:
     """The release config of `service` running `digest`, as both plan and deploy make it:
-    with no `health` in the spec, the image's healthcheck is the readiness check."""
+    with no `health` in the spec, the image's healthcheck is the readiness check; trusted
+    key files are pinned by their content."""
     from corral.core.image_health import with_image_health
     from corral.core.release import release_config
+    from corral.engine.images import pin_trusted_keys
 
     with contextlib.suppress(NotFound):  # not here (yet): a deploy says so when it resolves
         service = with_image_health(service, ws.images.config(digest))
-    return release_config(service, digest)
+    return pin_trusted_keys(release_config(service, digest), ws.folder)
 
 
 def _service(ws: Workspace, service: str) -> ServiceSpec:

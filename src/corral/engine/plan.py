@@ -1,8 +1,10 @@
 """`corral plan` in the engine: gather the spec's wanted services (building their images
-into the cache, which is cheap when nothing changed) and what runs, then ask core.plan.
+dry, with the same inputs as `build` and `deploy`: the digest a deploy would run) and what
+runs, then ask core.plan.
 
 Reads the store and the driver's listing directly: no controller needed. It changes
-nothing that runs; the only write is the build cache (and the image's `name:latest` tag).
+nothing that runs and moves no tag; the only writes are the build cache and
+content-addressed blobs, which the next build reuses (and `gc` removes if none does).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import re
 from collections.abc import Callable
 
 from corral.core.plan import Running, SpecPlan, Wanted, plan_changes
-from corral.engine.build import release_config_of
+from corral.engine.build import built_digest, release_config_of
 from corral.engine.workspace import Workspace
 from corral.errors import NotFound
 from corral.spec.model import DIGEST_PATTERN
@@ -36,7 +38,7 @@ def wanted_services(ws: Workspace, progress: Progress | None = None) -> dict[str
 def _digest_of(ws: Workspace, ref: str, progress: Progress | None) -> str:
     images = ws.loaded.spec.images
     if ref in images:
-        return ws.images.build(ref, images[ref], ws.folder, progress=progress)
+        return built_digest(ws, ref, images[ref], progress, dry=True)
     if re.match(DIGEST_PATTERN, ref):
         return ref
     try:

@@ -49,7 +49,8 @@ class FakeImageStore:
         self._roots: dict[str, Path] = {}
 
     def build(self, name: str, image: ImageSpec, context: Path, *,
-              labels: dict[str, str] | None = None, progress: Progress | None = None) -> str:
+              labels: dict[str, str] | None = None, progress: Progress | None = None,
+              dry: bool = False) -> str:
         if image.dockerfile:
             raise ImageError("Dockerfile builds are not supported yet", hint="(fake store)")
         if image.run and image.base == "scratch":
@@ -75,7 +76,8 @@ class FakeImageStore:
                                      **(labels or {})})
         size = sum(len(f.content) for f in files.values())
         self.images[digest] = _Image(config, files, size)
-        self.tags[f"{name}:latest"] = digest
+        if not dry:
+            self.tags[f"{name}:latest"] = digest
         if progress:
             progress(f"fake build {name}: {len(files)} entries")
         return digest

@@ -53,13 +53,16 @@ class LocalImageStore:
         self.builder = Builder(self.layout, state_dir / "cache" / "steps", self.cache_dir)
 
     def build(self, name: str, image: ImageSpec, context: Path, *,
-              labels: dict[str, str] | None = None, progress: Progress | None = None) -> str:
+              labels: dict[str, str] | None = None, progress: Progress | None = None,
+              dry: bool = False) -> str:
         if not _NAME.match(name):
             raise ImageError(f"image name {name!r} is not valid",
                              hint="use lowercase letters, digits, '.', '_' and '-'")
         say = progress or (lambda _: None)
         with self.layout.building():
             digest, size = self.builder.build(image, context, labels, say)
+            if dry:  # `corral plan`: the index (tags, referrers) stays as it was
+                return digest
             descriptor = {"mediaType": MANIFEST_MEDIA_TYPE, "digest": digest, "size": size}
             self._attach_sbom(name, descriptor, say)
             self.layout.tag(f"{name}:latest", descriptor)

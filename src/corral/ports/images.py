@@ -19,9 +19,12 @@ Progress = Callable[[str], None]
 class ImageStore(Protocol):
     def build(self, name: str, image: ImageSpec, context: Path, *,
               labels: dict[str, str] | None = None,
-              progress: Progress | None = None) -> str:
+              progress: Progress | None = None, dry: bool = False) -> str:
         """Build `image` with files from `context`; tag it `name:latest`; return the manifest
-        digest. The same inputs give the same digest. Raises ImageError."""
+        digest. The same inputs give the same digest. Raises ImageError.
+
+        `dry` (for `corral plan`): the digest only; no tag moves and nothing is attached
+        (content-addressed blobs and the step cache may be written, for the next build)."""
         ...
 
     def resolve(self, ref: str) -> str:
