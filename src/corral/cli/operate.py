@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from corral.cli import render
@@ -38,8 +39,8 @@ def plan(ctx: Context, no_driver: bool) -> None:
     def human() -> None:
         for change in result.changes:
             colour = _COLOURS[change.op]
-            render.console.print(f"[{colour}]{change.op} {change.subject}[/]  {change.reason}",
-                                 soft_wrap=True)
+            render.console.print(f"[{colour}]{change.op} {escape(change.subject)}[/]  "
+                                 f"{escape(change.reason)}", soft_wrap=True)
         render.console.print(("\n" if result.changes else "") + result.summary())
 
     ctx.out(data, human)
@@ -121,7 +122,7 @@ def _render_event(event: dict[str, Any]) -> None:
         took = event.get("restored_s")
         render.stderr.print(f"  #{event['n']} {event['kind']} {what}: "
                             + (f"restored in {took:.2f}s" if took is not None
-                               else f"[red]{event.get('error')}[/]"))
+                               else f"[red]{escape(str(event.get('error')))}[/]"))
 
 
 def _render_result(result: dict[str, Any]) -> None:
