@@ -24,6 +24,7 @@ from corral.core.strategies import STRATEGIES, planner_for
 from corral.engine.execute import CrashPoints, Emit, Executor
 from corral.engine.images import refuse_unsigned
 from corral.engine.instances import Hands
+from corral.engine.last_lines import with_last_lines
 from corral.engine.traffic import Traffic
 from corral.errors import CorralError, DeployError, LockHeld, NotFound
 from corral.ports.records import Deployment, DeploymentOutcome, Event, InstanceState, Release
@@ -219,7 +220,12 @@ class Deployer:
                 why = decision.reason or "rolled back"
                 self._store.set_release_mark(name, release.version, why, self._event(
                     actor, "release.bad", name, {"release": release.version, "reason": why}))
-        return self._finish(deployment, outcome, decision.reason, actor, emit)
+        # the failure in the instance's own words: its last lines (engine/last_lines.py)
+        reason = decision.reason if outcome is DeploymentOutcome.SUCCEEDED else with_last_lines(
+            decision.reason, [i for i in self._store.list_instances(name, live_only=False)
+                              if i.created_at >= deployment.started_at],
+            getattr(self._hands.driver, "log_paths", None))
+        return self._finish(deployment, outcome, reason, actor, emit)
 
     def _retire_started(self, deployment: Deployment, actor: str) -> None:
         """After an error: stop what this deployment started of a release that is not live,

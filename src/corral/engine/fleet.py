@@ -40,6 +40,9 @@ class Fleets:
         # Per-fleet traffic (canary, blue-green): release -> percent, and the replicas that
         # carry full load; without an entry every ready instance weighs the same.
         self._weights: dict[str, tuple[dict[int, int], int]] = {}
+        # Told of every instance added (the log collector: an instance that dies before
+        # its next pass must still be read). Called outside the lock; must not block.
+        self.on_add: list[Callable[[Instance], None]] = []
 
     def load(self) -> list[Instance]:
         """Take every live instance the store remembers."""
@@ -104,6 +107,8 @@ class Fleets:
                 "release": instance.release, "image": instance.image_digest,
                 "address": instance.address}))
             self._sync(instance.service)
+        for hook in self.on_add:
+            hook(instance)
 
     def move(self, instance_id: str, state: InstanceState, reason: str) -> Instance | None:
         """Move an instance to `state`, persist it with an event, and re-route its service."""

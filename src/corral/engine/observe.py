@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -45,6 +46,10 @@ class Observe:
             self._sinks.append(LokiSink(self.settings.logs.loki,
                                         labels=self.settings.logs.loki_labels))
         self._commit_of = lru_cache(maxsize=512)(self._load_commit)
+        # Instances added since the last pass: one that exits (and leaves the fleet)
+        # before the collector's next pass is still read, to the end of its files.
+        self._arrived: deque[Instance] = deque()
+        controller.fleets.on_add.append(self._arrived.append)
         self.collector = LogCollector(
             self.logs, self._watched, self._paths_of, controller.clock,
             backlog=self._backlog, sinks=self._sinks, on_tick=self._retention)
@@ -82,7 +87,11 @@ class Observe:
                          git_commit=self._commit_of(instance.service, instance.release))
 
     def _watched(self) -> list[Watched]:
-        return [Watched(self._source(i)) for i in self._controller.fleets.all()]
+        found = {i.id: i for i in self._controller.fleets.all()}
+        while self._arrived:  # after the snapshot: an instance added in between is in both
+            arrived = self._arrived.popleft()
+            found.setdefault(arrived.id, arrived)
+        return [Watched(self._source(i)) for i in found.values()]
 
     def _backlog(self) -> list[Watched]:
         """Instances that ended while no controller was collecting (read to the end once)."""
