@@ -46,7 +46,8 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
 INTRO = """# corral.toml reference
 
 Generated from `src/corral/spec/model.py` by `scripts/gen_spec_docs.py`; do not edit by hand.
-Unknown keys are errors. Durations are strings such as `"500ms"`, `"10s"`, `"15m"`, `"1h"`.
+Unknown keys are errors. Durations are strings such as `"500ms"`, `"10s"`, `"15m"`, `"1h"`,
+`"7d"`, `"1w"` (the CLI's `--since`, `--interval` and `--duration` options take the same forms).
 `corral validate` checks a spec and names the file, key, line and column of every problem;
 `corral schema` prints the JSON Schema for editor completion.
 
