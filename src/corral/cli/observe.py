@@ -112,12 +112,13 @@ def ledger(ctx: Context, verify: str | None, service: str | None, action: str | 
 def render_ledger(rows: list[dict[str, Any]]) -> None:
     """One entry a line, digests cut to 12 hex (whole ones in --json and --export); on a
     terminal the detail, then the subject, is cut to fit."""
+    # On a screen of known width the year goes (it is in --json): room for the detail.
+    stamp = "%m-%d %H:%M:%S" if terminal.width(sys.stdout) else "%Y-%m-%d %H:%M:%S"
     table = []
     for row in rows:
         detail = " ".join(f"{k}={_compact(v)}" for k, v in sorted(row["detail"].items())
                           if v is not None)
-        table.append((str(row["seq"]), time.strftime("%Y-%m-%d %H:%M:%S",
-                                                     time.localtime(row["at"])),
+        table.append((str(row["seq"]), time.strftime(stamp, time.localtime(row["at"])),
                       row["actor"], row["action"], row["subject"], render.shorten(detail)))
     render.write(terminal.table(("seq", "at", "actor", "action", "subject", "detail"), table,
                                 sys.stdout, shrink=(5, 4, 2), right=(0,)))

@@ -6,7 +6,7 @@ line on a terminal instead of printing a line each. Presentation only.
     deploying web v8 -> v10 (canary, 3 replicas, image 0123456789ab)
       started                web-5f3a
       weights                v10 10%  v8 90%
-      analysis 10%: fail     120 req, 20.00% errors, p99 3ms | stable 0.00%: error rate …
+      analysis 10%: fail     error rate 20.00% > 1.00% (stable 0.00%) over 200 requests
       rolling back           to v8
       rolled back            deployment #14 in 12.3 s
 """
@@ -34,13 +34,6 @@ def shares(weights: dict[str, float]) -> str:
     """
     return "  ".join(f"{k} {float(v):g}%" for k, v in
                      sorted(weights.items(), key=render.by_release)) or "-"
-
-
-def numbers_of(event: dict[str, Any]) -> str:
-    n = event["numbers"]
-    p99 = "-" if n.get("p99") is None else f"{n['p99'] * 1000:.0f}ms"
-    return (f"{n['requests']} req, {n['error_rate']:.2%} errors, p99 {p99}"
-            f" | stable {n['stable_error_rate']:.2%}")
 
 
 def health_line(event: dict[str, Any], later: float = 0.0) -> str:
@@ -126,7 +119,9 @@ class DeployView:
         result = event["result"]
         style = {"pass": "green", "fail": "red"}.get(result, "yellow")
         what = f"analysis {event['percent']}%: {result}"
-        detail = f"{numbers_of(event)}: {event['reason']}"
+        detail = event["reason"]  # it names the numbers that decided
+        if "request" not in detail:
+            detail += f" over {event['numbers']['requests']} requests"
         if result == "wait" and is_terminal(self._out):
             open_line.open("wait", lambda _: self._line(what, style, detail)[0])
             return

@@ -93,12 +93,16 @@ def progress(message: str) -> None:
     elsewhere a whole line per write, under a lock (pushes and pulls report from several
     threads)."""
     err = sys.stderr
-    dot = paint("·", "dim", err)
     if not terminal.is_terminal(err):
-        write([f"{dot} {message}"], err)
+        write([progress_text(message, 0.0, err)], err)
         return
-    open_line.open("progress", lambda seconds: f"{dot} {message}"
-                   + (paint(f"  {seconds:.0f} s", "dim", err) if seconds >= 2 else ""))
+    open_line.open("progress", lambda seconds: progress_text(message, seconds, err))
+
+
+def progress_text(message: str, seconds: float, stream: IO[str]) -> str:
+    """`· message`, and from two seconds on how long it has been running: `· … 12 s`."""
+    return (f"{paint('·', 'dim', stream)} {message}"
+            + (paint(f"  {seconds:.0f} s", "dim", stream) if seconds >= 2 else ""))
 
 
 def ago(timestamp: float | None) -> str:
@@ -158,7 +162,8 @@ def status(data: dict[str, Any]) -> None:
 def releases(service: str, rows: list[dict[str, Any]]) -> None:
     out = sys.stdout
     table = [[row["release"], short(row["image"]), short(row["config"]),
-              (row["git_commit"] or "-")[:12], ago(row["created_at"]),
+              (row["git_commit"] or "-")[:12] + ("-dirty" if row.get("dirty") else ""),
+              ago(row["created_at"]),
               state(row.get("outcome") or ("live" if row["live"] else ""))]
              for row in sorted(rows, key=lambda r: r.get("version") or 0)]
     write([f"releases of {service}", *terminal.table(

@@ -140,24 +140,28 @@ class OpenLine:
     an elapsed counter after two seconds; a wait line is replaced by the next one. Any other
     output settles it first (a newline ends it, as it was last drawn)."""
 
-    def __init__(self) -> None:
+    def __init__(self, stream: Callable[[], IO[str]] = lambda: sys.stderr,
+                 clock: Callable[[], float] = time.monotonic, tick: float = 0.5) -> None:
         self.lock = threading.RLock()
+        self._stream = stream
+        self._clock = clock
+        self._tick = tick
         self._draw: Callable[[float], str] | None = None
         self._kind = ""
         self._since = 0.0
         self._ticker: threading.Thread | None = None
 
     def open(self, kind: str, draw: Callable[[float], str]) -> None:
-        """Show draw(seconds since opened); a line of the same `kind` ("wait") is replaced,
-        any other is settled."""
+        """Show draw(seconds since opened), redrawn every tick; a line of the same kind
+        "wait" is replaced, any other is settled."""
         with self.lock:
             if self._draw is not None and (kind != "wait" or self._kind != kind):
                 self.settle()
-            self._draw, self._kind, self._since = draw, kind, time.monotonic()
-            self._redraw()
-            if self._ticker is None:
+            self._draw, self._kind, self._since = draw, kind, self._clock()
+            self.redraw()
+            if self._ticker is None and self._tick > 0:
                 atexit.register(self.settle)
-                self._ticker = threading.Thread(target=self._tick, name="open-line",
+                self._ticker = threading.Thread(target=self._run, name="open-line",
                                                 daemon=True)
                 self._ticker.start()
 
@@ -167,25 +171,27 @@ class OpenLine:
         with self.lock:
             if self._draw is not None:
                 self._draw = None
-                sys.stderr.write("\r\x1b[K" if self._kind == "wait" else "\n")
-                sys.stderr.flush()
+                out = self._stream()
+                out.write("\r\x1b[K" if self._kind == "wait" else "\n")
+                out.flush()
 
-    def _redraw(self) -> None:
-        if self._draw is None:
-            return
-        text = self._draw(time.monotonic() - self._since)
-        columns = width(sys.stderr) or 80
-        # Never reach the last column: a wrapped line cannot be redrawn with \r.
-        if visible(text) >= columns:
-            text = cut(_SGR.sub("", text), columns - 1)
-        sys.stderr.write(f"\r{text}\x1b[K")
-        sys.stderr.flush()
+    def redraw(self) -> None:
+        with self.lock:
+            if self._draw is None:
+                return
+            out = self._stream()
+            text = self._draw(self._clock() - self._since)
+            columns = width(out) or 80
+            # Never reach the last column: a wrapped line cannot be redrawn with \r.
+            if visible(text) >= columns:
+                text = cut(_SGR.sub("", text), columns - 1)
+            out.write(f"\r{text}\x1b[K")
+            out.flush()
 
-    def _tick(self) -> None:
+    def _run(self) -> None:
         while True:
-            time.sleep(0.5)
-            with self.lock:
-                self._redraw()
+            time.sleep(self._tick)
+            self.redraw()
 
 
 open_line = OpenLine()
