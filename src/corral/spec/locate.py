@@ -41,32 +41,45 @@ def locate_keys(text: str) -> dict[tuple[str, ...], tuple[int, int]]:
             continue
         path = table + _split(key.group(1))
         spots.setdefault(path, (number, key.start(1) + 1))
-        brace = line.find("{", key.end())
-        if brace >= 0:
-            _locate_inline(line, brace, path, number, spots)
+        if "{" in line[key.end():]:
+            _locate_inline(line, key.end(), path, number, spots)
     return spots
 
 
 def _locate_inline(line: str, start: int, path: tuple[str, ...], number: int,
                    spots: dict[tuple[str, ...], tuple[int, int]]) -> None:
-    stack = [path]
-    position = start + 1
-    pending: tuple[str, ...] | None = None
+    """Place the keys of inline tables on one line, also inside arrays (`copy = [{ src =
+    …}, {…}]` gives `copy.0.src`, `copy.1.src`)."""
+    # One entry per open bracket: its key path, and for an array a one-item list counting
+    # the items seen so far (None for a table).
+    stack: list[tuple[tuple[str, ...], list[int] | None]] = []
+    pending: tuple[str, ...] = path
+    position = start
     while position < len(line):
         char = line[position]
-        if char == "{" and pending is not None:
-            stack.append(pending)
-        elif char == "}":
-            stack.pop()
+        inner, items = stack[-1] if stack else (path, None)
+        if char in "{[":
+            opened = pending
+            if items is not None:  # an item of an array: copy.0
+                opened = (*inner, str(items[0]))
+                spots.setdefault(opened, (number, position + 1))
+            stack.append((opened, None if char == "{" else [0]))
+        elif char in "}]":
+            if stack:
+                stack.pop()
             if not stack:
                 return
+        elif char == "," and items is not None:
+            items[0] += 1
         elif char in "\"'":
             end = line.find(char, position + 1)
             position = len(line) if end < 0 else end
-        else:
+        elif char == "#" and not stack:
+            return
+        elif stack and items is None:
             match = _INLINE_KEY.match(line, position)
-            if match and (position == 0 or line[position - 1] in " ,{"):
-                pending = (*stack[-1], match.group(1))
+            if match and line[position - 1] in " ,{":
+                pending = (*inner, match.group(1))
                 spots.setdefault(pending, (number, position + 1))
                 position = match.end()
                 continue
