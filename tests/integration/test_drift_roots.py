@@ -13,6 +13,7 @@ from corral.images.guard import RootGuard
 from corral.images.store import LocalImageStore
 from corral.images.watch import InotifyWatcher, PollingWatcher, Watcher
 from corral.spec.model import ImageSpec
+from loopback import poll
 
 
 @pytest.fixture
@@ -93,21 +94,88 @@ def test_a_watcher_reports_a_changed_file_within_a_second(
         watcher.close()
 
 
-def test_quarantine_moves_the_root_and_drops_the_layer_holding_the_file(
+def test_quarantine_moves_the_root_and_repairs_the_layer_cache_at_the_drifted_path(
         image: tuple[LocalImageStore, str, RootGuard]) -> None:
     store, digest, guard = image
     root = guard.root_of(digest)
     assert root is not None
     (root / "app" / "server.py").chmod(0o644)
     (root / "app" / "server.py").write_text("print('evil')\n")
-    layers = sorted(p.name for p in guard.layer_cache.iterdir()) \
-        if guard.layer_cache.is_dir() else []
-    moved = guard.quarantine(digest, [("/app/server.py", "modified")])
-    assert moved is not None and moved.is_dir() and guard.root_of(digest) is None
-    left = sorted(p.name for p in guard.layer_cache.iterdir()) \
-        if guard.layer_cache.is_dir() else []
-    assert len(left) == len(layers) - 1 if layers else left == []
+    layers = {p.name: (p / "meta.json").stat().st_ino for p in guard.layer_cache.iterdir()}
+    done = guard.quarantine(digest, [("/app/server.py", "modified")])
+    assert done.quarantined is not None and guard.root_of(digest) is None
+    assert (done.quarantined / "app" / "server.py").read_text() == "print('evil')\n"
+    assert [paths for paths in done.repaired.values()] == [["app/server.py"]]
+    assert done.extracted == []
+    assert {p.name: (p / "meta.json").stat().st_ino for p in guard.layer_cache.iterdir()} \
+        == layers  # repaired in place, no layer extracted again
     fresh = store.unpack(digest)
     assert (fresh / "app" / "server.py").read_text() == "print('hello')\n"
     verifier = guard.verifier(digest)
     assert verifier is not None and verifier.verify() == []
+
+
+def _collect(watcher: Watcher, seen: dict[str, set[str]]) -> dict[str, set[str]]:
+    for key, paths in watcher.poll(0.1).items():
+        seen.setdefault(key, set()).update(paths)
+    return seen
+
+
+def _cache_path(guard: RootGuard, rel: str) -> Path:
+    return next(p / "root" / rel for p in guard.layer_cache.iterdir()
+                if (p / "root" / rel).is_file())
+
+
+@pytest.mark.parametrize("kind", ["inotify", "polling"])
+def test_a_write_through_the_layer_cache_hardlink_is_found_and_gets_a_clean_root(
+        image: tuple[LocalImageStore, str, RootGuard], kind: str) -> None:
+    _, digest, guard = image
+    root = guard.root_of(digest)
+    verifier = guard.verifier(digest)
+    assert root is not None and verifier is not None and verifier.verify() == []
+    cached = _cache_path(guard, "srv/index.html")
+    assert cached.stat().st_ino == (root / "srv" / "index.html").stat().st_ino
+    watcher: Watcher = InotifyWatcher() if kind == "inotify" else PollingWatcher()
+    try:
+        watcher.add(digest, root)
+        with open(cached, "ab") as f:  # not through the root: through the cache's link
+            f.write(b"<script>evil()</script>\n")
+        seen: dict[str, set[str]] = {}
+        poll(lambda: "srv/index.html" in _collect(watcher, seen).get(digest, ()), 30,
+             "the write to be reported")
+    finally:
+        watcher.close()
+    changes = verifier.verify(seen[digest])
+    assert changes == [("/srv/index.html", "modified")]
+    done = guard.replace_root(digest, changes)
+    assert done.fresh is not None and done.quarantined is not None
+    assert (done.fresh / "srv" / "index.html").read_text() == "<h1>hi</h1>\n"
+    assert cached.read_text() == "<h1>hi</h1>\n"  # the cache path holds a fresh inode
+    assert "evil" in (done.quarantined / "srv" / "index.html").read_text()
+    fresh = guard.verifier(digest)
+    assert fresh is not None and fresh.verify() == []
+
+
+def test_roots_sharing_a_layer_share_its_watches_and_are_both_reported(
+        image: tuple[LocalImageStore, str, RootGuard], tmp_path: Path) -> None:
+    store, digest, guard = image
+    other = store.build("web2", ImageSpec.model_validate({
+        "base": "scratch", "copy": [{"src": "app/", "dest": "/app"},
+                                    {"src": "static/", "dest": "/www"}],
+        "entrypoint": ["/app/server.py"]}), tmp_path)
+    roots = {digest: store.unpack(digest), other: store.unpack(other)}
+    assert (roots[digest] / "app" / "server.py").stat().st_ino == \
+        (roots[other] / "app" / "server.py").stat().st_ino
+    watcher = InotifyWatcher()
+    try:
+        watcher.add(digest, roots[digest])
+        alone = watcher.watches
+        watcher.add(other, roots[other])
+        assert watcher.watches < 2 * alone  # the shared files' inodes are watched once
+        with open(_cache_path(guard, "app/server.py"), "ab") as f:
+            f.write(b"# changed\n")
+        seen: dict[str, set[str]] = {}
+        poll(lambda: all("app/server.py" in _collect(watcher, seen).get(k, ()) for k in roots),
+             30, "both roots to be reported")
+    finally:
+        watcher.close()

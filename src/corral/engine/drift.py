@@ -1,8 +1,10 @@
 """The drift watch: finds instances that no longer run what their release says.
 
 Files: every image root in use is verified against the image's file list when first seen
-and periodically, and watched (inotify) between; a drifted root is quarantined and every
-instance using it is condemned. Runtime: each instance's argv, env, user, mounts and image
+and periodically, and watched between (inotify on every file's inode, so a write through
+any hardlink counts); a drifted root is quarantined, the layer cache under it repaired from
+the blobs and a fresh root composed (images.guard), then every instance using the drifted
+root is condemned. Runtime: each instance's argv, env, user, mounts and image
 root are compared with its release (core.drift). It only reports to the reconciler, which
 replaces; nothing is ever repaired in place.
 """
@@ -136,17 +138,29 @@ class DriftWatch:
     def _files_drifted(self, digest: str, changes: list[tuple[str, str]]) -> None:
         self._forget(digest)
         assert self.guard is not None
-        moved = self.guard.quarantine(digest, changes)
+        # The cache is repaired and a fresh root composed BEFORE anyone is condemned: a
+        # replacement started earlier could link the tampered inode again.
+        try:
+            done = self.guard.replace_root(digest, changes)
+        except Exception:  # the instances must be replaced all the same
+            log.exception("image %s: making a fresh root failed", digest[:19])
+            done = None
         what = describe_file_drift(changes)
         victims = [i for i in self._fleets.all()
                    if i.image_digest == digest and i.state.is_live
                    and i.state is not InstanceState.DRAINING]
         self._record("drift.files", digest, {
             "image": digest, "changes": [list(c) for c in changes[:50]],
-            "count": len(changes), "quarantined": str(moved) if moved else None,
+            "count": len(changes),
+            "quarantined": str(done.quarantined) if done and done.quarantined else None,
+            "repaired": {layer[:12]: paths[:20] for layer, paths in done.repaired.items()}
+            if done else {},
+            "extracted": [layer[:12] for layer in done.extracted] if done else [],
             "instances": [i.id for i in victims]})
-        log.warning("image root %s drifted (%s); replacing %d instance(s)", digest[:19], what,
-                    len(victims))
+        log.warning("image root %s drifted (%s); layer cache repaired at %d path(s), %d "
+                    "layer(s) extracted again; replacing %d instance(s)", digest[:19], what,
+                    sum(len(p) for p in done.repaired.values()) if done else 0,
+                    len(done.extracted) if done else 0, len(victims))
         for instance in victims:
             self._condemn(instance.id, f"{what} in the root of image {digest[:19]}")
 

@@ -1,19 +1,27 @@
-"""Guarding unpacked image roots: their file lists, verifiers and quarantine.
+"""Guarding unpacked image roots: their file lists, verifiers, quarantine and fresh roots.
 
 A drifted root is never repaired: it is renamed into `cache/quarantine/` (running
-instances keep their mount, as evidence) and the layer cache entries holding a drifted
-path are dropped, since a root's files are hardlinks into that cache and a file changed
-in one is changed in both. The next unpack then builds a clean root from the blobs.
+instances keep their mount, as evidence). A root's files are hardlinks into the layer
+cache, so a file changed in one is changed in both: the cache (not the root) is repaired,
+each drifted path given back from its layer blob as a new inode (repair.py), and a fresh
+root is composed from it and checked at the drifted paths. Where that cannot be done, the
+layers holding a drifted path are dropped and extracted whole again (ADR 0010).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import tarfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from corral.errors import ImageError
 from corral.images.layout import Layout, hex_of
+from corral.images.repair import NeedsExtraction, repair_layer
 from corral.images.unpack import remove_tree
 from corral.images.verify import (
     Change,
@@ -24,23 +32,38 @@ from corral.images.verify import (
     save_file_list,
 )
 
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Replacement:
+    """What answering one drifted root did."""
+
+    quarantined: Path | None = None  # where the drifted root went
+    repaired: dict[str, list[str]] = field(default_factory=dict)  # layer hex -> paths
+    extracted: list[str] = field(default_factory=list)  # layer hex dropped, made again whole
+    fresh: Path | None = None  # the new root, checked clean at the drifted paths
+
 
 class RootGuard:
     """File lists and verifiers for the roots of one project's image store."""
 
-    def __init__(self, layout: Layout, roots: Path, layer_cache: Path, state: Path) -> None:
+    def __init__(self, layout: Layout, roots: Path, layer_cache: Path, state: Path,
+                 unpack: Callable[[str], Path] | None = None) -> None:
         self.layout = layout
         self.roots = roots
         self.layer_cache = layer_cache
         self.lists = state / "filelists"
         self.quarantine_dir = state / "quarantine"
+        self.unpack = unpack
 
     @classmethod
     def for_store(cls, store: Any) -> RootGuard:
-        """The guard of a LocalImageStore (its layout, roots and layer cache)."""
+        """The guard of a LocalImageStore (its layout, roots, layer cache and unpack)."""
         cache = Path(store.roots).parent
         return cls(store.layout, Path(store.roots),
-                   Path(getattr(store, "layer_cache", cache / "layers")), cache)
+                   Path(getattr(store, "layer_cache", cache / "layers")), cache,
+                   getattr(store, "unpack", None))
 
     def root_of(self, digest: str) -> Path | None:
         """The unpacked root of `digest`, if it is unpacked now."""
@@ -60,18 +83,47 @@ class RootGuard:
         root = self.root_of(digest)
         return RootVerifier(root, self.file_list(digest)) if root is not None else None
 
-    def quarantine(self, digest: str, changes: list[Change]) -> Path | None:
-        """Move the root away and drop the layer cache entries sharing a drifted file.
+    def replace_root(self, digest: str, changes: list[Change]) -> Replacement:
+        """Quarantine the drifted root, repair the layer cache at the drifted paths, and
+        compose a fresh root (when the store can), checked clean at those paths; if it is
+        not, it goes to quarantine too and the layers are extracted whole again."""
+        done = self.quarantine(digest, changes)
+        if self.unpack is None or done.quarantined is None:
+            return done
+        paths = [p.lstrip("/") for p, _ in changes]
+        fresh = self.unpack(digest)
+        left = RootVerifier(fresh, self.file_list(digest)).verify(paths)
+        if left:
+            log.warning("image %s: a root composed from the repaired layer cache still "
+                        "differs (%s); extracting its layers whole", digest[:19], left[:3])
+            self._move_to_quarantine(fresh, digest)
+            done.extracted += [p.name for p in self.drop_layers(digest, paths)]
+            fresh = self.unpack(digest)
+        done.fresh = fresh
+        return done
 
-        Returns where the root went (None if it was not unpacked)."""
+    def quarantine(self, digest: str, changes: list[Change]) -> Replacement:
+        """Move the root away and repair the layer cache entries at its drifted paths."""
         root = self.root_of(digest)
         if root is None:
-            return None
-        self.quarantine_dir.mkdir(parents=True, exist_ok=True)
-        target = self.quarantine_dir / f"{hex_of(digest)}-{time.time_ns()}"
-        os.rename(root, target)
-        self.drop_layers(digest, [path for path, _ in changes])
-        return target
+            return Replacement()
+        done = Replacement(quarantined=self._move_to_quarantine(root, digest))
+        paths = [p.lstrip("/") for p, _ in changes]
+        for blob, diff_id in self._layer_files(digest):
+            folder = self.layer_cache / hex_of(diff_id)
+            if not (folder / "meta.json").is_file():
+                continue
+            try:
+                fixed = repair_layer(blob, folder / "root", paths)
+            except (NeedsExtraction, OSError, tarfile.TarError, ImageError) as exc:
+                log.warning("layer %s cannot be repaired member by member (%s): it is "
+                            "extracted whole again", folder.name[:12], exc)
+                remove_tree(folder)
+                done.extracted.append(folder.name)
+                continue
+            if fixed:
+                done.repaired[folder.name] = fixed
+        return done
 
     def drop_layers(self, digest: str, paths: list[str]) -> list[Path]:
         """Remove the extracted layers of `digest` that hold any of `paths`."""
@@ -83,6 +135,16 @@ class RootGuard:
                 remove_tree(folder)
                 dropped.append(folder)
         return dropped
+
+    def _move_to_quarantine(self, root: Path, digest: str) -> Path:
+        self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+        target = self.quarantine_dir / f"{hex_of(digest)}-{time.time_ns()}"
+        os.rename(root, target)
+        return target
+
+    def _layer_files(self, digest: str) -> list[tuple[Path, str]]:
+        return [(self.layout.blob_path(blob), diff_id) for blob, diff_id
+                in zip(self._layers(digest), self._diff_ids(digest), strict=False)]
 
     def _layers(self, digest: str) -> list[str]:
         manifest = self.layout.read_json(digest)

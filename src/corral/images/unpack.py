@@ -165,7 +165,7 @@ def _check_member(member: tarfile.TarInfo, name: str) -> None:
         safe_link(member)
 
 
-def _real_parent(root: Path, name: str, raw: str, *, create: set[str] | None) -> Path | None:
+def real_parent(root: Path, name: str, raw: str, *, create: set[str] | None) -> Path | None:
     """The folder holding `name`, checked to be a real folder at every level (never a symlink).
     Missing folders are made when `create` is given (and recorded in it), else None."""
     current, walked = root, ""
@@ -191,7 +191,7 @@ def _real_parent(root: Path, name: str, raw: str, *, create: set[str] | None) ->
 
 
 def _prepare(root: Path, name: str, member: tarfile.TarInfo, created: set[str]) -> Path:
-    parent = _real_parent(root, name, member.name, create=created)
+    parent = real_parent(root, name, member.name, create=created)
     assert parent is not None
     target = parent / posixpath.basename(name)
     try:
@@ -208,7 +208,7 @@ def _prepare(root: Path, name: str, member: tarfile.TarInfo, created: set[str]) 
 
 
 def _existing(root: Path, name: str, raw: str) -> Path:
-    parent = _real_parent(root, name, raw, create=None)
+    parent = real_parent(root, name, raw, create=None)
     source = parent / posixpath.basename(name) if parent else None
     if source is None or (not source.exists() and not source.is_symlink()):
         raise _unsafe(raw, f"is a hardlink to {name!r}, which is not in the image")
@@ -239,7 +239,7 @@ def _remove(root: Path, name: str, raw: str, created: set[str], meta: _Meta) -> 
     """A whiteout hides what lower layers put at `name`; this layer's own files stay."""
     if not name or name in created:
         return
-    parent = _real_parent(root, name, raw, create=None)
+    parent = real_parent(root, name, raw, create=None)
     if parent is None:
         return
     victim = parent / posixpath.basename(name)
@@ -255,7 +255,7 @@ def _remove(root: Path, name: str, raw: str, created: set[str], meta: _Meta) -> 
 def _make_opaque(root: Path, folder: str, raw: str, created: set[str]) -> None:
     """`.wh..wh..opq`: the folder shows only what this layer puts in it."""
     if folder:
-        parent = _real_parent(root, folder + "/x", raw, create=None)
+        parent = real_parent(root, folder + "/x", raw, create=None)
         if parent is None:
             return
     else:

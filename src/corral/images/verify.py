@@ -128,7 +128,7 @@ class RootVerifier:
             changes = [(f"/{p}", "removed") for p in sorted(set(self.expected) - seen)]
             return changes + [c for p in sorted(seen) if (c := self._check(p)) is not None]
         found: list[Change] = []
-        for path in sorted(set(paths)):
+        for path in sorted(set(paths) - {""}):  # "": the root folder itself, not in lists
             change = self._check(path)
             if change is not None:
                 found.append(change)
