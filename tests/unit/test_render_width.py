@@ -193,7 +193,7 @@ def test_a_deploy_reads_one_line_per_event_in_order(
     text = "\n".join(lines)
     assert text.count("> 1.00%") == 1, text  # the reason is said once
     assert "v8 90%  v10 10%" in text
-    assert "GET /healthz answered 503 (attempt 2, 1/30 s)" in " ".join(text.split())
+    assert "web-5c3e9f1a: answered 503 (1/30 s, attempt 2)" in text
 
 
 def test_deploy_states_are_coloured_on_a_terminal(

@@ -13,16 +13,18 @@ line on a terminal instead of printing a line each. Presentation only.
 
 from __future__ import annotations
 
+import re
 import sys
 from types import TracebackType
 from typing import Any
 
 from corral.cli import render
-from corral.cli.terminal import is_terminal, open_line, paint, wrap
+from corral.cli.terminal import cut, is_terminal, open_line, paint, width, wrap
 
 WHAT = 21  # the width of the state column: "waiting for promotion"
 _VERBS = {"StartInstances": ("started", "cyan"), "DrainAndStop": ("drained and stopped", "dim"),
           "StopInstances": ("stopped", "dim"), "SetWeights": ("weights", "cyan")}
+_ANSWERED = re.compile(r"^GET \S+ answered ")
 _OUTCOMES = {"succeeded": "green", "rolled back": "red", "aborted": "yellow", "failed": "red"}
 
 
@@ -37,11 +39,17 @@ def shares(weights: dict[str, float]) -> str:
 
 
 def health_line(event: dict[str, Any], later: float = 0.0) -> str:
-    """'web-3f2a: GET /healthz answered 503 (12/30 s)': the last attempt and the time spent
-    of the time allowed, `later` seconds after the event."""
+    """'web-3f2a: answered 503 (12/30 s, attempt 9)': the last check's result, the seconds
+    spent of those allowed (`later` seconds after the event) and the attempt.
+
+    >>> health_line({"instance": "web-1", "result": "GET /healthz answered 503",
+    ...              "attempt": 9, "waited": 11.6, "timeout": 30.0})
+    'web-1: answered 503 (12/30 s, attempt 9)'
+    """
     waited = min(event["waited"] + later, event["timeout"])
-    return (f"{event['instance']}: {event['result'] or 'no answer yet'} "
-            f"(attempt {event['attempt']}, {waited:.0f}/{event['timeout']:g} s)")
+    result = _ANSWERED.sub("answered ", event["result"] or "no answer yet")
+    return (f"{event['instance']}: {result} "
+            f"({waited:.0f}/{event['timeout']:g} s, attempt {event['attempt']})")
 
 
 class DeployView:
@@ -158,7 +166,12 @@ class DeployView:
         return f": {reason}"
 
     def _row(self, what: str, style: str | None, detail: str) -> None:
-        lines = self._line(what, style, detail)
+        # A reason may end with an indented block (an instance's last lines): kept as
+        # written, each line cut to the screen rather than wrapped into one paragraph.
+        detail, *block = detail.split("\n")
+        room = width(self._out)
+        lines = self._line(what, style, detail) + [
+            cut(line.rstrip(), room) if room else line.rstrip() for line in block]
         if lines[0] == self._last:
             return  # the same step twice in a row says nothing new
         self._last = lines[0]
