@@ -181,7 +181,7 @@ class Deployer:
             if decision.progress != progress:
                 if decision.progress.phase == "retreat" and progress.phase != "retreat":
                     emit({"type": "rollback", "to": target.previous,
-                          "reason": decision.progress.reason})
+                          "reason": self._in_own_words(deployment, decision.progress.reason)})
                 self._store.save_progress(deployment.id, decision.progress.to_json(),
                                           self._clock())
                 progress = decision.progress
@@ -220,12 +220,17 @@ class Deployer:
                 why = decision.reason or "rolled back"
                 self._store.set_release_mark(name, release.version, why, self._event(
                     actor, "release.bad", name, {"release": release.version, "reason": why}))
-        # the failure in the instance's own words: its last lines (engine/last_lines.py)
-        reason = decision.reason if outcome is DeploymentOutcome.SUCCEEDED else with_last_lines(
-            decision.reason, [i for i in self._store.list_instances(name, live_only=False)
-                              if i.created_at >= deployment.started_at],
-            getattr(self._hands.driver, "log_paths", None))
+        reason = decision.reason if outcome is DeploymentOutcome.SUCCEEDED else \
+            self._in_own_words(deployment, decision.reason)
         return self._finish(deployment, outcome, reason, actor, emit)
+
+    def _in_own_words(self, deployment: Deployment, reason: str | None) -> str | None:
+        """A failure reason that names an instance, followed by that instance's last lines
+        (engine/last_lines.py)."""
+        return with_last_lines(reason, [
+            i for i in self._store.list_instances(deployment.service, live_only=False)
+            if i.created_at >= deployment.started_at],
+            getattr(self._hands.driver, "log_paths", None))
 
     def _retire_started(self, deployment: Deployment, actor: str) -> None:
         """After an error: stop what this deployment started of a release that is not live,
