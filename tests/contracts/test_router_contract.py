@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import http.server
 import shutil
@@ -127,6 +128,26 @@ def test_two_services_cannot_share_a_listen_address(router: Router) -> None:
     assert router.backends("api") == []
 
 
+def test_listening_names_the_address_each_service_is_served_on(router: Router) -> None:
+    web, api = free_listen(), free_listen()
+    router.set_backends("web", web, BLUE)
+    router.set_backends("api", api, GREEN)
+    assert router.listening() == {"api": api, "web": web}
+    router.remove_service("api")
+    assert router.listening() == {"web": web}
+
+
+def test_a_refused_listen_change_leaves_the_service_on_its_old_address(
+        router: Router) -> None:
+    web, api = free_listen(), free_listen()
+    router.set_backends("web", web, BLUE)
+    router.set_backends("api", api, GREEN)
+    with pytest.raises(RouterError, match="already"):
+        router.set_backends("web", api, BLUE)
+    assert router.listening() == {"api": api, "web": web}
+    assert len(router.backends("web")) == 2
+
+
 def test_ensure_running_twice_is_harmless(router: Router) -> None:
     router.set_backends("web", free_listen(), BLUE)
     router.ensure_running()
@@ -248,3 +269,25 @@ def test_a_release_header_follows_the_release_as_its_backends_change(
     proxying_router.set_backends("web", listen, [Backend(second, 1, "v2")])
     assert ask(listen, "v1")[0] == 503
     assert served(listen) == {"second"}
+
+
+# One listen address, one router: another project's router (builtin or haproxy) must not
+# join a port through SO_REUSEPORT and take part of its traffic.
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("first", "second"), [("builtin", "builtin"), ("builtin", "haproxy"),
+                                               ("haproxy", "builtin"), ("haproxy", "haproxy")])
+def test_a_second_router_is_refused_the_address_another_router_serves(
+        first: str, second: str, tmp_path: Path, backend: Callable[[str], str]) -> None:
+    listen = free_listen()
+    running = contextlib.contextmanager(_running)
+    with running(first, tmp_path / "shop" / ".corral") as one, \
+            running(second, tmp_path / "blog" / ".corral") as other:
+        one.set_backends("web", listen, [Backend(backend("shop"), 1, "v1")])
+        with pytest.raises(RouterError) as refused:
+            other.set_backends("web", listen, [Backend(backend("blog"), 1, "v1")])
+        message = str(refused.value)
+        assert f"{listen} is already in use by the corral router" in message
+        assert f"of project {tmp_path / 'shop'} (pid " in message
+        assert other.listening() == {}
+        assert served(listen, times=40) == {"shop"}

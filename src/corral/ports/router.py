@@ -30,6 +30,11 @@ class Router(Protocol):
         """The service's backends as the router has them now."""
         ...
 
+    def listening(self) -> dict[str, str]:
+        """Each service's listen address as the router serves it now: a refused change
+        leaves the address it had; a service that is not served (yet) is left out."""
+        ...
+
     def in_flight(self, service: str) -> dict[str, int]:
         """Requests in flight per backend address."""
         ...

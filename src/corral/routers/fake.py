@@ -54,6 +54,10 @@ class FakeRouter:
         entry = self._services.get(service)
         return list(entry.backends) if entry else []
 
+    def listening(self) -> dict[str, str]:
+        self._check_running()
+        return {name: entry.listen for name, entry in sorted(self._services.items())}
+
     def in_flight(self, service: str) -> dict[str, int]:
         self._check_running()
         entry = self._services.get(service)

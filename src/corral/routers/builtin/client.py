@@ -153,6 +153,10 @@ class BuiltinRouter:
         return [Backend(address=r["address"], weight=int(r["weight"]), release=r["release"],
                         instance=r.get("instance", "")) for r in rows]
 
+    def listening(self) -> dict[str, str]:
+        status = self._request({"op": "ping"})
+        return {str(name): str(listen) for name, listen in status.get("listen", {}).items()}
+
     def in_flight(self, service: str) -> dict[str, int]:
         return {a: int(n) for a, n in self._request({"op": "in_flight",
                                                      "service": service}).items()}

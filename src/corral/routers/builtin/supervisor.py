@@ -4,6 +4,8 @@ A change goes to every worker and returns only once every worker applied it; if 
 the others are put back as they were, so all workers always route alike. Reads add up the
 workers' counters. A worker that dies is restarted and given the whole routing again. A
 restored service that cannot listen stays in the state file and is retried, never dropped.
+The supervisor claims each listen address before its workers bind it (routers/listen.py),
+so SO_REUSEPORT shares a port among this router's workers only, never with another router.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from corral.routers.builtin.stats import merge_stats_json
-from corral.routers.builtin.table import ControlError
+from corral.routers.builtin.table import ControlError, parse_listen
+from corral.routers.listen import ListenClaims
 
 log = logging.getLogger("corral.router")
 RETRY_BIND_SECONDS = 2.0
@@ -76,12 +79,19 @@ class Supervisor:
         self.links = [WorkerLink(i) for i in range(max(1, workers))]
         self.desired: dict[str, dict[str, Any]] = {}  # service -> its set_backends request
         self.unbound: set[str] = set()  # restored, but could not listen yet
+        self.claims = ListenClaims()
         self._lock = asyncio.Lock()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         self.desired = self._load_state()
+        for name, request in self.desired.items():
+            try:
+                self._claim(name, str(request["listen"]))
+            except ControlError as exc:
+                self.unbound.add(name)
+                log.error("cannot restore service %s: %s", name, exc.message)
         await asyncio.gather(*(link.spawn() for link in self.links))
         for link in self.links:
             await self._replay(link)
@@ -91,6 +101,8 @@ class Supervisor:
 
     async def _replay(self, link: WorkerLink) -> None:
         for name, request in self.desired.items():
+            if str(request["listen"]) not in self.claims.held():
+                continue  # not ours yet: _retry_unbound claims it first
             try:
                 await link.call(request)
                 self.unbound.discard(name)
@@ -103,10 +115,16 @@ class Supervisor:
     async def set_backends(self, request: dict[str, Any]) -> None:
         name = str(request["service"])
         async with self._lock:
-            await self._everywhere(request, undo=self.desired.get(name)
-                                   or {"op": "remove_service", "service": name})
+            self._claim(name, str(request["listen"]))
+            try:
+                await self._everywhere(request, undo=self.desired.get(name)
+                                       or {"op": "remove_service", "service": name})
+            except ControlError:
+                self.claims.keep_only(self._served_addresses())  # what still serves, no more
+                raise
             self.desired[name] = request
             self.unbound.discard(name)
+            self.claims.keep_only(self._served_addresses())
             self._save_state()
 
     async def remove_service(self, name: str) -> None:
@@ -114,7 +132,27 @@ class Supervisor:
             await self._everywhere({"op": "remove_service", "service": name}, undo=None)
             self.desired.pop(name, None)
             self.unbound.discard(name)
+            self.claims.keep_only(self._served_addresses())
             self._save_state()
+
+    def _claim(self, name: str, listen: str) -> None:
+        """Make `listen` this router's before a worker binds it; raises ControlError naming
+        who has it when another router or program does."""
+        parse_listen(listen)
+        for other, request in self.desired.items():
+            if other != name and request["listen"] == listen:
+                raise ControlError("address_in_use",
+                                   f"{listen} is already the listen address of service {other}",
+                                   hint=f"give service {name} its own router.listen address")
+        holder = self.claims.take(listen)
+        if holder is not None:
+            raise ControlError(
+                "address_in_use", f"{listen} is already in use by {holder}",
+                hint=f"each router needs its own listen address: set another router.listen "
+                     f"for service {name}, or stop what listens on {listen}")
+
+    def _served_addresses(self) -> set[str]:
+        return {str(r["listen"]) for n, r in self.desired.items() if n not in self.unbound}
 
     async def _everywhere(self, request: dict[str, Any], undo: dict[str, Any] | None) -> None:
         results = await asyncio.gather(*(link.call(request) for link in self.links),
@@ -151,9 +189,12 @@ class Supervisor:
         return merge_stats_json(results)
 
     def status(self) -> dict[str, Any]:
+        """`listen`: the address each service is served on now (not one that was refused)."""
         return {"pid": os.getpid(), "services": sorted(self.desired),
                 "workers": [link.process.pid if link.process else None for link in self.links],
-                "unbound": sorted(self.unbound)}
+                "unbound": sorted(self.unbound),
+                "listen": {n: r["listen"] for n, r in sorted(self.desired.items())
+                           if n not in self.unbound}}
 
     # worker lives
     async def _watch(self, link: WorkerLink) -> None:
@@ -180,11 +221,12 @@ class Supervisor:
                     continue
                 async with self._lock:
                     try:
+                        self._claim(name, str(request["listen"]))
                         await self._everywhere(request, undo=None)
                         self.unbound.discard(name)
                         log.info("service %s now listens on %s", name, request["listen"])
                     except ControlError:
-                        pass  # still taken; try again later
+                        self.claims.keep_only(self._served_addresses())  # still taken
 
     async def shutdown(self) -> None:
         self._stopping = True

@@ -1,7 +1,8 @@
 """A router worker's routing table: services, their listeners, and the deadline sweep.
 
 Each worker binds every listen address with SO_REUSEPORT, so the kernel spreads new
-connections over the workers. Every change is applied in memory in one synchronous step.
+connections over the workers (its supervisor claimed the address first: no other router
+joins). Every change is applied in memory in one synchronous step.
 This holds no state file and never talks to the controller: the supervisor does both.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 
 from corral.routers.builtin.proxy import ClientConnection
 from corral.routers.builtin.services import Service, Timeouts
+from corral.routers.listen import holder_of
 
 log = logging.getLogger("corral.router")
 SWEEP_SECONDS = 0.1
@@ -103,9 +105,9 @@ class RoutingTable:
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise ControlError(
-                    "address_in_use", f"{listen} is already in use by another program",
-                    hint=f"stop the program listening on {listen} (see `ss -ltnp`) or set "
-                         f"another router.listen for service {name}") from exc
+                    "address_in_use", f"{listen} is already in use by {holder_of(listen)}",
+                    hint=f"stop what listens on {listen} (see `ss -ltnp`) or set another "
+                         f"router.listen for service {name}") from exc
             raise ControlError("cannot_listen", f"cannot listen on {listen}: {exc.strerror}",
                                hint="check the router.listen address of service "
                                     f"{name}") from exc

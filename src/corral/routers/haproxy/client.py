@@ -14,7 +14,6 @@ import contextlib
 import fcntl
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -28,6 +27,7 @@ from corral.routers.haproxy.preview import map_path, map_update, parse_version, 
 from corral.routers.haproxy.runtime import RuntimeUnavailable, command, is_error, parse_info
 from corral.routers.haproxy.state import HaproxyState, slot_rows
 from corral.routers.haproxy.stats import add_delta, counters_from_json, raw_counters
+from corral.routers.listen import holder_of, is_free, split_listen
 from corral.spec.model import RouterSpec
 
 START_TIMEOUT = 10.0
@@ -147,6 +147,13 @@ class HaproxyRouter:
             found.append(Backend(f"{row['srv_addr']}:{row['srv_port']}",
                                  int(row["srv_uweight"]), slot.release, slot.instance))
         return found
+
+    def listening(self) -> dict[str, str]:
+        """From haproxy.json, saved only once HAProxy took a change; checked to be up."""
+        self._ask("show info")
+        with self._locked():
+            self.state.load()
+            return {name: entry.listen for name, entry in sorted(self.state.services.items())}
 
     def in_flight(self, service: str) -> dict[str, int]:
         with self._locked():
@@ -292,21 +299,20 @@ class HaproxyRouter:
                                   hint=f"give service {service} its own router.listen address")
 
     def _check_port_free(self, service: str, listen: str) -> None:
-        host, _, port = listen.rpartition(":")
+        """Refuse an address anything listens on: another router (of any project) or
+        program. HAProxy binds without SO_REUSEPORT, so the kernel refuses later comers."""
+        try:
+            host, port = split_listen(listen)
+        except ValueError as exc:
+            raise RouterError(str(exc), hint='write it like "127.0.0.1:8080"') from exc
         deadline = time.monotonic() + 2.0  # an old worker may still be letting go of it
-        while True:
-            with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    probe.bind((host.strip("[]") or "0.0.0.0", int(port)))
-                    probe.listen()
-                    return
-                except OSError as exc:
-                    if time.monotonic() > deadline:
-                        raise RouterError(
-                            f"{listen} is already in use by another program ({exc.strerror})",
-                            hint=f"stop the program listening on {listen} or set another "
-                                 f"router.listen for service {service}") from exc
+        while not is_free(host, port):
+            if time.monotonic() > deadline:
+                raise RouterError(
+                    f"{listen} is already in use by {holder_of(listen)}",
+                    hint=f"each router needs its own listen address: set another "
+                         f"router.listen for service {service}, or stop what listens on "
+                         f"{listen}")
             time.sleep(0.1)
 
     def _tls_pem(self, service: str) -> str | None:

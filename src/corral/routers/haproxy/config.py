@@ -71,8 +71,12 @@ def render_config(services: dict[str, ServiceEntry], *, socket_path: str,
     >>> print(render_config({}, socket_path="/run/h.sock").splitlines()[1])
       stats socket /run/h.sock mode 600 level admin expose-fd listeners
     """
+    # noreuseport: HAProxy would otherwise bind with SO_REUSEPORT, and another router of
+    # this user could join its port and take part of its traffic. Reloads keep working:
+    # the new worker takes the listening sockets over from the old (expose-fd listeners).
     lines = ["global",
              f"  stats socket {socket_path} mode 600 level admin expose-fd listeners",
+             "  noreuseport",
              f"  maxconn {maxconn}",
              "  tune.bufsize 65536"]
     if threads:
