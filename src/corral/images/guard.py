@@ -56,6 +56,7 @@ class RootGuard:
         self.lists = state / "filelists"
         self.quarantine_dir = state / "quarantine"
         self.unpack = unpack
+        self._lists: dict[str, FileList] = {}  # digest -> its file list, read once
 
     @classmethod
     def for_store(cls, store: Any) -> RootGuard:
@@ -72,11 +73,18 @@ class RootGuard:
 
     def file_list(self, digest: str) -> FileList:
         """The image's file list, computed from its layer blobs once, then read back."""
+        if digest in self._lists:
+            return self._lists[digest]
         path = self.lists / f"{hex_of(digest)}.json"
         if path.is_file():
-            return load_file_list(path)
-        entries = file_list_from_layers(self.layout.blob_path(b) for b in self._layers(digest))
-        save_file_list(path, entries)
+            entries = load_file_list(path)
+        else:
+            entries = file_list_from_layers(self.layout.blob_path(b)
+                                            for b in self._layers(digest))
+            save_file_list(path, entries)
+        self._lists[digest] = entries
+        while len(self._lists) > 16:  # the images in use, give or take: bounded memory
+            del self._lists[next(iter(self._lists))]
         return entries
 
     def verifier(self, digest: str) -> RootVerifier | None:
@@ -114,7 +122,7 @@ class RootGuard:
             if not (folder / "meta.json").is_file():
                 continue
             try:
-                fixed = repair_layer(blob, folder / "root", paths)
+                fixed = repair_layer(blob, folder, paths)
             except (NeedsExtraction, OSError, tarfile.TarError, ImageError) as exc:
                 log.warning("layer %s cannot be repaired member by member (%s): it is "
                             "extracted whole again", folder.name[:12], exc)

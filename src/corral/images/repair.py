@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import posixpath
 import secrets
@@ -22,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
+from corral.images.roots import INDEX
 from corral.images.unpack import WHITEOUT, real_parent, remove_tree, safe_link, safe_name
 
 
@@ -29,48 +31,58 @@ class NeedsExtraction(Exception):
     """The layer cannot be repaired member by member; extract it whole again."""
 
 
-def repair_layer(blob: Path, root: Path, paths: Iterable[str]) -> list[str]:
-    """Make each of `paths` (relative, "usr/bin/x") in the extracted layer `root` what the
-    layer `blob` holds there (or absent, when it holds nothing); return the paths changed."""
-    wanted = {p for p in paths if p}
+def repair_layer(blob: Path, folder: Path, paths: Iterable[str]) -> list[str]:
+    """Make each of `paths` (relative, "usr/bin/x") in the extracted layer `folder`/root what
+    the layer `blob` holds there (or absent, when it holds nothing); return the paths changed.
+    Members are found through `folder`/index.json (header offsets), made by one scan of the
+    blob when missing."""
+    root = folder / "root"
     fixed = []
     with tarfile.open(blob, "r:*") as tar:
-        members, parents = _members(tar, wanted)
-        for path in sorted(wanted):
-            member = members.get(path)
-            if not _holds(tar, member, root / path, path in parents):
+        index = _index(tar, folder)
+        for path in sorted({p for p in paths if p}):
+            member = _member_at(tar, index, path)
+            implicit = member is None and any(k.startswith(f"{path}/") for k in index)
+            if not _holds(tar, member, root / path, implicit):
                 _restore(tar, member, root, path)
                 fixed.append(path)
     return fixed
 
 
-def _members(tar: tarfile.TarFile, wanted: set[str]
-             ) -> tuple[dict[str, tarfile.TarInfo], set[str]]:
-    """The member that ends at each wanted path (a hardlink resolved to the member whose
-    content it shares), and the wanted paths some member lies below (implicit folders)."""
-    last: dict[str, tarfile.TarInfo] = {}
-    found: dict[str, tarfile.TarInfo] = {}
-    parents: set[str] = set()
+def _index(tar: tarfile.TarFile, folder: Path) -> dict[str, int]:
+    path = folder / INDEX
+    with contextlib.suppress(OSError, ValueError):
+        index = json.loads(path.read_text())
+        if isinstance(index, dict):
+            return index
+    index = {}
     for member in tar:
         name = safe_name(member.name)
         if name is None or posixpath.basename(name).startswith(WHITEOUT):
             continue
-        if member.islnk():
-            member = last.get(safe_link(member), member)
-        last[name] = member
-        if name in wanted:
-            found[name] = member
-        for folder in _ancestors(name):
-            if folder in wanted:
-                parents.add(folder)
-    return found, parents
+        index[name] = index.get(safe_link(member), member.offset) if member.islnk() \
+            else member.offset
+    fresh = folder / f".{INDEX}.{secrets.token_hex(4)}"
+    fresh.write_text(json.dumps(index))
+    os.replace(fresh, path)
+    return index
 
 
-def _ancestors(name: str) -> Iterator[str]:
-    parent = posixpath.dirname(name)
-    while parent:
-        yield parent
-        parent = posixpath.dirname(parent)
+def _member_at(tar: tarfile.TarFile, index: dict[str, int], path: str
+               ) -> tarfile.TarInfo | None:
+    """The member the index places at `path`; checked to be that path (the index lives in
+    the writable cache: a wrong offset must not restore another file's bytes)."""
+    offset = index.get(path)
+    if offset is None:
+        return None
+    assert tar.fileobj is not None
+    tar.fileobj.seek(offset)
+    member = tarfile.TarInfo.fromtarfile(tar)
+    name = safe_name(member.name)
+    # A hardlink is indexed at its target's entry, which the index gives that name too.
+    if member.islnk() or (name != path and (name is None or index.get(name) != offset)):
+        raise NeedsExtraction(f"the layer index places /{path} at another entry ({name})")
+    return member
 
 
 def _holds(tar: tarfile.TarFile, member: tarfile.TarInfo | None, path: Path,

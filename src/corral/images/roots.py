@@ -3,7 +3,9 @@
 Each layer is extracted once (safely, by unpack.extract_layer) into `layers/<diff_id>/`;
 a root is then made of hardlinks to those files (`cp -al` for the first layer, a merge for
 the rest, whiteouts applied between), so a new release costs a link pass, not an unpack.
-The files are shared inodes: roots must stay read-only (run steps use unpack_image instead).
+The files are shared inodes: roots must stay read-only (run steps use unpack_image instead),
+and a write through any link is a write to every root holding it (watch.py watches inodes;
+repair.py gives a cache path a fresh inode from the blob; ADR 0010).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from corral.images.layout import hex_of
 from corral.images.unpack import apply_whiteout, extract_layer, remove_tree
 
 LayerRef = tuple[Path, str]  # (blob path, diff_id)
+INDEX = "index.json"  # beside root/: each entry's tar header offset, for repair.py
 _Dirs = dict[str, os.stat_result]
 
 
@@ -33,8 +36,9 @@ def layer_dir(cache: Path, blob: Path, diff_id: str) -> Path:
     tmp = cache / f".tmp-{target.name[:12]}-{os.getpid()}-{secrets.token_hex(4)}"
     (tmp / "root").mkdir(parents=True, mode=0o700)
     try:
-        whiteouts, dirs = extract_layer(blob, tmp / "root")
+        whiteouts, dirs, offsets = extract_layer(blob, tmp / "root")
         os.chmod(tmp / "root", 0o755)
+        (tmp / INDEX).write_text(json.dumps(offsets))
         (tmp / "meta.json").write_text(json.dumps({"whiteouts": whiteouts, "dirs": dirs}))
         _rename_or_drop(tmp, target)
     except BaseException:

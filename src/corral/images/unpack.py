@@ -32,6 +32,8 @@ class _Meta:
     # When set, whiteouts are recorded here (as written in the layer) instead of applied:
     # a layer extracted alone keeps them for composing roots later (see roots.py).
     whiteouts: list[str] | None = None
+    # When set, each entry's tar header offset (a hardlink: its target's), for repair.py.
+    offsets: dict[str, int] | None = None
 
 
 def unpack_image(layers: list[Path], target: Path) -> Path:
@@ -77,13 +79,14 @@ def apply_layer(path: Path, root: Path, meta: _Meta | None = None) -> None:
         _apply_dir_meta(root, meta)
 
 
-def extract_layer(path: Path, root: Path) -> tuple[list[str], list[str]]:
+def extract_layer(path: Path, root: Path) -> tuple[list[str], list[str], dict[str, int]]:
     """Extract one layer alone into the empty folder `root` (made safe as in unpack_image);
-    return its whiteout entries, unapplied, and its explicit folders, for roots.py."""
-    meta = _Meta(whiteouts=[])
+    return its whiteout entries, unapplied, its explicit folders, for roots.py, and where
+    each entry's header is in the tar, for repair.py."""
+    meta = _Meta(whiteouts=[], offsets={})
     apply_layer(path, root, meta)
     _apply_dir_meta(root, meta)
-    return list(meta.whiteouts or []), sorted(meta.dirs)
+    return list(meta.whiteouts or []), sorted(meta.dirs), dict(meta.offsets or {})
 
 
 def apply_whiteout(root: Path, name: str) -> None:
@@ -112,6 +115,9 @@ def _apply_member(tar: tarfile.TarFile, member: tarfile.TarInfo, root: Path, met
         _remove(root, posixpath.join(parent, base[len(WHITEOUT):]), member.name, created, meta)
         return
     _check_member(member, name)
+    if meta.offsets is not None:
+        meta.offsets[name] = meta.offsets.get(safe_link(member), member.offset) \
+            if member.islnk() else member.offset
     target = _prepare(root, name, member, created)
     if member.isdir():
         if not target.is_dir():
