@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from corral.engine.logs import FREE_STEP, KEEP_ON_DISK, LogCollector, Watched
+from corral.engine.logs import FREE_STEP, KEEP_ON_DISK, MISSING_GRACE, LogCollector, Watched
 from corral.observe.logstore import SqliteLogStore
-from corral.ports.logs import LogQuery, LogSource
+from corral.ports.logs import Cursor, LogQuery, LogSource
 
 WRITER = """
 import json, sys
@@ -180,3 +180,72 @@ def test_a_long_lived_instances_files_keep_only_their_recent_stored_part_on_disk
         loop.stop()
     assert stdout_lines(store, "web-4") == [f"line {i} {pad}" for i in range(lines)] + [
         "after the hole"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_instance_listed_for_one_pass_only_is_read_to_the_end_after_it_left(
+        store: SqliteLogStore, instances: Instances) -> None:
+    """An app that died at start: listed once (the fleet told the collector it was added),
+    already exited and its files moved before the collector read a byte."""
+    instances.start("web-5", 300).wait(timeout=60)
+    source = instances.live["web-5"]
+    instances.retire("web-5")
+    listed = [Watched(source)]
+    clock = Clock()
+    loop = LogCollector(store, lambda: listed, instances.paths_of, clock, settle=1.0)
+    loop.tick()
+    listed.clear()  # it left the fleet
+    clock.now += 0.5
+    loop.tick()  # gone from now on; read up to its last complete line
+    assert store.cursor("web-5", "stdout").done is False  # type: ignore[union-attr]
+    clock.now += 1.0  # settled
+    loop.tick()
+    assert stdout_lines(store, "web-5") == [f"line {i}" for i in range(300)] + [
+        "no newline at the end"]
+    assert store.cursor("web-5", "stdout").done  # type: ignore[union-attr]
+
+
+def test_a_file_being_moved_at_the_last_pass_is_read_later_not_marked_done_unread(
+        store: SqliteLogStore, instances: Instances) -> None:
+    instances.start("web-6", 50).wait(timeout=60)
+    source = instances.live["web-6"]
+    listed = [Watched(source)]
+    clock = Clock()
+    loop = LogCollector(store, lambda: listed, instances.paths_of, clock, settle=0.0)
+    aside = instances.root / "aside"
+    aside.mkdir()
+    for name in ("stdout.log", "stderr.log"):  # the driver is half-way through retire()
+        os.replace(instances.root / "run" / "web-6" / name, aside / name)
+    loop.tick()  # listed, but its files are not where they were, nor where they go yet
+    listed.clear()
+    loop.tick()  # its last pass: still not there
+    assert store.cursor("web-6", "stdout") is None or \
+        not store.cursor("web-6", "stdout").done  # type: ignore[union-attr]
+    (instances.root / "logs").mkdir(exist_ok=True)
+    os.replace(aside, instances.root / "logs" / "web-6")
+    (instances.root / "run" / "web-6").rmdir()
+    clock.now += 0.5
+    loop.tick()
+    assert len(stdout_lines(store, "web-6")) == 51
+    assert store.cursor("web-6", "stdout").done  # type: ignore[union-attr]
+
+
+def test_a_file_that_never_appears_is_given_up_after_a_grace(
+        store: SqliteLogStore, instances: Instances) -> None:
+    source = LogSource("web-7", "web", 1, "sha256:" + "a" * 64)
+    listed = [Watched(source)]
+    clock = Clock()
+    loop = LogCollector(store, lambda: listed, instances.paths_of, clock, settle=0.0)
+    loop.tick()
+    listed.clear()
+    loop.tick()
+    clock.now += MISSING_GRACE
+    loop.tick()
+    assert store.cursor("web-7", "stdout") == Cursor("web-7", "stdout", 0, True)

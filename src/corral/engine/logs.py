@@ -3,8 +3,9 @@
 Each tick reads the complete new lines of every watched file and stores them with the file
 cursors in one write, so a restart neither loses nor repeats a line. When an instance leaves
 the watch list (stopped, failed) its files are read to the very end, through the descriptor
-already open (the driver moves the files, it does not copy them), then closed. It never
-decides which instances run; it is told (`watched`).
+already open (the driver moves the files, it does not copy them), then closed; one listed
+for a single pass (it ended at once) is read the same way. It never decides which
+instances run; it is told (`watched`).
 
 The files of a long-lived instance would grow without end, so once what is stored passes
 KEEP_ON_DISK, the part of a file already stored (all but its last KEEP_ON_DISK bytes) is
@@ -33,6 +34,7 @@ READ_LIMIT = 8 << 20  # bytes read from one file per tick, so one chatty app can
 MAX_LINE = 64 << 10  # longer lines are cut into pieces of this size
 KEEP_ON_DISK = 8 << 20  # stored bytes of a file kept on disk before they are freed
 FREE_STEP = 4 << 20  # free in steps of at least this much (and of whole 4 KiB blocks)
+MISSING_GRACE = 2.0  # seconds a gone instance's missing file is looked for before giving up
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,10 @@ class LogCollector:
                 tail.gone_since = now
             final = tail.gone_since is not None and now - tail.gone_since >= self._settle
             self._read(tail, batch, now, final=final)
-            if final:
+            # A file not found may be in the middle of a move (the driver retiring the
+            # instance): look again for a while before calling it done unread.
+            if final and (tail.file is not None
+                          or now - (tail.gone_since or now) >= self._settle + MISSING_GRACE):
                 self._close(key, tail, batch)
         return self._store(batch)
 
