@@ -178,13 +178,17 @@ def test_a_changed_file_in_an_image_root_replaces_every_instance_using_it(rig: R
     assert list((rig.drift.guard.quarantine_dir).iterdir())
 
 
-def test_runtime_drift_in_an_instance_s_env_replaces_it(rig: Rig) -> None:
+def test_a_process_entering_an_instance_from_outside_replaces_it(rig: Rig) -> None:
     rig.release(replicas=2)
     rig.start()
     victim = sorted(i.id for i in poll(lambda: rig.ready(2)))[0]  # type: ignore[union-attr]
     facts = rig.driver.runtime(victim)
     assert facts is not None
-    rig.driver.tamper(victim, env={**facts.env, "DEBUG": "1"})
+    rig.driver.tamper(victim, env={**facts.env, "DEBUG": "1"}, argv=("httpd",))
+    time.sleep(1.0)  # what the app does to itself (setenv, exec) is not drift: three passes
+    assert not rig.events("drift.runtime")
+    pid = rig.driver.enter(victim, argv=("sh",), uid=0)
     poll(lambda: (r := rig.ready(2)) and victim not in {i.id for i in r})
     event = rig.events("drift.runtime")[0]
-    assert event.detail["differences"] == ["env DEBUG is set but not in the release"]
+    assert event.detail["differences"] == [f"process {pid} entered from outside: sh (uid 0)"]
+    assert event.detail["entered"] == [{"pid": pid, "argv": ["sh"], "uid": 0}]

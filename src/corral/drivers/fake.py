@@ -12,7 +12,13 @@ from dataclasses import replace
 
 from corral.errors import DriverError
 from corral.ports.records import InstanceSpec, Observed
-from corral.ports.runtime import Mount, RuntimeFacts
+from corral.ports.runtime import (
+    Credentials,
+    LaunchSnapshot,
+    Mount,
+    RuntimeFacts,
+    SandboxProcess,
+)
 
 
 class FakeDriver:
@@ -84,8 +90,21 @@ class FakeDriver:
         self._instances[instance_id] = replace(observed, running=False, exit_code=exit_code)
 
     def tamper(self, instance_id: str, **changes: object) -> None:
-        """Change how a running instance looks at runtime (env, argv, uid, root, mounts)."""
+        """Change how a running instance looks at runtime (env, argv, mounts, processes)."""
         self._runtime[instance_id] = replace(self._runtime[instance_id], **changes)  # type: ignore[arg-type]
+
+    def enter(self, instance_id: str, argv: tuple[str, ...] = ("sh",), uid: int = 0) -> int:
+        """A process from outside joins the instance's namespaces, as `nsenter` run from a
+        shell on the host would; its pid."""
+        facts = self._runtime[instance_id]
+        pid = self._next_pid
+        self._next_pid += 1
+        ids = (uid,) * 4
+        intruder = SandboxProcess(pid=pid, argv=argv, credentials=Credentials(ids, ids, 0),
+                                  in_user_namespace=True, from_init=False,
+                                  session_inside=False)
+        self.tamper(instance_id, processes=(*facts.processes, intruder))
+        return pid
 
 
 def _facts(spec: InstanceSpec, observed: Observed) -> RuntimeFacts:
@@ -93,9 +112,17 @@ def _facts(spec: InstanceSpec, observed: Observed) -> RuntimeFacts:
     mounts = (Mount("/", spec.rootfs, "ext4", True), Mount("/proc", "proc", "proc", False),
               Mount("/tmp", "tmpfs", "tmpfs", False),
               *(Mount(inside, host, "ext4", False) for host, inside in spec.volumes.items()))
+    pid = observed.pid or 0
+    nobody = Credentials(uids=(65534,) * 4, gids=(65534,) * 4, capabilities=0)
+    launched = LaunchSnapshot(
+        namespaces={"user": 4026532000 + 3 * pid, "mnt": 4026532001 + 3 * pid,
+                    "pid": 4026532002 + 3 * pid},
+        mounts=mounts, credentials=nobody, image_digest=spec.image_digest)
+    app = SandboxProcess(pid=pid, argv=tuple(spec.argv), credentials=nobody,
+                         in_user_namespace=True, from_init=True, session_inside=True)
     return RuntimeFacts(
-        instance_id=spec.id, pid=observed.pid or 0, argv=tuple(spec.argv),
+        instance_id=spec.id, pid=pid, argv=tuple(spec.argv),
         env={**{k: v for k, v in spec.env.items() if k != "PORT"}, "PORT": port,
              "PWD": spec.workdir},
-        uid=65534, gid=65534, root=spec.rootfs, mounts=mounts, driver_env=("PORT", "PWD"),
-        driver_uid=65534, driver_mounts=("/proc", "/dev", "/tmp"))
+        uid=65534, gid=65534, root=spec.rootfs, mounts=mounts, launched=launched,
+        processes=(app,))

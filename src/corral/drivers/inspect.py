@@ -1,12 +1,15 @@
-"""Reading a sandboxed app process from the host's /proc: argv, env, uid, mounts.
+"""Reading a sandboxed process from the host's /proc: argv, env, ids, capabilities, mounts,
+namespaces and session.
 
 Read-only. The app is the sandbox init's child; its /proc/PID/{cmdline,environ,status,
-mountinfo} tell how it really runs, whatever the instance record says it was given.
+mountinfo,ns} tell how it really runs, whatever the instance record says it was given.
 """
 
 from __future__ import annotations
 
-from corral.ports.runtime import Mount
+import os
+
+from corral.ports.runtime import Credentials, Mount
 
 
 def read_nul_list(path: str) -> list[str]:
@@ -36,6 +39,45 @@ def read_ids(pid: int) -> tuple[int, int]:
     return uid, gid
 
 
+def read_status(pid: int) -> dict[str, str]:
+    """/proc/PID/status as {field: value}, values stripped."""
+    with open(f"/proc/{pid}/status", encoding="utf-8", errors="replace") as f:
+        return {key: value.strip() for key, _, value in
+                (line.partition(":") for line in f) if value}
+
+
+def credentials_of(status: dict[str, str]) -> Credentials:
+    """Ids (host view) and held capabilities from a parsed status.
+
+    >>> credentials_of({"Uid": "0\t0\t0\t0", "Gid": "1\t1\t1\t1", "CapInh": "0",
+    ...                 "CapPrm": "200000", "CapEff": "200000", "CapAmb": "1"}).capabilities
+    2097153
+    """
+    capabilities = 0
+    for key in ("CapInh", "CapPrm", "CapEff", "CapAmb"):
+        capabilities |= int(status.get(key, "0"), 16)
+    return Credentials(uids=tuple(int(i) for i in status["Uid"].split()),
+                       gids=tuple(int(i) for i in status["Gid"].split()),
+                       capabilities=capabilities)
+
+
+def session_level(status: dict[str, str], level: int) -> int:
+    """The process's session id as seen in the pid namespace `level` deep below the
+    reader's (0: the host's); 0 when its session began above that namespace, outside it."""
+    ids = status.get("NSsid", "").split()
+    return int(ids[level]) if level < len(ids) else 0
+
+
+def namespace_id(pid: int | str, kind: str) -> int | None:
+    """The id (nsfs inode) of a process's namespace of `kind` ("mnt", "pid", "user"); None
+    if the process is gone or not ours to look at."""
+    try:
+        link = os.readlink(f"/proc/{pid}/ns/{kind}")  # "mnt:[4026532178]"
+    except OSError:
+        return None
+    return int(link[link.index("[") + 1 : -1])
+
+
 def read_mounts(pid: int) -> list[Mount]:
     """Mounts of the process's mount namespace, from /proc/PID/mountinfo.
 
@@ -55,7 +97,8 @@ def read_mounts(pid: int) -> list[Mount]:
             fstype = tail[0]
             source = root if fstype not in _VIRTUAL else fstype
             mounts.append(Mount(target=target, source=source, fstype=fstype,
-                                read_only="ro" in options))
+                                read_only="ro" in options,
+                                options=tuple(o for o in options if o not in ("ro", "rw"))))
     return mounts
 
 

@@ -1,7 +1,8 @@
 """The process driver's files for one instance, under `.corral/run/instances/ID/`.
 
-instance.json (what was started: pid and start time, address, argv, labels), stdout.log,
-stderr.log and status.json (bwrap's --json-status-fd output: child-pid, then exit-code).
+instance.json (what was started: pid and start time, address, argv, labels, and the launch
+snapshot that runtime drift is measured from), stdout.log, stderr.log and status.json
+(bwrap's --json-status-fd output: child-pid, then exit-code).
 These files are the driver's whole memory, so a new controller re-adopts instances from
 them. Logs outlive the instance: retiring moves them to `.corral/logs/ID/`.
 It reads and writes files only; it never starts or signals a process.
@@ -41,6 +42,8 @@ class InstanceRecord:
     image_user: str | None = None  # the image's user; the sandbox runs as 65534 regardless
     volumes: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    # what the sandbox was launched as (drivers/snapshot.py), taken once its app ran
+    launched: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

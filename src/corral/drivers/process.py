@@ -19,9 +19,11 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
-from corral.drivers import inspect, procfs
+from corral.drivers import inspect, procfs, snapshot
+from corral.drivers.exec_check import ExecChecks
 from corral.drivers.instance_dir import InstanceDirs, InstanceRecord
 from corral.drivers.sandbox import (
     SANDBOX_GID,
@@ -36,7 +38,6 @@ from corral.ports.runtime import RuntimeFacts
 
 LAUNCHER = Path(__file__).with_name("launcher.py")
 STAGE_DIR = "/run"  # shadowed only inside the launcher's private mount namespace
-_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class ProcessDriver:
@@ -55,6 +56,8 @@ class ProcessDriver:
         self._start_timeout = start_timeout
         self._lock = threading.Lock()  # port choice + folder creation, for concurrent starts
         self._ports_given: set[int] = set()  # by this object, before their records exist
+        self._exec_checks = ExecChecks()  # in flight: not intruders to the runtime check
+        self._namespaces: tuple[float, dict[int, dict[str, int | None]]] | None = None
 
     # -- the Driver port ---------------------------------------------------------------
 
@@ -72,6 +75,7 @@ class ProcessDriver:
             record = self._record(spec, pid, port)
             self._dirs.save(record)
             self._await_exec(record)
+            record = self._take_snapshot(record, "start")
         except BaseException:
             self.stop(spec.id, grace=0)
             raise
@@ -105,25 +109,14 @@ class ProcessDriver:
                 timeout: float) -> tuple[int, str]:
         """Optional capability (exec health checks): run `argv` inside the instance's
         sandbox, in its namespaces as its uid, via nsenter; (exit code, output tail).
-        A timeout is exit code 124, like timeout(1). Raises DriverError if it is not running."""
+        A timeout is exit code 124, like timeout(1). Raises DriverError if it is not running.
+        The runtime check knows these from intruders (exec_check.py)."""
         record = self._load(instance_id)
         init = self._sandbox_init(record) if record else None
-        app = next((c.pid for c in procfs.children_of(init.pid) if c.comm != "bwrap"), None) \
-            if init else None
+        app = _app_of(init) if init else None
         if record is None or app is None:
             raise DriverError(f"instance {instance_id} is not running: cannot exec in it")
-        nsenter = shutil.which("nsenter") or "nsenter"
-        try:
-            done = subprocess.run([nsenter, "-t", str(app), "-U", "-m", "-p", "-u", "-i",
-                                   "--preserve-credentials", "--", *argv],
-                                  capture_output=True, timeout=timeout, env={"PATH": _PATH})
-        except subprocess.TimeoutExpired:
-            return 124, f"timed out after {timeout:g}s"
-        except OSError as exc:
-            raise DriverError(f"cannot run nsenter for an exec check: {exc}",
-                              hint="install util-linux (nsenter)") from exc
-        output = (done.stdout + done.stderr).decode(errors="replace")
-        return done.returncode, output[-500:]
+        return self._exec_checks.run(app.pid, argv, timeout, uid=SANDBOX_UID, gid=SANDBOX_GID)
 
     def log_paths(self, instance_id: str) -> tuple[Path, Path]:
         """(stdout, stderr) of an instance; still readable after it was stopped or forgotten."""
@@ -138,30 +131,31 @@ class ProcessDriver:
         self.stop(instance_id, grace=0)
 
     def runtime(self, instance_id: str) -> RuntimeFacts | None:
-        """How the instance's app really runs, read from /proc (the Inspectable ability):
-        argv, env, uid/gid and the mounts of its sandbox. None if it is not running."""
+        """How the instance really runs, read from /proc (the Inspectable ability): its
+        app's argv, env and ids, its mount table, every process in its namespaces, and the
+        snapshot taken when it was launched. None if it is not running."""
         record = self._load(instance_id)
         if record is None or not procfs.is_alive(record.pid, record.start_ticks):
             return None
+        if record.launched is None:  # started by a driver that took no snapshot
+            record = self._take_snapshot(record, "adopted")
         init = self._sandbox_init(record)
-        apps = [c for c in procfs.children_of(init.pid) if c.comm != "bwrap"] if init else []
-        if not apps:
+        app = _app_of(init) if init else None
+        if init is None or app is None or record.launched is None:
             return None
-        app = min(apps, key=lambda c: c.pid)
+        launched = snapshot.from_json(record.launched)
         try:
             argv = tuple(inspect.read_nul_list(f"/proc/{app.pid}/cmdline"))
             env = inspect.read_env(app.pid)
             uid, gid = inspect.read_ids(app.pid)
-            mounts = tuple(inspect.read_mounts(app.pid))
-        except (OSError, ValueError):
+            mounts = tuple(inspect.read_mounts(init.pid))
+            with self._exec_checks.quiet() as checks:
+                processes = tuple(snapshot.members(launched, init, checks, self._index()))
+        except (OSError, KeyError, ValueError):
             return None  # it exited while being read
-        root = next((m.source for m in mounts if m.target == "/"), "")
-        as_root = os.geteuid() == 0
         return RuntimeFacts(
             instance_id=instance_id, pid=app.pid, argv=argv, env=env, uid=uid, gid=gid,
-            root=root, mounts=mounts, driver_env=("PORT", "PWD"),
-            driver_uid=SANDBOX_UID if as_root else os.geteuid(),
-            driver_mounts=("/proc", "/dev", "/tmp"))
+            root=record.rootfs, mounts=mounts, launched=launched, processes=processes)
 
     def kill(self, instance_id: str) -> bool:
         """SIGKILL the app inside the sandbox, as an OOM kill would (the Killable ability,
@@ -261,6 +255,28 @@ class ProcessDriver:
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
 
+    def _index(self) -> dict[int, dict[str, int | None]]:
+        """Every host process's namespaces, read at most once a second: one /proc scan
+        serves a whole drift pass. Called under the exec checks' lock, whose grace after a
+        check ends (2 s) outlasts the index."""
+        now = time.monotonic()
+        if self._namespaces is None or now - self._namespaces[0] > 1.0:
+            self._namespaces = (now, snapshot.namespace_index())
+        return self._namespaces[1]
+
+    def _take_snapshot(self, record: InstanceRecord, taken: str) -> InstanceRecord:
+        """Record what the sandbox was launched as (drift is measured from it); the record
+        unchanged if the sandbox is not running."""
+        init = self._sandbox_init(record)
+        app = _app_of(init) if init else None
+        launched = snapshot.take(init.pid, app.pid, record.image_digest, taken) \
+            if init and app else None
+        if launched is None:
+            return record
+        record = replace(record, launched=snapshot.to_json(launched))
+        self._dirs.save(record)
+        return record
+
     def _raise_if_sandbox_failed(self, record: InstanceRecord) -> None:
         status = self._dirs.status(record.id)
         stderr = self._dirs.log_paths(record.id)[1].read_text(errors="replace")
@@ -342,6 +358,12 @@ class ProcessDriver:
 
 
 _INIT_WINDOW_TICKS = 30 * os.sysconf("SC_CLK_TCK")
+
+
+def _app_of(init: procfs.ProcStat) -> procfs.ProcStat | None:
+    """The app: the first process the sandbox's init started (the init forks only it)."""
+    apps = [c for c in procfs.children_of(init.pid) if c.comm != "bwrap"]
+    return min(apps, key=lambda c: c.pid) if apps else None
 
 
 def _send(pid: int, sig: signal.Signals, *, group: bool = False) -> None:

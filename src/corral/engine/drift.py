@@ -4,23 +4,22 @@ Files: every image root in use is verified against the image's file list when fi
 and periodically, and watched between (inotify on every file's inode, so a write through
 any hardlink counts); a drifted root is quarantined, the layer cache under it repaired from
 the blobs and a fresh root composed (images.guard), then every instance using the drifted
-root is condemned. Runtime: each instance's argv, env, user, mounts and image
-root are compared with its release (core.drift). It only reports to the reconciler, which
-replaces; nothing is ever repaired in place.
+root is condemned. Runtime: what each instance's driver sees now (processes in its
+namespaces, its mounts, ids and capabilities) is compared with what it launched, and its
+image with its release's (core.drift). It only reports to the reconciler, which replaces;
+nothing is ever repaired in place.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from corral.core.drift import ExpectedRuntime, describe_file_drift, runtime_drift
-from corral.core.release import instance_argv, instance_env, service_of
+from corral.core.drift import ExpectedRuntime, describe_file_drift, intruders, runtime_drift
 from corral.engine.fleet import Clock, Fleets
 from corral.ports.driver import Driver
 from corral.ports.images import ImageStore
@@ -166,7 +165,8 @@ class DriftWatch:
 
     # -- runtime -----------------------------------------------------------------------
     def check_runtime(self) -> dict[str, list[str]]:
-        """Compare every running instance with its release; condemn those that differ."""
+        """Compare every running instance with what its driver launched; condemn those
+        changed from outside (a process that entered it, a mount, a uid, capabilities)."""
         if not isinstance(self._driver, Inspectable):
             return {}
         found: dict[str, list[str]] = {}
@@ -180,27 +180,17 @@ class DriftWatch:
             differences = runtime_drift(expected, facts)
             if differences:
                 found[instance.id] = differences
-                self._record("drift.runtime", f"{instance.service}/{instance.id}",
-                             {"instance": instance.id, "differences": differences})
+                self._record("drift.runtime", f"{instance.service}/{instance.id}", {
+                    "instance": instance.id, "differences": differences,
+                    "entered": [{"pid": p.pid, "argv": list(p.argv), "uid": p.credentials.uid}
+                                for p in intruders(facts)],
+                    "launched": facts.launched.taken if facts.launched else None})
                 self._condemn(instance.id, "runtime: " + "; ".join(differences[:3]))
         return found
 
     def _expected(self, instance: Instance) -> ExpectedRuntime | None:
         release = self._store.get_release(instance.service, instance.release)
-        if release is None:
-            return None
-        spec = service_of(release.config)
-        image = self._images.config(release.image_digest)
-        if self.guard is not None:
-            root = self.guard.roots / release.image_digest.partition(":")[2]
-        else:
-            root = self._images.unpack(release.image_digest)
-        volumes = {inside: os.path.realpath(self._volumes_dir / instance.service / name)
-                   for name, inside in spec.volumes.items()}
-        return ExpectedRuntime(
-            argv=instance_argv(spec, image),
-            env=instance_env(instance.service, spec, image, release.label, instance.id),
-            root=os.path.realpath(root), volumes=volumes)
+        return ExpectedRuntime(image_digest=release.image_digest) if release else None
 
     def _record(self, action: str, subject: str, detail: dict[str, Any]) -> None:
         self.found.append({"action": action, "subject": subject, **detail})

@@ -1,0 +1,122 @@
+"""What a sandbox was launched as, and which processes are in it now, read from host /proc.
+
+The launch snapshot (its own namespaces, its mount table, the app's ids and capabilities) is
+taken once the app runs and kept in the instance record; `members` lists every process that
+shares one of those namespaces, with whether its ancestry leads to the sandbox's init. It
+only reads /proc: judging what differs is core.drift's job, acting on it the engine's.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+from corral.drivers import inspect, procfs
+from corral.ports.runtime import Credentials, LaunchSnapshot, Mount, SandboxProcess
+
+# Joining one of these is entering the instance: its files, its processes, its user's
+# capabilities. (The uts and ipc namespaces give nothing of the instance but its hostname.)
+KINDS = ("user", "mnt", "pid")
+_MAX_DEPTH = 256  # ancestry longer than this is a loop in a racing read: not ours
+
+
+def take(init_pid: int, app_pid: int, image_digest: str, taken: str) -> LaunchSnapshot | None:
+    """The snapshot of a running sandbox; None if it ended while being read."""
+    namespaces = {}
+    for kind in KINDS:
+        mine = inspect.namespace_id(app_pid, kind)
+        if mine is not None and mine != inspect.namespace_id("self", kind):
+            namespaces[kind] = mine  # only the sandbox's own: the host's would match anyone
+    try:
+        status = inspect.read_status(app_pid)
+        level = len(inspect.read_status(init_pid).get("NSpid", "").split()) - 1
+        mounts = tuple(inspect.read_mounts(init_pid))
+    except (OSError, KeyError, ValueError):
+        return None
+    return LaunchSnapshot(
+        namespaces=namespaces, mounts=mounts, credentials=inspect.credentials_of(status),
+        image_digest=image_digest, sessions_inside=inspect.session_level(status, level) != 0,
+        taken=taken)
+
+
+def namespace_index() -> dict[int, dict[str, int | None]]:
+    """{pid: {kind: namespace id}} of every process on the host, for `members`."""
+    return {int(entry.name): {kind: inspect.namespace_id(entry.name, kind) for kind in KINDS}
+            for entry in os.scandir("/proc") if entry.name.isdigit()}
+
+
+def members(launched: LaunchSnapshot, init: procfs.ProcStat, exec_checks: Mapping[int, int],
+            index: Mapping[int, Mapping[str, int | None]]) -> list[SandboxProcess]:
+    """Every live process but the init that shares one of the sandbox's namespaces.
+
+    `index` is a recent `namespace_index()` (one serves every instance). `exec_checks` maps
+    the pids of the driver's exec checks in flight to their start ticks: a process
+    descending from one, or in its session, is marked `exec_check`.
+    """
+    own = launched.namespaces
+    level = len(inspect.read_status(init.pid).get("NSpid", "").split()) - 1
+    found = []
+    for pid, ids in index.items():
+        if pid == init.pid or not any(ids.get(kind) == own[kind] for kind in own):
+            continue
+        process = _member(pid, ids, launched, init, exec_checks, level)
+        if process is not None:
+            found.append(process)
+    return found
+
+
+def _member(pid: int, ids: Mapping[str, int | None], launched: LaunchSnapshot,
+            init: procfs.ProcStat, exec_checks: Mapping[int, int],
+            level: int) -> SandboxProcess | None:
+    try:
+        status = inspect.read_status(pid)
+        argv = tuple(inspect.read_nul_list(f"/proc/{pid}/cmdline"))
+        credentials = inspect.credentials_of(status)
+    except (OSError, KeyError, ValueError):
+        return None  # gone while being read
+    if status.get("State", "").startswith(("Z", "X")):
+        return None  # exited, only not reaped yet
+    from_init, from_check = _lineage(pid, init, exec_checks)
+    host_session = inspect.session_level(status, 0)
+    return SandboxProcess(
+        pid=pid, argv=argv or (status.get("Name", "?"),), credentials=credentials,
+        in_user_namespace=ids.get("user") == launched.namespaces.get("user", ids.get("user")),
+        from_init=from_init, session_inside=inspect.session_level(status, level) != 0,
+        exec_check=from_check or host_session in exec_checks)
+
+
+def _lineage(pid: int, init: procfs.ProcStat, exec_checks: Mapping[int, int]
+             ) -> tuple[bool, bool]:
+    """(its ancestry leads to the init, it leads to one of the exec checks)."""
+    for _ in range(_MAX_DEPTH):
+        stat = procfs.read_stat(pid)
+        if stat is None:
+            return False, False
+        if pid == init.pid and stat.start_ticks == init.start_ticks:
+            return True, False
+        if exec_checks.get(pid) == stat.start_ticks:
+            return False, True
+        if stat.ppid <= 0:
+            return False, False
+        pid = stat.ppid
+    return False, False
+
+
+def to_json(snapshot: LaunchSnapshot) -> dict[str, Any]:
+    return asdict(snapshot)
+
+
+def from_json(raw: Mapping[str, Any]) -> LaunchSnapshot:
+    """The snapshot as `to_json` wrote it into the instance record."""
+    creds = raw["credentials"]
+    return LaunchSnapshot(
+        namespaces={str(k): int(v) for k, v in raw["namespaces"].items()},
+        mounts=tuple(Mount(m["target"], m["source"], m["fstype"], bool(m["read_only"]),
+                           tuple(m.get("options", ()))) for m in raw["mounts"]),
+        credentials=Credentials(uids=tuple(creds["uids"]), gids=tuple(creds["gids"]),
+                                capabilities=int(creds["capabilities"])),
+        image_digest=str(raw.get("image_digest", "")),
+        sessions_inside=bool(raw.get("sessions_inside", True)),
+        taken=str(raw.get("taken", "start")))
