@@ -2,7 +2,9 @@
 
 corral side: 3 replicas of the demo app behind corral's router under constant external load
 (bench/_load.py); `corral chaos --kill 10` (SIGKILL, restore = replacement ready and routed),
-then `corral chaos --drift` (a file changed in the image root -> every user replaced).
+then `corral chaos --drift` (a file changed in the image root -> every user replaced), then a
+Debian base file tampered through its layer-cache hardlink (bench/_tamper.py: until the
+router serves only fresh instances).
 Swarm side: the same app as 3 tasks behind HAProxy (bench/_swarm.py); `docker kill -s KILL`
 a task and time until Swarm has a new task answering. Control plane: a reconcile sweep over
 1,000 instances (fake driver) and a plan over 200 services (SQLite store). Table + RESULT.
@@ -25,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _load import read_records
 from _swarm import SERVICE, TASK_PORT_BASE, PeerError, SwarmPeer
+from _tamper import tamper_to_replaced
 from deploy import CORRAL, LOADER, BenchError, await_serving, ensure_port_free, run, say
 
 CORRAL_PORT = 18181
@@ -80,6 +83,11 @@ def corral_side(workdir: Path, kills: int) -> dict[str, float | int | None]:
         say("corral: chaos --drift under load")
         drift = corral_chaos(project, "--drift", "--seed", "1")
         time.sleep(1)
+        await_serving(f"http://127.0.0.1:{CORRAL_PORT}/", "1")
+        say("corral: a base file tampered through the layer cache under load")
+        tamper = tamper_to_replaced(project, f"http://127.0.0.1:{CORRAL_PORT}/")
+        if tamper.get("error"):
+            say(f"corral: tamper: {tamper['error']}")
         load.stop()
         requests, failed = load.failures(began, ended)
         restores = [k["restored_s"] for k in result["kills"] if k["restored_s"] is not None]
@@ -88,6 +96,8 @@ def corral_side(workdir: Path, kills: int) -> dict[str, float | int | None]:
                 "restored": len(restores), "kills": len(result["kills"]),
                 "requests": requests, "failed": failed,
                 "drift_s": drift["kills"][0]["restored_s"] if drift["kills"] else None,
+                "drift_file": drift["kills"][0].get("file") if drift["kills"] else None,
+                "tamper_s": tamper.get("tamper_s"),  # type: ignore[dict-item]
                 "app_start_s": app_start_time(project)}
     finally:
         if load is not None:
@@ -151,7 +161,7 @@ def swarm_side(workdir: Path, kills: int) -> dict[str, float | int | None]:
         return {"restore_median_s": statistics.median(restores) if restores else None,
                 "restore_max_s": max(restores) if restores else None,
                 "restored": len(restores), "kills": kills, "requests": requests,
-                "failed": failed, "drift_s": None}
+                "failed": failed, "drift_s": None, "tamper_s": None}
     finally:
         if load is not None:
             load.stop()
@@ -230,14 +240,17 @@ def main() -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     print()
     print(f"{'peer':8} {'restore p50 s':>14} {'restore max s':>14} {'restored':>9} "
-          f"{'requests':>9} {'failed':>7} {'drift→replaced s':>17}")
+          f"{'requests':>9} {'failed':>7} {'drift→replaced s':>17} {'tamper→replaced s':>18}")
     for name, row in rows.items():
         print(f"{name:8} {fmt(row.get('restore_median_s')):>14} "
               f"{fmt(row.get('restore_max_s')):>14} "
               f"{fmt(row.get('restored'))}/{fmt(row.get('kills')):<3}".ljust(48)
               + f" {fmt(row.get('requests')):>9} {fmt(row.get('failed')):>7} "
-              f"{fmt(row.get('drift_s')):>17}")
+              f"{fmt(row.get('drift_s')):>17} {fmt(row.get('tamper_s')):>18}")
     c, s = rows.get("corral", {}), rows.get("swarm", {})
+    print(f"drift: chaos changed {c.get('drift_file') or '-'} in the root; tamper: a Debian "
+          "base file written through its layer-cache hardlink (swarm: no file drift check, "
+          "a changed file is served until the task dies)")
     print(f"app's own start time (python3 server.py, exec to first answer): "
           f"{fmt(c.get('app_start_s'), 3)} s")
     print(f"control plane: sweep over 1,000 instances {scale['sweep_1000_ms']:.1f} ms "
@@ -248,6 +261,7 @@ def main() -> int:
           f"corral_restore_max_s={fmt(c.get('restore_max_s'), 3)} "
           f"corral_failed={fmt(c.get('failed'))}/{fmt(c.get('requests'))} "
           f"corral_drift_replaced_s={fmt(c.get('drift_s'), 3)} "
+          f"tamper_to_replaced_s={fmt(c.get('tamper_s'), 3)} "
           f"swarm_restore_p50_s={fmt(s.get('restore_median_s'), 3)} "
           f"swarm_failed={fmt(s.get('failed'))}/{fmt(s.get('requests'))} "
           f"swarm_over_corral={fmt(ratio, 1)} "
