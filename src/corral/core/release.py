@@ -53,28 +53,30 @@ def instance_env(name: str, service: ServiceSpec, image: ImageConfig, release_la
 
 def release_outcome(version: int, live: int | None, bad: Mapping[int, str],
                     deployments: Sequence[Deployment]) -> str:
-    """What became of a release, in the words `corral releases` shows: `live`, `bad` (marked
-    by a rollback or a failed deploy: redeploying it needs --force), else the outcome of the
-    newest deployment to it: `deploying`, `rolled back`, `aborted`, `failed`, or `replaced`
-    (it was live; a later release took over). `not deployed` if no deployment went to it.
+    """What became of a release, in the words `corral releases` shows: `live`; else the end
+    of the newest deployment to it when that went wrong: `rolled back`, `failed`, `aborted`
+    (or `deploying` while it runs); else `bad` if it is marked bad (the release a `corral
+    rollback` left: redeploying it needs --force); else `replaced` (it was live; a later
+    release took over), or `not deployed` if no deployment went to it.
 
     >>> from corral.ports.records import DeploymentOutcome as O
     >>> def d(to, outcome):
     ...     return Deployment(id=to, service="web", strategy="rolling", from_release=None,
     ...                       to_release=to, outcome=outcome, started_at=float(to))
     >>> history = [d(3, O.ROLLED_BACK), d(2, O.SUCCEEDED), d(1, O.SUCCEEDED)]
-    >>> [release_outcome(v, 2, {}, history) for v in (1, 2, 3, 4)]
-    ['replaced', 'live', 'rolled back', 'not deployed']
-    >>> release_outcome(1, 2, {1: "rolled back from"}, history)
-    'bad'
+    >>> bad = {3: "rolled back", 1: "rolled back from"}
+    >>> [release_outcome(v, 2, bad, history) for v in (1, 2, 3, 4)]
+    ['bad', 'live', 'rolled back', 'not deployed']
+    >>> release_outcome(1, 2, {}, history)
+    'replaced'
     """
     if version == live:
         return "live"
+    mine = [d for d in deployments if d.to_release == version]
+    newest = max(mine, key=lambda d: (d.started_at, d.id)) if mine else None
+    if newest is not None and newest.outcome is not DeploymentOutcome.SUCCEEDED:
+        return "deploying" if newest.outcome is DeploymentOutcome.RUNNING \
+            else str(newest.outcome)
     if version in bad:
         return "bad"
-    mine = [d for d in deployments if d.to_release == version]
-    if not mine:
-        return "not deployed"
-    newest = max(mine, key=lambda d: (d.started_at, d.id))
-    return {DeploymentOutcome.RUNNING: "deploying",
-            DeploymentOutcome.SUCCEEDED: "replaced"}.get(newest.outcome, str(newest.outcome))
+    return "not deployed" if newest is None else "replaced"
