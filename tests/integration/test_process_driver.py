@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -270,13 +271,25 @@ def test_a_missing_bwrap_raises_sandbox_unavailable(
     assert driver.list() == []
 
 
-def test_a_program_missing_from_the_image_raises_with_bwraps_message(
+def test_a_program_missing_from_the_image_is_named_as_the_cause(
         driver: ProcessDriver, spec: Callable[..., InstanceSpec]) -> None:
     bad = spec("web-1", "")
-    with pytest.raises(DriverError, match="execvp no-such-program"):
-        driver.start(InstanceSpec(**{**bad.__dict__, "argv": ("no-such-program",)}))
+    with pytest.raises(DriverError) as caught:
+        driver.start(InstanceSpec(**{**bad.__dict__, "argv": ("no-such-program",),
+                                     "env": {"PATH": "/usr/bin:/bin"}}))
+    assert "argv[0] 'no-such-program' is not in the image (looked in PATH /usr/bin:/bin)" \
+        in str(caught.value)
+    assert "bwrap: execvp no-such-program" in str(caught.value)  # bwrap's own words too
+    assert "workdir" not in str(caught.value) and "volume" not in str(caught.value)
     assert driver.list() == []
     assert "execvp" in driver.log_paths("web-1")[1].read_text()
+
+
+def test_a_workdir_that_is_a_file_in_the_image_is_named_as_the_cause(
+        driver: ProcessDriver, spec: Callable[..., InstanceSpec]) -> None:
+    with pytest.raises(DriverError, match="workdir /etc/debian_version is a file in the image"):
+        driver.start(spec("web-1", SLEEPER, workdir="/etc/debian_version"))
+    assert driver.list() == []
 
 
 def test_a_missing_image_root_raises(driver: ProcessDriver,
@@ -286,11 +299,16 @@ def test_a_missing_image_root_raises(driver: ProcessDriver,
         driver.start(InstanceSpec(**{**bad.__dict__, "rootfs": "/nonexistent-root"}))
 
 
-def test_a_volume_mount_point_missing_from_the_image_raises(
-        driver: ProcessDriver, spec: Callable[..., InstanceSpec], tmp_path: Path) -> None:
-    with pytest.raises(DriverError, match="bwrap:"):
-        driver.start(spec("web-1", SLEEPER, volumes={str(tmp_path / "v"): "/no/such/dir"}))
-    assert driver.list() == []
+def test_a_volume_whose_mount_point_the_image_lacks_is_mounted_there(
+        driver: ProcessDriver, spec: Callable[..., InstanceSpec], tmp_path: Path,
+        debian_rootfs: Path) -> None:
+    before = tree_of(debian_rootfs / "var")
+    volume = tmp_path / "v"
+    driver.start(spec("web-1", "open('/var/lib/app/data/note', 'w').write('kept')",
+                      volumes={str(volume): "/var/lib/app/data"}))
+    assert exited(driver, "web-1").exit_code == 0, driver.log_paths("web-1")[1].read_text()
+    assert (volume / "note").read_text() == "kept"
+    assert tree_of(debian_rootfs / "var") == before  # the shared root is never written
 
 
 def test_a_sandbox_whose_outer_bwrap_died_is_still_listed_running_and_stopped(
@@ -309,3 +327,76 @@ def test_a_sandbox_whose_outer_bwrap_died_is_still_listed_running_and_stopped(
     driver.stop("web-orphan", grace=2)
     poll(lambda: not answers_http(started.address))
     assert driver.list() == []
+
+
+# -- images that are one static binary (FROM scratch) --------------------------------------
+
+HTTPD = "exec /bin/busybox httpd -f -p $PORT -h /www"
+
+
+def tree_of(folder: Path) -> list[tuple[str, int]]:
+    """Every path under `folder` with its mode: what a change to a root would show."""
+    return sorted((str(p.relative_to(folder)), p.lstat().st_mode) for p in folder.rglob("*"))
+
+
+@pytest.fixture
+def scratch_root(tmp_path: Path) -> Path:
+    """An unpacked scratch image: only bin/busybox (static) and www/index.html."""
+    root = tmp_path / "root"
+    (root / "bin").mkdir(parents=True)
+    shutil.copy("/bin/busybox", root / "bin/busybox")
+    (root / "www").mkdir()
+    (root / "www/index.html").write_text("hello from scratch\n")
+    return root
+
+
+def scratch(instance_id: str, root: Path, *argv: str, **fields: Any) -> InstanceSpec:
+    return InstanceSpec(id=instance_id, service="web", release=1, image_digest="sha256:ab",
+                        rootfs=str(root), argv=("/bin/busybox", *argv), env={}, **fields)
+
+
+def test_a_scratch_image_of_one_static_binary_gets_proc_dev_tmp_sys_and_resolver_files(
+        driver: ProcessDriver, scratch_root: Path) -> None:
+    before = tree_of(scratch_root)
+    script = ("test -r /proc/self/status && test -c /dev/null && test -d /sys/class "
+              "&& echo x > /tmp/x && cat /etc/resolv.conf /etc/hosts "
+              "&& ! touch /etc/x 2>/dev/null && ! mkdir /new 2>/dev/null && echo ok")
+    driver.start(scratch("scratch", scratch_root, "sh", "-c", script))
+    observed = exited(driver, "scratch")
+    assert observed.exit_code == 0, driver.log_paths("scratch")[1].read_text()
+    host = Path("/etc/resolv.conf").read_text() + Path("/etc/hosts").read_text()
+    assert stdout_of(driver, "scratch") == host + "ok\n"
+    assert tree_of(scratch_root) == before  # nothing was added to the image root
+
+
+def test_a_shell_form_entrypoint_in_a_scratch_image_serves_http(
+        driver: ProcessDriver, scratch_root: Path) -> None:
+    started = driver.start(scratch("httpd", scratch_root, "sh", "-c", HTTPD))
+    poll(lambda: answers_http(started.address))
+    host, port = started.address.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    conn.request("GET", "/")
+    assert conn.getresponse().read() == b"hello from scratch\n"
+    conn.close()
+    code, output = driver.exec_in("httpd", ["/bin/busybox", "cat", "/www/index.html"], 5)
+    assert (code, output) == (0, "hello from scratch\n")  # nsenter into the sandbox works
+
+
+def test_a_scratch_image_s_volume_and_workdir_are_made_where_it_has_no_folder(
+        driver: ProcessDriver, scratch_root: Path, tmp_path: Path) -> None:
+    volume = tmp_path / "volumes" / "web" / "data"
+    driver.start(scratch("writer", scratch_root, "sh", "-c", "pwd > /var/lib/app/where",
+                         workdir="/srv/app", volumes={str(volume): "/var/lib/app"}))
+    assert exited(driver, "writer").exit_code == 0, driver.log_paths("writer")[1].read_text()
+    assert (volume / "where").read_text() == "/srv/app\n"
+    assert not (scratch_root / "var").exists() and not (scratch_root / "srv").exists()
+
+
+def test_a_dynamically_linked_program_in_a_scratch_image_is_named_as_the_cause(
+        driver: ProcessDriver, scratch_root: Path) -> None:
+    shutil.copy(os.path.realpath(shutil.which("ls") or "/bin/ls"), scratch_root / "bin/ls")
+    with pytest.raises(DriverError) as caught:
+        driver.start(InstanceSpec(**{**scratch("ls", scratch_root).__dict__,
+                                     "argv": ("/bin/ls",)}))
+    assert "argv[0] /bin/ls is dynamically linked and its loader /lib64/ld-linux" \
+        in str(caught.value)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import stat
 import sys
 from typing import Any
 
@@ -34,7 +35,8 @@ def _call(libc: Any, name: str, *args: Any) -> None:
 
 
 def stage_sources(stage_dir: str, stage: dict[str, str]) -> None:
-    """Bind each source under `stage_dir`, in a private mount namespace of this process.
+    """Bind each source (a folder or a file) under `stage_dir`, in a private mount
+    namespace of this process.
 
     Why: bwrap runs as an unprivileged uid that may not traverse the folders holding the
     image root or volumes (e.g. /root is 0700). Root opens them here and re-exposes them on a
@@ -45,12 +47,15 @@ def stage_sources(stage_dir: str, stage: dict[str, str]) -> None:
     _call(libc, "mount", b"none", b"/", None, MS_REC | MS_PRIVATE, None)
     # opened after unshare (a bind source must be in this namespace) and before the tmpfs
     # (which may hide them: a source can live under stage_dir)
-    fds = {name: os.open(path, os.O_PATH | os.O_DIRECTORY) for name, path in stage.items()}
+    fds = {name: os.open(path, os.O_PATH) for name, path in stage.items()}
     _call(libc, "mount", b"corral", stage_dir.encode(), b"tmpfs", MS_NOSUID | MS_NODEV,
           b"mode=0755")
     for name, fd in fds.items():
         target = os.path.join(stage_dir, name)
-        os.mkdir(target)
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            os.mkdir(target)
+        else:  # a file (the host's resolv.conf): bound over an empty one
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
         _call(libc, "mount", f"/proc/self/fd/{fd}".encode(), target.encode(), None,
               MS_BIND | MS_REC, None)
         os.close(fd)

@@ -24,11 +24,14 @@ from pathlib import Path
 
 from corral.drivers import inspect, procfs, snapshot
 from corral.drivers.exec_check import ExecChecks
+from corral.drivers.image_root import EXEC_DEFAULT_PATH, explain_exec_failure, explain_workdir
 from corral.drivers.instance_dir import InstanceDirs, InstanceRecord
 from corral.drivers.sandbox import (
+    HOST_FILES,
     SANDBOX_GID,
     SANDBOX_UID,
     is_namespace_failure,
+    plan_layout,
     sandbox_args,
     sandbox_errors,
 )
@@ -74,7 +77,7 @@ class ProcessDriver:
             pid = self._launch(bwrap, spec, port)
             record = self._record(spec, pid, port)
             self._dirs.save(record)
-            self._await_exec(record)
+            self._await_exec(record, spec)
             record = self._take_snapshot(record, "start")
         except BaseException:
             self.stop(spec.id, grace=0)
@@ -204,15 +207,15 @@ class ProcessDriver:
         """Run launcher.py, which detaches bwrap and prints its pid."""
         folder = self._dirs.path(spec.id)
         as_root = os.geteuid() == 0
-        stage = {"root": spec.rootfs} if as_root else {}
-        volumes = []
-        for n, (host, inside) in enumerate(spec.volumes.items()):
-            if as_root:
-                stage[f"volume{n}"] = host
-            volumes.append((f"{STAGE_DIR}/volume{n}" if as_root else host, inside))
-        root = f"{STAGE_DIR}/root" if as_root else spec.rootfs
+        host_files = [path for path in HOST_FILES if os.path.isfile(path)]
+        try:
+            layout, stage = plan_layout(spec, host_files, STAGE_DIR if as_root else None)
+        except OSError as exc:
+            raise DriverError(f"cannot start instance {spec.id}: cannot read the image root "
+                              f"{spec.rootfs}: {exc}", hint="unpack the image again "
+                              "(corral pull) or fix the root's permissions") from exc
         config = {
-            "bwrap": bwrap, "args": sandbox_args(spec, root=root, volumes=volumes, port=port),
+            "bwrap": bwrap, "args": sandbox_args(spec, layout, port=port),
             "stdout": str(folder / "stdout.log"), "stderr": str(folder / "stderr.log"),
             "status": str(folder / "status.json"), "stage_dir": STAGE_DIR, "stage": stage,
             "uid": SANDBOX_UID if as_root else None, "gid": SANDBOX_GID if as_root else None,
@@ -233,7 +236,7 @@ class ProcessDriver:
             release=spec.release, image_digest=spec.image_digest, image_user=spec.user,
             volumes=dict(spec.volumes), labels=dict(spec.labels))
 
-    def _await_exec(self, record: InstanceRecord) -> None:
+    def _await_exec(self, record: InstanceRecord, spec: InstanceSpec) -> None:
         """Wait until the app replaced bwrap in the sandbox, or the sandbox ended.
 
         Raises DriverError with bwrap's message if bwrap failed (bad root, argv[0] missing).
@@ -243,7 +246,7 @@ class ProcessDriver:
         delay = 0.002
         while True:
             if not procfs.is_alive(record.pid, record.start_ticks):
-                self._raise_if_sandbox_failed(record)
+                self._raise_if_sandbox_failed(record, spec)
                 return
             init_pid = self._dirs.status(record.id).init_pid
             if init_pid and any(c.comm != "bwrap" for c in procfs.children_of(init_pid)):
@@ -277,7 +280,7 @@ class ProcessDriver:
         self._dirs.save(record)
         return record
 
-    def _raise_if_sandbox_failed(self, record: InstanceRecord) -> None:
+    def _raise_if_sandbox_failed(self, record: InstanceRecord, spec: InstanceSpec) -> None:
         status = self._dirs.status(record.id)
         stderr = self._dirs.log_paths(record.id)[1].read_text(errors="replace")
         errors = sandbox_errors(stderr)
@@ -290,10 +293,9 @@ class ProcessDriver:
                 f"bubblewrap cannot create namespaces for instance {record.id}: {message}",
                 hint="allow unprivileged user namespaces (sysctl "
                 "kernel.unprivileged_userns_clone=1; in a container, allow unshare)")
-        raise DriverError(
-            f"cannot start instance {record.id} ({' '.join(record.argv)}): {message}",
-            hint=f"the image root {record.rootfs} must contain argv[0], the workdir and "
-            "every volume's mount point")
+        cause, hint = _start_failure(spec, message)
+        raise DriverError(f"cannot start instance {record.id} ({' '.join(spec.argv)}): "
+                          f"{cause} ({message})", hint=hint)
 
     # -- observing and stopping --------------------------------------------------------
 
@@ -358,6 +360,25 @@ class ProcessDriver:
 
 
 _INIT_WINDOW_TICKS = 30 * os.sysconf("SC_CLK_TCK")
+
+
+def _start_failure(spec: InstanceSpec, said: str) -> tuple[str, str]:
+    """(the cause, what to do) of a sandbox that never ran its app; `said` is bwrap's words.
+    The image root is looked at before argv[0] or the workdir is blamed."""
+    if "execvp" in said:
+        search = spec.env.get("PATH", EXEC_DEFAULT_PATH)
+        cause = explain_exec_failure(spec.rootfs, spec.argv[0], search, spec.workdir,
+                                     denied="Permission denied" in said)
+        if cause is not None:
+            return cause, ("fix the image's entrypoint/cmd or the service's command "
+                           f"(the image root is {spec.rootfs})")
+        return "the program could not be run", "read bwrap's message above"
+    if "chdir" in said:
+        return (explain_workdir(spec.rootfs, spec.workdir),
+                "fix the image's workdir: it must be a folder")
+    return ("the sandbox could not be set up",
+            f"bwrap's message names the path; the image root is {spec.rootfs}, the volumes "
+            f"{', '.join(spec.volumes) or '(none)'}")
 
 
 def _app_of(init: procfs.ProcStat) -> procfs.ProcStat | None:

@@ -1,39 +1,83 @@
 """The bubblewrap command line for one instance, and the reading of bwrap's own errors.
 
-Pure functions: builds arguments (read-only image root, private /tmp, new pid/ipc/uts
-namespaces, no capabilities, unprivileged uid, clean env plus PORT) and classifies stderr
-text. It never runs anything; launcher.py starts the command and process.py drives both.
+Builds arguments (the image root's entries bound read-only on a `/` of bwrap's own, with
+/proc, /dev, /sys, a private /tmp, the host's resolv.conf and hosts, and volumes mounted
+over it, new pid/ipc/uts namespaces, no capabilities, unprivileged uid, clean env plus
+PORT), and classifies stderr text. It reads the image root (through image_root.py) to plan
+the layout but never runs anything; launcher.py starts the command, process.py drives both.
+See docs/adr/0009-the-runtime-supplies-mount-points.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+from corral.drivers.image_root import Entry, place_mounts, plan_root
 from corral.ports.records import InstanceSpec
 
 SANDBOX_UID = 65534  # "nobody": the image's own user is recorded but never used on the host
 SANDBOX_GID = 65534
 STATUS_FD = 3  # the launcher puts bwrap's --json-status-fd file on this descriptor
+RUNTIME_FOLDERS = ("/proc", "/dev", "/sys", "/tmp")  # what docker and podman supply too
+HOST_FILES = ("/etc/resolv.conf", "/etc/hosts")  # instances share the host's network
 
 
-def sandbox_args(spec: InstanceSpec, *, root: str, volumes: Sequence[tuple[str, str]],
-                 port: int) -> list[str]:
-    """bwrap's arguments (without the program name) to run `spec.argv` over `root`.
+@dataclass(frozen=True)
+class Layout:
+    """The sandbox's file system, every source named as bwrap will see it."""
 
-    `root` and each volume's host path are given separately from `spec` because the launcher
-    may present them at other paths (see launcher.py). Volumes are (host path, inside path).
+    root: str  # the image root
+    entries: Sequence[Entry]  # what of the root makes `/` (image_root.plan_root)
+    volumes: Sequence[tuple[str, str]] = ()  # (source, path inside), read-write
+    host_files: Sequence[tuple[str, str]] = ()  # (source, path inside), read-only
+
+
+def plan_layout(spec: InstanceSpec, host_files: Sequence[str],
+                stage_dir: str | None) -> tuple[Layout, dict[str, str]]:
+    """The layout for `spec` (reading its root), and what the launcher must stage first.
+
+    With `stage_dir` (the driver runs as root) every source is staged under it, name ->
+    host path: root can open folders that the sandbox's uid cannot reach (see launcher.py).
     """
+    points = {**dict.fromkeys(RUNTIME_FOLDERS, True), **dict.fromkeys(host_files, False),
+              **dict.fromkeys(spec.volumes.values(), True)}
+    placed = place_mounts(spec.rootfs, points)
+    entries = plan_root(spec.rootfs, {placed[p]: is_dir for p, is_dir in points.items()},
+                        [spec.workdir])
+    stage: dict[str, str] = {}
+
+    def source(name: str, path: str) -> str:
+        if stage_dir is None:
+            return path
+        stage[name] = path
+        return f"{stage_dir}/{name}"
+
+    layout = Layout(
+        root=source("root", spec.rootfs), entries=entries,
+        volumes=[(source(f"volume{n}", host), placed[inside])
+                 for n, (host, inside) in enumerate(spec.volumes.items())],
+        host_files=[(source(f"host{n}", path), placed[path])
+                    for n, path in enumerate(host_files)])
+    return layout, stage
+
+
+def sandbox_args(spec: InstanceSpec, layout: Layout, *, port: int) -> list[str]:
+    """bwrap's arguments (without the program name) to run `spec.argv` in `layout`."""
     args = [
         "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_GID),
         "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", spec.id,
-        "--ro-bind", root, "/",
-        "--proc", "/proc",
-        "--dev", "/dev",
-        "--tmpfs", "/tmp",
     ]
-    for host, inside in volumes:
-        args += ["--bind", host, inside]
+    for entry in layout.entries:
+        if entry.kind == "dir":
+            args += ["--dir", entry.path]
+        elif entry.kind == "symlink":
+            args += ["--symlink", entry.link, entry.path]
+        else:
+            args += ["--ro-bind", layout.root + entry.path, entry.path]
+    args += _mount_args(layout)
     args += [
+        "--remount-ro", "/",
         "--cap-drop", "ALL",
         "--new-session",
         "--json-status-fd", str(STATUS_FD),
@@ -44,6 +88,16 @@ def sandbox_args(spec: InstanceSpec, *, root: str, volumes: Sequence[tuple[str, 
             args += ["--setenv", key, value]
     args += ["--setenv", "PORT", str(port), "--chdir", spec.workdir, "--", *spec.argv]
     return args
+
+
+def _mount_args(layout: Layout) -> list[str]:
+    """The runtime's mounts, a folder's before those below it (a volume may be in /tmp)."""
+    mounts = [(["--proc"], "/proc"), (["--dev"], "/dev"), (["--ro-bind", "/sys"], "/sys"),
+              (["--tmpfs"], "/tmp")]
+    mounts += [(["--ro-bind", source], inside) for source, inside in layout.host_files]
+    mounts += [(["--bind", source], inside) for source, inside in layout.volumes]
+    mounts.sort(key=lambda mount: mount[1].rstrip("/").count("/"))
+    return [arg for how, inside in mounts for arg in (*how, inside)]
 
 
 def sandbox_errors(stderr: str) -> list[str]:
