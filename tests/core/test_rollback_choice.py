@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from corral.core.rollback import is_warm_switch_possible, previous_release
-from corral.ports.records import Deployment, DeploymentOutcome
+from corral.core.rollback import is_warm_switch_possible, previous_release, reachable_releases
+from corral.ports.records import Deployment, DeploymentOutcome, Release
 
 OK, BACK = DeploymentOutcome.SUCCEEDED, DeploymentOutcome.ROLLED_BACK
 
@@ -39,3 +39,41 @@ def test_a_warm_switch_needs_the_targets_fleet_with_enough_ready_instances() -> 
     assert not is_warm_switch_possible(3, 3, 2, 3)
     assert not is_warm_switch_possible(4, 3, 3, 3)
     assert not is_warm_switch_possible(None, 3, 3, 3)
+
+
+def made(version: int, image: str, at: float = 0.0) -> Release:
+    return Release("web", version, f"sha256:{image}", f"c{version}", {}, at)
+
+
+def moved(number: int, came_from: int, to: int, ended: float,
+          outcome: DeploymentOutcome = OK) -> Deployment:
+    return Deployment(number, "web", "rolling", came_from, to, outcome, ended - 5, ended)
+
+
+# v1..v9 made long ago (t=0); now t=10_000; v5..v9 share image "b".
+RELEASES = [made(n, "a" if n < 5 else "b") for n in range(1, 10)]
+REACHABLE = [
+    ("the live release and the last N besides it, counted as releases, not images",
+     RELEASES, [], 9, 2, 0.0, {9: "live", 8: "recent", 7: "recent"}),
+    ("a release live 3 minutes ago is kept however many came after it",
+     RELEASES, [moved(12, 3, 9, 9_820.0)], 9, 1, 600.0,
+     {9: "live", 8: "recent", 3: "live 3m ago"}),
+    ("a release left before the window is not",
+     RELEASES, [moved(12, 3, 9, 9_000.0)], 9, 1, 600.0, {9: "live", 8: "recent"}),
+    ("a deployment away from it that did not succeed left it live: no evidence",
+     RELEASES, [moved(12, 3, 4, 9_820.0, BACK)], 9, 0, 600.0, {9: "live"}),
+    ("releases made within the window are kept even if never live",
+     [*RELEASES[:8], made(9, "c", 9_900.0)], [], 8, 0, 600.0,
+     {8: "live", 9: "made 1m ago"}),
+    ("no live release: only the count and the window",
+     RELEASES[:3], [], None, 1, 0.0, {3: "recent"}),
+]
+
+
+@pytest.mark.parametrize(("releases", "deployments", "live", "keep_last", "keep_for",
+                          "expected"), [c[1:] for c in REACHABLE], ids=[c[0] for c in REACHABLE])
+def test_reachable_releases(releases: list[Release], deployments: list[Deployment],
+                            live: int | None, keep_last: int, keep_for: float,
+                            expected: dict[int, str]) -> None:
+    assert reachable_releases(releases, deployments, live, keep_last, keep_for,
+                              10_000.0) == expected

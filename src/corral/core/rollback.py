@@ -47,27 +47,28 @@ def reachable_releases(releases: Sequence[Release], deployments: Iterable[Deploy
                        live: int | None, keep_last: int, keep_for: float,
                        now: float) -> dict[int, str]:
     """The releases of one service a rollback can still go back to, each with why: the live
-    one, the last `keep_last` releases (counted as releases: ten releases sharing one image
-    are ten), and every release live or made in the last `keep_for` seconds.
+    one, the last `keep_last` releases besides it (counted as releases: ten releases sharing
+    one image are ten), and every release live or made in the last `keep_for` seconds.
 
     A release was live until the succeeded deployment that moved the service off it ended,
     so "live 3 minutes ago" is read from the deployments, whatever their strategy.
 
-    Worked example: v1…v9, v9 live since a deployment from v3 that ended 180 s ago, keep the
-    last 2 releases for 600 s: v9 (live), v8 (recent), v3 (live 3m ago); v1 and v2 were
-    made long ago and never live since.
+    Worked example: v1…v9, v9 live since a deployment from v3 that ended 180 s ago, keep 1
+    release for 600 s: v9 (live), v8 (recent), v3 (live 3m ago); the others were made long
+    ago and not live since.
 
     >>> made = [Release("web", n, f"sha256:{n}", "c", {}, 0.0) for n in range(1, 10)]
     >>> moved = [Deployment(7, "web", "rolling", 3, 9, DeploymentOutcome.SUCCEEDED, 800.0,
     ...                     820.0)]
-    >>> sorted(reachable_releases(made, moved, 9, 2, 600.0, 1000.0))
+    >>> sorted(reachable_releases(made, moved, 9, 1, 600.0, 1000.0))
     [3, 8, 9]
     """
     cutoff = now - keep_for
     why: dict[int, str] = {}
     if live is not None:
         why[live] = "live"
-    for release in releases[-keep_last:] if keep_last > 0 else []:
+    others = [release for release in releases if release.version != live]
+    for release in others[-keep_last:] if keep_last > 0 else []:
         why.setdefault(release.version, "recent")
     if keep_for <= 0:
         return why

@@ -62,11 +62,11 @@ def require_image(hands: Hands, release: Release, state_dir: Path | None) -> Non
     try:
         hands.images.config(release.image_digest)
         hands.images.unpack(release.image_digest)
-    except (NotFound, ImageError) as exc:
+    except (NotFound, ImageError):
         raise DeployError(
             f"cannot roll {release.service} back to {release.label}: its image "
-            f"{release.image_digest[:19]}… is not here any more ({exc.message}); nothing "
-            "was changed", hint=_recovery_hint(release, state_dir)) from None
+            f"{release.image_digest[:19]}… is not here any more; nothing was changed",
+            hint=_recovery_hint(release, state_dir)) from None
 
 
 def _recovery_hint(release: Release, state_dir: Path | None) -> str:
