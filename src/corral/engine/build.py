@@ -179,7 +179,10 @@ def release_config_of(ws: Workspace, service: ServiceSpec, digest: str) -> dict[
 def _service(ws: Workspace, service: str) -> ServiceSpec:
     services = ws.loaded.spec.services
     if service not in services:
+        from corral.spec.locate import did_you_mean
+
         known = ", ".join(sorted(services)) or "none"
         raise NotFound(f"no service {service!r} in {ws.loaded.path.name} (services: {known})",
-                       hint="check the name, or add a [services.NAME] section")
+                       hint=f"{did_you_mean(service, services)} (or add a [services.NAME] "
+                       "section)")
     return services[service]
