@@ -85,8 +85,9 @@ def test_an_app_that_dies_at_start_shows_its_last_lines_everywhere(
     assert failed, said
     instance = failed.group(1)
     # the failure message ends with what the app wrote, indented, stderr last
-    assert f"last lines of {instance}" in said, said
-    tail = said[said.index(f"last lines of {instance}"):]
+    head = f"last lines (`corral logs web --instance {instance}`):"
+    assert head in said, said
+    tail = said[said.index(head):]
     assert re.search(r"\n +stdout +starting crashy\n", tail), said
     assert re.search(r"\n +stderr +ModuleNotFoundError: No module named flask", tail), said
 

@@ -54,15 +54,14 @@ def describe_last_lines(instance: Instance, lines: Sequence[tuple[str, str]]) ->
     >>> i = Instance("web-v2-ab12cd", "web", 2, "sha256:0", "127.0.0.1:1",
     ...              InstanceState.FAILED, 0.0)
     >>> print(describe_last_lines(i, [("stderr", "ImportError: no module named x")]))
-      last lines of web-v2-ab12cd (`corral logs web --instance web-v2-ab12cd`):
+      last lines (`corral logs web --instance web-v2-ab12cd`):
         stderr  ImportError: no module named x
     >>> print(describe_last_lines(i, []))
       web-v2-ab12cd wrote nothing to stdout or stderr
     """
     if not lines:
         return f"  {instance.id} wrote nothing to stdout or stderr"
-    head = (f"  last lines of {instance.id} "
-            f"(`corral logs {instance.service} --instance {instance.id}`):")
+    head = f"  last lines (`corral logs {instance.service} --instance {instance.id}`):"
     body = [f"    {stream}  {_cut(line)}" for stream, line in lines]
     return "\n".join([head, *body])
 
