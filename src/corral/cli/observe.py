@@ -126,7 +126,7 @@ def render_ledger(rows: list[dict[str, Any]]) -> None:
 
 def _compact(value: Any) -> str:
     return json.dumps(value, separators=(",", ":")) if isinstance(value, dict | list) \
-        else str(value)
+        else render.one_line(str(value))
 
 
 def _verify(ctx: Context, view: dict[str, Any]) -> None:

@@ -128,6 +128,16 @@ def shorten(text: str) -> str:
     return _DIGEST.sub(r"\1", text)
 
 
+def one_line(text: str) -> str:
+    """A text of several lines (a reason ending in an instance's last output) as one line
+    of a table or record, its lines joined by ' | ' (as written in --json).
+
+    >>> one_line("failed: exited with code 1\\n  stderr  Traceback…")
+    'failed: exited with code 1 | stderr  Traceback…'
+    """
+    return " | ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
 def state(text: str) -> Cell:
     """A state word with its colour (green ready, yellow starting, red failed, …)."""
     return text, STATE_STYLES.get(text.split(" (")[0])
@@ -145,7 +155,7 @@ def status(data: dict[str, Any]) -> None:
                     f"{service['listen'] or '-'}  traffic: {traffic}", out, "  ")
         head[0] = paint(service["name"], "bold", out) + head[0][len(service["name"]):]
         rows = [[i["id"], i["release"], state(i["state"]), i["address"],
-                 str(i["pid"] or "-"), ago(i["since"]), shorten(i["reason"] or "")]
+                 str(i["pid"] or "-"), ago(i["since"]), shorten(one_line(i["reason"] or ""))]
                 for i in service["instances"]]
         lines = head + terminal.table(
             ("instance", "release", "state", "address", "pid", "started", "note"), rows, out,
@@ -155,7 +165,8 @@ def status(data: dict[str, Any]) -> None:
             was = f"v{last['from']}" if last["from"] else "nothing"
             lines += wrap(f"last deployment #{last['id']}: {was} -> v{last['to']} "
                           f"{last['outcome']} {ago(last['started_at'])}"
-                          + (f" ({last['reason']})" if last["reason"] else ""), out, "  ")
+                          + (f" ({one_line(last['reason'])})" if last["reason"] else ""),
+                          out, "  ")
         write([*lines, ""])
 
 
