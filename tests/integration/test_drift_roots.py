@@ -179,3 +179,24 @@ def test_roots_sharing_a_layer_share_its_watches_and_are_both_reported(
              30, "both roots to be reported")
     finally:
         watcher.close()
+
+
+def test_a_standby_root_takes_the_repaired_files_and_becomes_the_fresh_root(
+        image: tuple[LocalImageStore, str, RootGuard]) -> None:
+    _, digest, guard = image
+    standby = guard.make_standby(digest)
+    folder = standby.stat().st_ino
+    cached = _cache_path(guard, "app/server.py")
+    with open(cached, "ab") as f:
+        f.write(b"import evil\n")
+    root = guard.root_of(digest)
+    assert root is not None and (root / "app" / "server.py").read_text().endswith("evil\n")
+    (root / "srv" / "index.html").unlink()  # through the root: only its own entry goes
+    changes = [("/app/server.py", "modified"), ("/srv/index.html", "removed")]
+    done = guard.replace_root(digest, changes)
+    assert done.fresh is not None and done.fresh.stat().st_ino == folder  # renamed, not made
+    assert not guard.standby_of(digest).exists()
+    assert (done.fresh / "app" / "server.py").read_text() == "print('hello')\n"
+    assert (done.fresh / "srv" / "index.html").read_text() == "<h1>hi</h1>\n"
+    fresh = guard.verifier(digest)
+    assert fresh is not None and fresh.verify() == []

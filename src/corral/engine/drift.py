@@ -21,6 +21,7 @@ from typing import Any
 
 from corral.core.drift import ExpectedRuntime, describe_file_drift, intruders, runtime_drift
 from corral.engine.fleet import Clock, Fleets
+from corral.errors import CorralError
 from corral.ports.driver import Driver
 from corral.ports.images import ImageStore
 from corral.ports.records import Event, Instance, InstanceState
@@ -30,6 +31,7 @@ from corral.ports.store import Store
 log = logging.getLogger(__name__)
 
 Condemn = Callable[[str, str], None]
+STANDBY = "standby:"  # watcher key prefix of a digest's spare root
 
 
 def guard_for(images: ImageStore) -> Any | None:
@@ -105,9 +107,15 @@ class DriftWatch:
             self._adopt(digest)
         for digest in sorted(set(self._verifiers) - in_use):
             self._forget(digest)
+            self.guard.discard_standby(digest)
         report = self._watcher.poll(wait) if self._watcher is not None else {}
         drifted = []
         for digest, verifier in list(self._verifiers.items()):
+            if report.get(STANDBY + digest):  # someone changed the spare: never use it
+                self._unwatch(STANDBY + digest)
+                self.guard.discard_standby(digest)
+            if full and not self.guard.standby_of(digest).is_dir():
+                self._make_standby(digest)  # before the checks: its links change ctimes
             paths = report.get(digest)
             if not full and not paths:
                 continue
@@ -119,26 +127,49 @@ class DriftWatch:
 
     def _adopt(self, digest: str) -> None:
         assert self.guard is not None
+        root = self.guard.root_of(digest)
+        if root is None:
+            return  # not unpacked (yet): the next pass looks again
+        self._make_standby(digest)
+        if self._watcher is not None:  # first: a change made during the checks is reported
+            self._watcher.add(digest, root)
         verifier = self.guard.verifier(digest)
         if verifier is None:
-            return  # not unpacked (yet): the next pass looks again
+            self._forget(digest)
+            return  # quarantined meanwhile: the next pass looks again
         self._verifiers[digest] = verifier
-        if self._watcher is not None:
-            self._watcher.add(digest, verifier.root)
         changes = verifier.verify()
         if changes:
             self._files_drifted(digest, changes)
 
+    def _make_standby(self, digest: str) -> None:
+        """A spare root, so a drifted one is replaced by a rename (images.guard); its
+        folders are watched, its files are the served root's inodes, watched there."""
+        assert self.guard is not None
+        try:
+            standby = self.guard.make_standby(digest)
+        except (OSError, CorralError) as exc:
+            log.warning("image %s: no standby root (%s): a drifted root is composed anew",
+                        digest[:19], exc)
+            return
+        if self._watcher is not None:
+            self._watcher.add(STANDBY + digest, standby, files=False)
+
     def _forget(self, digest: str) -> None:
         self._verifiers.pop(digest, None)
+        self._unwatch(digest)
+        self._unwatch(STANDBY + digest)
+
+    def _unwatch(self, key: str) -> None:
         if self._watcher is not None:
-            self._watcher.remove(digest)
+            self._watcher.remove(key)
 
     def _files_drifted(self, digest: str, changes: list[tuple[str, str]]) -> None:
         self._forget(digest)
         assert self.guard is not None
         # The cache is repaired and a fresh root composed BEFORE anyone is condemned: a
         # replacement started earlier could link the tampered inode again.
+        began = time.perf_counter()
         try:
             done = self.guard.replace_root(digest, changes)
         except Exception:  # the instances must be replaced all the same
@@ -157,9 +188,11 @@ class DriftWatch:
             "extracted": [layer[:12] for layer in done.extracted] if done else [],
             "instances": [i.id for i in victims]})
         log.warning("image root %s drifted (%s); layer cache repaired at %d path(s), %d "
-                    "layer(s) extracted again; replacing %d instance(s)", digest[:19], what,
+                    "layer(s) extracted again, fresh root in %.3f s; replacing %d "
+                    "instance(s)", digest[:19], what,
                     sum(len(p) for p in done.repaired.values()) if done else 0,
-                    len(done.extracted) if done else 0, len(victims))
+                    len(done.extracted) if done else 0, time.perf_counter() - began,
+                    len(victims))
         for instance in victims:
             self._condemn(instance.id, f"{what} in the root of image {digest[:19]}")
 

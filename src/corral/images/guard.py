@@ -22,9 +22,11 @@ from typing import Any
 from corral.errors import ImageError
 from corral.images.layout import Layout, hex_of
 from corral.images.repair import NeedsExtraction, repair_layer
+from corral.images.roots import compose_root
 from corral.images.unpack import remove_tree
 from corral.images.verify import (
     Change,
+    Entry,
     FileList,
     RootVerifier,
     file_list_from_layers,
@@ -55,6 +57,7 @@ class RootGuard:
         self.layer_cache = layer_cache
         self.lists = state / "filelists"
         self.quarantine_dir = state / "quarantine"
+        self.standby_dir = state / "standby"
         self.unpack = unpack
         self._lists: dict[str, FileList] = {}  # digest -> its file list, read once
 
@@ -99,7 +102,7 @@ class RootGuard:
         if self.unpack is None or done.quarantined is None:
             return done
         paths = [p.lstrip("/") for p, _ in changes]
-        fresh = self.unpack(digest)
+        fresh = self._promote_standby(digest, paths) or self.unpack(digest)
         left = RootVerifier(fresh, self.file_list(digest)).verify(paths)
         if left:
             log.warning("image %s: a root composed from the repaired layer cache still "
@@ -133,6 +136,42 @@ class RootGuard:
                 done.repaired[folder.name] = fixed
         return done
 
+    def standby_of(self, digest: str) -> Path:
+        """Where the spare root of `digest` is kept (see make_standby)."""
+        return self.standby_dir / hex_of(digest)
+
+    def make_standby(self, digest: str) -> Path:
+        """A spare root of `digest`, composed afresh now (one made earlier may have been
+        changed while nobody watched it), so that a drifted root is replaced by a rename
+        and a few links instead of a compose. The caller watches its folders; its files
+        are the served root's inodes, watched there."""
+        self.discard_standby(digest)
+        return compose_root(self._layer_files(digest), self.layer_cache,
+                            self.standby_of(digest))
+
+    def discard_standby(self, digest: str) -> None:
+        remove_tree(self.standby_of(digest))
+
+    def _promote_standby(self, digest: str, paths: list[str]) -> Path | None:
+        """The standby, its drifted paths linked afresh from the repaired cache, renamed to
+        be the root of `digest`; None when there is none or a path cannot be linked."""
+        standby = self.standby_of(digest)
+        if not standby.is_dir():
+            return None
+        expected = self.file_list(digest)
+        layers = [self.layer_cache / hex_of(d) / "root" for d in reversed(self._diff_ids(digest))]
+        try:
+            for path in sorted(set(paths) - {""}):
+                _relink(standby, path, expected.get(path), layers)
+            target = self.roots / hex_of(digest)
+            os.rename(standby, target)
+        except OSError as exc:
+            log.warning("image %s: the standby root could not take the repaired files (%s); "
+                        "composing a root instead", digest[:19], exc)
+            self.discard_standby(digest)
+            return None
+        return target
+
     def drop_layers(self, digest: str, paths: list[str]) -> list[Path]:
         """Remove the extracted layers of `digest` that hold any of `paths`."""
         dropped = []
@@ -162,3 +201,22 @@ class RootGuard:
         manifest = self.layout.read_json(digest)
         config = self.layout.read_json(manifest["config"]["digest"])
         return [str(d) for d in config.get("rootfs", {}).get("diff_ids", [])]
+
+
+def _relink(root: Path, path: str, want: Entry | None, layers: list[Path]) -> None:
+    """Make `path` of the unserved tree `root` what a fresh compose would give: absent, a
+    folder of the listed mode, or a link to the topmost layer's (repaired) cache entry."""
+    there = root / path
+    if os.path.lexists(there) and not (want and want.kind == "dir" and there.is_dir()
+                                       and not there.is_symlink()):
+        remove_tree(there) if there.is_dir() and not there.is_symlink() else there.unlink()
+    if want is None:
+        return
+    if want.kind == "dir":
+        there.mkdir(exist_ok=True)
+        os.chmod(there, want.mode)
+        return
+    source = next((layer / path for layer in layers if os.path.lexists(layer / path)), None)
+    if source is None:
+        raise FileNotFoundError(f"no layer of the cache holds /{path}")
+    os.link(source, there, follow_symlinks=False)

@@ -41,7 +41,7 @@ Report = dict[str, set[str]]  # root key -> relative paths that changed (or {ALL
 
 
 class Watcher(Protocol):
-    def add(self, key: str, root: Path) -> None: ...
+    def add(self, key: str, root: Path, files: bool = True) -> None: ...
 
     def remove(self, key: str) -> None: ...
 
@@ -106,15 +106,18 @@ class InotifyWatcher:
         """Keys of the roots polled because they could not be watched whole."""
         return set(self._fallback.keys())
 
-    def add(self, key: str, root: Path) -> None:
+    def add(self, key: str, root: Path, files: bool = True) -> None:
+        """Watch `root` under `key`: its folders, and its files' inodes unless `files` is
+        False (a tree whose files are watched through another root: only its entries)."""
         self._roots[key] = root
         self._keys.setdefault(key, set())
         try:
             for rel, is_folder in _entries(root):
-                self._watch(key, rel, is_folder)
+                if is_folder or files:
+                    self._watch(key, rel, is_folder)
         except _OutOfWatches as exc:
             self._unwatch(key)
-            self._fallback.add(key, root)
+            self._fallback.add(key, root, files)
             log.warning("image root %s cannot be watched with inotify (%s): its files are "
                         "polled every %gs instead (periodic verification)%s", key[:19], exc,
                         self._fallback_period, exc.hint)
@@ -218,15 +221,15 @@ class PollingWatcher:
     kind = "polling"
 
     def __init__(self) -> None:
-        self._roots: dict[str, Path] = {}
+        self._roots: dict[str, tuple[Path, bool]] = {}
         self._snapshots: dict[str, dict[str, tuple[int, ...]]] = {}
 
     def keys(self) -> list[str]:
         return list(self._roots)
 
-    def add(self, key: str, root: Path) -> None:
-        self._roots[key] = root
-        self._snapshots[key] = _snapshot(root)
+    def add(self, key: str, root: Path, files: bool = True) -> None:
+        self._roots[key] = (root, files)
+        self._snapshots[key] = _snapshot(root, files)
 
     def remove(self, key: str) -> None:
         self._roots.pop(key, None)
@@ -235,8 +238,8 @@ class PollingWatcher:
     def poll(self, timeout: float) -> Report:
         time.sleep(timeout)
         report: Report = {}
-        for key, root in list(self._roots.items()):
-            now, before = _snapshot(root), self._snapshots.get(key, {})
+        for key, (root, files) in list(self._roots.items()):
+            now, before = _snapshot(root, files), self._snapshots.get(key, {})
             changed = {p for p in now.keys() | before.keys() if now.get(p) != before.get(p)}
             if changed:
                 report[key] = changed
@@ -271,7 +274,8 @@ def _folders(root: Path) -> Iterator[str]:
     return (rel for rel, is_folder in _entries(root) if is_folder)
 
 
-def _snapshot(root: Path) -> dict[str, tuple[int, ...]]:
+def _snapshot(root: Path, files: bool = True) -> dict[str, tuple[int, ...]]:
+    """Each entry's stat; only which inode a non-folder entry is, unless `files`."""
     found: dict[str, tuple[int, ...]] = {}
     for rel in _folders(root):
         folder = root / rel if rel else root
@@ -279,9 +283,10 @@ def _snapshot(root: Path) -> dict[str, tuple[int, ...]]:
             with os.scandir(folder) as scan:
                 for entry in scan:
                     info = entry.stat(follow_symlinks=False)
+                    whole = files or stat.S_ISDIR(info.st_mode)
                     found[f"{rel}/{entry.name}" if rel else entry.name] = (
                         info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns,
-                        stat.S_IMODE(info.st_mode))
+                        stat.S_IMODE(info.st_mode)) if whole else (info.st_ino,)
         except OSError:
             continue
     return found

@@ -130,3 +130,20 @@ def test_a_file_added_to_a_watched_folder_and_a_new_folder_are_reported(tmp_path
 def test_the_kernel_watch_limit_is_read() -> None:
     limit = watch_limit()
     assert limit is None or limit > 0
+
+
+@pytest.mark.parametrize("kind", ["inotify", "polling"])
+def test_a_tree_watched_without_its_files_reports_entries_not_content(
+        cache: Path, tmp_path: Path, kind: str) -> None:
+    spare = _linked_root(cache, tmp_path / "spare")
+    watcher: Watcher = InotifyWatcher() if kind == "inotify" else PollingWatcher()
+    try:
+        watcher.add("spare", spare, files=False)
+        os.link(cache / "bin" / "app", cache / "bin" / "app-again")  # a new link: ctime
+        with open(cache / "bin" / "app", "ab") as f:
+            f.write(b"x")
+        assert watcher.poll(0.1) == {}
+        (spare / "bin" / "extra").write_text("x\n")
+        _until(watcher, {"spare": "bin/extra"})
+    finally:
+        watcher.close()
