@@ -72,6 +72,8 @@ def test_the_spec_file_and_json_can_be_given_before_the_command(
         assert "corral.toml" in done.stdout, args
     assert json.loads(elsewhere.corral("--json", "-f", spec, "validate").stdout)["valid"]
     assert "no such spec file" in error(elsewhere, "validate")  # no spec in tmp_path itself
+    failed = elsewhere.corral("--json", "validate", check=False)  # errors in JSON too
+    assert json.loads(failed.stdout)["error"]["type"] == "SpecError"
 
 
 def test_mistakes_on_the_command_line_are_clean_usage_errors(project: CliProject) -> None:

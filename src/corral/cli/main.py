@@ -72,7 +72,7 @@ def _wrap(func: F, file_flags: tuple[str, ...]) -> F:
         try:
             return func(ctx, **kwargs)
         except CorralError as exc:
-            if as_json:
+            if ctx.as_json:
                 click.echo(json.dumps({"error": {"type": type(exc).__name__,
                                                  "message": exc.message, "hint": exc.hint}}))
             else:
