@@ -83,7 +83,7 @@ def _client(ctx: Context) -> Any:
 @click.argument("service", required=False)
 @click.option("--image", default=None, help="Deploy this image (digest or NAME[:TAG]).")
 @click.option("--strategy", type=click.Choice(["rolling", "blue-green", "canary"]),
-              default=None, help="Override the service's strategy.")
+              default=None, help="Run this deployment with it (not part of the release).")
 @click.option("--force", is_flag=True, help="Deploy a release even if it is marked bad.")
 def deploy(ctx: Context, service: str | None, image: str | None, strategy: str | None,
            force: bool) -> None:
