@@ -259,11 +259,11 @@ class ProcessDriver:
             delay = min(delay * 2, 0.05)
 
     def _index(self) -> dict[int, dict[str, int | None]]:
-        """Every host process's namespaces, read at most once a second: one /proc scan
+        """Every host process's namespaces, read at most every 0.25 s: one /proc scan
         serves a whole drift pass. Called under the exec checks' lock, whose grace after a
         check ends (2 s) outlasts the index."""
         now = time.monotonic()
-        if self._namespaces is None or now - self._namespaces[0] > 1.0:
+        if self._namespaces is None or now - self._namespaces[0] > 0.25:
             self._namespaces = (now, snapshot.namespace_index())
         return self._namespaces[1]
 
