@@ -155,6 +155,10 @@ def test_releases_show_outcomes_and_builds_from_uncommitted_changes(
     seen = releases(project)
     assert {v: (r["outcome"], r["dirty"]) for v, r in seen.items()} == {
         "v1": ("replaced", False), "v2": ("live", True), "v3": ("rolled back", True)}
+    shown = {line.split()[0]: line for line in project.corral("releases", "web").stdout
+             .splitlines() if line.startswith("v")}
+    assert "rolled back" in shown["v3"] and "-dirty" in shown["v3"]
+    assert "replaced" in shown["v1"] and "-dirty" not in shown["v1"]
 
 
 def test_plan_writes_durations_as_the_spec_does(project: CliProject) -> None:
