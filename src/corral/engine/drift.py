@@ -165,7 +165,7 @@ class DriftWatch:
             self._watcher.remove(key)
 
     def _files_drifted(self, digest: str, changes: list[tuple[str, str]]) -> None:
-        self._forget(digest)
+        self._unwatch(STANDBY + digest)  # it is about to become the root: not a change
         assert self.guard is not None
         # The cache is repaired and a fresh root composed BEFORE anyone is condemned: a
         # replacement started earlier could link the tampered inode again.
@@ -195,6 +195,7 @@ class DriftWatch:
                     len(victims))
         for instance in victims:
             self._condemn(instance.id, f"{what} in the root of image {digest[:19]}")
+        self._forget(digest)  # after condemning: thousands of watches to remove
 
     # -- runtime -----------------------------------------------------------------------
     def check_runtime(self) -> dict[str, list[str]]:

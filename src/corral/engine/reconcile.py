@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -222,16 +223,26 @@ class Reconciler:
             # service again under the lock, so a stale plan never fights the new release.
             fresh = plan_reconcile(self._world())
             actions = [a for a in fresh.actions if a.service == service]
-            for action in actions:
-                try:
-                    self._execute(action)
-                except CorralError as exc:
-                    log.warning("reconcile: %s failed: %s", action, exc.message)
-                    self._record("reconcile.error", service, action, {"error": exc.message})
-                    if isinstance(action, StartInstance):
-                        self._failed_start(service, self._clock())
+            starts = [a for a in actions if isinstance(a, StartInstance)]
+            for action in actions[:actions.index(starts[0])] if starts else actions:
+                self._try(service, action)
+            if starts:  # side by side: each waits for its app to exec (3 drifted replicas)
+                with ThreadPoolExecutor(max_workers=len(starts)) as pool:
+                    list(pool.map(lambda a: self._try(service, a), starts))
+                for action in actions[actions.index(starts[0]):]:
+                    if not isinstance(action, StartInstance):
+                        self._try(service, action)
         finally:
             self._store.release_lock(lock, self._holder)
+
+    def _try(self, service: str, action: Action) -> None:
+        try:
+            self._execute(action)
+        except CorralError as exc:
+            log.warning("reconcile: %s failed: %s", action, exc.message)
+            self._record("reconcile.error", service, action, {"error": exc.message})
+            if isinstance(action, StartInstance):
+                self._failed_start(service, self._clock())
 
     def _execute(self, action: Action) -> None:
         new_id: str | None = None
