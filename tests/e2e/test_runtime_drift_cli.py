@@ -1,0 +1,98 @@
+"""Runtime drift as a user meets it, through the CLI and the controller's own 10 s drift
+check: a shell-form busybox image (its shell execs httpd, an exec liveness check enters it
+every second) keeps its 3 instances through several checks, and a shell entered with nsenter
+gets its instance replaced with the ledger saying what entered."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from cli_project import CliProject, app_pid
+from loopback import poll
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600),
+              pytest.mark.skipif(os.geteuid() != 0, reason="nsenter into a sandbox needs root")]
+
+RUNTIME_PERIOD = 10.0  # engine.drift.DriftWatch's default
+SPEC = """\
+[project]
+name = "churn"
+
+[images.web]
+base = "scratch"
+copy = [{{ src = "rootfs/", dest = "/" }}]
+entrypoint = ["/bin/busybox", "sh", "-c", "exec /bin/busybox httpd -f -p $PORT -h /www"]
+
+[services.web]
+image = "web"
+replicas = 3
+router = {{ listen = "127.0.0.1:{port}" }}
+health = {{ path = "/", interval = "1s", timeout = "1s", healthy_after = 1 }}
+liveness = {{ kind = "exec", command = ["/bin/busybox", "sleep", "0.3"], interval = "1s" }}
+"""
+
+
+class Project(CliProject):
+    def ready(self, count: int) -> list[dict[str, Any]]:
+        instances = self.json("status", "web")["services"][0]["instances"]
+        ready = [i for i in instances if i["state"] == "ready"]
+        return ready if len(ready) == count == len(instances) else []
+
+    def drift_entries(self) -> list[dict[str, Any]]:
+        return list(self.json("ledger", "--action", "drift.runtime")["entries"])
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    project = Project(tmp_path_factory.mktemp("churn"))
+    rootfs = project.folder / "rootfs"
+    (rootfs / "bin").mkdir(parents=True)
+    shutil.copy(shutil.which("busybox") or "/bin/busybox", rootfs / "bin" / "busybox")
+    (rootfs / "www").mkdir()
+    (rootfs / "www" / "index.html").write_text("hi\n")
+    (project.folder / "corral.toml").write_text(SPEC.format(port=project.port))
+    project.corral("build")
+    project.corral("up", "-d")
+    project.corral("deploy", "web")
+    yield project
+    project.corral("down", check=False)
+
+
+def test_a_shell_form_service_keeps_its_instances_through_three_drift_checks(
+        project: Project) -> None:
+    before = {i["id"] for i in poll(lambda: project.ready(3), 60, "3 ready instances")}
+    deadline = time.monotonic() + 3 * RUNTIME_PERIOD + 2
+    while time.monotonic() < deadline:  # a churning instance would be gone within a check
+        assert {i["id"] for i in project.ready(3)} == before
+        assert project.drift_entries() == []
+        assert project.request()[0] == 200
+        time.sleep(1.0)
+
+
+def test_a_shell_entered_with_nsenter_gets_its_instance_replaced_and_the_ledger_says_why(
+        project: Project) -> None:
+    instances = poll(lambda: project.ready(3), 60, "3 ready instances")
+    victim = instances[0]
+    shell = subprocess.Popen(["nsenter", "-t", str(app_pid(victim["pid"])), "-m", "-p", "-U",
+                              "--preserve-credentials", "--", "/bin/busybox", "sh", "-c",
+                              "/bin/busybox sleep 120"])
+    try:
+        after = poll(lambda: (r := project.ready(3)) and victim["id"] not in
+                     {i["id"] for i in r} and r, 3 * RUNTIME_PERIOD + 30, "the replacement")
+    finally:
+        shell.kill()
+        shell.wait()
+    assert {i["id"] for i in instances[1:]} <= {i["id"] for i in after}
+    (entry,) = project.drift_entries()
+    assert entry["detail"]["instance"] == victim["id"]
+    assert any("entered from outside" in d and "(uid 0)" in d
+               for d in entry["detail"]["differences"])
+    assert ["/bin/busybox", "sleep", "120"] in [p["argv"] for p in entry["detail"]["entered"]]
+    assert project.request()[0] == 200
