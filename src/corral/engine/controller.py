@@ -22,7 +22,7 @@ from corral.engine.fleet import Fleets
 from corral.engine.health import HealthMonitor
 from corral.engine.instances import Hands
 from corral.engine.workspace import Workspace, current_actor
-from corral.errors import NotFound
+from corral.errors import NotFound, RouterError
 from corral.ports.records import Deployment, Event, Instance, InstanceState
 from corral.spec.model import HealthSpec, ServiceSpec
 
@@ -82,6 +82,21 @@ class Controller:
     # -- life --------------------------------------------------------------------------
     def start(self) -> None:
         self.ws.router.ensure_running()
+        try:
+            self._route_all()
+        except RouterError:
+            # An address another router or program holds stops the start here, before any
+            # loop may start an instance; leave nothing of this project running (the router
+            # too, when it serves nothing).
+            if not self.fleets.all() and not self.ws.router.listening():
+                self.ws.router.stop()
+            raise
+        for loop in self.loops:
+            loop.start()
+        self._event("controller.start", "controller", {"pid": os.getpid()})
+
+    def _route_all(self) -> None:
+        """Re-adopt instances and route every service at its live (or resumed) release."""
         self.fleets.load()
         self._adopt()
         self.resumer.prepare()  # saved fleet weights before the first router sync
@@ -97,9 +112,6 @@ class Controller:
                 self.fleets.set_preview(service, previews(spec.strategy,
                                                           spec.blue_green.preview))
         self.fleets.resync()
-        for loop in self.loops:
-            loop.start()
-        self._event("controller.start", "controller", {"pid": os.getpid()})
 
     def shutdown(self, keep_instances: bool) -> None:
         self.stopping.set()

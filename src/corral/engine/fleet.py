@@ -14,6 +14,7 @@ from dataclasses import replace
 
 from corral.core.health import HealthRecord, next_health
 from corral.core.weights import backends_for
+from corral.errors import RouterError
 from corral.ports.records import Event, Instance, InstanceState
 from corral.ports.router import Router
 from corral.ports.store import Store
@@ -37,6 +38,7 @@ class Fleets:
         self._health: dict[str, HealthRecord] = {}
         self._preview: dict[str, bool] = {}
         self._listen: dict[str, str] = {}
+        self._routed: dict[str, str] = {}  # the listen address the router last took
         # Per-fleet traffic (canary, blue-green): release -> percent, and the replicas that
         # carry full load; without an entry every ready instance weighs the same.
         self._weights: dict[str, tuple[dict[int, int], int]] = {}
@@ -161,7 +163,15 @@ class Fleets:
         weights, replicas = self._weights.get(service, (None, 0))
         backends = backends_for([i for i in self._instances.values() if i.service == service],
                                 weights, replicas, preview=self._preview.get(service, True))
-        self._router.set_backends(service, listen, backends)
+        try:
+            self._router.set_backends(service, listen, backends)
+        except RouterError:
+            # A refused new address (taken by another router or program): the router still
+            # serves the old one, so later syncs and `status` must use that one too.
+            if self._routed.get(service) != listen:
+                self.set_listen(service, self._routed.get(service))
+            raise
+        self._routed[service] = listen
 
     def _event(self, action: str, instance: Instance, detail: dict[str, object]) -> Event:
         return Event(at=self._clock(), actor=self._actor, action=action,

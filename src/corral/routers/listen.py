@@ -146,9 +146,10 @@ def _describe(pid: int) -> str:
         kind = " (HAProxy)" if "haproxy" in Path(args[0]).name else ""
         return f"the corral router{kind} of project {project_of(run_dir)} (pid {pid})"
     name = Path(args[0]).name if args else "?"
-    if name.startswith("python") and len(args) > 1:
-        name = " ".join(args[:3])
-    return f"another program: {name} (pid {pid})"
+    if name.startswith("python") and len(args) > 1:  # the script or module says more
+        name = " ".join([name, *args[1:3]])
+    name = " ".join(name.split())  # `python -c` code spans lines
+    return f"another program: {name[:60]}{'…' if len(name) > 60 else ''} (pid {pid})"
 
 
 def _is_router(args: list[str]) -> bool:

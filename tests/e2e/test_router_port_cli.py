@@ -1,0 +1,93 @@
+"""Router ports as a user meets them through the CLI (issue 19): two projects on one
+`router.listen` (the second is refused, naming the first, and starts nothing), and `status`
+telling what the router really serves, with or without a controller."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cli_project import CliProject
+from loopback import poll
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+
+def project(folder: Path, version: str, port: int) -> CliProject:
+    """A one-replica project in `folder` whose app answers X-App-Version: `version`."""
+    folder.mkdir()
+    made = CliProject(folder)
+    made.port = port
+    made.corral("init", "--name", folder.name, "--port", str(port))
+    made.edit(r"replicas = 3", "replicas = 1")
+    made.edit(r'APP_VERSION = "1"', f'APP_VERSION = "{version}"')
+    return made
+
+
+def versions(target: CliProject, times: int = 40) -> set[str]:
+    answers = [target.request() for _ in range(times)]
+    return {version if status == 200 else f"{status}" for status, version in answers}
+
+
+def processes_of(folder: Path) -> list[str]:
+    """The processes that run from `folder` or name it on their command line."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+        except OSError:
+            continue
+        if str(folder) in cmdline or cwd.startswith(str(folder)):
+            found.append(f"{entry}: {cmdline}")
+    return found
+
+
+@pytest.fixture
+def shop_and_blog(tmp_path: Path) -> Iterator[tuple[CliProject, CliProject]]:
+    shop = project(tmp_path / "shop", "shop", CliProject(tmp_path).port)
+    blog = project(tmp_path / "blog", "blog", shop.port)
+    yield shop, blog
+    blog.corral("down", check=False)
+    shop.corral("down", check=False)
+
+
+def test_a_second_project_on_the_same_router_port_is_refused_and_starts_nothing(
+        shop_and_blog: tuple[CliProject, CliProject]) -> None:
+    shop, blog = shop_and_blog
+    shop.corral("up", "-d")
+    shop.corral("deploy", "web")
+    assert versions(shop) == {"shop"}
+
+    # deploy: refused when it would listen, before any instance starts
+    blog.corral("up", "-d")
+    done = blog.corral("deploy", "web", check=False)
+    assert done.returncode != 0
+    assert (f"127.0.0.1:{shop.port} is already in use by the corral router of project "
+            f"{shop.folder} (pid ") in done.stderr, done.stderr
+    assert "router.listen" in done.stderr
+    assert blog.json("status")["services"][0]["instances"] == []
+    assert versions(shop) == {"shop"}, "the second project's router took part of the traffic"
+    blog.corral("down")
+    poll(lambda: processes_of(blog.folder) == [], 30, "the blog's controller to exit")
+
+    # up: a project whose live release listens there is refused at start, and leaves nothing
+    shop.corral("down")
+    blog.corral("up", "-d")
+    blog.corral("deploy", "web")
+    assert versions(blog) == {"blog"}
+    blog.corral("down")
+    shop.corral("up", "-d")
+    poll(lambda: versions(shop, 5) == {"shop"}, what="the shop's app serving again")
+    done = blog.corral("up", "-d", check=False)
+    assert done.returncode != 0
+    assert (f"127.0.0.1:{shop.port} is already in use by the corral router of project "
+            f"{shop.folder}") in done.stderr, done.stderr
+    poll(lambda: processes_of(blog.folder) == [], 30,
+         f"the blog's processes to exit: {processes_of(blog.folder)}")
+    assert versions(shop) == {"shop"}
