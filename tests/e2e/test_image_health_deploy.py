@@ -44,8 +44,10 @@ def test_the_image_healthcheck_gates_a_live_deployment(project: CliProject) -> N
     project.edit(r'"/app/server.py"\], interval', '"/app/missing"], interval')
     code, events = deploy(project)
     assert code != 0 and events[-1]["outcome"] == "rolled back", events
-    assert events[-1]["reason"].endswith(  # type: ignore[union-attr]
+    reason, *lines = str(events[-1]["reason"]).split("\n")  # then the app's last lines
+    assert reason.endswith(
         "did not pass its health check within 30s: test -e /app/missing exited 1"), events
+    assert any(line.strip().startswith("stdout  app v2 listening on") for line in lines), lines
     assert {project.request() for _ in range(20)} == {(200, "1")}
     service = project.json("status", "web")["services"][0]
     assert service["live_release"] == 1
