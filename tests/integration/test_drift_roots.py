@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from corral.images.guard import RootGuard
+from corral.images.quarantine import sweep_quarantine
 from corral.images.store import LocalImageStore
+from corral.images.unpack import remove_tree
 from corral.images.watch import InotifyWatcher, PollingWatcher, Watcher
 from corral.spec.model import ImageSpec
 from loopback import poll
@@ -200,3 +202,17 @@ def test_a_standby_root_takes_the_repaired_files_and_becomes_the_fresh_root(
     assert (done.fresh / "srv" / "index.html").read_text() == "<h1>hi</h1>\n"
     fresh = guard.verifier(digest)
     assert fresh is not None and fresh.verify() == []
+
+
+def test_gc_keeps_the_standby_of_an_unpacked_image_and_removes_it_with_its_root(
+        image: tuple[LocalImageStore, str, RootGuard]) -> None:
+    _, digest, guard = image
+    standby = guard.make_standby(digest)
+    cache = guard.quarantine_dir.parent
+    sweep_quarantine(cache, dry_run=False, mounted=set())
+    assert standby.is_dir()
+    root = guard.root_of(digest)
+    assert root is not None
+    remove_tree(root)  # as `corral gc` does for an image no release keeps
+    sweep_quarantine(cache, dry_run=False, mounted=set())
+    assert not standby.exists()

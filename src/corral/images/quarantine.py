@@ -2,8 +2,8 @@
 
 A drifted root is kept there as evidence while the instances that still have it mounted
 run; gc deletes an entry only when no process on the machine has it mounted (read from
-/proc/*/mountinfo, one read per mount namespace). It never looks at `cache/roots/`, where
-the roots of live releases are.
+/proc/*/mountinfo, one read per mount namespace). It never touches `cache/roots/`, where
+the roots of live releases are; a spare root (`cache/standby/`) goes with its image's root.
 """
 
 from __future__ import annotations
@@ -48,7 +48,18 @@ def sweep_quarantine(cache: Path, *, dry_run: bool,
     if not dry_run:
         for path in deleted:
             remove_tree(path)
+        for spare in stale_standbys(cache):
+            remove_tree(spare)
     return Sweep(deleted, busy)
+
+
+def stale_standbys(cache: Path) -> list[Path]:
+    """Spare roots (`cache/standby/<hex>`, see guard.py) of images with no root any more:
+    links only, left behind by a controller that stopped while the image was in use."""
+    folder = cache / "standby"
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if not (cache / "roots" / p.name).is_dir())
 
 
 def in_use(name: str, mounted: set[str]) -> bool:
