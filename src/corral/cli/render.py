@@ -93,8 +93,11 @@ def progress(message: str) -> None:
     elsewhere a whole line per write, under a lock (pushes and pulls report from several
     threads)."""
     err = sys.stderr
-    if not terminal.is_terminal(err):
-        write([progress_text(message, 0.0, err)], err)
+    columns = terminal.width(err)
+    # A line too long to stay open with its counter is written whole, wrapped at words.
+    if not terminal.is_terminal(err) or columns is None or len(message) + 10 >= columns:
+        lines = wrap(f"· {message}", err, "  ")
+        write([progress_text(lines[0][2:], 0.0, err), *lines[1:]], err)
         return
     open_line.open("progress", lambda seconds: progress_text(message, seconds, err))
 

@@ -149,6 +149,7 @@ class OpenLine:
         self._draw: Callable[[float], str] | None = None
         self._kind = ""
         self._since = 0.0
+        self._shown = ""
         self._ticker: threading.Thread | None = None
 
     def open(self, kind: str, draw: Callable[[float], str]) -> None:
@@ -158,6 +159,7 @@ class OpenLine:
             if self._draw is not None and (kind != "wait" or self._kind != kind):
                 self.settle()
             self._draw, self._kind, self._since = draw, kind, self._clock()
+            self._shown = ""
             self.redraw()
             if self._ticker is None and self._tick > 0:
                 atexit.register(self.settle)
@@ -185,6 +187,9 @@ class OpenLine:
             # Never reach the last column: a wrapped line cannot be redrawn with \r.
             if visible(text) >= columns:
                 text = cut(_SGR.sub("", text), columns - 1)
+            if text == self._shown:
+                return
+            self._shown = text
             out.write(f"\r{text}\x1b[K")
             out.flush()
 
