@@ -277,7 +277,8 @@ class ProcessDriver:
         if launched is None:
             return record
         record = replace(record, launched=snapshot.to_json(launched))
-        self._dirs.save(record)
+        with contextlib.suppress(OSError):  # stopped meanwhile: its folder is gone
+            self._dirs.save(record)
         return record
 
     def _raise_if_sandbox_failed(self, record: InstanceRecord, spec: InstanceSpec) -> None:
