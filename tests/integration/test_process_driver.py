@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -380,6 +381,12 @@ def test_a_shell_form_entrypoint_in_a_scratch_image_serves_http(
     conn.close()
     code, output = driver.exec_in("httpd", ["/bin/busybox", "cat", "/www/index.html"], 5)
     assert (code, output) == (0, "hello from scratch\n")  # nsenter into the sandbox works
+    facts = driver.runtime("httpd")
+    assert facts is not None
+    slash = {m.target: m for m in facts.mounts}["/"]
+    assert slash.read_only
+    if os.geteuid() == 0 and "overlay" in Path("/proc/filesystems").read_text():
+        assert slash.fstype == "overlay"  # as root: the root whole, in one mount
 
 
 def test_a_scratch_image_s_volume_and_workdir_are_made_where_it_has_no_folder(
@@ -400,3 +407,53 @@ def test_a_dynamically_linked_program_in_a_scratch_image_is_named_as_the_cause(
                                      "argv": ("/bin/ls",)}))
     assert "argv[0] /bin/ls is dynamically linked and its loader /lib64/ld-linux" \
         in str(caught.value)
+
+
+AS_USER = """
+import json, sys, time, urllib.request
+from pathlib import Path
+from corral.drivers import ProcessDriver
+from corral.ports.records import InstanceSpec
+driver = ProcessDriver(Path(sys.argv[1]) / "state")
+spec = InstanceSpec(id="web-1", service="web", release=1, image_digest="sha256:ab",
+                    rootfs=sys.argv[1] + "/root", argv=tuple(json.loads(sys.argv[2])), env={})
+address = driver.start(spec).address
+try:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            body = urllib.request.urlopen(f"http://{address}/", timeout=2).read().decode()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    slash = [line.split()[8] for line in open(f"/proc/{driver.runtime('web-1').pid}/mountinfo")
+             if line.split()[4] == "/"]
+    print(json.dumps({"body": body, "slash": slash}))
+finally:
+    driver.stop("web-1", grace=1)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root to run the driver as another, unprivileged user")
+def test_a_driver_run_by_an_unprivileged_user_starts_a_scratch_image(
+        scratch_root: Path) -> None:
+    """Without root there is no launcher staging and no overlay: bwrap binds the root's
+    entries one by one on its own read-only tmpfs."""
+    folder = Path(tempfile.mkdtemp(prefix="corral-user-"))
+    try:
+        shutil.copytree(scratch_root, folder / "root")
+        for path in [folder, *folder.rglob("*")]:
+            os.chown(path, 65534, 65534, follow_symlinks=False)
+        done = subprocess.run(
+            ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+             sys.executable, "-c", AS_USER, str(folder), json.dumps(["/bin/busybox", "sh",
+                                                                     "-c", HTTPD])],
+            capture_output=True, text=True, timeout=120, env={"HOME": str(folder)})
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert report == {"body": "hello from scratch\n", "slash": ["tmpfs"]}
+    finally:
+        shutil.rmtree(folder)

@@ -131,25 +131,29 @@ def test_the_exit_status_is_written_to_the_status_descriptor() -> None:
 def test_a_scratch_root_gets_folders_for_what_it_lacks_and_its_own_entries_bound(
         tmp_path: Path) -> None:
     root = make_root(tmp_path, "bin/busybox", "www/index.html")
-    layout, stage = plan_layout(spec(rootfs=str(root), workdir="/"),
-                                ["/etc/resolv.conf"], None)
-    assert layout.entries == [Entry("/bin", "bind"), Entry("/www", "bind"), Entry("/etc", "dir")]
+    plan = plan_layout(spec(rootfs=str(root), workdir="/srv"), ["/etc/resolv.conf"], None)
+    layout = plan.layout
+    assert layout.entries == [Entry("/bin", "bind"), Entry("/www", "bind"), Entry("/etc", "dir"),
+                              Entry("/srv", "dir")]
     assert layout.host_files == [("/etc/resolv.conf", "/etc/resolv.conf")]
-    assert layout.root == str(root) and stage == {}
+    assert layout.root == str(root) and plan.stage == {}
+    assert plan.skeleton == {"/proc": True, "/dev": True, "/sys": True, "/tmp": True,
+                             "/etc/resolv.conf": False, "/srv": True}
 
 
 def test_mount_points_the_image_has_are_mounted_over_without_expanding_their_folder(
         tmp_path: Path) -> None:
     root = make_root(tmp_path, "proc/", "tmp/", "etc/hosts", "etc/passwd", "app/")
-    layout, _ = plan_layout(spec(rootfs=str(root)), ["/etc/hosts"], None)
-    assert layout.entries == [Entry("/app", "bind"), Entry("/etc", "bind")]
+    plan = plan_layout(spec(rootfs=str(root)), ["/etc/hosts"], None)
+    assert plan.layout.entries == [Entry("/app", "bind"), Entry("/etc", "bind")]
+    assert plan.skeleton == {"/dev": True, "/sys": True}
 
 
 def test_a_missing_volume_mount_point_expands_only_the_folders_on_its_way(
         tmp_path: Path) -> None:
     root = make_root(tmp_path, "var/log/syslog", "var/cache/", "usr/bin/app")
     volume = spec(rootfs=str(root), workdir="/", volumes={"/host/v": "/var/lib/app"})
-    layout, _ = plan_layout(volume, [], None)
+    layout = plan_layout(volume, [], None).layout
     assert layout.entries == [Entry("/usr", "bind"), Entry("/var", "dir"),
                               Entry("/var/cache", "bind"), Entry("/var/log", "bind"),
                               Entry("/var/lib", "dir")]
@@ -160,7 +164,7 @@ def test_a_mount_point_behind_an_image_symlink_lands_where_the_link_points(
         tmp_path: Path) -> None:
     root = make_root(tmp_path, "usr/lib/libc.so", links={"lib": "usr/lib"})
     volume = spec(rootfs=str(root), workdir="/", volumes={"/host/v": "/lib/app"})
-    layout, _ = plan_layout(volume, [], None)
+    layout = plan_layout(volume, [], None).layout
     assert layout.volumes == [("/host/v", "/usr/lib/app")]
     assert layout.entries == [Entry("/lib", "symlink", "usr/lib"), Entry("/usr", "dir"),
                               Entry("/usr/lib", "dir"), Entry("/usr/lib/libc.so", "bind")]
@@ -169,7 +173,9 @@ def test_a_mount_point_behind_an_image_symlink_lands_where_the_link_points(
 def test_a_symlink_at_a_mount_point_is_replaced_not_followed(tmp_path: Path) -> None:
     root = make_root(tmp_path, "etc/passwd",
                      links={"etc/resolv.conf": "../run/systemd/resolve/stub-resolv.conf"})
-    layout, _ = plan_layout(spec(rootfs=str(root), workdir="/"), ["/etc/resolv.conf"], None)
+    plan = plan_layout(spec(rootfs=str(root), workdir="/"), ["/etc/resolv.conf"], None)
+    layout = plan.layout
+    assert plan.skeleton["/etc/resolv.conf"] is False  # an empty file hides the link
     assert layout.entries == [Entry("/etc", "dir"), Entry("/etc/passwd", "bind")]
     assert layout.host_files == [("/etc/resolv.conf", "/etc/resolv.conf")]
 
@@ -185,11 +191,26 @@ def test_image_symlinks_never_lead_out_of_the_root(tmp_path: Path) -> None:
 def test_as_root_every_source_is_staged_for_the_launcher(tmp_path: Path) -> None:
     root = make_root(tmp_path, "bin/app")
     started = spec(rootfs=str(root), workdir="/", volumes={"/v/data": "/data"})
-    layout, stage = plan_layout(started, ["/etc/hosts"], "/run")
-    assert stage == {"root": str(root), "volume0": "/v/data", "host0": "/etc/hosts"}
-    assert layout.root == "/run/root"
-    assert layout.volumes == [("/run/volume0", "/data")]
-    assert layout.host_files == [("/run/host0", "/etc/hosts")]
+    plan = plan_layout(started, ["/etc/hosts"], "/run")
+    assert plan.stage == {"root": str(root), "volume0": "/v/data", "host0": "/etc/hosts"}
+    assert plan.layout.root == "/run/root"
+    assert plan.layout.volumes == [("/run/volume0", "/data")]
+    assert plan.layout.host_files == [("/run/host0", "/etc/hosts")]
+
+
+def test_as_root_the_root_is_bound_whole_over_an_overlay_only_if_it_lacks_something(
+        tmp_path: Path) -> None:
+    complete = make_root(tmp_path / "a", "proc/", "dev/", "sys/", "tmp/", "bin/app")
+    plan = plan_layout(spec(rootfs=str(complete), workdir="/"), [], "/run")
+    assert plan.skeleton == {}
+    assert pairs(sandbox_args(spec(), plan.whole("/run"), port=1), "--ro-bind", 2)[0] == (
+        "/run/root/", "/")
+    scratch = make_root(tmp_path / "b", "bin/app")
+    plan = plan_layout(spec(rootfs=str(scratch), workdir="/"), [], "/run")
+    assert plan.skeleton == dict.fromkeys(["/proc", "/dev", "/sys", "/tmp"], True)
+    whole = sandbox_args(spec(), plan.whole("/run"), port=1)
+    assert pairs(whole, "--ro-bind", 2)[0] == ("/run/merged/", "/")
+    assert "--dir" not in whole and "--symlink" not in whole
 
 
 # -- explaining a failed start ----------------------------------------------------------

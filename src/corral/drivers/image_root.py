@@ -80,31 +80,46 @@ def place_mounts(root: str, mount_points: Mapping[str, bool]) -> dict[str, str]:
     return placed
 
 
+def lacking(root: str, mount_points: Mapping[str, bool],
+            folders: Iterable[str] = ()) -> dict[str, bool]:
+    """What the root lacks for the sandbox, path -> is a folder: the mount points that
+    cannot be mounted over where they are (missing, a symlink or of the wrong kind) and the
+    `folders` it has no entry for. Paths below another mount point are left out: bwrap
+    makes them in that mount.
+
+    `mount_points` are placed paths (see place_mounts) -> whether a folder is mounted there;
+    `folders` must exist as folders (the workdir: made empty if the image lacks it, as runc
+    does).
+    """
+    found = {}
+    for path, is_dir in mount_points.items():
+        if _kind(root, path) != ("dir" if is_dir else "file") \
+                and not _is_under_any(path, mount_points):
+            found[path] = is_dir
+    for folder in (resolve_inside(root, f) for f in folders):
+        if not _kind(root, folder) and not _is_under_any(folder, mount_points):
+            found[folder] = True
+    return found
+
+
 def plan_root(root: str, mount_points: Mapping[str, bool],
               folders: Iterable[str] = ()) -> list[Entry]:
     """The entries that make the image root the sandbox's `/`, leaving room for mounts.
 
-    `mount_points` are placed paths (see place_mounts) -> whether a folder is mounted there;
-    `folders` must exist as folders (the workdir: made empty if the image lacks it, as runc
-    does). Every top-level entry of the root is bound, except mount points; a folder of the
-    root on the way to a mount point that cannot be mounted over where it is (missing, or of
-    the wrong kind) is not bound but made, and its own entries bound one by one.
+    Every top-level entry of the root is bound, except mount points; a folder of the root on
+    the way to something it lacks (see `lacking`) is not bound but made, and its own entries
+    bound one by one, so that no mount needs to write into the root.
     """
     expand: set[str] = set()
     hidden: set[str] = set()
     made: list[str] = []
-    for path, is_dir in mount_points.items():
-        kind = _kind(root, path)
-        if kind == ("dir" if is_dir else "file"):
-            continue
-        if kind:
+    for path in lacking(root, mount_points, folders):
+        if _kind(root, path):
             hidden.add(path)  # a symlink or an entry of the wrong kind: replaced
         made += _make_room(root, path, mount_points, expand, hidden)
-    for folder in map(lambda f: resolve_inside(root, f), folders):
-        if not _kind(root, folder) and not _is_under_any(folder, mount_points):
-            made += [*_make_room(root, folder, mount_points, expand, hidden), folder]
-    skip = hidden | set(mount_points)
-    entries = _walk(root, "/", expand, skip)
+        if path not in mount_points:
+            made.append(path)  # a folder the runtime makes (the workdir)
+    entries = _walk(root, "/", expand, hidden | set(mount_points))
     seen = {e.path for e in entries}
     for path in sorted(set(made)):
         if path not in seen:

@@ -7,7 +7,9 @@ and exits at once, so bwrap is reparented to init: the caller never has to reap 
 at any time. It must not wait for, watch or signal the sandbox.
 
 CONFIG is JSON: {"bwrap", "args", "stdout", "stderr", "status", "stage_dir",
-"stage": {name: source path}, "uid", "gid"} (uid/gid null: keep the caller's).
+"stage": {name: source path}, "uid", "gid", "overlay"} (uid/gid null: keep the caller's;
+overlay null, or {"skeleton": [[path, is_dir]…], "args"}: bwrap's args over the overlay,
+used instead of "args" if the overlay could be mounted).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import sys
 from typing import Any
 
 CLONE_NEWNS = 0x00020000
+MS_RDONLY = 0x1
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
 MS_BIND = 0x1000
@@ -61,6 +64,36 @@ def stage_sources(stage_dir: str, stage: dict[str, str]) -> None:
         os.close(fd)
 
 
+def overlay_root(stage_dir: str, skeleton: list[tuple[str, bool]]) -> bool:
+    """Mount `stage_dir/merged`: a read-only overlay of a skeleton holding what the staged
+    root lacks (folders and empty files, the mount points the sandbox needs) on that root.
+
+    Why: bwrap can then bind the root whole, in one mount, where binding its entries one by
+    one (what works without privilege) costs a mount per entry. The root is never written;
+    the skeleton lives on the staging tmpfs and vanishes with the sandbox. False if the
+    kernel refuses overlayfs: the caller then uses the entry-by-entry layout.
+    """
+    skel, root = os.path.join(stage_dir, "skel"), os.path.join(stage_dir, "root")
+    merged = os.path.join(stage_dir, "merged")
+    os.mkdir(skel)
+    os.mkdir(merged)
+    for path, is_dir in skeleton:
+        target = skel + path
+        os.makedirs(target if is_dir else os.path.dirname(target), mode=0o755, exist_ok=True)
+        if not is_dir:
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT, 0o644))
+    for folder, _, _ in os.walk(skel):  # a folder the root has keeps its mode and owner
+        lower = root + folder[len(skel):]
+        if folder != skel and os.path.isdir(lower) and not os.path.islink(lower):
+            found = os.stat(lower)
+            os.chmod(folder, stat.S_IMODE(found.st_mode))
+            os.chown(folder, found.st_uid, found.st_gid)
+    libc = ctypes.CDLL(None, use_errno=True)
+    options = f"lowerdir={skel}:{root}".encode()
+    mounted: int = libc.mount(b"corral", merged.encode(), b"overlay", MS_RDONLY, options)
+    return mounted == 0
+
+
 def exec_sandbox(cfg: dict[str, Any], out: int, err: int, status: int) -> None:
     """In the detached child: new session, files on 0-3, drop privileges, exec bwrap."""
     os.setsid()
@@ -83,6 +116,9 @@ def main(raw: str) -> int:
     status = os.open(cfg["status"], flags, 0o640)
     if cfg["stage"]:
         stage_sources(cfg["stage_dir"], cfg["stage"])
+    overlay = cfg.get("overlay")
+    if overlay and overlay_root(cfg["stage_dir"], overlay["skeleton"]):
+        cfg["args"] = overlay["args"]
     pid = os.fork()
     if pid:
         os.write(1, f"{pid}\n".encode())

@@ -209,15 +209,23 @@ class ProcessDriver:
         as_root = os.geteuid() == 0
         host_files = [path for path in HOST_FILES if os.path.isfile(path)]
         try:
-            layout, stage = plan_layout(spec, host_files, STAGE_DIR if as_root else None)
+            plan = plan_layout(spec, host_files, STAGE_DIR if as_root else None)
         except OSError as exc:
             raise DriverError(f"cannot start instance {spec.id}: cannot read the image root "
                               f"{spec.rootfs}: {exc}", hint="unpack the image again "
                               "(corral pull) or fix the root's permissions") from exc
+        args = sandbox_args(spec, plan.layout, port=port)
+        overlay = None
+        if as_root:  # the root whole in one mount (an overlay if it lacks something)
+            whole = sandbox_args(spec, plan.whole(STAGE_DIR), port=port)
+            if plan.skeleton:
+                overlay = {"skeleton": sorted(plan.skeleton.items()), "args": whole}
+            else:
+                args = whole
         config = {
-            "bwrap": bwrap, "args": sandbox_args(spec, layout, port=port),
+            "bwrap": bwrap, "args": args, "overlay": overlay,
             "stdout": str(folder / "stdout.log"), "stderr": str(folder / "stderr.log"),
-            "status": str(folder / "status.json"), "stage_dir": STAGE_DIR, "stage": stage,
+            "status": str(folder / "status.json"), "stage_dir": STAGE_DIR, "stage": plan.stage,
             "uid": SANDBOX_UID if as_root else None, "gid": SANDBOX_GID if as_root else None,
         }
         done = subprocess.run([sys.executable, "-I", "-S", str(LAUNCHER), json.dumps(config)],

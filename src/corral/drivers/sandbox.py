@@ -11,9 +11,9 @@ See docs/adr/0009-the-runtime-supplies-mount-points.md.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from corral.drivers.image_root import Entry, place_mounts, plan_root
+from corral.drivers.image_root import Entry, lacking, place_mounts, plan_root
 from corral.ports.records import InstanceSpec
 
 SANDBOX_UID = 65534  # "nobody": the image's own user is recorded but never used on the host
@@ -33,9 +33,25 @@ class Layout:
     host_files: Sequence[tuple[str, str]] = ()  # (source, path inside), read-only
 
 
+@dataclass(frozen=True)
+class SandboxPlan:
+    """How to assemble one sandbox's file system, with or without the launcher's help."""
+
+    layout: Layout  # the root's entries bound one by one: needs no privilege
+    stage: dict[str, str]  # name -> host path, for the launcher to stage (as root)
+    skeleton: dict[str, bool]  # what the root lacks, path -> is a folder (image_root.lacking)
+
+    def whole(self, stage_dir: str) -> Layout:
+        """The layout when the launcher, as root, gives the root whole: the staged root itself
+        if it lacks nothing, else `stage_dir/merged`, a read-only overlay of the skeleton on
+        the root (launcher.py): one mount instead of one per entry."""
+        root = f"{stage_dir}/merged" if self.skeleton else f"{stage_dir}/root"
+        return replace(self.layout, root=root, entries=[Entry("/", "bind")])
+
+
 def plan_layout(spec: InstanceSpec, host_files: Sequence[str],
-                stage_dir: str | None) -> tuple[Layout, dict[str, str]]:
-    """The layout for `spec` (reading its root), and what the launcher must stage first.
+                stage_dir: str | None) -> SandboxPlan:
+    """The sandbox plan for `spec`, reading its root.
 
     With `stage_dir` (the driver runs as root) every source is staged under it, name ->
     host path: root can open folders that the sandbox's uid cannot reach (see launcher.py).
@@ -43,8 +59,7 @@ def plan_layout(spec: InstanceSpec, host_files: Sequence[str],
     points = {**dict.fromkeys(RUNTIME_FOLDERS, True), **dict.fromkeys(host_files, False),
               **dict.fromkeys(spec.volumes.values(), True)}
     placed = place_mounts(spec.rootfs, points)
-    entries = plan_root(spec.rootfs, {placed[p]: is_dir for p, is_dir in points.items()},
-                        [spec.workdir])
+    mount_points = {placed[p]: is_dir for p, is_dir in points.items()}
     stage: dict[str, str] = {}
 
     def source(name: str, path: str) -> str:
@@ -54,12 +69,13 @@ def plan_layout(spec: InstanceSpec, host_files: Sequence[str],
         return f"{stage_dir}/{name}"
 
     layout = Layout(
-        root=source("root", spec.rootfs), entries=entries,
+        root=source("root", spec.rootfs),
+        entries=plan_root(spec.rootfs, mount_points, [spec.workdir]),
         volumes=[(source(f"volume{n}", host), placed[inside])
                  for n, (host, inside) in enumerate(spec.volumes.items())],
         host_files=[(source(f"host{n}", path), placed[path])
                     for n, path in enumerate(host_files)])
-    return layout, stage
+    return SandboxPlan(layout, stage, lacking(spec.rootfs, mount_points, [spec.workdir]))
 
 
 def sandbox_args(spec: InstanceSpec, layout: Layout, *, port: int) -> list[str]:
