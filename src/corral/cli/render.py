@@ -148,6 +148,9 @@ def state(text: str) -> Cell:
 
 def status(data: dict[str, Any]) -> None:
     out = sys.stdout
+    controller = data.get("controller") or {}
+    if controller.get("note"):  # engine/status.py: what runs without a controller
+        say(controller["note"])
     if not data["services"]:
         say("no services deployed yet: run `corral deploy`")
     for service in data["services"]:
@@ -157,12 +160,17 @@ def status(data: dict[str, Any]) -> None:
         head = wrap(f"{service['name']}  live {f'v{live}' if live else '-'}  listen "
                     f"{service['listen'] or '-'}  traffic: {traffic}", out, "  ")
         head[0] = paint(service["name"], "bold", out) + head[0][len(service["name"]):]
+        if service.get("note"):  # the router's listen differs from what releases ask
+            head += wrap(f"note: {service['note']}", out, "  ")
+        # Under 100 columns the pid (in --json and `status --instance`) leaves its room to
+        # the note.
+        pid = (terminal.width(out) or 100) >= 100
         rows = [[i["id"], i["release"], state(i["state"]), i["address"],
-                 str(i["pid"] or "-"), ago(i["since"]), shorten(one_line(i["reason"] or ""))]
-                for i in service["instances"]]
-        lines = head + terminal.table(
-            ("instance", "release", "state", "address", "pid", "started", "note"), rows, out,
-            shrink=(6, 3, 0))
+                 *([str(i["pid"] or "-")] if pid else []), ago(i["since"]),
+                 shorten(one_line(i["reason"] or ""))] for i in service["instances"]]
+        headers = ("instance", "release", "state", "address", *(("pid",) if pid else ()),
+                   "started", "note")
+        lines = head + terminal.table(headers, rows, out, shrink=(len(headers) - 1, 3, 0))
         last = service.get("last_deployment")
         if last:
             was = f"v{last['from']}" if last["from"] else "nothing"
