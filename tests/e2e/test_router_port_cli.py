@@ -5,6 +5,8 @@ telling what the router really serves, with or without a controller."""
 from __future__ import annotations
 
 import os
+import re
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,3 +93,48 @@ def test_a_second_project_on_the_same_router_port_is_refused_and_starts_nothing(
     poll(lambda: processes_of(blog.folder) == [], 30,
          f"the blog's processes to exit: {processes_of(blog.folder)}")
     assert versions(shop) == {"shop"}
+
+
+def test_status_shows_the_address_the_router_serves_and_what_runs_without_a_controller(
+        tmp_path: Path) -> None:
+    shop = project(tmp_path / "shop", "shop", CliProject(tmp_path).port)
+    try:
+        shop.corral("up", "-d")
+        shop.corral("deploy", "web")
+        served = f"127.0.0.1:{shop.port}"
+        with socket.socket() as squatter:  # the new address is taken: the change is refused
+            squatter.bind(("127.0.0.1", 0))
+            squatter.listen()
+            taken = f"127.0.0.1:{squatter.getsockname()[1]}"
+            shop.edit(re.escape(f'listen = "{served}"'), f'listen = "{taken}"')
+            refused = shop.corral("deploy", "web", check=False)
+            assert refused.returncode != 0 and f"{taken} is already in use" in refused.stderr
+            status = shop.json("status", "web")
+            web = status["services"][0]
+            assert (web["listen"], status["router"]["listen"]) == (served, {"web": served})
+            assert web["note"] == f"v2 asked for {taken}: deployment #2 failed"
+            shown = shop.corral("status").stdout
+            assert f"listen {served}" in shown and f"v2 asked for {taken}" in shown
+            assert versions(shop) == {"shop"}
+
+        before = [(i["id"], i["pid"]) for i in web["instances"]]
+        router_pid = int((shop.folder / ".corral/run/router.pid").read_text())
+        shop.corral("down", "--keep-instances")
+        status = shop.json("status", "web")
+        assert status["controller"]["running"] is False
+        assert status["router"] == {"running": True, "pid": router_pid,
+                                    "listen": {"web": served}}
+        web = status["services"][0]
+        assert [(i["id"], i["pid"]) for i in web["instances"]] == before
+        assert [i["state"] for i in web["instances"]] == ["ready"]
+        assert (web["listen"], web["live_release"], web["traffic"]) == (served, 1,
+                                                                       {"v1": 100.0})
+        shown = shop.corral("status").stdout
+        assert (f"the controller is not running: the router (pid {router_pid}) keeps "
+                "serving; 1 instance(s) still run") in " ".join(shown.split())
+        assert f"listen {served}" in shown and before[0][0] in shown
+        assert versions(shop) == {"shop"}
+    finally:
+        shop.corral("down", check=False)
+    done = shop.corral("status", check=False)
+    assert done.returncode == 1 and "the controller is not running" in done.stderr

@@ -198,8 +198,14 @@ def status(ctx: Context, service: str | None, instance: str | None) -> None:
                               hint=f"corral status SERVICE --instance {instance}")
         show_instance(ctx, service, instance)
         return
-    data: dict[str, Any] = ctx.client().get("/v1/status", **({"service": service}
-                                                             if service else {}))
+    client = ctx.client()
+    if client.is_up():
+        data: dict[str, Any] = client.get("/v1/status", **({"service": service}
+                                                           if service else {}))
+    else:  # what still runs: the router and instances outlive the controller
+        from corral.engine.status import status_when_down
+
+        data = status_when_down(ctx.spec_file, service)
     ctx.out(data, lambda: render.status(data))
 
 

@@ -16,11 +16,11 @@ from typing import Any, Protocol
 
 from corral.core.bluegreen import previews
 from corral.core.release import service_of
-from corral.core.weights import traffic_shares
 from corral.engine.deploy import Deployer, DeployRequest, Emit
 from corral.engine.fleet import Fleets
 from corral.engine.health import HealthMonitor
 from corral.engine.instances import Hands
+from corral.engine.status import instance_view, router_view, service_view
 from corral.engine.workspace import Workspace, current_actor
 from corral.errors import NotFound, RouterError
 from corral.ports.records import Deployment, Event, Instance, InstanceState
@@ -153,8 +153,12 @@ class Controller:
                 raise NotFound(f"service {service!r} has never been deployed",
                                hint=f"deploy it: corral deploy {service}")
             names = [service]
-        return {"controller": {"pid": os.getpid(), "running": True},
-                "services": [self._service_status(name) for name in names]}
+        router = router_view(self.ws.router)
+        return {"controller": {"pid": os.getpid(), "running": True}, "router": router,
+                "services": [service_view(name, store, self.ws.router, router["listen"], [
+                    instance_view(i) for i in sorted(self.fleets.of_service(name),
+                                                     key=lambda i: i.created_at)])
+                             for name in names]}
 
     def releases(self, service: str) -> list[dict[str, Any]]:
         live = self.ws.store.live_release(service)
@@ -165,21 +169,6 @@ class Controller:
         return [{"release": r.label, "version": r.version, "image": r.image_digest,
                  "config": r.config_digest, "created_at": r.created_at,
                  "git_commit": r.git_commit, "live": r.version == live} for r in releases]
-
-    def _service_status(self, name: str) -> dict[str, Any]:
-        store = self.ws.store
-        instances = sorted(self.fleets.of_service(name), key=lambda i: i.created_at)
-        listen = self.fleets.listen_of(name)
-        backends = self.ws.router.backends(name) if listen else []
-        deployments = store.list_deployments(name)[:1]
-        return {
-            "name": name, "live_release": store.live_release(name), "listen": listen,
-            "instances": [_instance_view(i) for i in instances],
-            "traffic": traffic_shares(backends),
-            "backends": [{"address": b.address, "weight": b.weight, "release": b.release,
-                          "instance": b.instance} for b in backends],
-            "last_deployment": _deployment_view(deployments[0]) if deployments else None,
-        }
 
     # -- lookups -------------------------------------------------------------------
     def _load_service(self, service: str, version: int) -> ServiceSpec:
@@ -194,16 +183,3 @@ class Controller:
     def _event(self, action: str, subject: str, detail: dict[str, Any]) -> None:
         self.ws.store.append_event(Event(at=self.clock(), actor=self.actor, action=action,
                                          subject=subject, detail=detail))
-
-
-def _instance_view(instance: Instance) -> dict[str, Any]:
-    return {"id": instance.id, "release": f"v{instance.release}", "state": instance.state.value,
-            "address": instance.address, "pid": instance.pid, "since": instance.created_at,
-            "reason": instance.reason}
-
-
-def _deployment_view(deployment: Deployment) -> dict[str, Any]:
-    return {"id": deployment.id, "strategy": deployment.strategy,
-            "from": deployment.from_release, "to": deployment.to_release,
-            "outcome": deployment.outcome.value, "started_at": deployment.started_at,
-            "ended_at": deployment.ended_at, "reason": deployment.reason}

@@ -102,6 +102,38 @@ class Workspace:
         return BuiltinRouter(self.run_dir, workers=workers, routing=routing, base=self.folder)
 
 
+@dataclass
+class StateFolder:
+    """A project's state folder without its spec (which may not even parse): enough to read
+    what still runs there when no controller does (`corral status`)."""
+
+    path: Path
+
+    @cached_property
+    def store(self) -> Store:
+        from corral.stores.sql import SqlStore
+
+        return SqlStore(f"sqlite:///{self.path / 'state.db'}")
+
+    @cached_property
+    def driver(self) -> Driver:
+        from corral.drivers.process import ProcessDriver
+
+        return ProcessDriver(self.path)
+
+    @cached_property
+    def router(self) -> Router:
+        """The kind that left its pid file here, unconfigured: for reads only."""
+        run_dir = self.path / "run"
+        if (run_dir / "haproxy.pid").exists():
+            from corral.routers.haproxy import HaproxyRouter
+
+            return HaproxyRouter(run_dir)
+        from corral.routers.builtin.client import BuiltinRouter
+
+        return BuiltinRouter(run_dir)
+
+
 def current_actor() -> str:
     """Who is acting, for the ledger: the OS user."""
     try:

@@ -9,7 +9,7 @@ when the controller goes away.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from corral.ports.records import Backend, ReleaseStats
 
@@ -53,4 +53,13 @@ class Router(Protocol):
 
     def stop(self) -> None:
         """Stop the router process (used by `corral down`)."""
+        ...
+
+
+@runtime_checkable
+class RouterProcess(Protocol):
+    """A router that runs as a process of its own (an optional ability)."""
+
+    def pid(self) -> int | None:
+        """The router's pid, or None when it is not running."""
         ...
