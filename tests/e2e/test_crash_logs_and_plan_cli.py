@@ -54,8 +54,7 @@ def _project(folder: Path, script: str, replicas: int) -> CliProject:
         pytest.skip("busybox (busybox-static) is not installed")
     project = CliProject(folder)
     root = folder / "root"
-    for sub in ("bin", "proc", "dev", "tmp"):
-        (root / sub).mkdir(parents=True)
+    (root / "bin").mkdir(parents=True)  # the runtime supplies /proc, /dev and /tmp
     shutil.copy2(BUSYBOX, root / "bin" / "busybox")
     (folder / "corral.toml").write_text(SPEC.format(
         name=folder.name,
