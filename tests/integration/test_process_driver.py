@@ -399,6 +399,17 @@ def test_a_scratch_image_s_volume_and_workdir_are_made_where_it_has_no_folder(
     assert not (scratch_root / "var").exists() and not (scratch_root / "srv").exists()
 
 
+def test_a_controller_with_umask_077_still_starts_a_scratch_image(
+        driver: ProcessDriver, scratch_root: Path) -> None:
+    umask = os.umask(0o077)  # what the launcher makes for the sandbox must stay traversable
+    try:
+        driver.start(scratch("private", scratch_root, "cat", "/www/index.html"))
+    finally:
+        os.umask(umask)
+    assert exited(driver, "private").exit_code == 0, driver.log_paths("private")[1].read_text()
+    assert stdout_of(driver, "private") == "hello from scratch\n"
+
+
 def test_a_dynamically_linked_program_in_a_scratch_image_is_named_as_the_cause(
         driver: ProcessDriver, scratch_root: Path) -> None:
     shutil.copy(os.path.realpath(shutil.which("ls") or "/bin/ls"), scratch_root / "bin/ls")

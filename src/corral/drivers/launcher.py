@@ -75,16 +75,20 @@ def overlay_root(stage_dir: str, skeleton: list[tuple[str, bool]]) -> bool:
     """
     skel, root = os.path.join(stage_dir, "skel"), os.path.join(stage_dir, "root")
     merged = os.path.join(stage_dir, "merged")
-    os.mkdir(skel)
-    os.mkdir(merged)
-    for path, is_dir in skeleton:
-        target = skel + path
-        os.makedirs(target if is_dir else os.path.dirname(target), mode=0o755, exist_ok=True)
-        if not is_dir:
-            os.close(os.open(target, os.O_WRONLY | os.O_CREAT, 0o644))
+    umask = os.umask(0o022)  # the caller's may be 077: the sandbox's uid must traverse these
+    try:
+        os.mkdir(skel)
+        os.mkdir(merged)
+        for path, is_dir in skeleton:
+            target = skel + path
+            os.makedirs(target if is_dir else os.path.dirname(target), exist_ok=True)
+            if not is_dir:
+                os.close(os.open(target, os.O_WRONLY | os.O_CREAT, 0o644))
+    finally:
+        os.umask(umask)
     for folder, _, _ in os.walk(skel):  # a folder the root has keeps its mode and owner
         lower = root + folder[len(skel):]
-        if folder != skel and os.path.isdir(lower) and not os.path.islink(lower):
+        if os.path.isdir(lower) and not os.path.islink(lower):
             found = os.stat(lower)
             os.chmod(folder, stat.S_IMODE(found.st_mode))
             os.chown(folder, found.st_uid, found.st_gid)

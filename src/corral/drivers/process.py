@@ -196,9 +196,10 @@ class ProcessDriver:
 
     def _prepare_volumes(self, spec: InstanceSpec) -> None:
         for host, inside in spec.volumes.items():
-            if not inside.startswith("/"):
+            if not inside.startswith("/") or not inside.strip("/"):
                 raise DriverError(f"volume {host} of instance {spec.id}: mount point {inside!r} "
-                                  "is not an absolute path", hint="write it as /var/lib/app")
+                                  "is not an absolute path below /",
+                                  hint="write it as /var/lib/app")
             Path(host).mkdir(parents=True, exist_ok=True)
             if os.geteuid() == 0:
                 os.chown(host, SANDBOX_UID, SANDBOX_GID)  # the sandbox user must write in it
