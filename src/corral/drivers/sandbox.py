@@ -1,11 +1,11 @@
 """The bubblewrap command line for one instance, and the reading of bwrap's own errors.
 
-Builds arguments (the image root's entries bound read-only on a `/` of bwrap's own, with
-/proc, /dev, /sys, a private /tmp, the host's resolv.conf and hosts, and volumes mounted
-over it, new pid/ipc/uts namespaces, no capabilities, unprivileged uid, clean env plus
-PORT), and classifies stderr text. It reads the image root (through image_root.py) to plan
-the layout but never runs anything; launcher.py starts the command, process.py drives both.
-See docs/adr/0009-the-runtime-supplies-mount-points.md.
+Builds arguments (the image root read-only as `/`, bound whole or entry by entry on a `/`
+of bwrap's own, with /proc, /dev, /sys, a private /tmp, the host's resolv.conf and hosts,
+and volumes mounted over it, new pid/ipc/uts namespaces, no capabilities, unprivileged uid,
+clean env plus PORT), and classifies stderr text. It reads the image root (through
+image_root.py) to plan the layout but never runs anything; launcher.py starts the command,
+process.py drives both. See docs/adr/0009-the-runtime-supplies-mount-points.md.
 """
 
 from __future__ import annotations
