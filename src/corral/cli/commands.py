@@ -106,6 +106,8 @@ def build(ctx: Context, image: str | None, check_reproducible: bool,
     if check_reproducible:  # images (issue 3): see engine/images.py check_reproducible
         import sys
 
+        from rich.markup import escape
+
         from corral.engine.images import check_reproducible as recheck
 
         differences = {n: recheck(ws, n, d, render.progress) for n, d in digests.items()}
@@ -113,7 +115,7 @@ def build(ctx: Context, image: str | None, check_reproducible: bool,
         def verdicts() -> None:
             for n, d in differences.items():
                 render.console.print(f"{n}  {digests[n]}  " + (
-                    f"[red]NOT reproducible:[/] {d}" if d else "reproducible"))
+                    f"[red]NOT reproducible:[/] {escape(d)}" if d else "reproducible"))
 
         ctx.out({"images": digests, "reproducible": not any(differences.values()),
                  "differences": differences}, verdicts)
