@@ -103,6 +103,8 @@ def holder_of(listen: str) -> str:
     host, port = split_listen(listen)
     claim = _unix_inode(_claim_name(host, port)[1:].decode())
     pids = _pids_of(claim) if claim else []
+    if claim and not pids:  # /proc hides another user's descriptors
+        return "the corral router of another user"
     uid = None
     if not pids:
         sockets = _tcp_listeners(host, port)
