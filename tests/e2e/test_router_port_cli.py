@@ -90,9 +90,27 @@ def test_a_second_project_on_the_same_router_port_is_refused_and_starts_nothing(
     assert done.returncode != 0
     assert (f"127.0.0.1:{shop.port} is already in use by the corral router of project "
             f"{shop.folder}") in done.stderr, done.stderr
+    assert "live v1 of service web listens on" in done.stderr, done.stderr
     poll(lambda: processes_of(blog.folder) == [], 30,
          f"the blog's processes to exit: {processes_of(blog.folder)}")
     assert versions(shop) == {"shop"}
+
+    # a router change: moving a live service onto the taken port is refused; it stays put
+    shop.corral("down")
+    own = CliProject(blog.folder).port
+    blog.edit(f'listen = "127.0.0.1:{shop.port}"', f'listen = "127.0.0.1:{own}"')
+    blog.corral("up", "-d")
+    blog.corral("deploy", "web")
+    shop.corral("up", "-d")
+    poll(lambda: versions(shop, 5) == {"shop"}, what="the shop's app serving again")
+    blog.edit(f'listen = "127.0.0.1:{own}"', f'listen = "127.0.0.1:{shop.port}"')
+    done = blog.corral("deploy", "web", check=False)
+    assert done.returncode != 0
+    assert f"already in use by the corral router of project {shop.folder}" in done.stderr
+    assert blog.json("status", "web")["services"][0]["listen"] == f"127.0.0.1:{own}"
+    assert versions(shop) == {"shop"}
+    blog.port = own
+    assert versions(blog) == {"blog"}
 
 
 def test_status_shows_the_address_the_router_serves_and_what_runs_without_a_controller(

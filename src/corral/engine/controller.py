@@ -101,17 +101,28 @@ class Controller:
         self._adopt()
         self.resumer.prepare()  # saved fleet weights before the first router sync
         resuming = {d.service: d.to_release for d in self.resumer.interrupted()}
-        for service in self.ws.store.services():
-            live = self.ws.store.live_release(service)
-            if live is not None:
-                spec = self._service_of(service, live)
-                self.fleets.set_listen(service, spec.router.listen if spec.router else None)
-            target = resuming.get(service, live)  # a resumed deployment's, else the live
-            if target is not None:
+        services = sorted(self.ws.store.services())
+        for service in services:  # preview first: it syncs once a listen is known
+            target = resuming.get(service, self.ws.store.live_release(service))
+            if target is not None:  # a resumed deployment's, else the live release's
                 spec = self._service_of(service, target)
                 self.fleets.set_preview(service, previews(spec.strategy,
                                                           spec.blue_green.preview))
-        self.fleets.resync()
+        for service in services:
+            live = self.ws.store.live_release(service)
+            if live is None:
+                continue
+            spec = self._service_of(service, live)
+            listen = spec.router.listen if spec.router else None
+            self.fleets.set_listen(service, listen)
+            try:
+                self.fleets.resync(service)
+            except RouterError as exc:
+                raise RouterError(exc.message, hint=(
+                    f"live v{live} of service {service} listens on {listen}, so this project "
+                    "cannot start while something else holds it: stop that first (then, to "
+                    f"move {service}, set another router.listen and run `corral deploy "
+                    f"{service}`)")) from exc
 
     def shutdown(self, keep_instances: bool) -> None:
         self.stopping.set()
