@@ -324,6 +324,26 @@ def test_a_restored_service_whose_port_is_taken_stays_and_listens_once_it_is_fre
         router.stop()
 
 
+def test_a_restored_service_waits_while_another_router_serves_its_port_and_never_shares_it(
+        tmp_path: Path, listen: str, backend: str) -> None:
+    router = make_router(tmp_path / "shop")
+    router.set_backends("web", listen, [Backend(backend, 1, "v1")])
+    router.stop()
+    other = make_router(tmp_path / "blog")
+    try:
+        other.set_backends("web", listen, [])  # no backend: the blog answers 503
+        router.ensure_running()
+        assert router_status(router)["unbound"] == ["web"]
+        assert router.listening() == {}
+        assert {get(listen)[0] for _ in range(40)} == {503}, "the two routers shared the port"
+        other.stop()
+        wait_for(lambda: router.listening() == {"web": listen}, what="the retry to bind")
+        assert {get(listen)[0] for _ in range(40)} == {200}
+    finally:
+        other.stop()
+        router.stop()
+
+
 def test_concurrent_clients_all_get_answers_across_workers(
         router: BuiltinRouter, listen: str, backend: str) -> None:
     router.set_backends("web", listen, [Backend(backend, 1, "v1")])
