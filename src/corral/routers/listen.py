@@ -91,8 +91,9 @@ def is_free(host: str, port: int) -> bool:
                 probe.bind(address)
                 probe.listen(1)
             except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return False
                 # any other error (not a local address, no permission): the real bind says it
-                return exc.errno != errno.EADDRINUSE
     return True
 
 
