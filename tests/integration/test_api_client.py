@@ -2,11 +2,13 @@
 server: JSON answers, query strings, error objects turned back into CorralErrors, NDJSON
 streams read event by event, and an absent controller reported as such.
 
-The controller behind the server is a stand-in with the two methods these routes call; the
-server, its route table, the socket and the client are the real ones."""
+The controller behind the server is a stand-in with the methods these routes call; the
+server, its route table, its body validation, the socket and the client are the real ones."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +17,12 @@ from typing import Any
 
 import pytest
 
-from corral.api.client import ControllerClient
+from corral.api.bodies import ChaosBody, DeployBody, RollbackBody
+from corral.api.client import ControllerClient, _UnixConnection
 from corral.api.server import ApiServer
+from corral.engine.chaos import ChaosRequest
+from corral.engine.deploy import DeployRequest
+from corral.engine.rollback import RollbackRequest
 from corral.errors import ControllerError, CorralError, NotFound
 
 pytestmark = pytest.mark.integration
@@ -35,6 +41,12 @@ class _Rollback:
 
 
 class _Controller(SimpleNamespace):
+    deployed: list[Any]
+
+    def deploy(self, request: Any, emit: Any) -> None:
+        self.deployed.append(request)
+        emit({"type": "result", "outcome": "succeeded"})
+
     def status(self, service: str | None) -> dict[str, Any]:
         if service == "ghost":
             raise NotFound("no service 'ghost'", hint="check the name")
@@ -43,7 +55,7 @@ class _Controller(SimpleNamespace):
 
 @pytest.fixture()
 def served(tmp_path: Path) -> Iterator[tuple[ControllerClient, _Controller]]:
-    controller = _Controller(rollback=_Rollback())
+    controller = _Controller(rollback=_Rollback(), deployed=[])
     socket_path = tmp_path / "controller.sock"
     server = ApiServer(socket_path, controller)  # type: ignore[arg-type]
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -97,3 +109,68 @@ def test_no_controller_means_not_up_and_a_clear_error(tmp_path: Path) -> None:
         client.get("/v1/status")
     with pytest.raises(ControllerError, match="the controller is not running"):
         list(client.stream("/v1/rollback", {"service": "web"}))
+
+
+_DEPLOY = {"service": "web", "image_digest": "sha256:" + "ab" * 32, "config": {"replicas": 2},
+           "actor": "me", "git_commit": None, "git_commit_time": 1700000000, "force": False,
+           "strategy": "canary"}
+
+
+def _post(client: ControllerClient, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    connection = _UnixConnection(client.socket_path, 10)
+    try:
+        connection.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def test_a_valid_deploy_body_reaches_the_engine_as_its_request(
+        served: tuple[ControllerClient, _Controller]) -> None:
+    client, controller = served
+    events = list(client.stream("/v1/deploy", _DEPLOY))
+    assert events == [{"type": "result", "outcome": "succeeded"}]
+    assert controller.deployed == [DeployRequest(**{**_DEPLOY, "git_commit_time": 1.7e9})]
+
+
+@pytest.mark.parametrize(("body", "field", "message"), [
+    ({k: v for k, v in _DEPLOY.items() if k != "image_digest"}, "image_digest", "required"),
+    ({**_DEPLOY, "replicas": 3}, "replicas", "unknown field"),
+    ({**_DEPLOY, "config": "replicas=2"}, "config", "dictionary"),
+    ({**_DEPLOY, "force": "yes"}, "force", "boolean"),
+    ({**_DEPLOY, "strategy": "big-bang"}, "strategy", "rolling, blue-green, canary"),
+])
+def test_a_bad_deploy_body_is_a_400_naming_its_field_and_nothing_is_deployed(
+        served: tuple[ControllerClient, _Controller], body: dict[str, Any], field: str,
+        message: str) -> None:
+    client, controller = served
+    status, answer = _post(client, "/v1/deploy", json.dumps(body).encode())
+    assert status == 400
+    assert answer["error"]["type"] == "BadRequest" and answer["error"]["field"] == field
+    assert answer["error"]["message"].startswith(f"{field}: ")
+    assert message in answer["error"]["message"]
+    with pytest.raises(CorralError, match=f"^{field}: "):
+        list(client.stream("/v1/deploy", body))
+    assert controller.deployed == []
+
+
+def test_a_body_that_is_not_a_json_object_is_a_400(
+        served: tuple[ControllerClient, _Controller]) -> None:
+    client, controller = served
+    assert _post(client, "/v1/deploy", b"[1, 2]")[0] == 400
+    assert _post(client, "/v1/rollback", b"not json")[0] == 400
+    status, answer = _post(client, "/v1/rollback", json.dumps({"service": "web", "to": 0}).encode())
+    assert (status, answer["error"]["field"]) == (400, "to")
+    assert controller.deployed == [] and controller.rollback.asked == []
+
+
+@pytest.mark.parametrize(("model", "request_type"), [
+    (DeployBody, DeployRequest), (RollbackBody, RollbackRequest), (ChaosBody, ChaosRequest)])
+def test_each_body_model_has_the_fields_and_defaults_of_the_engine_request_it_becomes(
+        model: type[Any], request_type: type[Any]) -> None:
+    fields = {f.name: f.default for f in dataclasses.fields(request_type)}
+    assert set(model.model_fields) == set(fields)
+    for name, info in model.model_fields.items():
+        if fields[name] is not dataclasses.MISSING:
+            assert info.default == fields[name], name

@@ -65,6 +65,8 @@ class ControllerClient:
         connection = _UnixConnection(self.socket_path, None)
         try:
             response = self._send(connection, "POST", path, body)
+            if response.status >= 400:  # refused before the stream began (e.g. a bad body)
+                self._answer(lambda: (response.status, response.read()))
             for line in response:
                 if not line.strip():
                     continue

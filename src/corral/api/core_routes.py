@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from corral.api.bodies import DeployBody
 from corral.api.routes import Request, route
 from corral.engine.controller import Controller
 from corral.engine.deploy import DeployRequest
@@ -27,6 +28,6 @@ def releases(controller: Controller, request: Request) -> dict[str, Any]:
     return {"releases": release_rows(controller.ws, request.params["service"])}
 
 
-@route("POST", "/v1/deploy", stream=True)
+@route("POST", "/v1/deploy", stream=True, body=DeployBody)
 def deploy(controller: Controller, request: Request) -> None:
     controller.deploy(DeployRequest(**request.body), request.emit)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from corral.api.bodies import RollbackBody
 from corral.api.routes import Request, route
 from corral.engine.controller import Controller
 from corral.engine.rollback import RollbackRequest
@@ -23,9 +24,6 @@ def abort(controller: Controller, request: Request) -> dict[str, Any]:
             "signal": "abort"}
 
 
-@route("POST", "/v1/rollback", stream=True)
+@route("POST", "/v1/rollback", stream=True, body=RollbackBody)
 def rollback(controller: Controller, request: Request) -> None:
-    body = request.body
-    controller.rollback.run(RollbackRequest(service=str(body["service"]),
-                                            actor=str(body.get("actor", "api")),
-                                            to=body.get("to")), request.emit)
+    controller.rollback.run(RollbackRequest(**request.body), request.emit)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from corral.api.bodies import ChaosBody
 from corral.api.routes import Request, route
 from corral.engine.chaos import ChaosRequest, ChaosRun
 from corral.engine.controller import Controller
 
 
-@route("POST", "/v1/chaos", stream=True)
+@route("POST", "/v1/chaos", stream=True, body=ChaosBody)
 def chaos(controller: Controller, request: Request) -> None:
     run = ChaosRun(controller.ws.store, controller.fleets, controller.ws.driver,
                    controller.ws.router, controller.drift.guard, controller.actor)

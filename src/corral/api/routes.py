@@ -2,7 +2,9 @@
 (api/core_routes.py, …), listed in ROUTE_MODULES; the server only dispatches.
 
 A handler gets the controller and a Request (path params, query, JSON body, and `emit`
-for streaming routes) and returns a JSON-able dict (or None for streaming routes).
+for streaming routes) and returns a JSON-able dict (or None for streaming routes). A route
+that takes a body names its model (api/bodies.py): the server validates the body before
+the handler runs, so the handler sees it checked and with its defaults filled in.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from corral.api.bodies import Body
 from corral.engine.controller import Controller
 
 ROUTE_MODULES = ["corral.api.core_routes", "corral.api.delivery_routes",
@@ -39,18 +42,19 @@ class Route:
     handler: Handler
     stream: bool
     raw: bool  # the handler returns (content type, bytes) instead of JSON
+    body: type[Body] | None = None  # the model the JSON body must validate against
 
 
 ROUTES: list[Route] = []
 
 
-def route(method: str, path: str, *, stream: bool = False,
-          raw: bool = False) -> Callable[[Handler], Handler]:
+def route(method: str, path: str, *, stream: bool = False, raw: bool = False,
+          body: type[Body] | None = None) -> Callable[[Handler], Handler]:
     """Register a handler for METHOD PATH; `{name}` in PATH captures one segment."""
     pattern = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path) + "$")
 
     def register(handler: Handler) -> Handler:
-        ROUTES.append(Route(method, pattern, handler, stream, raw))
+        ROUTES.append(Route(method, pattern, handler, stream, raw, body))
         return handler
 
     return register

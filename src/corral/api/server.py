@@ -2,7 +2,9 @@
 
 Routes live in api/routes.py's table (see ROUTE_MODULES); this module parses requests,
 dispatches, and renders answers: JSON, NDJSON streams for long operations, or raw bodies
-(e.g. Prometheus text). Errors are {"error": {"type", "message", "hint"}}.
+(e.g. Prometheus text). Errors are {"error": {"type", "message", "hint"}}; a body that
+does not validate against its route's model is a 400 BadRequest whose error also names
+the "field", answered before any stream starts.
 POST /v1/shutdown {"keep_instances": bool} is handled here, since it stops the server.
 """
 
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from corral.api.bodies import BadBody, validated
 from corral.api.routes import Request, Route, find
 from corral.engine.controller import Controller
 from corral.errors import CorralError, LockHeld, NotFound
@@ -55,6 +58,9 @@ class _Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError:
             self._json(400, {"error": {"type": "BadRequest", "message": "body is not JSON"}})
             return
+        if not isinstance(body, dict):
+            self._bad_request(BadBody("", "the body must be a JSON object"))
+            return
         if self.path == "/v1/shutdown":
             self._json(200, {"ok": True})
             self.server.request_shutdown(bool(body.get("keep_instances")))
@@ -68,6 +74,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": {"type": "NotFound", "message": f"{method} {url.path}"}})
             return
         handler, params = found
+        if handler.body is not None:
+            try:
+                body = validated(handler.body, body)
+            except BadBody as exc:
+                self._bad_request(exc)
+                return
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         request = Request(params=params, query=query, body=body)
         if handler.stream:
@@ -115,6 +127,10 @@ class _Handler(BaseHTTPRequestHandler):
             log.exception("streaming handler crashed")
             emit({"type": "error", "error": {"type": "InternalError", "message": repr(exc),
                                              "hint": "see .corral/run/controller.log"}})
+
+    def _bad_request(self, exc: BadBody) -> None:
+        self._json(400, {"error": {"type": "BadRequest", "message": exc.message,
+                                   "field": exc.field, "hint": None}})
 
     def _json(self, status: int, body: Any) -> None:
         self._send(status, "application/json", json.dumps(body, default=str).encode())

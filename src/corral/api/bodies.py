@@ -1,0 +1,94 @@
+"""The JSON bodies the API's POST routes accept, validated before a handler runs.
+
+A route names its body model (`@route(..., body=DeployBody)`); the server validates the
+request against it and answers 400 with the first bad field named, so no engine call ever
+sees a missing, unknown or mistyped field. Each model mirrors the engine request it becomes
+(tests/integration/test_api_client.py checks the fields match). Shape only: whether a
+service or release exists is the engine's answer, not this module's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from corral.core.strategies import STRATEGIES
+
+
+class Body(BaseModel):
+    """Unknown keys are errors and values are not coerced ("1" is not a number)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class DeployBody(Body):
+    """POST /v1/deploy: engine.deploy.DeployRequest."""
+
+    service: str = Field(min_length=1)
+    image_digest: str = Field(min_length=1)
+    config: dict[str, Any]
+    actor: str = Field(min_length=1)
+    git_commit: str | None = None
+    git_commit_time: float | None = None
+    force: bool = False
+    strategy: str | None = None
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str | None) -> str | None:
+        if value is not None and value not in STRATEGIES:
+            raise ValueError(f"must be one of {', '.join(STRATEGIES)}")
+        return value
+
+
+class RollbackBody(Body):
+    """POST /v1/rollback: engine.rollback.RollbackRequest."""
+
+    service: str = Field(min_length=1)
+    actor: str = "api"
+    to: int | None = Field(default=None, ge=1)
+
+
+class ChaosBody(Body):
+    """POST /v1/chaos: engine.chaos.ChaosRequest."""
+
+    service: str | None = None
+    kill: int = Field(default=1, ge=1)
+    interval: float = Field(default=5.0, ge=0)
+    duration: float = Field(default=120.0, ge=0)
+    drift: bool = False
+    seed: int | None = None
+    restore_timeout: float = Field(default=60.0, gt=0)
+
+
+class BadBody(ValueError):
+    """A body that does not validate: `field` is its dotted key path ("" for the whole)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def validated(model: type[Body], body: Any) -> dict[str, Any]:
+    """`body` checked against `model`, with its defaults filled in; raises BadBody.
+
+    >>> validated(RollbackBody, {"service": "web"})
+    {'service': 'web', 'actor': 'api', 'to': None}
+    >>> validated(RollbackBody, {"service": "web", "to": "3"})
+    Traceback (most recent call last):
+    ...
+    corral.api.bodies.BadBody: to: Input should be a valid integer
+    """
+    if not isinstance(body, dict):
+        raise BadBody("", f"the body must be a JSON object, not {type(body).__name__}")
+    try:
+        return model.model_validate(body).model_dump()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        message = ("unknown field" if first["type"] == "extra_forbidden"
+                   else str(first["ctx"]["error"]) if first["type"] == "value_error"
+                   else first["msg"])
+        raise BadBody(field, f"{field}: {message}") from None
