@@ -17,6 +17,8 @@ from corral.images.watch import InotifyWatcher, PollingWatcher, Watcher
 from corral.spec.model import ImageSpec
 from loopback import poll
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def image(tmp_path: Path) -> tuple[LocalImageStore, str, RootGuard]:

@@ -14,6 +14,8 @@ from corral.engine.ledger import export_lines, verify
 from corral.ports.records import Event
 from corral.stores import SqlStore
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[tuple[SqlStore, Path]]:

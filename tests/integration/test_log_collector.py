@@ -16,6 +16,8 @@ from corral.engine.logs import FREE_STEP, KEEP_ON_DISK, MISSING_GRACE, LogCollec
 from corral.observe.logstore import SqliteLogStore
 from corral.ports.logs import Cursor, LogQuery, LogSource
 
+pytestmark = pytest.mark.integration
+
 WRITER = """
 import json, sys
 n = int(sys.argv[1])

@@ -17,6 +17,8 @@ import pytest
 from corral.observe.loki import PUSH_PATH, LokiSink
 from corral.ports.logs import LogLine, LogSource
 
+pytestmark = pytest.mark.integration
+
 SRC = LogSource("web-a1", "web", 3, "sha256:" + "a" * 64, "c0ffee")
 
 

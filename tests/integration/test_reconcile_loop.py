@@ -25,6 +25,8 @@ from corral.spec.model import ImageSpec, ServiceSpec
 from corral.stores.memory import MemoryStore
 from loopback import poll
 
+pytestmark = pytest.mark.integration
+
 LISTEN = "127.0.0.1:18998"
 
 
