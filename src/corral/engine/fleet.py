@@ -15,7 +15,7 @@ from dataclasses import replace
 from corral.core.health import HealthRecord, next_health
 from corral.core.weights import backends_for
 from corral.errors import RouterError
-from corral.ports.records import Event, Instance, InstanceState
+from corral.ports.records import Event, Instance, InstanceState, Release
 from corral.ports.router import Router
 from corral.ports.store import Store
 
@@ -45,6 +45,7 @@ class Fleets:
         # Told of every instance added (the log collector: an instance that dies before
         # its next pass must still be read). Called outside the lock; must not block.
         self.on_add: list[Callable[[Instance], None]] = []
+        self._releases: dict[tuple[str, int], Release] = {}  # see `release`
 
     def load(self) -> list[Instance]:
         """Take every live instance the store remembers."""
@@ -52,6 +53,17 @@ class Fleets:
             for instance in self._store.list_instances(live_only=True):
                 self._instances[instance.id] = instance
             return list(self._instances.values())
+
+    def release(self, service: str, version: int) -> Release | None:
+        """The record of a fleet's release, with its parsed spec, read from the store once:
+        a release is written once and never changed, so every health check, sweep and
+        deployment step of the process shares one record (the store is not asked again)."""
+        found = self._releases.get((service, version))
+        if found is None:
+            found = self._store.get_release(service, version)
+            if found is not None:
+                self._releases[(service, version)] = found
+        return found
 
     def set_listen(self, service: str, listen: str | None) -> None:
         with self._lock:

@@ -10,7 +10,11 @@ import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from corral.spec.model import ServiceSpec
 
 
 class InstanceState(StrEnum):
@@ -53,6 +57,15 @@ class Release:
     @property
     def label(self) -> str:
         return f"v{self.version}"
+
+    @cached_property
+    def spec(self) -> ServiceSpec:
+        """The release config as the typed service spec it was made from, parsed once (on
+        first use) and kept with the record: the engine reads `release.spec`, never the
+        JSON form. Raises pydantic's ValidationError if the config is not a valid spec."""
+        from corral.spec.model import ServiceSpec  # the spec model: not for every record
+
+        return ServiceSpec.model_validate(self.config)
 
 
 @dataclass(frozen=True)
