@@ -1,4 +1,9 @@
-"""Store port: where corral's state lives (SQLite by default, PostgreSQL for teams).
+"""Store ports: where corral's state lives (SQLite by default, PostgreSQL for teams).
+
+One narrow Protocol per thing stored (releases, instances, deployments, traffic, locks,
+ledger), so a caller names what it needs and a second store can be written, and tested by
+its contract suite in tests/contracts/, one part at a time. `Store` is all of them at once:
+what stores/ implement and what the engine is handed.
 
 Every mutating method takes the `Event` that records it; the store appends that event to
 the hash-chained ledger in the same transaction as the change, so the ledger can never
@@ -20,8 +25,9 @@ from corral.ports.records import (
 )
 
 
-class Store(Protocol):
-    # -- releases: insert-only -------------------------------------------------------
+class ReleaseStore(Protocol):
+    """Releases (insert-only), which one is live, and which are marked bad."""
+
     def add_release(self, service: str, image_digest: str, config_digest: str,
                     config: dict[str, Any], created_at: float, event: Event,
                     git_commit: str | None = None,
@@ -40,7 +46,6 @@ class Store(Protocol):
         """Oldest first."""
         ...
 
-    # -- service: which release is live ---------------------------------------------
     def set_live_release(self, service: str, version: int | None, event: Event) -> None: ...
 
     def live_release(self, service: str) -> int | None: ...
@@ -49,7 +54,19 @@ class Store(Protocol):
         """Services that have at least one release."""
         ...
 
-    # -- instances -------------------------------------------------------------------
+    def set_release_mark(self, service: str, version: int, bad: str | None,
+                         event: Event) -> None:
+        """Mark a release bad with the reason (None clears the mark)."""
+        ...
+
+    def bad_releases(self, service: str) -> dict[int, str]:
+        """Version -> why it was marked bad."""
+        ...
+
+
+class InstanceStore(Protocol):
+    """The instances the engine started, live or ended."""
+
     def put_instance(self, instance: Instance, event: Event | None = None) -> None:
         """Insert or replace the instance's row (its id is the key). State changes that
         matter to an audit pass an event; health flaps may pass None."""
@@ -62,7 +79,10 @@ class Store(Protocol):
         """Instances, oldest first; `live_only` keeps those whose state `is_live`."""
         ...
 
-    # -- deployments -----------------------------------------------------------------
+
+class DeploymentStore(Protocol):
+    """Deployments, their steps, and the progress a resumed deployment starts from."""
+
     def create_deployment(self, service: str, strategy: str, from_release: int | None,
                           to_release: int, replicas: int, started_at: float,
                           event: Event) -> Deployment: ...
@@ -81,12 +101,15 @@ class Store(Protocol):
 
     def list_steps(self, deployment_id: int) -> list[DeploymentStep]: ...
 
-    # -- progressive delivery ----------------------------------------------------------
     def save_progress(self, deployment_id: int, progress: dict[str, Any], at: float) -> None:
         """Replace the deployment's saved progress (what a resumed deployment starts from)."""
         ...
 
     def get_progress(self, deployment_id: int) -> dict[str, Any] | None: ...
+
+
+class TrafficStore(Protocol):
+    """Each service's traffic policy: fleet weights and the fleet kept warm."""
 
     def set_traffic(self, service: str, traffic: dict[str, Any] | None, event: Event) -> None:
         """Replace (None: forget) the service's traffic policy: fleet weights, warm fleet."""
@@ -94,16 +117,10 @@ class Store(Protocol):
 
     def get_traffic(self, service: str) -> dict[str, Any] | None: ...
 
-    def set_release_mark(self, service: str, version: int, bad: str | None,
-                         event: Event) -> None:
-        """Mark a release bad with the reason (None clears the mark)."""
-        ...
 
-    def bad_releases(self, service: str) -> dict[int, str]:
-        """Version -> why it was marked bad."""
-        ...
+class LockStore(Protocol):
+    """Named locks with an expiry, so two deploys of a service never race."""
 
-    # -- locks -----------------------------------------------------------------------
     def acquire_lock(self, name: str, holder: str, now: float, ttl: float) -> str | None:
         """Take the named lock for `ttl` seconds. Returns None on success, or the current
         holder's description if someone else holds an unexpired lock. Re-acquiring a lock
@@ -112,7 +129,10 @@ class Store(Protocol):
 
     def release_lock(self, name: str, holder: str) -> None: ...
 
-    # -- ledger ----------------------------------------------------------------------
+
+class LedgerStore(Protocol):
+    """The append-only, hash-chained ledger."""
+
     def append_event(self, event: Event) -> Event:
         """Append an event that records no other change; returns it chained."""
         ...
@@ -129,5 +149,11 @@ class Store(Protocol):
         """Ledger rows exactly as stored (detail as text), in seq order, seq > since_seq;
         for `ledger verify`, which must judge rows that no longer parse."""
         ...
+
+
+class Store(ReleaseStore, InstanceStore, DeploymentStore, TrafficStore, LockStore,
+            LedgerStore, Protocol):
+    """Everything stored, in one database: the ledger row of a change is written in the
+    same transaction as the change."""
 
     def close(self) -> None: ...
