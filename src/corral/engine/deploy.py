@@ -25,6 +25,7 @@ from corral.engine.execute import CrashPoints, Emit, Executor
 from corral.engine.images import refuse_unsigned
 from corral.engine.instances import Hands
 from corral.engine.last_lines import with_last_lines
+from corral.engine.locks import deployment_holder, holder_kind, lock_name
 from corral.engine.traffic import Traffic
 from corral.errors import CorralError, DeployError, LockHeld, NotFound
 from corral.ports.records import Deployment, DeploymentOutcome, Event, InstanceState, Release
@@ -49,10 +50,6 @@ class DeployRequest:
     # `deploy --strategy`: how this one deployment runs. Never part of the release config,
     # so the next plain deploy of an unchanged service finds its release live.
     strategy: str | None = None
-
-
-def lock_name(service: str) -> str:
-    return f"deploy/{service}"
 
 
 class Deployer:
@@ -84,8 +81,8 @@ class Deployer:
         release = self._release_for(request)
         # Unique per request: the same user deploying the same release twice must not
         # "re-acquire" the first one's lock.
-        holder = (f"{request.actor}, deploying {request.service} {release.label} "
-                  f"#{secrets.token_hex(3)}")
+        holder = deployment_holder(request.actor, request.service, release.label,
+                                   secrets.token_hex(3))
         taken = self._take_lock(request.service, holder)
         if taken is not None:
             raise LockHeld(f"another deployment of {request.service} is running ({taken})",
@@ -143,11 +140,11 @@ class Deployer:
 
     def _take_lock(self, service: str, holder: str) -> str | None:
         """The lock, waiting out the brief holds of background loops (reconciler, warm
-        keeper); a deployment's hold is refused at once."""
+        keeper); any other hold (a deployment, a rollback) is refused at once."""
         deadline = time.monotonic() + 5.0
         while True:
             taken = self._store.acquire_lock(lock_name(service), holder, self._clock(), LOCK_TTL)
-            if taken is None or "deploying" in taken or "rolling" in taken:
+            if taken is None or not holder_kind(taken).is_brief:
                 return taken
             if time.monotonic() > deadline:
                 return taken

@@ -13,7 +13,6 @@ nothing is ever repaired in place.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 from corral.core.drift import ExpectedRuntime, describe_file_drift, intruders, runtime_drift
 from corral.engine.fleet import Clock, Fleets
+from corral.engine.loop import WALL, BackgroundLoop, Timer
 from corral.errors import CorralError
 from corral.ports.driver import Driver
 from corral.ports.images import ImageStore
@@ -49,7 +49,8 @@ class DriftWatch:
     def __init__(self, store: Store, fleets: Fleets, images: ImageStore, driver: Driver,
                  condemn: Condemn, clock: Clock, actor: str, volumes_dir: Path, *,
                  verify_period: float = 60.0, runtime_period: float = 10.0,
-                 guard: Any | None = None, watcher: Any | None = None) -> None:
+                 guard: Any | None = None, watcher: Any | None = None,
+                 timer: Timer = WALL) -> None:
         self._store = store
         self._fleets = fleets
         self._images = images
@@ -63,8 +64,11 @@ class DriftWatch:
         self.guard = guard if guard is not None else guard_for(images)
         self._watcher = watcher
         self._verifiers: dict[str, Any] = {}  # digest -> RootVerifier of the root in use
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="drift-watch", daemon=True)
+        self._timer = timer
+        self._next_full = self._next_runtime = float("-inf")
+        self.runtime_passes = 0  # runtime checks done (tests wait for passes, not time)
+        self._loop = BackgroundLoop("drift-watch", self._pass, 0.0, timer=timer,
+                                    what="drift check", immediately=True, retry=1.0)
         self.found: list[dict[str, Any]] = []  # every drift seen, newest last (for status)
 
     def start(self) -> None:
@@ -72,30 +76,26 @@ class DriftWatch:
             from corral.images.watch import make_watcher
 
             self._watcher = make_watcher()
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
+        self._loop.stop(timeout=10)
         if self._watcher is not None:
             self._watcher.close()
 
-    def _run(self) -> None:
-        next_full = next_runtime = 0.0
-        while not self._stop.is_set():
-            try:
-                now = time.monotonic()
-                self.check_files(full=now >= next_full)
-                if now >= next_full:
-                    next_full = now + self._verify_period
-                if now >= next_runtime:
-                    self.check_runtime()
-                    next_runtime = now + self._runtime_period
-                if self._watcher is None:
-                    self._stop.wait(0.5)
-            except Exception:  # the watch must outlive any one bad pass
-                log.exception("drift check failed")
-                self._stop.wait(1.0)
+    def _pass(self) -> float:
+        """Files every pass (a full verify each `verify_period`), the runtime each
+        `runtime_period`; without a watcher to wait on, a pause of 0.5 s between passes."""
+        now = self._timer()
+        full = now >= self._next_full
+        self.check_files(full=full)
+        if full:
+            self._next_full = now + self._verify_period
+        if now >= self._next_runtime:
+            self.check_runtime()
+            self.runtime_passes += 1
+            self._next_runtime = now + self._runtime_period
+        return 0.5 if self._watcher is None else 0.0
 
     # -- files -------------------------------------------------------------------------
     def check_files(self, full: bool = False, wait: float = 0.2) -> list[str]:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import http.client
 import logging
 import socket
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from corral.core.probe import is_in_grace, next_check_at
 from corral.engine.fleet import Clock, Fleets
+from corral.engine.loop import WALL, BackgroundLoop, Timer
 from corral.errors import DriverError
 from corral.ports.driver import Driver
 from corral.ports.records import Instance, InstanceState
@@ -84,13 +84,13 @@ class HealthMonitor:
     """A background thread checking instances; `tick` is one sweep, usable from tests."""
 
     def __init__(self, fleets: Fleets, driver: Driver, health_of: HealthOf, clock: Clock,
-                 resolution: float = 0.1, liveness_of: HealthOf | None = None) -> None:
+                 resolution: float = 0.1, liveness_of: HealthOf | None = None,
+                 timer: Timer = WALL) -> None:
         self._fleets = fleets
         self._driver = driver
         self._health_of = health_of
         self._liveness_of = liveness_of or (lambda instance: None)
         self._clock = clock
-        self._resolution = resolution
         self._due: dict[str, float] = {}
         self._live_due: dict[str, float] = {}
         self._live_failures: dict[str, int] = {}
@@ -98,23 +98,15 @@ class HealthMonitor:
         self._condemned: set[str] = set()  # failed liveness: being replaced, not re-checked
         self.on_liveness_failure: list[LivenessHook] = []
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="health")
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="health-monitor", daemon=True)
+        self._loop = BackgroundLoop("health-monitor", self.tick, resolution, timer=timer,
+                                    what="health sweep")
 
     def start(self) -> None:
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        self._loop.stop(timeout=5)
         self._pool.shutdown(wait=False, cancel_futures=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._resolution):
-            try:
-                self.tick()
-            except Exception:  # the monitor must outlive any one bad sweep
-                log.exception("health sweep failed")
 
     def tick(self) -> None:
         now = self._clock()

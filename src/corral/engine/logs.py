@@ -19,12 +19,12 @@ import ctypes
 import json
 import logging
 import os
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from corral.engine.loop import WALL, BackgroundLoop, Timer
 from corral.ports.logs import Cursor, LogLine, LogSink, LogSource, LogStore
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ class LogCollector:
                  settle: float = 1.0,
                  backlog: Callable[[], Sequence[Watched]] | None = None,
                  sinks: Sequence[LogSink] = (),
-                 on_tick: Callable[[], None] | None = None) -> None:
+                 on_tick: Callable[[], None] | None = None, timer: Timer = WALL) -> None:
         self.store = store
         self._watched = watched
         self._paths_of = paths_of
@@ -107,41 +107,38 @@ class LogCollector:
         self._settle = settle
         self._sinks = list(sinks)
         self._on_tick = on_tick
+        self._timer = timer
         self._tails: dict[tuple[str, str], _Tail] = {}
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop: BackgroundLoop | None = None
         self.lines_stored = 0
         self.ship_failures = 0
 
     # -- Loop ---------------------------------------------------------------------------
     def start(self) -> None:
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="log-collector", daemon=True)
-        self._thread.start()
+        self._loop = BackgroundLoop("log-collector", self._pass, self._interval,
+                                    timer=self._timer, what="log collection",
+                                    immediately=True)
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        if self._loop is not None:
+            self._loop.stop(timeout=30)
         self.tick()  # the last lines written before the stop
         for tail in self._tails.values():
             if tail.file is not None:
                 tail.file.close()
         self._tails.clear()
 
-    def _run(self) -> None:
+    def _pass(self) -> None:
+        """The first pass drains the backlog; every later one reads what is new. An error
+        (a bad file, a full disk) is logged by the loop and retried at the next pass."""
         if self._backlog is not None:
-            self._guarded(lambda: self.drain(self._backlog() if self._backlog else []))
-        while not self._stopping.wait(self._interval):
-            self._guarded(self.tick)
-
-    def _guarded(self, work: Callable[[], object]) -> None:
-        try:
-            work()
-            if self._on_tick is not None:
-                self._on_tick()
-        except Exception:  # the collector must outlive a bad file or a full disk
-            log.exception("log collection failed; retrying")
+            backlog, self._backlog = self._backlog, None
+            self.drain(backlog())
+        else:
+            self.tick()
+        if self._on_tick is not None:
+            self._on_tick()
 
     # -- one pass ------------------------------------------------------------------------
     def tick(self) -> int:

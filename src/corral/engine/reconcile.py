@@ -33,6 +33,8 @@ from corral.core.reconcile import (
 from corral.core.release import service_of
 from corral.engine.fleet import Clock, Fleets
 from corral.engine.instances import Hands
+from corral.engine.locks import lock_name, reconciler_holder
+from corral.engine.loop import BackgroundLoop
 from corral.errors import CorralError
 from corral.ports.records import Event, Instance, InstanceState, Release
 from corral.ports.store import Store
@@ -66,7 +68,7 @@ class Reconciler:
         self._actor = actor
         self._period = period
         self._unknown_grace = unknown_grace
-        self._holder = f"reconciler (pid {os.getpid()})"
+        self._holder = reconciler_holder(os.getpid())
         self._specs: dict[tuple[str, int], tuple[Release, ServiceSpec]] = {}
         self._drifted: dict[str, str] = {}
         self._departed: dict[str, tuple[str, str, float]] = {}  # id -> (service, why, at)
@@ -76,21 +78,25 @@ class Reconciler:
         self._failures: dict[str, int] = {}
         self._not_before: dict[str, float] = {}
         self._wake = threading.Event()
-        self._stop = threading.Event()
         self._mutex = threading.Lock()  # one sweep at a time (loop, API, tests)
-        self._thread = threading.Thread(target=self._run, name="reconciler", daemon=True)
+        self._signature: frozenset[tuple[str, str]] = frozenset()
+        self._next_sweep = float("-inf")
+        # Each pass waits on the fleet itself (a change wakes it at once), so the loop
+        # does not pause between passes.
+        self._loop = BackgroundLoop("reconciler", self._pass, 0.0, what="reconcile sweep")
         self.stats = SweepStats()
         self.listeners: list[Callable[[Action, str | None], None]] = []
 
     # -- life --------------------------------------------------------------------------
     def start(self) -> None:
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._loop.stop(timeout=10, interrupt=self._notify)
+
+    def _notify(self) -> None:
         with self._fleets.changed:
             self._fleets.changed.notify_all()
-        self._thread.join(timeout=10)
 
     def wake(self) -> None:
         self._wake.set()
@@ -103,24 +109,24 @@ class Reconciler:
             self._drifted.setdefault(instance_id, detail)
         self.wake()
 
-    def _run(self) -> None:
-        signature: frozenset[tuple[str, str]] = frozenset()
-        next_sweep = 0.0
-        while not self._stop.is_set():
-            with self._fleets.changed:
-                self._fleets.changed.wait(timeout=0.25)
-            if self._stop.is_set():
-                return
-            now = time.monotonic()
-            current = frozenset((i.id, i.state.value) for i in self._fleets.all())
-            if current == signature and now < next_sweep and not self._wake.is_set():
-                continue
-            self._wake.clear()
-            signature, next_sweep = current, now + self._period
-            try:
-                self.sweep()
-            except Exception:  # the loop must outlive any one bad sweep
-                log.exception("reconcile sweep failed")
+    def _pass(self) -> None:
+        """Sweep when the fleet changed, when woken, or once `period` passed on the clock."""
+        with self._fleets.changed:
+            self._fleets.changed.wait(timeout=0.25)
+        if self._loop.stopping:
+            return
+        now = self._clock()
+        current = frozenset((i.id, i.state.value) for i in self._fleets.all())
+        if current == self._signature and now < self._next_sweep and not self._wake.is_set():
+            return
+        self._wake.clear()
+        self._signature, self._next_sweep = current, now + self._period
+        self.sweep()
+
+    @property
+    def passes(self) -> int:
+        """Loop passes run (a test waits for passes, not for time)."""
+        return self._loop.passes
 
     # -- one sweep ---------------------------------------------------------------------
     def sweep(self) -> ReconcilePlan:
@@ -212,7 +218,7 @@ class Reconciler:
 
     # -- acting ------------------------------------------------------------------------
     def _act(self, service: str, actions: list[Action]) -> None:
-        lock = f"deploy/{service}"
+        lock = lock_name(service)
         taken = self._store.acquire_lock(lock, self._holder, self._clock(), LOCK_TTL)
         if taken is not None:
             log.info("reconcile: %s is held (%s); leaving it alone", service, taken)

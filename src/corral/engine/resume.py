@@ -15,6 +15,7 @@ from corral.core.delivery import Progress
 from corral.core.release import service_of
 from corral.engine.deploy import Deployer
 from corral.engine.instances import Hands
+from corral.engine.locks import lock_name, resumed_holder
 from corral.errors import CorralError
 from corral.ports.records import Deployment, DeploymentOutcome, Event, InstanceState
 from corral.ports.store import Store
@@ -67,14 +68,14 @@ class Resumer:
             at=self._hands.clock(), actor=self._actor, action="deployment.resume",
             subject=deployment.service, detail={"deployment": deployment.id,
                                                 "phase": progress.phase}))
-        holder = progress.holder or f"deployment #{deployment.id}"
+        holder = progress.holder or resumed_holder(deployment.id)
         try:
             self._deployer.run(deployment, release, service_of(release.config), progress,
                                self._actor, lambda event: log.info("resume: %s", event), holder)
         except CorralError as exc:
             log.error("resumed deployment #%d failed: %s", deployment.id, exc)
         finally:
-            self._store.release_lock(f"deploy/{deployment.service}", holder)
+            self._store.release_lock(lock_name(deployment.service), holder)
 
     def _abandon(self, deployment: Deployment, why: str) -> None:
         self._store.finish_deployment(

@@ -19,9 +19,10 @@ from typing import Any
 from corral.core.delivery import Progress, fleet, ready
 from corral.core.release import service_of
 from corral.core.rollback import is_warm_switch_possible, previous_release
-from corral.engine.deploy import Deployer, lock_name
+from corral.engine.deploy import Deployer
 from corral.engine.execute import Emit
 from corral.engine.instances import Hands
+from corral.engine.locks import lock_name, rollback_holder
 from corral.errors import DeployError, ImageError, LockHeld, NotFound
 from corral.ports.records import Deployment, DeploymentOutcome, Event, Release
 from corral.ports.store import Store
@@ -101,7 +102,7 @@ class Rollback:
         assert release is not None
         service = service_of(release.config)
         require_image(self._hands, release, self._state_dir)
-        holder = f"{request.actor}, rolling {name} back to v{to} #{secrets.token_hex(3)}"
+        holder = rollback_holder(request.actor, name, to, secrets.token_hex(3))
         taken = self._store.acquire_lock(lock_name(name), holder, self._hands.clock(), 60.0)
         if taken is not None:
             raise LockHeld(f"a deployment of {name} is running ({taken})",

@@ -9,11 +9,12 @@ are core's; this only keeps the router, the store and the fleets in step.
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from corral.core.release import service_of
 from corral.engine.instances import Hands
+from corral.engine.locks import WARM_KEEPER
+from corral.engine.loop import BackgroundLoop
 from corral.ports.records import Deployment, Event, InstanceState
 from corral.ports.store import Store
 from corral.spec.model import ServiceSpec
@@ -115,23 +116,13 @@ class WarmKeeper:
         self._store = store
         self._hands = hands
         self._actor = actor
-        self._period = period
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="warm-keeper", daemon=True)
+        self._loop = BackgroundLoop("warm-keeper", self.tick, period, what="warm fleet sweep")
 
     def start(self) -> None:
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._period):
-            try:
-                self.tick()
-            except Exception:  # the loop must outlive one bad sweep
-                log.exception("warm fleet sweep failed")
+        self._loop.stop(timeout=5)
 
     def tick(self) -> None:
         now = self._hands.clock()
@@ -139,7 +130,7 @@ class WarmKeeper:
             warm = self._traffic.warm(service)
             if not warm or float(warm["until"]) > now:
                 continue
-            holder = "warm-keeper"
+            holder = WARM_KEEPER
             if self._store.acquire_lock(f"deploy/{service}", holder, now, 30.0) is None:
                 try:
                     self._traffic.retire_warm(service, self._actor, "rollback window ended")
