@@ -21,6 +21,7 @@ from corral.errors import RouterError
 from corral.ports.records import Backend, ReleaseStats
 from corral.routers.builtin.control import call
 from corral.routers.builtin.stats import release_stats_from_json
+from corral.routers.drain import wait_drained
 from corral.spec.model import RouterSpec
 
 START_TIMEOUT = 10.0
@@ -171,13 +172,7 @@ class BuiltinRouter:
     # beyond the port
     def wait_drained(self, service: str, address: str, deadline_seconds: float) -> bool:
         """Poll until `address` has no request in flight; False if the deadline passed."""
-        deadline = time.monotonic() + deadline_seconds
-        while True:
-            if self.in_flight(service).get(address, 0) == 0:
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.02)
+        return wait_drained(lambda: self.in_flight(service), address, deadline_seconds)
 
     def _request(self, request: dict[str, Any]) -> Any:
         try:
