@@ -9,6 +9,7 @@ retires it later). A failure or `corral abort` before the switch stops the new f
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 from corral.core.delivery import (
     Decision,
@@ -16,6 +17,7 @@ from corral.core.delivery import (
     Progress,
     Target,
     interruption,
+    pinned_on,
     scale_to,
     weights_step,
 )
@@ -51,6 +53,45 @@ def next_blue_green(target: Target, policy: BlueGreenPolicy, progress: Progress,
     step, as_json = weights_step(weights)
     return Decision(replace(progress, phase="switched", promoted=True, weights=as_json),
                     (step,), DeploymentOutcome.SUCCEEDED)
+
+
+@dataclass(frozen=True)
+class BlueGreen:
+    """The blue-green strategy as the engine sees it: a deployment starts with all traffic
+    pinned on the live fleet, the previous fleet stays warm for `rollback_window` seconds
+    after the switch, and fleets without weight answer preview requests only with
+    `is_previewable` (the spec's `preview`).
+
+    Worked example: rollback window 900 s, v1 live, deploying v2: weights start at
+    {v1: 100}, and after the switch v1 is kept warm for 900 s; a first deployment (nothing
+    live) starts from equal weights and keeps nothing warm.
+
+    >>> blue_green = BlueGreen(auto_promote=True, is_previewable=False, rollback_window=900.0)
+    >>> blue_green.initial_weights(live=1), blue_green.warm_window(1, 2)
+    ({1: 100}, 900.0)
+    >>> blue_green.initial_weights(live=None), blue_green.warm_window(None, 1)
+    (None, 0.0)
+    >>> blue_green.name, blue_green.needs_router_stats, blue_green.is_fast_rollback
+    ('blue-green', False, False)
+    """
+
+    auto_promote: bool
+    is_previewable: bool
+    rollback_window: float  # seconds the previous fleet stays warm after the switch
+    name: ClassVar[str] = "blue-green"
+    needs_router_stats: ClassVar[bool] = False
+    is_fast_rollback: ClassVar[bool] = False
+
+    def next_decision(self, target: Target, progress: Progress, obs: Observation) -> Decision:
+        return next_blue_green(target, BlueGreenPolicy(self.auto_promote), progress, obs)
+
+    def initial_weights(self, live: int | None) -> dict[int, int] | None:
+        return pinned_on(live)
+
+    def warm_window(self, previous: int | None, release: int) -> float:
+        """Seconds the previous fleet stays warm once `release` took all traffic (0: none
+        to keep: no previous release, or the same one)."""
+        return self.rollback_window if previous not in (None, release) else 0.0
 
 
 def previews(strategy: str, preview: bool) -> bool:

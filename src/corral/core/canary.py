@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 from corral.core.analysis import (
     AnalysisPolicy,
@@ -25,6 +26,7 @@ from corral.core.delivery import (
     Target,
     fleet,
     interruption,
+    pinned_on,
     ready,
     retreat,
     scale_to,
@@ -40,6 +42,37 @@ class CanaryPolicy:
     interval: float  # seconds a window runs before its verdict
     analysis: AnalysisPolicy
     max_consecutive_failures: int  # failed windows in a row that end the canary
+
+
+@dataclass(frozen=True)
+class Canary:
+    """The canary strategy as the engine sees it: a deployment starts with all traffic
+    pinned on the live fleet, analysis needs the router's per-release stats, nothing is
+    kept warm after the last step.
+
+    >>> from corral.core.analysis import AnalysisPolicy
+    >>> canary = Canary(CanaryPolicy((10, 50, 100), 10.0,
+    ...                              AnalysisPolicy(0.01, 0.5, 100, "fail", 60.0), 1))
+    >>> canary.initial_weights(live=1), canary.initial_weights(live=None)
+    ({1: 100}, None)
+    >>> canary.name, canary.warm_window(1, 2), canary.needs_router_stats
+    ('canary', 0.0, True)
+    """
+
+    policy: CanaryPolicy
+    name: ClassVar[str] = "canary"
+    needs_router_stats: ClassVar[bool] = True
+    is_fast_rollback: ClassVar[bool] = False
+    is_previewable: ClassVar[bool] = True
+
+    def next_decision(self, target: Target, progress: Progress, obs: Observation) -> Decision:
+        return next_canary(target, self.policy, progress, obs)
+
+    def initial_weights(self, live: int | None) -> dict[int, int] | None:
+        return pinned_on(live)
+
+    def warm_window(self, previous: int | None, release: int) -> float:
+        return 0.0
 
 
 def canary_replicas(percent: int, replicas: int) -> int:

@@ -82,6 +82,16 @@ def ready(instances: Sequence[Instance]) -> list[Instance]:
     return [i for i in instances if i.state is InstanceState.READY]
 
 
+def pinned_on(live: int | None) -> dict[int, int] | None:
+    """Fleet weights that keep all traffic on the live fleet, so new instances get none
+    until a strategy moves it (canary, blue-green); None (equal weights) with no live fleet.
+
+    >>> pinned_on(3), pinned_on(None)
+    ({3: 100}, None)
+    """
+    return None if live is None else {live: 100}
+
+
 def weights_step(weights: Mapping[int, int]) -> tuple[SetWeights, dict[str, int]]:
     """The step and its JSON form (progress keeps release numbers as strings)."""
     return SetWeights(dict(weights)), {str(k): v for k, v in weights.items()}

@@ -1,5 +1,6 @@
-"""Which release a rollback goes back to, whether it can be a single traffic switch, and
-which releases a rollback must still be able to reach (what `corral gc` keeps).
+"""Which release a rollback goes back to, whether it can be a single traffic switch, the
+fast path it takes when it cannot (`FastRollback`), and which releases a rollback must
+still be able to reach (what `corral gc` keeps).
 
 Pure: the engine reads deployments, releases and marks from the store and passes them in,
 with the time.
@@ -8,7 +9,11 @@ with the time.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
 
+from corral.core.delivery import Decision, Observation, Progress, Target
+from corral.core.rolling import next_rolling
 from corral.ports.records import Deployment, DeploymentOutcome, Release
 
 
@@ -94,3 +99,34 @@ def _ago(seconds: float) -> str:
         if seconds >= size:
             return f"{int(seconds // size)}{unit}"
     return f"{int(seconds)}s"
+
+
+@dataclass(frozen=True)
+class FastRollback:
+    """The fast path of `corral rollback` when no warm fleet can take the traffic: every
+    instance replaced at once (a surge of `replicas`, none unavailable), no analysis, no
+    gate, equal weights, nothing kept warm. Its success marks the release it left bad.
+    Preview routing stays what the service's own strategy says (`is_previewable`).
+
+    Worked example, replicas=3 back to v1 from v2: three v1 start at once; once they are
+    ready the three v2 are drained.
+
+    >>> fast = FastRollback(replicas=3, is_previewable=True)
+    >>> fast.name, fast.is_fast_rollback, fast.initial_weights(live=2), fast.warm_window(2, 1)
+    ('rollback', True, None, 0.0)
+    """
+
+    replicas: int
+    is_previewable: bool
+    name: ClassVar[str] = "rollback"
+    needs_router_stats: ClassVar[bool] = False
+    is_fast_rollback: ClassVar[bool] = True
+
+    def next_decision(self, target: Target, progress: Progress, obs: Observation) -> Decision:
+        return next_rolling(target, max(1, self.replicas), 0, progress, obs)
+
+    def initial_weights(self, live: int | None) -> dict[int, int] | None:
+        return None
+
+    def warm_window(self, previous: int | None, release: int) -> float:
+        return 0.0

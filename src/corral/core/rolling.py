@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 from corral.core.delivery import Decision, Observation, Progress, Target, retreat
 from corral.core.steps import AwaitHealthy, DrainAndStop, Plan, StartInstances, Step, StopInstances
@@ -123,3 +124,32 @@ def next_rolling(target: Target, max_surge: int, max_unavailable: int, progress:
     if plan.done:
         return Decision(progress, (), outcome, progress.reason)
     return Decision(progress, plan.steps)
+
+
+@dataclass(frozen=True)
+class Rolling:
+    """The rolling strategy as the engine sees it: every ready instance weighs the same
+    (no fleet weights to start from), nothing is kept warm, no router stats needed.
+
+    >>> rolling = Rolling(max_surge=1, max_unavailable=0)
+    >>> rolling.name, rolling.initial_weights(live=1), rolling.warm_window(1, 2)
+    ('rolling', None, 0.0)
+    >>> rolling.needs_router_stats, rolling.is_fast_rollback, rolling.is_previewable
+    (False, False, True)
+    """
+
+    max_surge: int
+    max_unavailable: int
+    name: ClassVar[str] = "rolling"
+    needs_router_stats: ClassVar[bool] = False
+    is_fast_rollback: ClassVar[bool] = False
+    is_previewable: ClassVar[bool] = True
+
+    def next_decision(self, target: Target, progress: Progress, obs: Observation) -> Decision:
+        return next_rolling(target, self.max_surge, self.max_unavailable, progress, obs)
+
+    def initial_weights(self, live: int | None) -> dict[int, int] | None:
+        return None
+
+    def warm_window(self, previous: int | None, release: int) -> float:
+        return 0.0

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from corral.core.release import service_of
 from corral.engine.fleet import Fleets
 from corral.errors import CorralError, NotFound
 from corral.ports.driver import Driver
@@ -132,7 +131,7 @@ class ChaosRun:
         """Wait until none of `gone` is live and the replicas are ready and routed."""
         live = self.store.live_release(service)
         release = self.store.get_release(service, live) if live is not None else None
-        replicas = service_of(release.config).replicas if release else 0
+        replicas = release.spec.replicas if release else 0
         deadline = at + timeout
         while time.monotonic() < deadline:
             ready = [i for i in self.fleets.of_service(service)

@@ -11,11 +11,9 @@ import logging
 import os
 import threading
 import time
-from functools import lru_cache
 from typing import Any, Protocol
 
 from corral.core.bluegreen import previews
-from corral.core.release import service_of
 from corral.engine.deploy import Deployer, DeployRequest, Emit
 from corral.engine.fleet import Fleets
 from corral.engine.health import HealthMonitor
@@ -48,9 +46,8 @@ class Controller:
                            ws.state_dir / "volumes")
         self.deployer = Deployer(ws.store, self.hands, self.stopping)
         self.monitor = HealthMonitor(self.fleets, ws.driver, self._health_of, self.clock,
-                                     liveness_of=lambda i: self._service_of(
+                                     liveness_of=lambda i: self._spec_of(
                                          i.service, i.release).liveness)
-        self._service_of = lru_cache(maxsize=256)(self._load_service)
         # Background loops, started in this order and stopped in reverse. Each area adds
         # its own (reconcile, log collection, …) here.
         self.loops: list[Loop] = [self.monitor]
@@ -105,14 +102,14 @@ class Controller:
         for service in services:  # preview first: it syncs once a listen is known
             target = resuming.get(service, self.ws.store.live_release(service))
             if target is not None:  # a resumed deployment's, else the live release's
-                spec = self._service_of(service, target)
+                spec = self._spec_of(service, target)
                 self.fleets.set_preview(service, previews(spec.strategy,
                                                           spec.blue_green.preview))
         for service in services:
             live = self.ws.store.live_release(service)
             if live is None:
                 continue
-            spec = self._service_of(service, live)
+            spec = self._spec_of(service, live)
             listen = spec.router.listen if spec.router else None
             self.fleets.set_listen(service, listen)
             try:
@@ -130,7 +127,7 @@ class Controller:
             loop.stop()
         if not keep_instances:
             for instance in self.fleets.all():
-                spec = self._service_of(instance.service, instance.release)
+                spec = self._spec_of(instance.service, instance.release)
                 self.hands.drain_and_stop(instance.id, "corral down", 5.0, spec.stop_grace)
             for service in self.ws.store.services():
                 self.ws.router.remove_service(service)
@@ -182,14 +179,14 @@ class Controller:
                  "git_commit": r.git_commit, "live": r.version == live} for r in releases]
 
     # -- lookups -------------------------------------------------------------------
-    def _load_service(self, service: str, version: int) -> ServiceSpec:
-        release = self.ws.store.get_release(service, version)
+    def _spec_of(self, service: str, version: int) -> ServiceSpec:
+        release = self.fleets.release(service, version)
         if release is None:
             raise NotFound(f"release {service} v{version} is not in the store")
-        return service_of(release.config)
+        return release.spec
 
     def _health_of(self, instance: Instance) -> HealthSpec | None:
-        return self._service_of(instance.service, instance.release).health
+        return self._spec_of(instance.service, instance.release).health
 
     def _event(self, action: str, subject: str, detail: dict[str, Any]) -> None:
         self.ws.store.append_event(Event(at=self.clock(), actor=self.actor, action=action,

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from corral.core.bluegreen import previews
 from corral.core.delivery import Decision, Observation, Progress, Target
 from corral.core.release import config_digest, service_of
-from corral.core.strategies import STRATEGIES, planner_for
+from corral.core.strategies import STRATEGIES, Strategy, recorded_strategy, strategy_for
 from corral.engine.execute import CrashPoints, Emit, Executor
 from corral.engine.images import refuse_unsigned
 from corral.engine.instances import Hands
@@ -30,7 +29,6 @@ from corral.engine.traffic import Traffic
 from corral.errors import CorralError, DeployError, LockHeld, NotFound
 from corral.ports.records import Deployment, DeploymentOutcome, Event, InstanceState, Release
 from corral.ports.store import Store
-from corral.spec.model import ServiceSpec
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +68,10 @@ class Deployer:
     def deploy(self, request: DeployRequest, emit: Emit) -> Deployment | None:
         """The deployment, or None when the release asked for is live already (an
         "unchanged" event says so; no deployment, no ledger entry)."""
-        service = service_of(request.config)
-        strategy = request.strategy or service.strategy
-        if strategy not in STRATEGIES:
-            raise DeployError(f"unknown strategy {strategy!r}",
+        service = service_of(request.config)  # the request's config: no release yet
+        strategy = strategy_for(service, request.strategy)
+        if strategy is None:
+            raise DeployError(f"unknown strategy {request.strategy!r}",
                               hint=f"use one of: {', '.join(sorted(STRATEGIES))}")
         # images (issue 3): require_signature is checked here too, not only by the CLI.
         refuse_unsigned(self._hands.images, self._store, request.service, service,
@@ -95,41 +93,40 @@ class Deployer:
                       "image": release.image_digest})
                 return None
             self._refuse_bad(release, request)
-            service = service.model_copy(update={"strategy": strategy})
             deployment = self._store.create_deployment(
-                request.service, strategy, live, release.version, service.replicas,
+                request.service, strategy.name, live, release.version, service.replicas,
                 self._clock(), self._event(request.actor, "deployment.start", request.service, {
                     "from": live, "to": release.version, "image": release.image_digest,
-                    "strategy": strategy}))
+                    "strategy": strategy.name}))
             progress = Progress(holder=holder)
             self._store.save_progress(deployment.id, progress.to_json(), self._clock())
             emit({"type": "start", "deployment": deployment.id, "service": request.service,
-                  "from": live, "to": release.version, "strategy": service.strategy,
+                  "from": live, "to": release.version, "strategy": strategy.name,
                   "replicas": service.replicas, "image": release.image_digest})
             self.traffic.retire_warm(request.service, request.actor, "a new deployment began")
-            self.traffic.prepare(request.service, service, live)
-            return self.run(deployment, release, service, progress, request.actor, emit,
-                            holder)
+            self.traffic.prepare(request.service, strategy, service.replicas, live)
+            return self.run(deployment, release, progress, request.actor, emit, holder)
         finally:
             self._store.release_lock(lock_name(request.service), holder)
 
-    def run(self, deployment: Deployment, release: Release, service: ServiceSpec,
-            progress: Progress, actor: str, emit: Emit, holder: str) -> Deployment:
-        """Drive a created (or resumed) deployment to its end; errors finish it `failed`,
-        with the instances it started stopped and the live release keeping the traffic."""
-        if deployment.strategy in STRATEGIES and deployment.strategy != service.strategy:
-            service = service.model_copy(update={"strategy": deployment.strategy})
+    def run(self, deployment: Deployment, release: Release, progress: Progress, actor: str,
+            emit: Emit, holder: str) -> Deployment:
+        """Drive a created (or resumed) deployment to its end with the strategy it was
+        recorded with; errors finish it `failed`, with the instances it started stopped
+        and the live release keeping the traffic."""
+        service = release.spec
+        strategy = recorded_strategy(deployment.strategy, service)
         self._running[deployment.service] = deployment.id
         try:
             self._hands.fleets.set_listen(release.service, service.router.listen
                                           if service.router else None)
-            self._hands.fleets.set_preview(release.service, previews(
-                service.strategy, service.blue_green.preview))
+            self._hands.fleets.set_preview(release.service, strategy.is_previewable)
             self._hands.fleets.resync(release.service)
-            decision = self._drive(deployment, release, service, progress, actor, emit, holder)
+            decision = self._drive(deployment, release, strategy, progress, actor, emit,
+                                   holder)
             if decision is None:  # the controller is stopping: a later one resumes it
                 return deployment
-            return self._conclude(deployment, release, service, decision, actor, emit)
+            return self._conclude(deployment, release, strategy, decision, actor, emit)
         except CorralError as exc:
             self._retire_started(deployment, actor)
             self._finish(deployment, DeploymentOutcome.FAILED, exc.message, actor, emit)
@@ -162,19 +159,19 @@ class Deployer:
         return deployment_id
 
     # -- the loop ----------------------------------------------------------------------
-    def _drive(self, deployment: Deployment, release: Release, service: ServiceSpec,
+    def _drive(self, deployment: Deployment, release: Release, strategy: Strategy,
                progress: Progress, actor: str, emit: Emit, holder: str) -> Decision | None:
+        service = release.spec
         previous = deployment.from_release
         target = Target(release.version, None if previous == release.version else previous,
                         service.replicas, service.health.start_timeout)
-        fast = deployment.strategy == "rollback"
-        planner = planner_for(service, None if fast else deployment.strategy, fast=fast)
         executor = Executor(self._store, self._hands, deployment, service, emit, actor,
                             self._wake, self.crash)
         while not self._stopping.is_set():
             self._store.acquire_lock(lock_name(deployment.service), holder, self._clock(),
                                      LOCK_TTL)
-            decision = planner(target, progress, self._observe(deployment, service))
+            decision = strategy.next_decision(target, progress,
+                                              self._observe(deployment, strategy))
             if decision.progress != progress:
                 if decision.progress.phase == "retreat" and progress.phase != "retreat":
                     emit({"type": "rollback", "to": target.previous,
@@ -188,28 +185,28 @@ class Deployer:
                 return decision
         return None
 
-    def _observe(self, deployment: Deployment, service: ServiceSpec) -> Observation:
+    def _observe(self, deployment: Deployment, strategy: Strategy) -> Observation:
         name = deployment.service
         failed = [i for i in self._store.list_instances(name, live_only=False)
                   if i.state is InstanceState.FAILED and i.created_at >= deployment.started_at]
         stats = {}
-        if (deployment.strategy == "canary" and self._hands.router is not None
+        if (strategy.needs_router_stats and self._hands.router is not None
                 and self._hands.fleets.listen_of(name)):
             stats = self._hands.router.stats(name)
         signals = self._signals.get(deployment.id, set())
         return Observation(tuple(self._hands.fleets.of_service(name)) + tuple(failed),
                            self._clock(), stats, "promote" in signals, "abort" in signals)
 
-    def _conclude(self, deployment: Deployment, release: Release, service: ServiceSpec,
+    def _conclude(self, deployment: Deployment, release: Release, strategy: Strategy,
                   decision: Decision, actor: str, emit: Emit) -> Deployment:
         outcome = decision.outcome or DeploymentOutcome.FAILED
         name = deployment.service
         if outcome is DeploymentOutcome.SUCCEEDED:
             self._store.set_live_release(name, release.version, self._event(
                 actor, "release.live", name, {"release": release.version}))
-            self.traffic.settle(deployment, service, actor)
+            self.traffic.settle(deployment, release.spec, strategy, actor)
             left = deployment.from_release
-            if deployment.strategy == "rollback" and left not in (None, release.version):
+            if strategy.is_fast_rollback and left not in (None, release.version):
                 self.mark_rolled_back(name, int(left or 0), release.version, actor)
         else:
             self.traffic.equal(name, actor)
@@ -235,8 +232,8 @@ class Deployer:
         name = deployment.service
         if deployment.to_release == self._store.live_release(name):
             return
-        target = self._store.get_release(name, deployment.to_release)
-        spec = service_of(target.config) if target else None
+        target = self._hands.fleets.release(name, deployment.to_release)
+        spec = target.spec if target else None
         for instance in self._hands.fleets.of_service(name):
             if (instance.release == deployment.to_release
                     and instance.created_at >= deployment.started_at

@@ -72,7 +72,6 @@ class Executor:
         self._actor = actor
         self._wake = wake
         self._crash = crash
-        self._releases: dict[int, Release] = {}
         self._said: str | None = None
         self._checks_said: dict[str, tuple[int, int]] = {}  # instance -> (passes, failures)
 
@@ -166,10 +165,7 @@ class Executor:
             self._emit(event)
 
     def _release(self, version: int) -> Release:
-        if version not in self._releases:
-            found = self._store.get_release(self._deployment.service, version)
-            if found is None:
-                raise NotFound(f"release {self._deployment.service} v{version} is not in the "
-                               "store")
-            self._releases[version] = found
-        return self._releases[version]
+        found = self._hands.fleets.release(self._deployment.service, version)
+        if found is None:
+            raise NotFound(f"release {self._deployment.service} v{version} is not in the store")
+        return found

@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from corral.core.release import instance_argv, instance_env, service_of
+from corral.core.release import instance_argv, instance_env
 from corral.engine.fleet import Clock, Fleets
 from corral.errors import DeployError
 from corral.ports.driver import Driver
@@ -37,7 +37,7 @@ class Hands:
     _draining: set[threading.Thread] = field(default_factory=set)
 
     def start(self, release: Release) -> Instance:
-        service = service_of(release.config)
+        service = release.spec
         image = self.images.config(release.image_digest)
         argv = instance_argv(service, image)
         if not argv:

@@ -30,7 +30,6 @@ from corral.core.reconcile import (
     backoff_delay,
     plan_reconcile,
 )
-from corral.core.release import service_of
 from corral.engine.fleet import Clock, Fleets
 from corral.engine.instances import Hands
 from corral.engine.locks import lock_name, reconciler_holder
@@ -69,7 +68,6 @@ class Reconciler:
         self._period = period
         self._unknown_grace = unknown_grace
         self._holder = reconciler_holder(os.getpid())
-        self._specs: dict[tuple[str, int], tuple[Release, ServiceSpec]] = {}
         self._drifted: dict[str, str] = {}
         self._departed: dict[str, tuple[str, str, float]] = {}  # id -> (service, why, at)
         self._seen: dict[str, Instance] = {}
@@ -176,13 +174,8 @@ class Reconciler:
         return desired
 
     def _spec(self, service: str, version: int) -> tuple[Release, ServiceSpec] | None:
-        key = (service, version)
-        if key not in self._specs:
-            release = self._store.get_release(service, version)
-            if release is None:
-                return None
-            self._specs[key] = (release, service_of(release.config))
-        return self._specs[key]
+        release = self._fleets.release(service, version)
+        return (release, release.spec) if release else None
 
     def _note_departures(self, fleet: list[Instance], now: float) -> None:
         """Instances the health monitor failed since the last sweep, and our own starts'

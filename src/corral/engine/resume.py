@@ -12,7 +12,6 @@ import logging
 import threading
 
 from corral.core.delivery import Progress
-from corral.core.release import service_of
 from corral.engine.deploy import Deployer
 from corral.engine.instances import Hands
 from corral.engine.locks import lock_name, resumed_holder
@@ -70,8 +69,8 @@ class Resumer:
                                                 "phase": progress.phase}))
         holder = progress.holder or resumed_holder(deployment.id)
         try:
-            self._deployer.run(deployment, release, service_of(release.config), progress,
-                               self._actor, lambda event: log.info("resume: %s", event), holder)
+            self._deployer.run(deployment, release, progress, self._actor,
+                               lambda event: log.info("resume: %s", event), holder)
         except CorralError as exc:
             log.error("resumed deployment #%d failed: %s", deployment.id, exc)
         finally:
@@ -83,4 +82,3 @@ class Resumer:
             f"could not resume: {why}", Event(
                 at=self._hands.clock(), actor=self._actor, action="deployment.failed",
                 subject=deployment.service, detail={"deployment": deployment.id}))
-

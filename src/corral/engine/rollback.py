@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from corral.core.delivery import Progress, fleet, ready
-from corral.core.release import service_of
 from corral.core.rollback import is_warm_switch_possible, previous_release
+from corral.core.strategies import fast_rollback
 from corral.engine.deploy import Deployer
 from corral.engine.execute import Emit
 from corral.engine.instances import Hands
@@ -100,7 +100,8 @@ class Rollback:
         live, to = rollback_target(self._store, name, request.to)
         release = self._store.get_release(name, to)
         assert release is not None
-        service = service_of(release.config)
+        service = release.spec
+        strategy = fast_rollback(service)  # unless a warm fleet can take it all at once
         require_image(self._hands, release, self._state_dir)
         holder = rollback_holder(request.actor, name, to, secrets.token_hex(3))
         taken = self._store.acquire_lock(lock_name(name), holder, self._hands.clock(), 60.0)
@@ -109,13 +110,13 @@ class Rollback:
                            hint=f"stop it first: corral abort {name}")
         try:
             deployment = self._store.create_deployment(
-                name, "rollback", live, to, service.replicas, self._hands.clock(),
+                name, strategy.name, live, to, service.replicas, self._hands.clock(),
                 self._event(request.actor, "deployment.start", name,
-                            {"from": live, "to": to, "strategy": "rollback"}))
+                            {"from": live, "to": to, "strategy": strategy.name}))
             progress = Progress(phase="start", holder=holder)
             self._store.save_progress(deployment.id, progress.to_json(), self._hands.clock())
             emit({"type": "start", "deployment": deployment.id, "service": name, "from": live,
-                  "to": to, "strategy": "rollback", "replicas": service.replicas,
+                  "to": to, "strategy": strategy.name, "replicas": service.replicas,
                   "image": release.image_digest})
             warm = self._deployer.traffic.warm(name)
             warm_ready = ready(fleet(self._hands.fleets.of_service(name), to))
@@ -126,8 +127,8 @@ class Rollback:
             emit({"type": "fast-path", "why": f"no warm fleet of v{to} can carry the load"})
             self._deployer.traffic.equal(name, request.actor)
             # The deployer marks v{live} bad once (and only if) the fast path succeeded.
-            return self._deployer.run(deployment, release, service, progress, request.actor,
-                                      emit, holder)
+            return self._deployer.run(deployment, release, progress, request.actor, emit,
+                                      holder)
         finally:
             self._store.release_lock(lock_name(name), holder)
 
@@ -152,8 +153,8 @@ class Rollback:
         self._store.set_live_release(name, to, self._event(actor, "release.live", name,
                                                            {"release": to}))
         self._deployer.mark_rolled_back(name, live, to, actor)
-        old = self._store.get_release(name, live)
-        spec = service_of(old.config) if old else None
+        old = self._hands.fleets.release(name, live)
+        spec = old.spec if old else None
         for instance in fleet(self._hands.fleets.of_service(name), live):
             self._hands.drain_in_background(instance.id, f"rolled back to v{to}",
                                             spec.drain_timeout if spec else 30.0,

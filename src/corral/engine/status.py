@@ -155,13 +155,11 @@ def _observed_view(observed: Observed, known: Instance | None) -> dict[str, Any]
 def _listen_of(store: Store, service: str, version: int | None) -> str | None:
     if version is None:
         return None
-    from corral.core.release import service_of  # the spec model: not for `status` alone
-
     release = store.get_release(service, version)
     if release is None:
         return None
     try:
-        spec = service_of(release.config)
+        spec = release.spec  # parsed here only: the spec model is not for `status` alone
     except (CorralError, ValueError):  # a config this version cannot read: no opinion
         return None
     return spec.router.listen if spec.router else None

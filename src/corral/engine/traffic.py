@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from corral.core.release import service_of
+from corral.core.strategies import Strategy
 from corral.engine.instances import Hands
 from corral.engine.locks import WARM_KEEPER
 from corral.engine.loop import BackgroundLoop
@@ -42,21 +42,22 @@ class Traffic:
                 self._hands.fleets.set_fleet_weights(service, weights,
                                                      int(traffic.get("replicas", 0)))
 
-    def prepare(self, service: str, spec: ServiceSpec, live: int | None) -> None:
-        """Weights a deployment starts from: rolling shares equally; canary and blue-green
-        pin all traffic on the live fleet so new instances get none until told."""
-        if spec.strategy == "rolling" or live is None:
-            self._set(service, None, spec.replicas, "deployment start")
-        else:
-            self._set(service, {"weights": {str(live): 100}, "replicas": spec.replicas},
-                      spec.replicas, "deployment start")
+    def prepare(self, service: str, strategy: Strategy, replicas: int,
+                live: int | None) -> None:
+        """The weights a deployment starts from, as its strategy says (e.g. all traffic
+        pinned on the live fleet, so new instances get none until told)."""
+        weights = strategy.initial_weights(live)
+        traffic = None if weights is None else {
+            "weights": {str(k): v for k, v in weights.items()}, "replicas": replicas}
+        self._set(service, traffic, replicas, "deployment start")
 
-    def settle(self, deployment: Deployment, spec: ServiceSpec, actor: str) -> None:
-        """After success: keep the old fleet warm (blue-green) or go back to equal weights."""
-        window = spec.blue_green.rollback_window
+    def settle(self, deployment: Deployment, spec: ServiceSpec, strategy: Strategy,
+               actor: str) -> None:
+        """After success: keep the old fleet warm for the window the strategy says, or go
+        back to equal weights and retire it."""
         old = deployment.from_release
-        if (deployment.strategy == "blue-green" and old is not None
-                and old != deployment.to_release and window > 0):
+        window = strategy.warm_window(old, deployment.to_release)
+        if old is not None and window > 0:
             self._set(deployment.service, {
                 "weights": {str(deployment.to_release): 100, str(old): 0},
                 "replicas": spec.replicas,
@@ -103,8 +104,8 @@ class Traffic:
                                              int((traffic or {}).get("replicas", replicas)))
 
     def _spec(self, service: str, version: int) -> ServiceSpec | None:
-        release = self._store.get_release(service, version)
-        return service_of(release.config) if release else None
+        release = self._hands.fleets.release(service, version)
+        return release.spec if release else None
 
 
 class WarmKeeper:
