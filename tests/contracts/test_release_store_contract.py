@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 from store_cases import add, event
 
+from corral.core.release import release_config
 from corral.errors import NotFound
 from corral.ports.store import ReleaseStore, Store
+from corral.spec.model import ServiceSpec
 
 
 def test_release_versions_count_up_from_one_per_service_independently(store: ReleaseStore) -> None:
@@ -24,6 +26,18 @@ def test_a_release_reads_back_exactly_as_written(store: ReleaseStore) -> None:
     assert made.config == config
     assert store.get_release("web", 1) == made
     assert store.list_releases("web") == [made]
+
+
+def test_a_stored_release_carries_the_service_spec_it_was_made_from(
+        store: ReleaseStore) -> None:
+    digest = "sha256:" + "a" * 64
+    spec = ServiceSpec.model_validate({"image": digest, "replicas": 3, "strategy": "canary",
+                                       "env": {"A": "1"}, "health": {"interval": "2s"}})
+    store.add_release("web", digest, "sha256:c1", release_config(spec, digest), 100.0, event())
+    read = store.get_release("web", 1)
+    assert read is not None
+    assert read.spec == spec  # ServiceSpec -> JSON data -> the store -> the same ServiceSpec
+    assert read.spec is read.spec  # parsed once per record
 
 
 def test_find_release_returns_the_newest_release_with_both_digests(store: ReleaseStore) -> None:
