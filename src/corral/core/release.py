@@ -1,7 +1,8 @@
 """What makes a release: the service's config (its spec with the image pinned by digest).
 
 Any change to the image or to any key of the service makes a new release; the config
-digest is a hash of the canonical JSON of that config, so key order never matters.
+digest is a hash of the canonical JSON of that config, so key order never matters. The
+store keeps the config as JSON; a release record gives it back typed (`Release.spec`).
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ def config_digest(config: dict[str, Any]) -> str:
 
 
 def service_of(config: dict[str, Any]) -> ServiceSpec:
-    """The ServiceSpec a release config was made from."""
-    return ServiceSpec.model_validate({**config, "image": config["image"]})
+    """The ServiceSpec a config describes, for a config that is not a release yet (a deploy
+    request's); a stored release carries its own, parsed once, as `Release.spec`."""
+    return ServiceSpec.model_validate(config)
 
 
 def instance_argv(service: ServiceSpec, image: ImageConfig) -> tuple[str, ...]:
