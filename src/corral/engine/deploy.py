@@ -27,6 +27,7 @@ from corral.engine.last_lines import with_last_lines
 from corral.engine.locks import deployment_holder, holder_kind, lock_name
 from corral.engine.traffic import Traffic
 from corral.errors import CorralError, DeployError, LockHeld, NotFound
+from corral.ports.driver import HasLogPaths
 from corral.ports.records import Deployment, DeploymentOutcome, Event, InstanceState, Release
 from corral.ports.store import Store
 
@@ -221,10 +222,11 @@ class Deployer:
     def _in_own_words(self, deployment: Deployment, reason: str | None) -> str | None:
         """A failure reason that names an instance, followed by that instance's last lines
         (engine/last_lines.py)."""
+        driver = self._hands.driver
         return with_last_lines(reason, [
             i for i in self._store.list_instances(deployment.service, live_only=False)
             if i.created_at >= deployment.started_at],
-            getattr(self._hands.driver, "log_paths", None))
+            driver.log_paths if isinstance(driver, HasLogPaths) else None)
 
     def _retire_started(self, deployment: Deployment, actor: str) -> None:
         """After an error: stop what this deployment started of a release that is not live,

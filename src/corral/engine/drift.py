@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from corral.core.drift import ExpectedRuntime, describe_file_drift, intruders, runtime_drift
+from corral.engine.adapters import root_guard, root_watcher
 from corral.engine.fleet import Clock, Fleets
 from corral.engine.loop import WALL, BackgroundLoop, Timer
 from corral.errors import CorralError
 from corral.ports.driver import Driver
+from corral.ports.image_roots import RootGuard, RootVerifier, RootWatcher
 from corral.ports.images import ImageStore
 from corral.ports.records import Event, Instance, InstanceState
 from corral.ports.runtime import Inspectable
@@ -34,13 +36,10 @@ Condemn = Callable[[str, str], None]
 STANDBY = "standby:"  # watcher key prefix of a digest's spare root
 
 
-def guard_for(images: ImageStore) -> Any | None:
-    """The root guard of a local image store; None for stores without unpacked layers."""
-    if not hasattr(images, "layout") or not hasattr(images, "roots"):
-        return None
-    from corral.images.guard import RootGuard
-
-    return RootGuard.for_store(images)
+def guard_for(images: ImageStore) -> RootGuard | None:
+    """The root guard of an image store with local roots (ports.image_roots.HasImageRoots);
+    None for a store without them: file drift is then not checked."""
+    return root_guard(images)
 
 
 class DriftWatch:
@@ -49,7 +48,7 @@ class DriftWatch:
     def __init__(self, store: Store, fleets: Fleets, images: ImageStore, driver: Driver,
                  condemn: Condemn, clock: Clock, actor: str, volumes_dir: Path, *,
                  verify_period: float = 60.0, runtime_period: float = 10.0,
-                 guard: Any | None = None, watcher: Any | None = None,
+                 guard: RootGuard | None = None, watcher: RootWatcher | None = None,
                  timer: Timer = WALL) -> None:
         self._store = store
         self._fleets = fleets
@@ -63,7 +62,7 @@ class DriftWatch:
         self._runtime_period = runtime_period
         self.guard = guard if guard is not None else guard_for(images)
         self._watcher = watcher
-        self._verifiers: dict[str, Any] = {}  # digest -> RootVerifier of the root in use
+        self._verifiers: dict[str, RootVerifier] = {}  # digest -> verifier of the root in use
         self._timer = timer
         self._next_full = self._next_runtime = float("-inf")
         self.runtime_passes = 0  # runtime checks done (tests wait for passes, not time)
@@ -73,9 +72,7 @@ class DriftWatch:
 
     def start(self) -> None:
         if self.guard is not None and self._watcher is None:
-            from corral.images.watch import make_watcher
-
-            self._watcher = make_watcher()
+            self._watcher = root_watcher()
         self._loop.start()
 
     def stop(self) -> None:

@@ -18,7 +18,7 @@ from corral.core.probe import is_in_grace, next_check_at
 from corral.engine.fleet import Clock, Fleets
 from corral.engine.loop import WALL, BackgroundLoop, Timer
 from corral.errors import DriverError
-from corral.ports.driver import Driver
+from corral.ports.driver import Driver, Execable
 from corral.ports.records import Instance, InstanceState
 from corral.spec.model import HealthSpec
 
@@ -59,11 +59,10 @@ def check_tcp(address: str, timeout: float) -> str | None:
 def check_exec(driver: Driver, instance: Instance, command: tuple[str, ...],
                timeout: float) -> str | None:
     """None if `command` exits 0 inside the instance's sandbox."""
-    exec_in = getattr(driver, "exec_in", None)
-    if exec_in is None:
+    if not isinstance(driver, Execable):
         return f"the {driver.name} driver cannot run exec checks"
     try:
-        code, output = exec_in(instance.id, command, timeout)
+        code, output = driver.exec_in(instance.id, command, timeout)
     except DriverError as exc:
         return exc.message
     if code == 0:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.core.rollback import reachable_releases
+from corral.engine.adapters import generate_key, inline_public_key, sweep_quarantine
 from corral.engine.workspace import Workspace, current_actor
 from corral.errors import DeployError, ImageError
 from corral.ports.image_trust import GcReport, TrustedImageStore, Verdict
@@ -45,12 +46,10 @@ def trusted(images: ImageStore) -> TrustedImageStore:
 
 def keygen(out: Path | None) -> tuple[Path, Path, str, str]:
     """Make a key pair; return (private path, public path, key id, inline public key).
-    Key files are no image store's business, so this uses the signing module directly."""
-    from corral.images.signing import generate_key, inline_form, load_public
-
+    Key files are no image store's business: engine.adapters names the signing functions."""
     private = out or default_key_path()
     public, key_id = generate_key(private)
-    return private, public, key_id, inline_form(load_public(str(public), Path.cwd()))
+    return private, public, key_id, inline_public_key(str(public), Path.cwd())
 
 
 def sign(ws: Workspace, ref: str, key: Path | None) -> tuple[str, dict[str, Any]]:
@@ -90,9 +89,7 @@ def pin_trusted_keys(config: dict[str, Any], folder: Path) -> dict[str, Any]:
     release pins the key material itself and the controller needs no spec folder."""
     if not config.get("trusted_keys"):
         return config
-    from corral.images.signing import inline_form, load_public
-
-    keys = [inline_form(load_public(k, folder)) for k in config["trusted_keys"]]
+    keys = [inline_public_key(k, folder) for k in config["trusted_keys"]]
     return {**config, "trusted_keys": sorted(set(keys))}
 
 
@@ -186,8 +183,6 @@ def gc(ws: Workspace, *, dry_run: bool, keep_last: int | None = None,
 
 def with_quarantine(report: GcReport, cache: Path, dry_run: bool) -> GcReport:
     """`report` plus the quarantined (drifted) roots no process has mounted any more."""
-    from corral.images.quarantine import sweep_quarantine
-
     sweep = sweep_quarantine(cache, dry_run=dry_run)
     return replace(report, freed=report.freed + sweep.freed,
                    quarantined={str(p): n for p, n in sweep.deleted.items()},

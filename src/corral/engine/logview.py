@@ -14,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from corral.engine.adapters import log_store
 from corral.errors import CorralError
 from corral.ports.logs import LogLine, LogQuery, LogStore
 from corral.spec.duration import parse_duration
@@ -22,9 +23,7 @@ LOGS_DB = "logs.db"
 
 
 def open_log_store(state_dir: Path) -> LogStore:
-    from corral.observe.logstore import SqliteLogStore
-
-    return SqliteLogStore(state_dir / LOGS_DB)
+    return log_store(state_dir / LOGS_DB)
 
 
 def parse_since(since: str | None, now: float) -> float | None:

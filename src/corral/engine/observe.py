@@ -16,9 +16,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from corral.engine.adapters import loki_sink, metrics_server
 from corral.engine.logs import LogCollector, Watched
 from corral.engine.logview import open_log_store
 from corral.engine.metrics import CorralCollector, metrics_registry, metrics_text
+from corral.ports.driver import HasLogPaths
 from corral.ports.logs import LogSource
 from corral.ports.records import Instance
 
@@ -41,10 +43,8 @@ class Observe:
         self.logs = open_log_store(ws.state_dir)
         self._sinks: list[Any] = []
         if self.settings.logs.loki:
-            from corral.observe.loki import LokiSink
-
-            self._sinks.append(LokiSink(self.settings.logs.loki,
-                                        labels=self.settings.logs.loki_labels))
+            self._sinks.append(loki_sink(self.settings.logs.loki,
+                                         self.settings.logs.loki_labels))
         self._commit_of = lru_cache(maxsize=512)(self._load_commit)
         # Instances added since the last pass: one that exits (and leaves the fleet)
         # before the collector's next pass is still read, to the end of its files.
@@ -59,9 +59,7 @@ class Observe:
         self._http: Any = None
         listen = os.environ.get("CORRAL_METRICS_LISTEN") or self.settings.metrics_listen
         if listen:
-            from corral.observe.metrics_http import MetricsHttpServer
-
-            self._http = MetricsHttpServer(listen, self.registry)
+            self._http = metrics_server(listen, self.registry)
 
     # -- Loop ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -102,12 +100,10 @@ class Observe:
 
     def _paths_of(self, instance_id: str) -> tuple[Path, Path]:
         driver = self._controller.ws.driver
-        paths = getattr(driver, "log_paths", None)
-        if paths is None:  # a driver without files (fake, remote): nothing to read
+        if not isinstance(driver, HasLogPaths):  # no files (fake, remote): nothing to read
             missing = self._controller.ws.state_dir / "logs" / instance_id
             return missing / "stdout.log", missing / "stderr.log"
-        found: tuple[Path, Path] = paths(instance_id)
-        return found
+        return driver.log_paths(instance_id)
 
     def _load_commit(self, service: str, version: int) -> str | None:
         release = self._controller.ws.store.get_release(service, version)
@@ -155,8 +151,9 @@ def collect_without_controller(ws: Workspace) -> int:
     running = [Watched(source(i)) for i in known if i.state.is_live]
     ended = [Watched(source(i), ended_at=i.ended_at or i.created_at) for i in known
              if not i.state.is_live and (i.ended_at or i.created_at) >= oldest]
-    paths = getattr(ws.driver, "log_paths", None)
-    collector = LogCollector(store, lambda: running, paths or _no_files(ws), time.time)
+    driver = ws.driver
+    paths = driver.log_paths if isinstance(driver, HasLogPaths) else _no_files(ws)
+    collector = LogCollector(store, lambda: running, paths, time.time)
     stored = collector.drain(ended) + collector.tick()
     collector.stop()  # reads nothing new; closes the files
     store.close()

@@ -13,18 +13,20 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from corral.errors import ImageError, NotFound
-from corral.images.layout import Layout
-from corral.images.registry import (
-    DEFAULT_CHUNK,
-    BlobLocations,
-    RegistryClient,
+from corral.engine.adapters import (
+    blob_locations,
+    image_layout,
     parse_reference,
     pull_image,
     push_image,
+    registry_client,
 )
+from corral.errors import ImageError, NotFound
+
+if TYPE_CHECKING:
+    from corral.engine.adapters import BlobLocations, Layout
 
 Progress = Callable[[str], None]
 LOCATIONS_FILE = "registry-blobs.json"
@@ -32,11 +34,11 @@ _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 def _layout(state_dir: Path) -> Layout:
-    return Layout(state_dir / "images")
+    return image_layout(state_dir / "images")
 
 
 def _locations(state_dir: Path) -> BlobLocations:
-    return BlobLocations(state_dir / LOCATIONS_FILE)
+    return blob_locations(state_dir / LOCATIONS_FILE)
 
 
 def _resolve(layout: Layout, ref: str) -> str:
@@ -67,7 +69,7 @@ def local_image(layout: Layout, name: str, tag: str | None, image: str | None) -
 
 
 def push(state_dir: Path, ref_text: str, image: str | None = None, *, insecure: bool = False,
-         jobs: int = 4, chunk_size: int = DEFAULT_CHUNK,
+         jobs: int = 4, chunk_size: int | None = None,
          progress: Progress | None = None) -> dict[str, Any]:
     """Push; the report's `seconds` is the transfer alone, without the process start-up."""
     started = time.monotonic()
@@ -78,7 +80,7 @@ def push(state_dir: Path, ref_text: str, image: str | None = None, *, insecure: 
         raise ImageError(f"{ref_text} names digest {ref.digest[:19]} but the local image is "
                          f"{digest[:19]}", hint="push by tag, or name the matching image")
     locations = _locations(state_dir)
-    with RegistryClient(ref, insecure=insecure, chunk_size=chunk_size) as client:
+    with registry_client(ref, insecure=insecure, chunk_size=chunk_size) as client:
         report = push_image(client, layout, ref, digest, locations=locations,
                             jobs=jobs, progress=progress or (lambda _: None))
     # The manifest too: a rollback to an image gc took names where to pull it back from.
@@ -96,7 +98,7 @@ def pull(state_dir: Path, ref_text: str, *, insecure: bool = False, jobs: int = 
     locations = _locations(state_dir)
     local = f"{ref.name}:{ref.tag}" if ref.tag and not ref.digest else None
     # Held until the image is listed in index.json, so gc never takes its blobs meanwhile.
-    with layout.building(), RegistryClient(ref, insecure=insecure) as client:
+    with layout.building(), registry_client(ref, insecure=insecure) as client:
         report = pull_image(client, layout, ref, jobs=jobs,
                             progress=progress or (lambda _: None))
         descriptor = {"mediaType": report.media_type, "digest": report.digest,

@@ -1,7 +1,10 @@
 """Where a project's state lives, and the adapters wired to it.
 
-The only place that picks concrete adapters; everything else in the engine talks to the
-ports. Paths follow ARCHITECTURE.md: .corral/ beside the spec file.
+The only place that picks the adapters behind the ports (store, images, driver, router);
+engine/adapters.py names the other adapter functions the use cases call (log store, root
+guard, signing, registry transfer). Every other engine module talks to the ports and their
+ability Protocols; an import-linter contract holds it. Paths follow ARCHITECTURE.md: .corral/
+beside the spec file.
 """
 
 from __future__ import annotations

@@ -2,11 +2,16 @@
 
 A driver never decides anything: it starts what it is told, reports what it sees and
 stops what it is told. Instances it starts must outlive the process that started them.
+What a driver can do beyond that is an ability it declares by implementing a small Protocol
+(`Execable`, `HasLogPaths` here; `Inspectable`, `Killable` in ports.runtime), so a container
+or Swarm driver implements exactly what it can; the engine asks `isinstance(driver, …)`.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from corral.ports.records import InstanceSpec, Observed
 
@@ -30,4 +35,25 @@ class Driver(Protocol):
     def stop(self, instance_id: str, grace: float) -> None:
         """SIGTERM, wait up to `grace` seconds, then SIGKILL; then forget the instance.
         Stopping an unknown or already exited instance is not an error."""
+        ...
+
+
+@runtime_checkable
+class Execable(Protocol):
+    """Runs a command inside a running instance (for exec health checks)."""
+
+    def exec_in(self, instance_id: str, argv: Sequence[str],
+                timeout: float) -> tuple[int, str]:
+        """Run `argv` inside the instance, as it runs; (exit code, tail of its output).
+        Raises DriverError when it cannot be run at all."""
+        ...
+
+
+@runtime_checkable
+class HasLogPaths(Protocol):
+    """Writes each instance's stdout and stderr to files on this machine (the log
+    collector reads them)."""
+
+    def log_paths(self, instance_id: str) -> tuple[Path, Path]:
+        """(stdout, stderr) of the instance; still readable after it was stopped."""
         ...

@@ -1,0 +1,137 @@
+"""The adapters the engine's use cases reach beyond the Workspace's ports, named in one place.
+
+workspace.py picks the adapters behind the ports (store, images, driver, router); this module
+names the rest: the log store and its sinks, the metrics endpoint, the guard and watcher of
+image roots, signing keys, the quarantine sweep and the registry transfer. No other engine
+module imports an adapter package (an import-linter contract holds it), so a second
+implementation replaces one function here. Each function imports its adapter when called:
+a command pays only for what it uses. Nothing here decides anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from corral.ports.image_roots import HasImageRoots, RootGuard, RootWatcher
+
+if TYPE_CHECKING:  # the types engine/registry.py names, re-exported for it
+    from corral.images.layout import Layout as Layout
+    from corral.images.quarantine import Sweep
+    from corral.images.registry import BlobLocations as BlobLocations
+    from corral.images.registry import (
+        PullReport,
+        PushReport,
+        Reference,
+        RegistryClient,
+    )
+    from corral.observe.loki import LokiSink
+    from corral.observe.metrics_http import MetricsHttpServer
+    from corral.ports.logs import LogStore
+
+Progress = Callable[[str], None]
+
+
+# -- logs and metrics ------------------------------------------------------------------
+def log_store(path: Path) -> LogStore:
+    """The SQLite log store at `path`."""
+    from corral.observe.logstore import SqliteLogStore
+
+    return SqliteLogStore(path)
+
+
+def loki_sink(url: str, labels: dict[str, str] | None) -> LokiSink:
+    from corral.observe.loki import LokiSink
+
+    return LokiSink(url, labels=labels)
+
+
+def metrics_server(listen: str, registry: Any) -> MetricsHttpServer:
+    from corral.observe.metrics_http import MetricsHttpServer
+
+    return MetricsHttpServer(listen, registry)
+
+
+# -- image roots ---------------------------------------------------------------------
+def root_guard(images: object) -> RootGuard | None:
+    """The guard of an image store's local roots; None for a store without them."""
+    if not isinstance(images, HasImageRoots):
+        return None
+    from corral.images.guard import RootGuard as LocalRootGuard
+
+    return LocalRootGuard.for_store(images)
+
+
+def root_watcher() -> RootWatcher:
+    """inotify when the kernel gives it, else polling."""
+    from corral.images.watch import make_watcher
+
+    return make_watcher()
+
+
+def sweep_quarantine(cache: Path, *, dry_run: bool) -> Sweep:
+    """Delete (unless `dry_run`) the quarantined roots under `cache` no process mounts."""
+    from corral.images.quarantine import sweep_quarantine as sweep
+
+    return sweep(cache, dry_run=dry_run)
+
+
+# -- signing keys ------------------------------------------------------------------------
+def generate_key(private: Path) -> tuple[Path, str]:
+    """Write a new ed25519 key pair; (public key path, key id)."""
+    from corral.images.signing import generate_key as generate
+
+    return generate(private)
+
+
+def inline_public_key(source: str, folder: Path) -> str:
+    """`ed25519:BASE64` for a public key given inline or as a PEM file under `folder`."""
+    from corral.images.signing import inline_form, load_public
+
+    return inline_form(load_public(source, folder))
+
+
+# -- registries ----------------------------------------------------------------------
+def image_layout(folder: Path) -> Layout:
+    """The OCI image layout at `folder` (no builder: a push does not import it)."""
+    from corral.images.layout import Layout
+
+    return Layout(folder)
+
+
+def blob_locations(path: Path) -> BlobLocations:
+    from corral.images.registry import BlobLocations
+
+    return BlobLocations(path)
+
+
+def parse_reference(text: str) -> Reference:
+    from corral.images.registry import parse_reference as parse
+
+    return parse(text)
+
+
+def registry_client(ref: Reference, *, insecure: bool,
+                    chunk_size: int | None = None) -> RegistryClient:
+    """A client of the registry `ref` names (`chunk_size`: the client's default if None)."""
+    from corral.images.registry import RegistryClient
+
+    if chunk_size is None:
+        return RegistryClient(ref, insecure=insecure)
+    return RegistryClient(ref, insecure=insecure, chunk_size=chunk_size)
+
+
+def push_image(client: RegistryClient, layout: Layout, ref: Reference, digest: str, *,
+               locations: BlobLocations, jobs: int, progress: Progress) -> PushReport:
+    from corral.images.registry import push_image as push
+
+    return push(client, layout, ref, digest, locations=locations, jobs=jobs,
+                progress=progress)
+
+
+def pull_image(client: RegistryClient, layout: Layout, ref: Reference, *, jobs: int,
+               progress: Progress) -> PullReport:
+    from corral.images.registry import pull_image as pull
+
+    return pull(client, layout, ref, jobs=jobs, progress=progress)
