@@ -51,6 +51,7 @@ class SweepStats:
     last_duration: float = 0.0
     last_actions: int = 0
     last_at: float = 0.0
+    planned_at: float = 0.0  # the clock the last sweep planned with
     skipped: list[str] = field(default_factory=list)
 
 
@@ -110,16 +111,23 @@ class Reconciler:
     def _pass(self) -> None:
         """Sweep when the fleet changed, when woken, or once `period` passed on the clock."""
         with self._fleets.changed:
-            self._fleets.changed.wait(timeout=0.25)
-        if self._loop.stopping:
-            return
-        now = self._clock()
-        current = frozenset((i.id, i.state.value) for i in self._fleets.all())
-        if current == self._signature and now < self._next_sweep and not self._wake.is_set():
+            # Checked under the fleet's lock: a change made during the last sweep (no one
+            # was waiting for its notice) is not missed.
+            if not self._is_due():
+                self._fleets.changed.wait(timeout=0.25)
+        if self._loop.stopping or not self._is_due():
             return
         self._wake.clear()
-        self._signature, self._next_sweep = current, now + self._period
+        self._signature = self._fleet_signature()
+        self._next_sweep = self._clock() + self._period
         self.sweep()
+
+    def _is_due(self) -> bool:
+        return (self._wake.is_set() or self._clock() >= self._next_sweep
+                or self._fleet_signature() != self._signature)
+
+    def _fleet_signature(self) -> frozenset[tuple[str, str]]:
+        return frozenset((i.id, i.state.value) for i in self._fleets.all())
 
     @property
     def passes(self) -> int:
@@ -130,14 +138,17 @@ class Reconciler:
     def sweep(self) -> ReconcilePlan:
         with self._mutex:
             began = time.perf_counter()
-            plan = plan_reconcile(self._world())
+            world = self._world()
+            plan = plan_reconcile(world)
+            # The plan's skipped services; _act adds those whose deploy lock was held.
+            self.stats.skipped = list(plan.skipped)
             for service in plan.services():
                 self._act(service, [a for a in plan.actions if a.service == service])
             self.stats.sweeps += 1
             self.stats.last_duration = time.perf_counter() - began
             self.stats.last_actions = len(plan.actions)
             self.stats.last_at = self._clock()
-            self.stats.skipped = list(plan.skipped)
+            self.stats.planned_at = world.now
             return plan
 
     def _world(self) -> World:
