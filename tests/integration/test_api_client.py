@@ -24,6 +24,8 @@ from corral.engine.chaos import ChaosRequest
 from corral.engine.deploy import DeployRequest
 from corral.engine.rollback import RollbackRequest
 from corral.errors import ControllerError, CorralError, NotFound
+from corral.ports.records import DeploymentOutcome, Event
+from corral.stores.memory import MemoryStore
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +57,8 @@ class _Controller(SimpleNamespace):
 
 @pytest.fixture()
 def served(tmp_path: Path) -> Iterator[tuple[ControllerClient, _Controller]]:
-    controller = _Controller(rollback=_Rollback(), deployed=[])
+    controller = _Controller(rollback=_Rollback(), deployed=[],
+                             ws=SimpleNamespace(store=MemoryStore()), stopping=threading.Event())
     socket_path = tmp_path / "controller.sock"
     server = ApiServer(socket_path, controller)  # type: ignore[arg-type]
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -111,9 +114,10 @@ def test_no_controller_means_not_up_and_a_clear_error(tmp_path: Path) -> None:
         list(client.stream("/v1/rollback", {"service": "web"}))
 
 
-_DEPLOY = {"service": "web", "image_digest": "sha256:" + "ab" * 32, "config": {"replicas": 2},
-           "actor": "me", "git_commit": None, "git_commit_time": 1700000000, "force": False,
-           "strategy": "canary"}
+_DEPLOY: dict[str, Any] = {
+    "service": "web", "image_digest": "sha256:" + "ab" * 32, "config": {"replicas": 2},
+    "actor": "me", "git_commit": None, "git_commit_time": 1700000000, "force": False,
+    "strategy": "canary"}
 
 
 def _post(client: ControllerClient, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
@@ -174,3 +178,23 @@ def test_each_body_model_has_the_fields_and_defaults_of_the_engine_request_it_be
     for name, info in model.model_fields.items():
         if fields[name] is not dataclasses.MISSING:
             assert info.default == fields[name], name
+
+
+def test_waiting_for_a_deployment_answers_its_outcome_once_ended_or_running_at_the_limit(
+        served: tuple[ControllerClient, _Controller]) -> None:
+    client, controller = served
+    store = controller.ws.store
+    event = Event(at=0.0, actor="me", action="deploy", subject="web", detail={})
+    for _ in range(2):
+        store.create_deployment("web", "canary", 1, 2, 2, 0.0, event)
+    store.finish_deployment(1, DeploymentOutcome.ABORTED, 1.0, None, event)
+    assert list(client.stream("/v1/deployments/1/wait", {})) == [
+        {"type": "result", "deployment": 1, "outcome": "aborted"}]
+    assert list(client.stream("/v1/deployments/2/wait", {"timeout": 0.2})) == [
+        {"type": "result", "deployment": 2, "outcome": "running"}]
+    with pytest.raises(NotFound, match="no deployment #3"):
+        list(client.stream("/v1/deployments/3/wait", {}))
+    with pytest.raises(NotFound, match="no deployment 'x'"):
+        list(client.stream("/v1/deployments/x/wait", {}))
+    with pytest.raises(CorralError, match=r"^timeout: "):
+        list(client.stream("/v1/deployments/2/wait", {"timeout": -1}))

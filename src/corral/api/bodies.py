@@ -50,6 +50,12 @@ class RollbackBody(Body):
     to: int | None = Field(default=None, ge=1)
 
 
+class WaitBody(Body):
+    """POST /v1/deployments/{id}/wait: engine.outcome.await_outcome's limit."""
+
+    timeout: float = Field(default=300.0, gt=0, le=3600)
+
+
 class ChaosBody(Body):
     """POST /v1/chaos: engine.chaos.ChaosRequest."""
 
@@ -60,6 +66,7 @@ class ChaosBody(Body):
     drift: bool = False
     seed: int | None = None
     restore_timeout: float = Field(default=60.0, gt=0)
+    load: bool = False
 
 
 class BadBody(ValueError):

@@ -1,13 +1,16 @@
-"""Routes of progressive delivery: promote, abort, rollback. Edges only: the engine decides."""
+"""Routes of progressive delivery: promote, abort, rollback, and waiting for a deployment
+to end. Edges only: the engine decides and waits."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from corral.api.bodies import RollbackBody
+from corral.api.bodies import RollbackBody, WaitBody
 from corral.api.routes import Request, route
 from corral.engine.controller import Controller
+from corral.engine.outcome import await_outcome
 from corral.engine.rollback import RollbackRequest
+from corral.errors import NotFound
 
 
 @route("POST", "/v1/services/{service}/promote")
@@ -27,3 +30,15 @@ def abort(controller: Controller, request: Request) -> dict[str, Any]:
 @route("POST", "/v1/rollback", stream=True, body=RollbackBody)
 def rollback(controller: Controller, request: Request) -> None:
     controller.rollback.run(RollbackRequest(**request.body), request.emit)
+
+
+@route("POST", "/v1/deployments/{deployment}/wait", stream=True, body=WaitBody)
+def wait(controller: Controller, request: Request) -> None:
+    """One event, {"type": "result", "outcome"}, once the deployment ended or the body's
+    timeout passed ("running"); a controller shutting down answers at once."""
+    number = request.params["deployment"]
+    if not number.isdigit():
+        raise NotFound(f"no deployment {number!r}", hint="a deployment is named by its number")
+    outcome = await_outcome(controller.ws.store, int(number), request.body["timeout"],
+                            wait=controller.stopping.wait)
+    request.emit({"type": "result", "deployment": int(number), "outcome": str(outcome)})

@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import json
 import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -127,13 +126,9 @@ def abort(ctx: Context, service: str, wait: bool) -> None:
     client = _client(ctx)
     answer = client.post(f"/v1/services/{service}/abort", {})
     outcome = "running"
-    deadline = time.monotonic() + 300
-    while wait and outcome == "running" and time.monotonic() < deadline:
-        time.sleep(0.2)
-        status = client.get("/v1/status", service=service)["services"][0]
-        last = status.get("last_deployment") or {}
-        if last.get("id") == answer["deployment"]:
-            outcome = last["outcome"]
+    if wait:  # the controller waits (engine/outcome.py), up to 300 s: then "running"
+        for event in client.stream(f"/v1/deployments/{answer['deployment']}/wait", {}):
+            outcome = event.get("outcome", outcome)
     data = {**answer, "outcome": outcome}
     ctx.out(data, lambda: render.say(
         f"deployment #{answer['deployment']} of {service}: {outcome}"))

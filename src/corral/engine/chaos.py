@@ -3,7 +3,9 @@ long the reconciler takes to restore the service.
 
 The randomness lives here, seeded and recorded in the ledger so a run can be repeated.
 A kill is restored when the service again has its replicas ready, one of them new, and the
-new one is among the router's weighted backends. It never repairs anything itself.
+new one is among the router's weighted backends. It never repairs anything itself. With
+`load`, traffic flows through the router meanwhile (engine/chaos_traffic.py) and the
+summary counts each kill's failed requests (core/chaos.py).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from corral.core.chaos import tally_requests
+from corral.engine.chaos_traffic import TAIL, TrafficProbe
 from corral.engine.fleet import Fleets
 from corral.errors import CorralError, NotFound
 from corral.ports.driver import Driver
@@ -36,6 +40,7 @@ class ChaosRequest:
     drift: bool = False
     seed: int | None = None
     restore_timeout: float = 60.0
+    load: bool = False  # send traffic through the router (one service with an address)
 
 
 @dataclass
@@ -54,6 +59,31 @@ class ChaosRun:
         services = self._services(request.service)
         self._event("chaos.start", ",".join(services), {**request.__dict__, "seed": seed})
         emit({"type": "start", "seed": seed, "services": services})
+        probe = self._probe(services, request)
+        try:
+            self._kills(request, services, rng, emit)
+        finally:
+            if probe is not None:
+                time.sleep(TAIL)
+                probe.stop()
+        summary = {"seed": seed, "kills": self.results,
+                   "restored": sum(1 for r in self.results if r.get("restored_s") is not None)}
+        if probe is not None:
+            summary.update(tally_requests(self.results, list(probe.records), time.time()))
+        self._event("chaos.end", ",".join(services), summary)
+        return summary
+
+    def _probe(self, services: list[str], request: ChaosRequest) -> TrafficProbe | None:
+        """Traffic through the router of the one service chaos runs on, started; or None."""
+        listen = self.fleets.listen_of(services[0]) if len(services) == 1 else None
+        if not request.load or listen is None:
+            return None
+        probe = TrafficProbe(listen, max_seconds=request.duration + 120)
+        probe.start()
+        return probe
+
+    def _kills(self, request: ChaosRequest, services: list[str], rng: random.Random,
+               emit: Emit) -> None:
         began = time.monotonic()
         for n in range(request.kill):
             if n and time.monotonic() - began >= request.duration:
@@ -69,10 +99,6 @@ class ChaosRun:
             wait = request.interval - (time.monotonic() - at)
             if n + 1 < request.kill and wait > 0:
                 time.sleep(min(wait, max(0.0, request.duration - (time.monotonic() - began))))
-        summary = {"seed": seed, "kills": self.results,
-                   "restored": sum(1 for r in self.results if r.get("restored_s") is not None)}
-        self._event("chaos.end", ",".join(services), summary)
-        return summary
 
     def _services(self, service: str | None) -> list[str]:
         live = [s for s in self.store.services() if self.store.live_release(s) is not None]
@@ -154,60 +180,3 @@ class ChaosRun:
     def _event(self, action: str, subject: str, detail: dict[str, Any]) -> None:
         self.store.append_event(Event(at=time.time(), actor=self.actor, action=action,
                                       subject=subject, detail={**detail, "pid": os.getpid()}))
-
-
-class TrafficProbe:
-    """Paced keep-alive GETs against a router address during chaos, bounded in time.
-
-    Records (wall time, status) per answer; status 0 is a connection failure. It judges
-    nothing: `failures_between` counts what went wrong in a window.
-    """
-
-    def __init__(self, address: str, rate: float = 50.0, clients: int = 2,
-                 max_seconds: float = 600.0) -> None:
-        import threading
-
-        self.host, _, port = address.rpartition(":")
-        self.port = int(port)
-        self.interval = clients / rate
-        self.records: list[tuple[float, int]] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._client, daemon=True, name=f"probe-{n}")
-                         for n in range(clients)]
-        self._max = max_seconds
-
-    def start(self) -> None:
-        for thread in self._threads:
-            thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=5)
-
-    def failures_between(self, start: float, end: float) -> tuple[int, int]:
-        """(requests, failures) answered in [start, end)."""
-        window = [s for t, s in list(self.records) if start <= t < end]
-        return len(window), sum(1 for s in window if not 200 <= s < 400)
-
-    def _client(self) -> None:
-        import http.client
-
-        ends = time.monotonic() + self._max
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=5)
-        while not self._stop.is_set() and time.monotonic() < ends:
-            began = time.monotonic()
-            try:
-                connection.request("GET", "/", headers={"User-Agent": "corral-chaos"})
-                response = connection.getresponse()
-                response.read()
-                status = response.status
-                if response.getheader("Connection", "").lower() == "close":
-                    connection.close()
-            except (OSError, http.client.HTTPException):
-                status = 0
-                connection.close()
-                connection = http.client.HTTPConnection(self.host, self.port, timeout=5)
-            self.records.append((time.time(), status))
-            self._stop.wait(max(0.0, self.interval - (time.monotonic() - began)))
-        connection.close()
