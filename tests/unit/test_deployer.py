@@ -1,11 +1,12 @@
 """The deployer executes rolling plans against fake adapters (the real ones are proven in
-tests/integration and tests/e2e); health is driven by a small stand-in monitor."""
+tests/integration and tests/e2e); health is a stand-in check run once on every instance
+the fleet adds (passing unless its release is in `unhealthy_releases`)."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,9 +17,11 @@ from corral.drivers.fake import FakeDriver
 from corral.engine.deploy import Deployer, DeployRequest
 from corral.engine.fleet import Fleets
 from corral.engine.instances import Hands
+from corral.engine.locks import reconciler_holder
 from corral.errors import DeployError, LockHeld
 from corral.images.fake import FakeImageStore
-from corral.ports.records import DeploymentOutcome, InstanceState
+from corral.ports.records import DeploymentOutcome, Instance
+from corral.ports.router import ReleaseStats
 from corral.routers.fake import FakeRouter
 from corral.spec.model import ImageSpec, ServiceSpec
 from corral.stores.memory import MemoryStore
@@ -36,18 +39,12 @@ class Rig:
         self.stopping = threading.Event()
         self.deployer = Deployer(self.store, hands, self.stopping)
         self.unhealthy_releases: set[int] = set()
-        self._monitor = threading.Thread(target=self._health, daemon=True)
-        self._monitor.start()
+        self.fleets.on_add.append(self._check_once)
         self.digest = self.images.build("web", ImageSpec(entrypoint=("app",)), tmp)
 
-    def _health(self) -> None:
-        while not self.stopping.is_set():
-            for instance in self.fleets.all():
-                if instance.state is InstanceState.STARTING:
-                    passed = instance.release not in self.unhealthy_releases
-                    self.fleets.record_check(instance.id, passed, None if passed else "503",
-                                             1, 3)
-            time.sleep(0.01)
+    def _check_once(self, instance: Instance) -> None:
+        passed = instance.release not in self.unhealthy_releases
+        self.fleets.record_check(instance.id, passed, None if passed else "503", 1, 3)
 
     def request(self, **service: object) -> DeployRequest:
         spec = ServiceSpec.model_validate({
@@ -57,11 +54,18 @@ class Rig:
 
 
 class RecordingRouter(FakeRouter):
-    """The fake router, remembering every backend set it was given."""
+    """The fake router, remembering every backend set it was given; `before_stats` (when
+    set) is called each time a service's stats are read (simulated traffic)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.sets: list[list[tuple[str, int]]] = []
+        self.before_stats: Callable[[str], None] | None = None
+
+    def stats(self, service: str) -> dict[str, ReleaseStats]:
+        if self.before_stats is not None:
+            self.before_stats(service)
+        return super().stats(service)
 
     def set_backends(self, service, listen, backends):  # type: ignore[no-untyped-def]
         self.sets.append([(b.release, b.weight) for b in backends])
@@ -124,6 +128,15 @@ def test_a_second_deploy_of_the_same_service_is_refused_while_one_runs(rig: Rig)
     rig.store.acquire_lock("deploy/web", "someone else", time.time(), 60)
     with pytest.raises(LockHeld, match="another deployment of web is running"):
         rig.deployer.deploy(rig.request(), lambda event: None)
+
+
+def test_a_deploy_waits_out_the_reconcilers_brief_hold_of_the_lock(rig: Rig) -> None:
+    holder = reconciler_holder(4242)
+    rig.store.acquire_lock("deploy/web", holder, time.time(), 60)
+    # the reconciler lets go while the deploy is waiting for the lock
+    threading.Timer(0.2, lambda: rig.store.release_lock("deploy/web", holder)).start()
+    done = rig.deployer.deploy(rig.request(), lambda event: None)
+    assert done is not None and done.outcome is DeploymentOutcome.SUCCEEDED
 
 
 def test_a_release_marked_bad_is_refused_unless_forced(rig: Rig) -> None:

@@ -1,10 +1,10 @@
 """Canary, blue-green, promote/abort and rollback executed by the deployer against fakes:
-a fake router fed with simulated traffic that follows the weights it was given."""
+a fake router fed with simulated traffic that follows the weights it was given (one batch
+of requests each time the deployer reads the router's stats)."""
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from test_deployer import Rig
 from corral.core.weights import traffic_shares
 from corral.engine.rollback import Rollback, RollbackRequest
 from corral.ports.records import DeploymentOutcome
+from loopback import poll
 
 FAST_CANARY = {"strategy": "canary", "canary": {
     "steps": [10, 50, 100], "interval": "150ms", "min_requests": 20,
@@ -22,29 +23,21 @@ FAST_CANARY = {"strategy": "canary", "canary": {
 
 
 class TrafficRig(Rig):
-    """A Rig whose router sees requests spread by weight; `failing` releases answer 500 on
-    one request in five."""
+    """A Rig whose router sees 100 requests spread by weight before each stats read;
+    `failing` releases answer 500 on one request in five."""
 
     def __init__(self, tmp: Path) -> None:
         super().__init__(tmp)
         self.failing: set[str] = set()
-        self.seen: list[dict[str, float]] = []
-        self._traffic = threading.Thread(target=self._send, daemon=True)
-        self._traffic.start()
+        self._sent = 0
+        self.router.before_stats = self._send
 
-    def _send(self) -> None:
-        n = 0
-        while not self.stopping.is_set():
-            backends = self.router.backends("web") if self.router.running else []
-            shares = traffic_shares(backends)
-            if shares:
-                self.seen.append(shares)
-            for label, share in shares.items():
-                for _ in range(round(share / 10)):
-                    n += 1
-                    status = 500 if label in self.failing and n % 5 == 0 else 200
-                    self.router.record("web", label, status, 0.003)
-            time.sleep(0.01)
+    def _send(self, service: str) -> None:
+        for label, share in traffic_shares(self.router.backends(service)).items():
+            for _ in range(round(share)):
+                self._sent += 1
+                status = 500 if label in self.failing and self._sent % 5 == 0 else 200
+                self.router.record(service, label, status, 0.003)
 
 
 @pytest.fixture
@@ -166,12 +159,8 @@ def test_a_blue_green_gate_waits_for_promote(trig: TrafficRig) -> None:
     thread = threading.Thread(target=lambda: result.append(deploy(
         trig, env={"V": "2"}, strategy="blue-green", blue_green={"auto_promote": False})))
     thread.start()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        progress = trig.store.get_progress(trig.store.list_deployments("web")[0].id) or {}
-        if progress.get("phase") == "gate":
-            break
-        time.sleep(0.02)
+    poll(lambda: (trig.store.get_progress(trig.store.list_deployments("web")[0].id)
+                  or {}).get("phase") == "gate")
     assert {b.release for b in trig.router.backends("web") if b.weight} == {"v1"}
     trig.deployer.signal("web", "promote")
     thread.join(10)
@@ -185,10 +174,7 @@ def test_abort_puts_all_traffic_back_on_the_stable_fleet(trig: TrafficRig) -> No
     thread = threading.Thread(target=lambda: result.append(deploy(
         trig, env={"V": "2"}, strategy="canary", canary=canary)))
     thread.start()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not any(
-            b.release == "v2" and b.weight for b in trig.router.backends("web")):
-        time.sleep(0.02)
+    poll(lambda: any(b.release == "v2" and b.weight for b in trig.router.backends("web")))
     trig.deployer.signal("web", "abort")
     thread.join(10)
     assert result[0].outcome is DeploymentOutcome.ABORTED
