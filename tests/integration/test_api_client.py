@@ -19,6 +19,7 @@ import pytest
 
 from corral.api.bodies import ChaosBody, DeployBody, RollbackBody
 from corral.api.client import ControllerClient, _UnixConnection
+from corral.api.routes import route
 from corral.api.server import ApiServer
 from corral.engine.chaos import ChaosRequest
 from corral.engine.deploy import DeployRequest
@@ -198,3 +199,21 @@ def test_waiting_for_a_deployment_answers_its_outcome_once_ended_or_running_at_t
         list(client.stream("/v1/deployments/x/wait", {}))
     with pytest.raises(CorralError, match=r"^timeout: "):
         list(client.stream("/v1/deployments/2/wait", {"timeout": -1}))
+
+
+def test_routes_without_fields_take_only_an_empty_body_and_query_numbers_are_checked(
+        served: tuple[ControllerClient, _Controller]) -> None:
+    client, _ = served
+    status, answer = _post(client, "/v1/services/web/abort", b'{"wait": true}')
+    assert (status, answer["error"]["field"]) == (400, "wait")
+    with pytest.raises(CorralError, match=r"^limit: must be a whole number, not 'ten'"):
+        client.get("/v1/ledger", limit="ten")
+    assert client.get("/v1/ledger", limit="5") == {"entries": []}
+    status, answer = _post(client, "/v1/shutdown", b'{"keep_instances": "yes"}')
+    assert (status, answer["error"]["field"]) == (400, "keep_instances")
+    assert client.is_up()
+
+
+def test_a_post_route_cannot_be_registered_without_its_body_model() -> None:
+    with pytest.raises(TypeError, match="name the body model"):
+        route("POST", "/v1/anything")

@@ -1,10 +1,11 @@
 """The JSON bodies the API's POST routes accept, validated before a handler runs.
 
-A route names its body model (`@route(..., body=DeployBody)`); the server validates the
-request against it and answers 400 with the first bad field named, so no engine call ever
-sees a missing, unknown or mistyped field. Each model mirrors the engine request it becomes
-(tests/integration/test_api_client.py checks the fields match). Shape only: whether a
-service or release exists is the engine's answer, not this module's.
+Every POST route names its body model (`@route(..., body=DeployBody)`; NoBody for `{}`);
+the server validates the request against it and answers 400 with the first bad field
+named, so no engine call ever sees a missing, unknown or mistyped field. Query numbers
+are read with `query_int`, whose BadBody is a 400 too. Each model mirrors the engine
+request it becomes (tests/integration/test_api_client.py checks the fields match). Shape
+only: whether a service or release exists is the engine's answer, not this module's.
 """
 
 from __future__ import annotations
@@ -20,6 +21,16 @@ class Body(BaseModel):
     """Unknown keys are errors and values are not coerced ("1" is not a number)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class NoBody(Body):
+    """POST routes that take no fields (promote, abort, reconcile): `{}` only."""
+
+
+class ShutdownBody(Body):
+    """POST /v1/shutdown: leave instances and the router running when true."""
+
+    keep_instances: bool = False
 
 
 class DeployBody(Body):
@@ -76,6 +87,20 @@ class BadBody(ValueError):
         super().__init__(message)
         self.field = field
         self.message = message
+
+
+def query_int(query: dict[str, str], name: str, default: int) -> int:
+    """The query parameter `name` as a whole number (0 or more); raises BadBody.
+
+    >>> query_int({"limit": "20"}, "limit", 100), query_int({}, "limit", 100)
+    (20, 100)
+    """
+    value = query.get(name)
+    if value is None:
+        return default
+    if not (value.isascii() and value.isdigit()):
+        raise BadBody(name, f"{name}: must be a whole number, not {value!r}")
+    return int(value)
 
 
 def validated(model: type[Body], body: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from corral.api.bodies import RollbackBody, WaitBody
+from corral.api.bodies import NoBody, RollbackBody, WaitBody
 from corral.api.routes import Request, route
 from corral.engine.controller import Controller
 from corral.engine.outcome import await_outcome
@@ -13,14 +13,14 @@ from corral.engine.rollback import RollbackRequest
 from corral.errors import NotFound
 
 
-@route("POST", "/v1/services/{service}/promote")
+@route("POST", "/v1/services/{service}/promote", body=NoBody)
 def promote(controller: Controller, request: Request) -> dict[str, Any]:
     service = request.params["service"]
     return {"service": service, "deployment": controller.deployer.signal(service, "promote"),
             "signal": "promote"}
 
 
-@route("POST", "/v1/services/{service}/abort")
+@route("POST", "/v1/services/{service}/abort", body=NoBody)
 def abort(controller: Controller, request: Request) -> dict[str, Any]:
     service = request.params["service"]
     return {"service": service, "deployment": controller.deployer.signal(service, "abort"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from corral.api.bodies import query_int
 from corral.api.routes import Request, route
 from corral.engine import ledger as engine_ledger
 from corral.engine.controller import Controller
@@ -24,7 +25,7 @@ def logs(controller: Controller, request: Request) -> dict[str, Any]:
     q = request.query
     query = log_query(q.get("service"), release=q.get("release"), instance=q.get("instance"),
                       since=q.get("since"), grep=q.get("grep"), stream=q.get("stream"),
-                      limit=int(q.get("limit", "100")))
+                      limit=query_int(q, "limit", 100))
     return {"lines": [line_view(line) for line in controller.observe.logs.query(query)]}
 
 
@@ -33,7 +34,7 @@ def ledger(controller: Controller, request: Request) -> dict[str, Any]:
     q = request.query
     where = EventFilter(service=q.get("service"), action=q.get("action"), actor=q.get("actor"),
                         since=parse_since(q.get("since"), time.time()),
-                        limit=int(q["limit"]) if "limit" in q else 200)
+                        limit=query_int(q, "limit", 200))
     return {"entries": [engine_ledger.entry_view(e)
                         for e in engine_ledger.entries(controller.ws.store, where)]}
 

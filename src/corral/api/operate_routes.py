@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from corral.api.bodies import ChaosBody
+from corral.api.bodies import ChaosBody, NoBody
 from corral.api.routes import Request, route
 from corral.engine.chaos import ChaosRequest, ChaosRun
 from corral.engine.controller import Controller
@@ -26,7 +26,7 @@ def reconcile_state(controller: Controller, request: Request) -> dict[str, Any]:
             "skipped": stats.skipped, "drift": controller.drift.found[-20:]}
 
 
-@route("POST", "/v1/reconcile")
+@route("POST", "/v1/reconcile", body=NoBody)
 def reconcile_now(controller: Controller, request: Request) -> dict[str, Any]:
     plan = controller.reconciler.sweep()
     return {"actions": [{"action": type(a).__name__, "service": a.service,

@@ -50,7 +50,10 @@ ROUTES: list[Route] = []
 
 def route(method: str, path: str, *, stream: bool = False, raw: bool = False,
           body: type[Body] | None = None) -> Callable[[Handler], Handler]:
-    """Register a handler for METHOD PATH; `{name}` in PATH captures one segment."""
+    """Register a handler for METHOD PATH; `{name}` in PATH captures one segment.
+    A POST route names the model its body must validate against (api/bodies.py)."""
+    if method == "POST" and body is None:
+        raise TypeError(f"POST {path}: name the body model (api/bodies.py NoBody for none)")
     pattern = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path) + "$")
 
     def register(handler: Handler) -> Handler:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from corral.api.bodies import BadBody, validated
+from corral.api.bodies import BadBody, ShutdownBody, validated
 from corral.api.routes import Request, Route, find
 from corral.engine.controller import Controller
 from corral.errors import CorralError, LockHeld, NotFound
@@ -58,12 +58,14 @@ class _Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError:
             self._json(400, {"error": {"type": "BadRequest", "message": "body is not JSON"}})
             return
-        if not isinstance(body, dict):
-            self._bad_request(BadBody("", "the body must be a JSON object"))
-            return
         if self.path == "/v1/shutdown":
+            try:
+                keep_instances = validated(ShutdownBody, body)["keep_instances"]
+            except BadBody as exc:
+                self._bad_request(exc)
+                return
             self._json(200, {"ok": True})
-            self.server.request_shutdown(bool(body.get("keep_instances")))
+            self.server.request_shutdown(keep_instances)
             return
         self._dispatch("POST", body)
 
@@ -74,12 +76,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": {"type": "NotFound", "message": f"{method} {url.path}"}})
             return
         handler, params = found
-        if handler.body is not None:
-            try:
+        try:
+            if handler.body is not None:
                 body = validated(handler.body, body)
-            except BadBody as exc:
-                self._bad_request(exc)
-                return
+        except BadBody as exc:
+            self._bad_request(exc)
+            return
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         request = Request(params=params, query=query, body=body)
         if handler.stream:
@@ -87,6 +89,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             result = handler.handler(self.server.controller, request)
+        except BadBody as exc:  # a query parameter the handler could not read
+            self._bad_request(exc)
+            return
         except CorralError as exc:
             self._json(_status_of(exc), error_body(exc))
             return
