@@ -8,13 +8,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from cli_project import CliProject, app_pid
+from corral.api.client import ControllerClient
 from loopback import poll
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600),
@@ -48,6 +48,14 @@ class Project(CliProject):
     def drift_entries(self) -> list[dict[str, Any]]:
         return list(self.json("ledger", "--action", "drift.runtime")["entries"])
 
+    def runtime_checks(self) -> int:
+        """How many runtime drift checks the controller has run (GET /v1/reconcile)."""
+        client = ControllerClient(self.folder / ".corral" / "run" / "controller.sock")
+        try:
+            return int(client.get("/v1/reconcile")["runtime_checks"])
+        finally:
+            client.close()
+
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
@@ -68,12 +76,17 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
 def test_a_shell_form_service_keeps_its_instances_through_three_drift_checks(
         project: Project) -> None:
     before = {i["id"] for i in poll(lambda: project.ready(3), 60, "3 ready instances")}
-    deadline = time.monotonic() + 3 * RUNTIME_PERIOD + 2
-    while time.monotonic() < deadline:  # a churning instance would be gone within a check
-        assert {i["id"] for i in project.ready(3)} == before
+    checks = project.runtime_checks()
+
+    def unchanged_until_three_more_checks() -> bool:
+        # read first: instances checked before the count moved on are covered by it
+        done = project.runtime_checks() >= checks + 3
+        assert {i["id"] for i in project.ready(3)} == before  # a churning one would be gone
         assert project.drift_entries() == []
         assert project.request()[0] == 200
-        time.sleep(1.0)
+        return done
+
+    poll(unchanged_until_three_more_checks, 4 * RUNTIME_PERIOD + 30, "three drift checks")
 
 
 def test_a_shell_entered_with_nsenter_gets_its_instance_replaced_and_the_ledger_says_why(

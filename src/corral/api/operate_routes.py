@@ -23,7 +23,8 @@ def reconcile_state(controller: Controller, request: Request) -> dict[str, Any]:
     stats = controller.reconciler.stats
     return {"sweeps": stats.sweeps, "last_duration_s": stats.last_duration,
             "last_actions": stats.last_actions, "last_at": stats.last_at,
-            "skipped": stats.skipped, "drift": controller.drift.found[-20:]}
+            "skipped": stats.skipped, "drift": controller.drift.found[-20:],
+            "runtime_checks": controller.drift.runtime_passes}
 
 
 @route("POST", "/v1/reconcile", body=NoBody)
