@@ -6,7 +6,8 @@ from pathlib import Path
 
 from corral.ports.records import Backend
 from corral.routers.builtin.stats import ReleaseCounters
-from corral.routers.haproxy.config import ServiceEntry, Slot, render_config
+from corral.routers.haproxy.config import render_config
+from corral.routers.haproxy.entries import ServiceEntry, Slot
 from corral.routers.haproxy.runtime import is_error, parse_info, parse_stat_csv
 from corral.routers.haproxy.state import HaproxyState, slot_rows
 from corral.routers.haproxy.stats import add_delta, raw_counters

@@ -25,7 +25,7 @@ from corral.routers.builtin.pool import ConnectFailed, Upstream, UpstreamConnect
 if TYPE_CHECKING:
     import asyncio
 
-    from corral.routers.builtin.proxy import ClientConnection
+    from corral.routers.builtin.downstream import Downstream
     from corral.routers.builtin.request import Request
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -66,7 +66,7 @@ class Exchange:
         "upstream",
     )
 
-    def __init__(self, client: ClientConnection, request: Request) -> None:
+    def __init__(self, client: Downstream, request: Request) -> None:
         self.client, self.request = client, request
         self.service, self.timeouts, self.loop = client.service, client.timeouts, client.loop
         self.started = self.loop.time()

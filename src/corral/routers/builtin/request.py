@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 from corral.routers.builtin.http1 import HOP_BY_HOP
 
 if TYPE_CHECKING:
-    from corral.routers.builtin.proxy import ClientConnection
+    from corral.routers.builtin.downstream import Downstream
 
 REPLAY_LIMIT = 1 << 20  # request bodies up to 1 MiB are kept so a retry can resend them
 _NOT_FORWARDED = HOP_BY_HOP | {b"expect", b"x-forwarded-for", b"x-request-id", b"host",
@@ -55,7 +55,7 @@ class Request:
 
     def __init__(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]],
                  version: str, keep_alive: bool, upgrade: bool,
-                 client: ClientConnection) -> None:
+                 client: Downstream) -> None:
         self.method, self.target, self.version = method, target, version
         self.keep_alive, self.upgrade, self.client = keep_alive, upgrade, client
         self.refuse = 0

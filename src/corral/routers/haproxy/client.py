@@ -23,7 +23,8 @@ from corral.errors import RouterError
 from corral.ports.records import Backend, ReleaseStats
 from corral.routers.builtin.stats import ReleaseCounters, release_stats_from_json
 from corral.routers.drain import wait_drained
-from corral.routers.haproxy.config import DEFAULT_SLOTS, ServiceEntry, Slot, backend_name
+from corral.routers.haproxy.config import DEFAULT_SLOTS, backend_name
+from corral.routers.haproxy.entries import ServiceEntry, Slot
 from corral.routers.haproxy.preview import map_path, map_update, parse_version, preview_entries
 from corral.routers.haproxy.runtime import RuntimeUnavailable, command, is_error, parse_info
 from corral.routers.haproxy.state import HaproxyState, slot_rows

@@ -8,10 +8,8 @@ the frontend and replaced at runtime in one `prepare map` / `commit map` step, s
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # config.py renders these lines: a runtime import would be circular
-    from corral.routers.haproxy.config import ServiceEntry
+from corral.routers.haproxy.entries import ServiceEntry
 
 # map keys are whitespace-free and "/" separates the index: a release named otherwise
 # (corral's are vN) cannot be previewed
@@ -33,7 +31,7 @@ def preview_entries(entry: ServiceEntry) -> list[tuple[str, str]]:
     Every listed backend counts, weight 0 included; retiring (unlisted) ones and releases
     that cannot be map keys do not.
 
-    >>> from corral.routers.haproxy.config import ServiceEntry, Slot
+    >>> from corral.routers.haproxy.entries import ServiceEntry, Slot
     >>> slots = [Slot("s0", "127.0.0.1:1", 1, "v1"), Slot("s1", "127.0.0.1:2", 0, "v2"),
     ...          Slot("s2"), Slot("s3", "127.0.0.1:3", 0, "v2"),
     ...          Slot("s4", "127.0.0.1:4", 0, "v1", retiring=True),

@@ -17,7 +17,8 @@ from typing import Any
 from corral.errors import RouterError
 from corral.ports.records import Backend
 from corral.routers.builtin.stats import ReleaseCounters
-from corral.routers.haproxy.config import ServiceEntry, Slot, backend_name, render_config
+from corral.routers.haproxy.config import backend_name, render_config
+from corral.routers.haproxy.entries import ServiceEntry, Slot
 from corral.routers.haproxy.preview import map_path, map_text, preview_entries
 from corral.routers.haproxy.runtime import parse_stat_csv
 from corral.routers.haproxy.stats import counters_to_json
