@@ -14,9 +14,9 @@ import pytest
 
 from corral.drivers.process import ProcessDriver
 from corral.engine.images import with_quarantine
-from corral.images.guard import RootGuard
+from corral.images.roots.guard import RootGuard
+from corral.images.roots.watch import InotifyWatcher
 from corral.images.store import LocalImageStore
-from corral.images.watch import InotifyWatcher
 from corral.ports.image_trust import GcReport
 from corral.ports.records import InstanceSpec
 from corral.spec.model import ImageSpec

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from corral.images.guard import RootGuard
-from corral.images.quarantine import sweep_quarantine
+from corral.images.roots.guard import RootGuard
+from corral.images.roots.quarantine import sweep_quarantine
+from corral.images.roots.unpack import remove_tree
+from corral.images.roots.watch import InotifyWatcher, PollingWatcher, Watcher
 from corral.images.store import LocalImageStore
-from corral.images.unpack import remove_tree
-from corral.images.watch import InotifyWatcher, PollingWatcher, Watcher
 from corral.spec.model import ImageSpec
 from loopback import poll
 

@@ -140,8 +140,8 @@ def skopeo(*args: str) -> str:
 def blobs_of(project: Project, digest: str) -> tuple[set[str], list[str]]:
     """The distinct blobs a push of `digest` carries (image and referrers), and the
     referrers (the builder attaches an SBOM to every image)."""
-    from corral.images.layout import Layout
-    from corral.images.referrers import referrers_of
+    from corral.images.oci.layout import Layout
+    from corral.images.oci.referrers import referrers_of
 
     layout = Layout(project.layout)
     referrers = [r["digest"] for r in referrers_of(layout, digest)]
@@ -307,8 +307,8 @@ def test_basic_auth_against_a_registry_with_htpasswd(
 
 def test_referrers_travel_with_the_image_through_the_fallback_tag(
         start_registry: Callable[..., Registry], tmp_path: Path) -> None:
-    from corral.images.layout import MANIFEST_MEDIA_TYPE, Layout
-    from corral.images.referrers import add_referrer, artifact_blob, referrers_of
+    from corral.images.oci.layout import MANIFEST_MEDIA_TYPE, Layout
+    from corral.images.oci.referrers import add_referrer, artifact_blob, referrers_of
 
     registry = start_registry()
     project, digest = built(tmp_path / "p")

@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any
 from corral.ports.image_roots import HasImageRoots, RootGuard, RootWatcher
 
 if TYPE_CHECKING:  # the types engine/registry.py names, re-exported for it
-    from corral.images.layout import Layout as Layout
-    from corral.images.quarantine import Sweep
+    from corral.images.oci.layout import Layout as Layout
     from corral.images.registry import BlobLocations as BlobLocations
     from corral.images.registry import (
         PullReport,
@@ -26,6 +25,7 @@ if TYPE_CHECKING:  # the types engine/registry.py names, re-exported for it
         Reference,
         RegistryClient,
     )
+    from corral.images.roots.quarantine import Sweep
     from corral.observe.loki import LokiSink
     from corral.observe.metrics_http import MetricsHttpServer
     from corral.ports.logs import LogStore
@@ -58,21 +58,21 @@ def root_guard(images: object) -> RootGuard | None:
     """The guard of an image store's local roots; None for a store without them."""
     if not isinstance(images, HasImageRoots):
         return None
-    from corral.images.guard import RootGuard as LocalRootGuard
+    from corral.images.roots.guard import RootGuard as LocalRootGuard
 
     return LocalRootGuard.for_store(images)
 
 
 def root_watcher() -> RootWatcher:
     """inotify when the kernel gives it, else polling."""
-    from corral.images.watch import make_watcher
+    from corral.images.roots.watch import make_watcher
 
     return make_watcher()
 
 
 def sweep_quarantine(cache: Path, *, dry_run: bool) -> Sweep:
     """Delete (unless `dry_run`) the quarantined roots under `cache` no process mounts."""
-    from corral.images.quarantine import sweep_quarantine as sweep
+    from corral.images.roots.quarantine import sweep_quarantine as sweep
 
     return sweep(cache, dry_run=dry_run)
 
@@ -80,14 +80,14 @@ def sweep_quarantine(cache: Path, *, dry_run: bool) -> Sweep:
 # -- signing keys ------------------------------------------------------------------------
 def generate_key(private: Path) -> tuple[Path, str]:
     """Write a new ed25519 key pair; (public key path, key id)."""
-    from corral.images.signing import generate_key as generate
+    from corral.images.oci.signing import generate_key as generate
 
     return generate(private)
 
 
 def inline_public_key(source: str, folder: Path) -> str:
     """`ed25519:BASE64` for a public key given inline or as a PEM file under `folder`."""
-    from corral.images.signing import inline_form, load_public
+    from corral.images.oci.signing import inline_form, load_public
 
     return inline_form(load_public(source, folder))
 
@@ -95,7 +95,7 @@ def inline_public_key(source: str, folder: Path) -> str:
 # -- registries ----------------------------------------------------------------------
 def image_layout(folder: Path) -> Layout:
     """The OCI image layout at `folder` (no builder: a push does not import it)."""
-    from corral.images.layout import Layout
+    from corral.images.oci.layout import Layout
 
     return Layout(folder)
 

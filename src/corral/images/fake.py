@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from corral.errors import ImageError, NotFound
-from corral.images.config import DEFAULT_PATH
-from corral.images.context import copy_entries
-from corral.images.provenance import provenance_labels
+from corral.images.build.config import DEFAULT_PATH
+from corral.images.build.context import copy_entries
+from corral.images.build.provenance import provenance_labels
 from corral.ports.images import Progress
 from corral.ports.records import ImageConfig, ImageSummary
 from corral.spec.model import ImageSpec

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from corral.errors import ImageError, NotFound
-from corral.images.layout import Layout, hex_of
-from corral.images.referrers import referrers_of
-from corral.images.roots import prune
-from corral.images.unpack import remove_tree
+from corral.images.oci.layout import Layout, hex_of
+from corral.images.oci.referrers import referrers_of
+from corral.images.roots.compose import prune
+from corral.images.roots.unpack import remove_tree
 
 STALE_TMP = 3600.0  # a partial file this old belongs to no running build
 

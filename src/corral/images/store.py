@@ -14,20 +14,20 @@ from pathlib import Path
 from typing import Any
 
 from corral.errors import ImageError, NotFound
-from corral.images.builder import Builder
-from corral.images.config import created_time, runtime_config
+from corral.images.build.builder import Builder
+from corral.images.build.config import created_time, runtime_config
+from corral.images.build.reproducible import first_difference
+from corral.images.build.sbom import merge, scan_layer, spdx_document
 from corral.images.gc import collect
-from corral.images.layout import MANIFEST_MEDIA_TYPE, REF_NAME, Layout, canonical_json, hex_of
-from corral.images.referrers import (
+from corral.images.oci.layout import MANIFEST_MEDIA_TYPE, REF_NAME, Layout, canonical_json, hex_of
+from corral.images.oci.referrers import (
     SBOM_TYPE,
     add_referrer,
     artifact_blob,
     is_artifact,
     referrers_of,
 )
-from corral.images.reproducible import first_difference
-from corral.images.roots import compose_root
-from corral.images.sbom import merge, scan_layer, spdx_document
+from corral.images.roots.compose import compose_root
 from corral.ports.image_trust import GcReport, Verdict
 from corral.ports.images import Progress
 from corral.ports.records import ImageConfig, ImageSummary
@@ -100,14 +100,14 @@ class LocalImageStore:
 
     def sign(self, digest: str, key_path: Path, now: float) -> dict[str, Any]:
         # Imported here: cryptography costs a cached build ~20 ms of start-up.
-        from corral.images.signing import load_private, sign_image
+        from corral.images.oci.signing import load_private, sign_image
 
         return sign_image(self.layout, self.descriptor(digest), load_private(key_path), now)
 
     def verify(self, digest: str, trusted: list[str], folder: Path) -> Verdict:
         """Check `digest`'s signatures against `trusted` keys (ed25519:BASE64 or PEM paths
         relative to `folder`)."""
-        from corral.images.signing import load_public, verify_image
+        from corral.images.oci.signing import load_public, verify_image
 
         self._manifest(digest)
         return verify_image(self.layout, digest, [load_public(k, folder) for k in trusted])

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from corral.errors import ImageError
-from corral.images import debian
-from corral.images.debian import DebianBase, debian_layer
-from corral.images.layer import Layer
-from corral.images.layout import Layout, digest_of
+from corral.images.build import debian
+from corral.images.build.debian import DebianBase, debian_layer
+from corral.images.build.layer import Layer
+from corral.images.oci.layout import Layout, digest_of
 
 BASE = DebianBase(suite="bookworm", packages=("python3",), mirror="http://deb.example/debian")
 CONTENT = b"a base layer, as a tar would be" * 1000

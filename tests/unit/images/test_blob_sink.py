@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.images.sink import BlobSink
+from corral.images.oci.sink import BlobSink
 
 
 def test_a_blob_written_in_pieces_is_whole_and_reports_its_digest(tmp_path: Path) -> None:

@@ -9,9 +9,9 @@ import pytest
 
 from corral.errors import ImageError
 from corral.images import LocalImageStore
-from corral.images.dockerfile import plan_dockerfile
-from corral.images.dockerignore import IgnoreRules
-from corral.images.healthcheck import (
+from corral.images.build.dockerfile import plan_dockerfile
+from corral.images.build.dockerignore import IgnoreRules
+from corral.images.build.healthcheck import (
     docker_healthcheck,
     parse_go_duration,
     parse_instruction,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from corral.errors import ImageError
-from corral.images.context import StatIndex, copy_entries, inputs_digest, is_excluded
+from corral.images.build.context import StatIndex, copy_entries, inputs_digest, is_excluded
 from corral.spec.model import CopyStep
 
 

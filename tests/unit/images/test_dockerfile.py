@@ -9,9 +9,9 @@ import pytest
 
 from corral.errors import ImageError
 from corral.images import LocalImageStore
-from corral.images.dockerfile import plan_dockerfile
-from corral.images.dockerfile_syntax import read_instructions, substitute
-from corral.images.plan import PlanRun
+from corral.images.build.dockerfile import plan_dockerfile
+from corral.images.build.dockerfile_syntax import read_instructions, substitute
+from corral.images.build.plan import PlanRun
 from corral.spec.model import CopyStep, ImageSpec
 
 DOCKERFILE = ImageSpec(dockerfile="Dockerfile")

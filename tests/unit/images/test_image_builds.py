@@ -11,8 +11,8 @@ import pytest
 
 from corral.errors import ImageError, NotFound, UnsafeLayerError
 from corral.images import LocalImageStore
-from corral.images import debian as debian_module
-from corral.images.layout import Layout
+from corral.images.build import debian as debian_module
+from corral.images.oci.layout import Layout
 from corral.spec.model import ImageSpec
 
 TWO_STEPS = ImageSpec.model_validate({

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from corral.errors import UnsafeLayerError
-from corral.images.roots import compose_root, layer_dir, prune
-from corral.images.unpack import unpack_image
+from corral.images.roots.compose import compose_root, layer_dir, prune
+from corral.images.roots.unpack import unpack_image
 
 Member = tuple[str, str, str, int]  # name, kind, data or link target, mode
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from corral.images.layer import Entry, entries_of_root, pack
-from corral.images.unpack import apply_layer
+from corral.images.build.layer import Entry, entries_of_root, pack
+from corral.images.roots.unpack import apply_layer
 
 
 def _tree(root: Path) -> Path:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from corral.errors import ImageError, NotFound
-from corral.images.layout import REF_NAME, Layout, digest_of
+from corral.images.oci.layout import REF_NAME, Layout, digest_of
 
 
 def _descriptor(digest: str) -> dict[str, object]:

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from corral.errors import ImageError, NotFound
-from corral.images.layout import Layout, canonical_json
+from corral.images.oci.layout import Layout, canonical_json
 from corral.images.registry.client import RegistryClient
 from corral.images.registry.pull import host_platform, pull_image
 from corral.images.registry.reference import parse_reference

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from corral.errors import ImageError
-from corral.images.layout import MANIFEST_MEDIA_TYPE, Layout, canonical_json
-from corral.images.registry.base import oci_base_manifest
+from corral.images.oci.layout import MANIFEST_MEDIA_TYPE, Layout, canonical_json
+from corral.images.registry.base_image import oci_base_manifest
 from corral.images.registry.locations import BlobLocations
 from corral.images.registry.lock import LOCK_NAME, pin, read_pins
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.images.watch import InotifyWatcher, PollingWatcher, Report, Watcher, watch_limit
+from corral.images.roots.watch import InotifyWatcher, PollingWatcher, Report, Watcher, watch_limit
 from loopback import poll
 
 
@@ -100,7 +100,7 @@ def test_a_root_beyond_the_watch_budget_is_polled_and_says_so(
     root = _linked_root(cache, tmp_path / "root")
     watcher = InotifyWatcher(budget=2, fallback_period=0.05)
     try:
-        with caplog.at_level(logging.WARNING, logger="corral.images.watch"):
+        with caplog.at_level(logging.WARNING, logger="corral.images.roots.watch"):
             watcher.add("big", root)
         assert watcher.polled == {"big"} and watcher.watches == 0
         assert "polled every 0.05s instead" in caplog.text

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from corral.images.layer import pack
-from corral.images.run import changes, snapshot
-from corral.images.unpack import unpack_image
+from corral.images.build.layer import pack
+from corral.images.build.run import changes, snapshot
+from corral.images.roots.unpack import unpack_image
 
 
 def _root(root: Path) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from corral.errors import UnsafeLayerError
-from corral.images.unpack import unpack_image
+from corral.images.roots.unpack import unpack_image
 
 Member = tuple[str, str, dict[str, object]]
 

@@ -8,7 +8,7 @@ import tarfile
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from corral.images.tarstream import TarStream, header
+from corral.images.build.tarstream import TarStream, header
 
 _TYPES = [tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE]
 _names = st.one_of(

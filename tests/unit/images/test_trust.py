@@ -11,9 +11,9 @@ import pytest
 
 from corral.errors import ImageError
 from corral.images import LocalImageStore
-from corral.images.referrers import SBOM_TYPE, SIGNATURE_TYPE, add_referrer, referrers_of
-from corral.images.sbom import LayerScan, dpkg_packages, merge, scan_layer
-from corral.images.signing import generate_key, inline_form, load_public
+from corral.images.build.sbom import LayerScan, dpkg_packages, merge, scan_layer
+from corral.images.oci.referrers import SBOM_TYPE, SIGNATURE_TYPE, add_referrer, referrers_of
+from corral.images.oci.signing import generate_key, inline_form, load_public
 from corral.spec.model import ImageSpec
 
 SPEC = ImageSpec.model_validate({"copy": [{"src": "app/", "dest": "/app"}]})

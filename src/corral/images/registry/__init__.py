@@ -4,7 +4,7 @@ It moves verified blobs and manifests between a local OCI layout and a registry;
 builds or unpacks.
 """
 
-from corral.images.registry.base import oci_base_manifest
+from corral.images.registry.base_image import oci_base_manifest
 from corral.images.registry.client import DEFAULT_CHUNK, RegistryClient
 from corral.images.registry.locations import BlobLocations
 from corral.images.registry.pull import PullReport, pull_image

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 from corral.errors import ImageError, NotFound
+from corral.images.oci.sink import BlobSink
 from corral.images.registry.auth import (
     CREDENTIALS_HINT,
     Credentials,
@@ -33,7 +34,6 @@ from corral.images.registry.http import (
 )
 from corral.images.registry.reference import Reference, scheme_for
 from corral.images.registry.tls import verifying_context
-from corral.images.sink import BlobSink
 
 # Each chunk costs a round trip in which the registry stores its hash state (~20 ms on
 # loopback, 7% of a 200 MB push in 64 MiB chunks), so most layers go in one request; larger

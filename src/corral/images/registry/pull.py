@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from corral.errors import ImageError, NotFound
-from corral.images.layout import INDEX_MEDIA_TYPE, Layout, digest_of
+from corral.images.oci.layout import INDEX_MEDIA_TYPE, Layout, digest_of
 from corral.images.registry.client import RegistryClient, manifest_media_type
 from corral.images.registry.push import fallback_tag
 from corral.images.registry.reference import Reference

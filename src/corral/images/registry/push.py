@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from corral.errors import ImageError
-from corral.images.layout import INDEX_MEDIA_TYPE, Layout, canonical_json, digest_of
-from corral.images.referrers import referrers_of
+from corral.images.oci.layout import INDEX_MEDIA_TYPE, Layout, canonical_json, digest_of
+from corral.images.oci.referrers import referrers_of
 from corral.images.registry.client import RegistryClient, manifest_media_type
 from corral.images.registry.locations import BlobLocations
 from corral.images.registry.reference import Reference

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from corral.errors import ImageError, NotFound
-from corral.images.layout import MANIFEST_MEDIA_TYPE, Layout, canonical_json, digest_of
+from corral.images.oci.layout import MANIFEST_MEDIA_TYPE, Layout, canonical_json, digest_of
 
 EMPTY_MEDIA_TYPE = "application/vnd.oci.empty.v1+json"
 EMPTY = b"{}"

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from corral.images.unpack import OPAQUE, WHITEOUT, safe_name
+from corral.images.roots.unpack import OPAQUE, WHITEOUT, safe_name
 
 Change = tuple[str, str]  # ("/etc/passwd", "modified")
 _Fingerprint = tuple[int, int, int, int]

@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from corral.errors import ImageError, NotFound
-from corral.images.layout import MANIFEST_MEDIA_TYPE, Layout, canonical_json
-from corral.images.referrers import SIGNATURE_TYPE, add_referrer, artifact_blob, referrers_of
+from corral.images.oci.layout import MANIFEST_MEDIA_TYPE, Layout, canonical_json
+from corral.images.oci.referrers import SIGNATURE_TYPE, add_referrer, artifact_blob, referrers_of
 from corral.ports.image_trust import Verdict
 
 PAYLOAD_TYPE = "dev.corral.signature.v1"

@@ -30,7 +30,7 @@ class _Meta:
 
     dirs: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
     # When set, whiteouts are recorded here (as written in the layer) instead of applied:
-    # a layer extracted alone keeps them for composing roots later (see roots.py).
+    # a layer extracted alone keeps them for composing roots later (see compose.py).
     whiteouts: list[str] | None = None
     # When set, each entry's tar header offset (a hardlink: its target's), for repair.py.
     offsets: dict[str, int] | None = None
@@ -81,7 +81,7 @@ def apply_layer(path: Path, root: Path, meta: _Meta | None = None) -> None:
 
 def extract_layer(path: Path, root: Path) -> tuple[list[str], list[str], dict[str, int]]:
     """Extract one layer alone into the empty folder `root` (made safe as in unpack_image);
-    return its whiteout entries, unapplied, its explicit folders, for roots.py, and where
+    return its whiteout entries, unapplied, its explicit folders, for compose.py, and where
     each entry's header is in the tar, for repair.py."""
     meta = _Meta(whiteouts=[], offsets={})
     apply_layer(path, root, meta)

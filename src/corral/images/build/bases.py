@@ -2,7 +2,7 @@
 
 Resolves `ImageSpec.base` into base layers (their blobs brought into the target layout,
 verified) and the base's runtime config. Registry (`oci:`) bases are pulled and pinned by
-images/registry/base.py, then read like a layout.
+images/registry/base_image.py, then read like a layout.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from corral.errors import ImageError, NotFound
-from corral.images.debian import DebianBase, debian_layer, host_architecture
-from corral.images.layer import Compression, Layer
-from corral.images.layout import INDEX_MEDIA_TYPE, REF_NAME, Layout, copy_tree_blob
+from corral.images.build.debian import DebianBase, debian_layer, host_architecture
+from corral.images.build.layer import Compression, Layer
+from corral.images.oci.layout import INDEX_MEDIA_TYPE, REF_NAME, Layout, copy_tree_blob
 from corral.spec.model import ImageSpec
 
 SUPPORTED_LAYER_TYPES = (
@@ -50,7 +50,7 @@ def resolve_base(image: ImageSpec, context: Path, layout: Layout, cache_dir: Pat
         return _from_layout(image.base, context, layout, progress)
     if image.base.startswith("oci:"):
         # Imported here: the registry client is only needed for oci: bases.
-        from corral.images.registry.base import oci_base_manifest
+        from corral.images.registry.base_image import oci_base_manifest
 
         digest = oci_base_manifest(image.base, context, layout, progress)
         return _from_manifest(layout, layout, digest, image.base, progress)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from corral.errors import ImageError, NotFound
-from corral.images.sink import BlobSink
+from corral.images.oci.sink import BlobSink
 
 REF_NAME = "org.opencontainers.image.ref.name"
 INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"

@@ -1,6 +1,6 @@
 """Repairing one extracted layer of the layer cache, member by member, from its blob.
 
-A drifted file of a root is an inode the root shares with `layers/<hex>/root` (roots.py).
+A drifted file of a root is an inode the root shares with `layers/<hex>/root` (compose.py).
 Each drifted path of the cache is given back what the layer blob says, as a NEW inode
 renamed over it: the old, tampered inode then lives on only in the quarantined root and
 the instances still running on it, and the next composed root links the fresh one. Only
@@ -23,8 +23,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
-from corral.images.roots import INDEX
-from corral.images.unpack import WHITEOUT, real_parent, remove_tree, safe_link, safe_name
+from corral.images.roots.compose import INDEX
+from corral.images.roots.unpack import WHITEOUT, real_parent, remove_tree, safe_link, safe_name
 
 
 class NeedsExtraction(Exception):

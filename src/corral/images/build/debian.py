@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from corral.errors import ImageError
-from corral.images.layer import Compression, Layer, entries_of_root, pack
-from corral.images.layout import canonical_json
-from corral.images.unpack import remove_tree
+from corral.images.build.layer import Compression, Layer, entries_of_root, pack
+from corral.images.oci.layout import canonical_json
+from corral.images.roots.unpack import remove_tree
 
 VARIANT = "minbase"
 # Files debootstrap copies from the build host: they describe the host, not the image.

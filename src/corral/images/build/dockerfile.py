@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from corral.errors import ImageError
-from corral.images.dockerfile_syntax import (
+from corral.images.build.dockerfile_syntax import (
     command_form,
     json_list,
     pairs,
@@ -26,9 +26,9 @@ from corral.images.dockerfile_syntax import (
     split_flags,
     substitute,
 )
-from corral.images.dockerignore import IgnoreRules, read_ignore_file
-from corral.images.healthcheck import parse_instruction
-from corral.images.plan import BuildPlan, PlanRun
+from corral.images.build.dockerignore import IgnoreRules, read_ignore_file
+from corral.images.build.healthcheck import parse_instruction
+from corral.images.build.plan import BuildPlan, PlanRun
 from corral.spec.model import CopyStep, ImageHealthcheckSpec, ImageSpec, RunStep
 
 _ARCHIVES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar.zst")

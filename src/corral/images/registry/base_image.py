@@ -2,7 +2,7 @@
 
 Turns the base into a manifest digest present in the build's layout: a pinned digest from
 corral.lock (or the reference's own digest) is used as is when it is local, else pulled
-(verified); a bare tag is resolved once and pinned. Building on the result is bases.py's job.
+(verified); a bare tag is resolved once and pinned. Building on the result is build/bases.py's job.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from corral.images.layout import Layout
+from corral.images.oci.layout import Layout
 from corral.images.registry.client import RegistryClient
 from corral.images.registry.lock import LOCK_NAME, pin, read_pins
 from corral.images.registry.pull import platform_child, pull_image

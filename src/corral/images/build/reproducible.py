@@ -12,7 +12,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from corral.images.layout import Layout
+from corral.images.oci.layout import Layout
 
 _Row = tuple[str, str, int, int, int, int, int, str, str]
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from corral.images.layout import LAYER_MEDIA_TYPE, PLAIN_LAYER_MEDIA_TYPE
-from corral.images.tarstream import TarStream
+from corral.images.build.tarstream import TarStream
+from corral.images.oci.layout import LAYER_MEDIA_TYPE, PLAIN_LAYER_MEDIA_TYPE
 
 COMPRESSION_LEVEL = 6
 _BUFFER = 1 << 20

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from corral.errors import ImageError
-from corral.images.layout import hex_of
-from corral.images.unpack import apply_whiteout, extract_layer, remove_tree
+from corral.images.oci.layout import hex_of
+from corral.images.roots.unpack import apply_whiteout, extract_layer, remove_tree
 
 LayerRef = tuple[Path, str]  # (blob path, diff_id)
 INDEX = "index.json"  # beside root/: each entry's tar header offset, for repair.py

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from corral.images.debian import host_architecture
-from corral.images.healthcheck import docker_healthcheck, read_healthcheck
-from corral.images.layer import Layer, source_date_epoch
-from corral.images.layout import CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE
+from corral.images.build.debian import host_architecture
+from corral.images.build.healthcheck import docker_healthcheck, read_healthcheck
+from corral.images.build.layer import Layer, source_date_epoch
+from corral.images.oci.layout import CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE
 from corral.ports.records import ImageConfig
 from corral.spec.model import ImageSpec
 

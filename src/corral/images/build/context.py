@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from corral.errors import ImageError
-from corral.images.dockerignore import IgnoreRules
-from corral.images.layer import Entry
+from corral.images.build.dockerignore import IgnoreRules
+from corral.images.build.layer import Entry
 from corral.spec.model import CopyStep
 
 # A file changed within this window of its hash being recorded might change again within the

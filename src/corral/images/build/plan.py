@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from corral.images.dockerignore import IgnoreRules
+from corral.images.build.dockerignore import IgnoreRules
 from corral.spec.model import CopyStep, ImageSpec, RunStep
 
 

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from corral.images.unpack import remove_tree
+from corral.images.roots.unpack import remove_tree
 
 _OCTAL = re.compile(r"\\([0-7]{3})")
 

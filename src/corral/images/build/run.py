@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from corral.errors import ImageError
-from corral.images.layer import Compression, Entry, Kind, Layer, pack, source_date_epoch
-from corral.images.unpack import apply_layer, remove_tree, unpack_image
+from corral.images.build.layer import Compression, Entry, Kind, Layer, pack, source_date_epoch
+from corral.images.roots.unpack import apply_layer, remove_tree, unpack_image
 from corral.spec.model import RunStep
 
 # Paths bubblewrap creates as mount points; they are sandbox plumbing, not image content.

@@ -12,7 +12,7 @@ import hashlib
 from pathlib import Path
 
 from corral import __version__
-from corral.images.layout import canonical_json
+from corral.images.oci.layout import canonical_json
 from corral.spec.model import ImageSpec
 
 REVISION = "org.opencontainers.image.revision"

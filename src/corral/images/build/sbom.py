@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from corral import __version__
-from corral.images.layer import source_date_epoch
-from corral.images.layout import hex_of
-from corral.images.unpack import OPAQUE, WHITEOUT, safe_name
+from corral.images.build.layer import source_date_epoch
+from corral.images.oci.layout import hex_of
+from corral.images.roots.unpack import OPAQUE, WHITEOUT, safe_name
 
 DPKG_STATUS = "var/lib/dpkg/status"
 _CHUNK = 1 << 20

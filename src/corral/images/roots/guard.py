@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from corral.errors import ImageError
-from corral.images.layout import Layout, hex_of
-from corral.images.repair import NeedsExtraction, repair_layer
-from corral.images.roots import compose_root
-from corral.images.unpack import remove_tree
-from corral.images.verify import (
+from corral.images.oci.layout import Layout, hex_of
+from corral.images.roots.compose import compose_root
+from corral.images.roots.repair import NeedsExtraction, repair_layer
+from corral.images.roots.unpack import remove_tree
+from corral.images.roots.verify import (
     Change,
     Entry,
     FileList,

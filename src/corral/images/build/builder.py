@@ -19,16 +19,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from corral.images.bases import next_chain, resolve_base
-from corral.images.config import image_config, image_env, image_manifest
-from corral.images.context import StatIndex, copy_entries, inputs_digest
-from corral.images.dockerfile import plan_dockerfile
-from corral.images.dockerignore import IgnoreRules
-from corral.images.layer import COMPRESSION_LEVEL, Compression, Layer, pack, source_date_epoch
-from corral.images.layout import Layout, canonical_json
-from corral.images.plan import BuildPlan, PlanRun, spec_plan
-from corral.images.provenance import provenance_labels
-from corral.images.run import BUILD_ENV, Sandbox
+from corral.images.build.bases import next_chain, resolve_base
+from corral.images.build.config import image_config, image_env, image_manifest
+from corral.images.build.context import StatIndex, copy_entries, inputs_digest
+from corral.images.build.dockerfile import plan_dockerfile
+from corral.images.build.dockerignore import IgnoreRules
+from corral.images.build.layer import COMPRESSION_LEVEL, Compression, Layer, pack, source_date_epoch
+from corral.images.build.plan import BuildPlan, PlanRun, spec_plan
+from corral.images.build.provenance import provenance_labels
+from corral.images.build.run import BUILD_ENV, Sandbox
+from corral.images.oci.layout import Layout, canonical_json
 from corral.spec.model import CopyStep, ImageSpec
 
 Progress = Callable[[str], None]
