@@ -166,7 +166,10 @@ def test_tls_is_terminated_with_the_given_certificate(
 def test_more_backends_than_slots_grow_the_backend(
         router: HaproxyRouter, listen: str, start_backend: Callable[[str], str]) -> None:
     a = start_backend("a")
-    many = [Backend(f"127.0.0.1:{free_port()}", 0, "v0") for _ in range(20)]
+    ports: set[int] = set()
+    while len(ports) < 20:  # free_port() may give one port twice: 20 distinct backends
+        ports.add(free_port())
+    many = [Backend(f"127.0.0.1:{port}", 0, "v0") for port in sorted(ports)]
     router.set_backends("web", listen, [Backend(a, 1, "v1")])
     router.set_backends("web", listen, [Backend(a, 1, "v1"), *many])
     assert len(router.backends("web")) == 21
