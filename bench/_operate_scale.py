@@ -11,10 +11,10 @@ from pathlib import Path
 
 from corral.core.release import config_digest, release_config
 from corral.drivers.fake import FakeDriver
+from corral.engine.delivery.instances import Instances
 from corral.engine.fleet import Fleets
-from corral.engine.instances import Hands
-from corral.engine.plan import plan_workspace
-from corral.engine.reconcile import Reconciler
+from corral.engine.operate.changes import plan_workspace
+from corral.engine.operate.reconcile import Reconciler
 from corral.engine.workspace import Workspace
 from corral.images.fake import FakeImageStore
 from corral.ports.records import Event, Instance, InstanceState
@@ -35,7 +35,7 @@ def sweep_1000_instances(services: int = 100, replicas: int = 10, runs: int = 30
     with tempfile.TemporaryDirectory() as tmp:
         digest = images.build("web", ImageSpec(entrypoint=("app",)), Path(tmp))
         fleets = Fleets(store, router, time.time, "bench")
-        hands = Hands(driver, router, images, fleets, time.time, Path(tmp))
+        instances = Instances(driver, router, images, fleets, time.time, Path(tmp))
         for n in range(services):
             name = f"svc{n}"
             spec = ServiceSpec.model_validate({"image": digest, "replicas": replicas})
@@ -44,9 +44,9 @@ def sweep_1000_instances(services: int = 100, replicas: int = 10, runs: int = 30
                                         time.time(), _event(name))
             store.set_live_release(name, release.version, _event(name))
             for _ in range(replicas):
-                instance = hands.start(release)
+                instance = instances.start(release)
                 fleets.record_check(instance.id, True, None, 1, 3)
-        reconciler = Reconciler(store, fleets, hands, time.time, "bench")
+        reconciler = Reconciler(store, instances, "bench")
         assert reconciler.sweep().is_empty, "the steady state needs no action"
         times = []
         for _ in range(runs):

@@ -25,8 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from corral.engine.ledger import verify
-from corral.engine.logs import LogCollector, Watched
+from corral.engine.observe.ledger import verify
+from corral.engine.observe.logs import LogCollector, Watched
 from corral.observe.logstore import SqliteLogStore
 from corral.ports.logs import LogLine, LogQuery, LogSource
 from corral.ports.records import Event

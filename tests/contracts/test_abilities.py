@@ -8,7 +8,7 @@ from pathlib import Path
 
 from corral.drivers import FakeDriver, ProcessDriver
 from corral.engine.adapters import root_guard
-from corral.engine.health import check_exec
+from corral.engine.operate.health import check_exec
 from corral.images.fake import FakeImageStore
 from corral.images.store import LocalImageStore
 from corral.ports.driver import Execable, HasLogPaths

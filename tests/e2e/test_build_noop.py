@@ -110,5 +110,5 @@ def test_a_no_change_build_loads_neither_the_store_nor_the_deploy_engine_nor_ric
     assert done.returncode == 0, done.stderr
     line = next(x for x in done.stderr.splitlines() if x.startswith("MODULES "))
     loaded = set(line.split()[1:])
-    assert {"sqlalchemy", "corral.stores.sql", "corral.engine.deploy", "httpx",
+    assert {"sqlalchemy", "corral.stores.sql", "corral.engine.delivery.deploy", "httpx",
             "rich.console"} & loaded == set()

@@ -102,7 +102,7 @@ def test_skopeo_shows_the_healthcheck_of_both_kinds_of_image(project: CliProject
 
 def test_a_service_without_health_is_planned_with_the_images_healthcheck(
         project: CliProject) -> None:
-    from corral.engine.plan import wanted_services
+    from corral.engine.operate.changes import wanted_services
     from corral.engine.workspace import Workspace
 
     ws = Workspace.open(project.folder / "corral.toml")

@@ -21,9 +21,9 @@ from corral.api.bodies import ChaosBody, DeployBody, RollbackBody
 from corral.api.client import ControllerClient, _UnixConnection
 from corral.api.routes import route
 from corral.api.server import ApiServer
-from corral.engine.chaos import ChaosRequest
-from corral.engine.deploy import DeployRequest
-from corral.engine.rollback import RollbackRequest
+from corral.engine.delivery.request import DeployRequest
+from corral.engine.delivery.rollback import RollbackRequest
+from corral.engine.operate.chaos import ChaosRequest
 from corral.errors import ControllerError, CorralError, NotFound
 from corral.ports.records import DeploymentOutcome, Event
 from corral.stores.memory import MemoryStore

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from corral.drivers import ProcessDriver
-from corral.engine.health import run_check
+from corral.engine.operate.health import run_check
 from corral.ports.records import Instance, InstanceSpec, InstanceState
 from corral.spec.model import HealthSpec
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from corral.drivers.process import ProcessDriver
-from corral.engine.images import with_quarantine
+from corral.engine.images.catalog import with_quarantine
 from corral.images.roots.guard import RootGuard
 from corral.images.roots.watch import InotifyWatcher
 from corral.images.store import LocalImageStore

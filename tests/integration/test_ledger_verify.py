@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.engine.ledger import export_lines, verify
+from corral.engine.observe.ledger import export_lines, verify
 from corral.ports.records import Event
 from corral.stores import SqlStore
 

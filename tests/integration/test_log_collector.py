@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.engine.logs import FREE_STEP, KEEP_ON_DISK, MISSING_GRACE, LogCollector, Watched
+from corral.engine.observe.logs import FREE_STEP, KEEP_ON_DISK, MISSING_GRACE, LogCollector, Watched
 from corral.observe.logstore import SqliteLogStore
 from corral.ports.logs import Cursor, LogQuery, LogSource
 

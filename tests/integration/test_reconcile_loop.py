@@ -13,12 +13,12 @@ import pytest
 
 from corral.core.release import config_digest, release_config
 from corral.drivers.fake import FakeDriver
-from corral.engine.drift import DriftWatch
+from corral.engine.delivery.instances import Instances
 from corral.engine.fleet import Fleets
-from corral.engine.health import HealthMonitor
-from corral.engine.instances import Hands
 from corral.engine.loop import FakeTimer
-from corral.engine.reconcile import Reconciler
+from corral.engine.operate.drift import DriftWatch
+from corral.engine.operate.health import HealthMonitor
+from corral.engine.operate.reconcile import Reconciler
 from corral.images.store import LocalImageStore
 from corral.ports.records import Event, Instance, InstanceState
 from corral.routers.fake import FakeRouter
@@ -48,10 +48,10 @@ class Rig:
             {"base": "scratch", "copy": [{"src": "app/", "dest": "/app"}],
              "entrypoint": ["/app/server.py"]}), tmp)
         self.fleets = Fleets(self.store, self.router, self.clock, "tester")
-        self.hands = Hands(self.driver, self.router, self.images, self.fleets, self.clock,
-                           tmp / "volumes")
+        self.instances = Instances(self.driver, self.router, self.images, self.fleets,
+                                   self.clock, tmp / "volumes")
         self.monitor = HealthMonitor(self.fleets, self.driver, lambda i: None, self.clock)
-        self.reconciler = Reconciler(self.store, self.fleets, self.hands, self.clock, "tester",
+        self.reconciler = Reconciler(self.store, self.instances, "tester",
                                      period=0.5, unknown_grace=0.5)
         self.drift = DriftWatch(self.store, self.fleets, self.images, self.driver,
                                 self.reconciler.condemn, self.clock, "tester", tmp / "volumes",

@@ -19,11 +19,11 @@ import pytest
 from corral.core.drift import ExpectedRuntime, runtime_drift
 from corral.core.release import config_digest, release_config
 from corral.drivers import ProcessDriver
-from corral.engine.drift import DriftWatch
+from corral.engine.delivery.instances import Instances
 from corral.engine.fleet import Fleets
-from corral.engine.health import HealthMonitor
-from corral.engine.instances import Hands
-from corral.engine.reconcile import Reconciler
+from corral.engine.operate.drift import DriftWatch
+from corral.engine.operate.health import HealthMonitor
+from corral.engine.operate.reconcile import Reconciler
 from corral.ports.records import Event, ImageConfig, Instance, InstanceSpec, InstanceState
 from corral.ports.runtime import RuntimeFacts
 from corral.routers.fake import FakeRouter
@@ -104,12 +104,12 @@ class Rig:
         self.driver = ProcessDriver(tmp / ".corral")
         self.images = RootImages()
         self.fleets = Fleets(self.store, self.router, time.time, "tester")
-        self.hands = Hands(self.driver, self.router, self.images, self.fleets,  # type: ignore[arg-type]
-                           time.time, tmp / "volumes")
+        self.instances = Instances(self.driver, self.router, self.images, self.fleets,  # type: ignore[arg-type]
+                                   time.time, tmp / "volumes")
         self.specs: dict[int, ServiceSpec] = {}
         self.monitor = HealthMonitor(self.fleets, self.driver, self._health, time.time,
                                      liveness_of=self._liveness)
-        self.reconciler = Reconciler(self.store, self.fleets, self.hands, time.time, "tester",
+        self.reconciler = Reconciler(self.store, self.instances, "tester",
                                      period=0.5, unknown_grace=0.5)
         self.drift = DriftWatch(self.store, self.fleets, self.images, self.driver,  # type: ignore[arg-type]
                                 self.reconciler.condemn, time.time, "tester", tmp / "volumes",

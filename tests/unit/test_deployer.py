@@ -14,10 +14,11 @@ import pytest
 
 from corral.core.release import release_config
 from corral.drivers.fake import FakeDriver
-from corral.engine.deploy import Deployer, DeployRequest
+from corral.engine.delivery.deploy import Deployer
+from corral.engine.delivery.instances import Instances
+from corral.engine.delivery.locks import reconciler_holder
+from corral.engine.delivery.request import DeployRequest
 from corral.engine.fleet import Fleets
-from corral.engine.instances import Hands
-from corral.engine.locks import reconciler_holder
 from corral.errors import DeployError, LockHeld
 from corral.images.fake import FakeImageStore
 from corral.ports.records import DeploymentOutcome, Instance
@@ -35,9 +36,9 @@ class Rig:
         self.driver = FakeDriver()
         self.images = FakeImageStore()
         self.fleets = Fleets(self.store, self.router, time.time, "tester")
-        hands = Hands(self.driver, self.router, self.images, self.fleets, time.time, tmp)
+        instances = Instances(self.driver, self.router, self.images, self.fleets, time.time, tmp)
         self.stopping = threading.Event()
-        self.deployer = Deployer(self.store, hands, self.stopping)
+        self.deployer = Deployer(self.store, instances, self.stopping)
         self.unhealthy_releases: set[int] = set()
         self.fleets.on_add.append(self._check_once)
         self.digest = self.images.build("web", ImageSpec(entrypoint=("app",)), tmp)

@@ -13,7 +13,7 @@ import pytest
 from test_deployer import Rig
 
 from corral.core.weights import traffic_shares
-from corral.engine.rollback import Rollback, RollbackRequest
+from corral.engine.delivery.rollback import Rollback, RollbackRequest
 from corral.ports.records import DeploymentOutcome
 from loopback import poll
 
@@ -132,7 +132,7 @@ def test_rollback_to_a_warm_fleet_is_one_router_update(trig: TrafficRig) -> None
     deploy(trig)
     deploy(trig, env={"V": "2"}, strategy="blue-green")
     before = len(trig.router.sets)
-    rollback = Rollback(trig.store, trig.deployer._hands, trig.deployer)
+    rollback = Rollback(trig.store, trig.deployer._instances, trig.deployer)
     events: list[dict[str, Any]] = []
     done = rollback.run(RollbackRequest("web", "tester"), events.append)
     assert done.outcome is DeploymentOutcome.SUCCEEDED
@@ -146,7 +146,7 @@ def test_rollback_to_a_warm_fleet_is_one_router_update(trig: TrafficRig) -> None
 def test_rollback_without_a_warm_fleet_redeploys_the_previous_release(trig: TrafficRig) -> None:
     deploy(trig)
     deploy(trig, env={"V": "2"})
-    rollback = Rollback(trig.store, trig.deployer._hands, trig.deployer)
+    rollback = Rollback(trig.store, trig.deployer._instances, trig.deployer)
     done = rollback.run(RollbackRequest("web", "tester"), lambda event: None)
     assert done.outcome is DeploymentOutcome.SUCCEEDED
     assert trig.store.live_release("web") == 1

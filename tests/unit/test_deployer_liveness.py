@@ -9,8 +9,8 @@ from pathlib import Path
 
 from corral.drivers.fake import FakeDriver
 from corral.engine.fleet import Fleets
-from corral.engine.health import HealthMonitor
 from corral.engine.loop import FakeTimer
+from corral.engine.operate.health import HealthMonitor
 from corral.ports.records import Instance, InstanceSpec, InstanceState
 from corral.routers.fake import FakeRouter
 from corral.spec.model import HealthSpec

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from test_deployer import Rig
 
-from corral.engine.rollback import Rollback, RollbackRequest
+from corral.engine.delivery.rollback import Rollback, RollbackRequest
 from corral.errors import DeployError
 from corral.ports.records import DeploymentOutcome
 
@@ -59,7 +59,7 @@ def test_a_rollback_to_a_missing_image_changes_nothing_and_names_the_commit(rig:
     rig.deployer.deploy(rig.request(env={"V": "2"}), lambda event: None)
     del rig.images.images[rig.digest]  # what gc does to an image nothing kept
     ledger = len(rig.store.events())
-    rollback = Rollback(rig.store, rig.deployer._hands, rig.deployer)
+    rollback = Rollback(rig.store, rig.deployer._instances, rig.deployer)
     with pytest.raises(DeployError, match="not here any more") as failed:
         rollback.run(RollbackRequest("web", "tester", to=1), lambda event: None)
     assert "git checkout 0123456789ab" in (failed.value.hint or "")
@@ -72,7 +72,7 @@ def test_a_rollback_to_a_missing_image_changes_nothing_and_names_the_commit(rig:
 def test_the_release_left_is_marked_bad_only_once_a_rollback_succeeded(rig: Rig) -> None:
     rig.deployer.deploy(rig.request(), lambda event: None)
     rig.deployer.deploy(rig.request(env={"V": "2"}), lambda event: None)
-    rollback = Rollback(rig.store, rig.deployer._hands, rig.deployer)
+    rollback = Rollback(rig.store, rig.deployer._instances, rig.deployer)
     done = rollback.run(RollbackRequest("web", "tester", to=1), lambda event: None)
     assert done.outcome is DeploymentOutcome.SUCCEEDED
     assert list(rig.store.bad_releases("web")) == [2]

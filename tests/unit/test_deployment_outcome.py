@@ -1,11 +1,11 @@
-"""Waiting for a deployment's outcome (engine/outcome.py, what `corral abort` waits with)
+"""Waiting for a deployment's outcome (engine/delivery/outcome.py, what `corral abort` waits with)
 against the in-memory store and a fake clock: no thread, no sleep."""
 
 from __future__ import annotations
 
 import pytest
 
-from corral.engine.outcome import POLL, await_outcome
+from corral.engine.delivery.outcome import POLL, await_outcome
 from corral.errors import NotFound
 from corral.ports.records import DeploymentOutcome, Event
 from corral.stores.memory import MemoryStore

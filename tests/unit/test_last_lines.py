@@ -1,10 +1,10 @@
-"""The last lines of an instance, as a failure message shows them (engine/last_lines.py)."""
+"""The last lines of an instance, as a failure message shows them (delivery/last_lines.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from corral.engine.last_lines import TAIL_BYTES, file_tail, last_lines, with_last_lines
+from corral.engine.delivery.last_lines import TAIL_BYTES, file_tail, last_lines, with_last_lines
 from corral.ports.records import Instance, InstanceState
 
 

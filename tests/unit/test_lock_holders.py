@@ -1,11 +1,11 @@
-"""A deploy lock's holder kind is read from the holder names corral writes (engine/locks.py),
+"""A deploy lock's holder kind is read from the holder names corral writes (delivery/locks.py),
 and a deployment waits out only a background loop's brief hold."""
 
 from __future__ import annotations
 
 import pytest
 
-from corral.engine.locks import (
+from corral.engine.delivery.locks import (
     WARM_KEEPER,
     HolderKind,
     deployment_holder,

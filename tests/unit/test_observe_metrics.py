@@ -6,7 +6,7 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 
 from corral.engine.fleet import Fleets
-from corral.engine.metrics import CorralCollector, metrics_registry, metrics_text
+from corral.engine.observe.metrics import CorralCollector, metrics_registry, metrics_text
 from corral.ports.records import Event, Instance, InstanceState, ReleaseStats
 from corral.stores import MemoryStore
 

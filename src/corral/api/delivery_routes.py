@@ -8,8 +8,8 @@ from typing import Any
 from corral.api.bodies import NoBody, RollbackBody, WaitBody
 from corral.api.routes import Request, route
 from corral.engine.controller import Controller
-from corral.engine.outcome import await_outcome
-from corral.engine.rollback import RollbackRequest
+from corral.engine.delivery.outcome import await_outcome
+from corral.engine.delivery.rollback import RollbackRequest
 from corral.errors import NotFound
 
 

@@ -7,17 +7,17 @@ from typing import Any
 
 from corral.api.bodies import query_int
 from corral.api.routes import Request, route
-from corral.engine import ledger as engine_ledger
 from corral.engine.controller import Controller
-from corral.engine.dora import dora_report
-from corral.engine.instance_report import instance_report
-from corral.engine.logview import line_view, log_query, parse_since
+from corral.engine.observe import ledger as engine_ledger
+from corral.engine.observe.dora import dora_report
+from corral.engine.observe.instance_report import instance_report
+from corral.engine.observe.logview import line_view, log_query, parse_since
 from corral.ports.ledger import EventFilter
 
 
 @route("GET", "/metrics", raw=True)
 def metrics(controller: Controller, request: Request) -> tuple[str, bytes]:
-    return controller.observe.metrics()
+    return controller.telemetry.metrics()
 
 
 @route("GET", "/v1/logs")
@@ -26,7 +26,7 @@ def logs(controller: Controller, request: Request) -> dict[str, Any]:
     query = log_query(q.get("service"), release=q.get("release"), instance=q.get("instance"),
                       since=q.get("since"), grep=q.get("grep"), stream=q.get("stream"),
                       limit=query_int(q, "limit", 100))
-    return {"lines": [line_view(line) for line in controller.observe.logs.query(query)]}
+    return {"lines": [line_view(line) for line in controller.telemetry.logs.query(query)]}
 
 
 @route("GET", "/v1/ledger")
@@ -54,5 +54,5 @@ def dora(controller: Controller, request: Request) -> dict[str, Any]:
 
 @route("GET", "/v1/services/{service}/instances/{instance}")
 def instance(controller: Controller, request: Request) -> dict[str, Any]:
-    return instance_report(controller.ws.store, controller.observe.logs,
+    return instance_report(controller.ws.store, controller.telemetry.logs,
                            request.params["service"], request.params["instance"])

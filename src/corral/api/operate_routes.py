@@ -6,8 +6,8 @@ from typing import Any
 
 from corral.api.bodies import ChaosBody, NoBody
 from corral.api.routes import Request, route
-from corral.engine.chaos import ChaosRequest, ChaosRun
 from corral.engine.controller import Controller
+from corral.engine.operate.chaos import ChaosRequest, ChaosRun
 
 
 @route("POST", "/v1/chaos", stream=True, body=ChaosBody)

@@ -1,5 +1,5 @@
 """The API's route table. Each area registers its routes with `@route` in its own module
-(api/core_routes.py, …), listed in ROUTE_MODULES; the server only dispatches.
+(api/project_routes.py, …), listed in ROUTE_MODULES; the server only dispatches.
 
 A handler gets the controller and a Request (path params, query, JSON body, and `emit`
 for streaming routes) and returns a JSON-able dict (or None for streaming routes). A route
@@ -18,7 +18,7 @@ from typing import Any
 from corral.api.bodies import Body
 from corral.engine.controller import Controller
 
-ROUTE_MODULES = ["corral.api.core_routes", "corral.api.delivery_routes",
+ROUTE_MODULES = ["corral.api.project_routes", "corral.api.delivery_routes",
                  "corral.api.observe_routes", "corral.api.operate_routes"]
 
 Emit = Callable[[dict[str, Any]], None]

@@ -89,7 +89,7 @@ def deploy(ctx: Context, service: str | None, image: str | None, strategy: str |
     """Build if needed, record a release and move the service to it with its strategy.
 
     Exit code: 0 succeeded, 3 rolled back, 4 aborted, 1 failed."""
-    from corral.engine.build import deploy_request
+    from corral.engine.delivery.request import deploy_request
 
     ws = ctx.workspace()
     services = [service] if service else sorted(ws.loaded.spec.services)
@@ -126,7 +126,7 @@ def abort(ctx: Context, service: str, wait: bool) -> None:
     client = _client(ctx)
     answer = client.post(f"/v1/services/{service}/abort", {})
     outcome = "running"
-    if wait:  # the controller waits (engine/outcome.py), up to 300 s: then "running"
+    if wait:  # the controller waits (engine/delivery/outcome.py), up to 300 s: then "running"
         for event in client.stream(f"/v1/deployments/{answer['deployment']}/wait", {}):
             outcome = event.get("outcome", outcome)
     data = {**answer, "outcome": outcome}

@@ -1,6 +1,6 @@
-"""Image commands: images, keygen, sign, verify, gc (build lives in commands.py).
+"""Image commands: images, keygen, sign, verify, gc (build lives in project.py).
 
-Each parses, calls engine/images.py and renders; keys and retention are decided there.
+Each parses, calls engine/images/trust.py and renders; keys and retention are decided there.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from corral.cli.main import Context, cli, command
 @command
 def images(ctx: Context) -> None:
     """List local images: names, digest, size, age, releases using them, signed or not."""
-    from corral.engine.images import list_images
+    from corral.engine.images.catalog import list_images
 
     rows = list_images(ctx.workspace())
     data = [{"digest": r.digest, "names": list(r.names), "size": r.size,
@@ -43,7 +43,7 @@ def images(ctx: Context) -> None:
               "~/.config/corral/keys/default.key); the public key goes beside it as .pub.")
 def keygen(ctx: Context, out: Path | None) -> None:
     """Make an ed25519 signing key pair (private key mode 0600)."""
-    from corral.engine.images import keygen as make_key
+    from corral.engine.images.trust import keygen as make_key
 
     private, public, key_id, inline = make_key(out)
     ctx.out({"private": str(private), "public": str(public), "key_id": key_id,
@@ -60,7 +60,7 @@ def keygen(ctx: Context, out: Path | None) -> None:
               "~/.config/corral/keys/default.key).")
 def sign(ctx: Context, image: str, key: Path | None) -> None:
     """Sign IMAGE (name, name:tag or digest); the signature is an OCI 1.1 referrer."""
-    from corral.engine.images import sign as sign_image
+    from corral.engine.images.trust import sign as sign_image
 
     digest, descriptor = sign_image(ctx.workspace(), image, key)
     ctx.out({"image": digest, "signature": descriptor}, lambda: render.say(
@@ -77,7 +77,7 @@ def sign(ctx: Context, image: str, key: Path | None) -> None:
               "trusted_keys of the services in the spec, and the default key's .pub.")
 def verify(ctx: Context, image: str, keys: tuple[str, ...]) -> None:
     """Exit 0 if IMAGE has a valid signature by a trusted key, 1 otherwise."""
-    from corral.engine.images import verify as verify_image
+    from corral.engine.images.trust import verify as verify_image
 
     verdict = verify_image(ctx.workspace(), image, list(keys))
     data = {"image": verdict.digest, "valid": verdict.ok, "keys": list(verdict.valid_keys),
@@ -99,7 +99,7 @@ def verify(ctx: Context, image: str, keys: tuple[str, ...]) -> None:
               "(default: the spec's [gc] keep_for, 7d).")
 def gc(ctx: Context, dry_run: bool, keep_last: int | None, keep_for: str | None) -> None:
     """Delete images and blobs that no tag, release a rollback can reach, or instance needs."""
-    from corral.engine.images import gc as collect
+    from corral.engine.images.catalog import gc as collect
     from corral.spec.duration import parse_duration
 
     try:

@@ -39,13 +39,13 @@ def logs(ctx: Context, service: str, release: str | None, instance: str | None,
     """Show a service's logs from the central log store, also of instances that are gone."""
     from dataclasses import replace
 
-    from corral.engine.logview import follow as follow_lines
-    from corral.engine.logview import line_view, log_query, open_log_store
+    from corral.engine.observe.logview import follow as follow_lines
+    from corral.engine.observe.logview import line_view, log_query, open_log_store
 
     ws = ctx.workspace()
     check_service(service, known_services(ws))
     if not ctx.client().is_up():
-        from corral.engine.observe import collect_without_controller
+        from corral.engine.observe.telemetry import collect_without_controller
 
         collect_without_controller(ws)  # lines written since the collector stopped
     store = open_log_store(ws.state_dir)
@@ -88,7 +88,7 @@ def render_line(view: dict[str, Any]) -> str:
 def ledger(ctx: Context, verify: str | None, service: str | None, action: str | None,
            actor: str | None, since: float | None, limit: int | None, export: bool) -> None:
     """Show the ledger (who did what, when), verify its hash chain, or export it."""
-    from corral.engine import ledger as engine_ledger
+    from corral.engine.observe import ledger as engine_ledger
     from corral.ports.ledger import EventFilter
 
     ws = ctx.workspace()
@@ -151,7 +151,7 @@ def _verify(ctx: Context, view: dict[str, Any]) -> None:
 @click.option("--service", default=None, help="Only this service.")
 def dora(ctx: Context, window: float, service: str | None) -> None:
     """DORA metrics from the ledger, with their definitions."""
-    from corral.engine.dora import dora_report
+    from corral.engine.observe.dora import dora_report
     from corral.spec.duration import format_duration
 
     ws = ctx.workspace()
@@ -192,9 +192,9 @@ def _duration(seconds: float | None) -> str:
 
 
 def show_instance(ctx: Context, service: str, instance_id: str) -> None:
-    """`corral status SERVICE --instance ID` (called by cli/commands.py's status)."""
-    from corral.engine.instance_report import instance_report
-    from corral.engine.logview import open_log_store
+    """`corral status SERVICE --instance ID` (called by cli/project.py's status)."""
+    from corral.engine.observe.instance_report import instance_report
+    from corral.engine.observe.logview import open_log_store
 
     ws = ctx.workspace()
     report = instance_report(ws.store, open_log_store(ws.state_dir), service, instance_id)

@@ -25,7 +25,7 @@ def plan(ctx: Context, no_driver: bool) -> None:
     """Show what corral.toml would change: + create, ~ replace (why), - destroy.
 
     Exit 0: nothing to do; 2: changes; 1: error."""
-    from corral.engine.plan import plan_workspace
+    from corral.engine.operate.changes import plan_workspace
 
     ws = ctx.workspace()
     result = plan_workspace(ws, None if ctx.as_json else render.progress,
@@ -65,7 +65,7 @@ def chaos(ctx: Context, service: str | None, kills: int, interval: float, durati
     client = ctx.client()
     if not client.is_up():
         raise ControllerError("the controller is not running", hint="start it: corral up -d")
-    # The controller kills, sends the traffic and counts its failures (engine/chaos.py).
+    # The controller kills, sends the traffic and counts its failures (engine/operate/chaos.py).
     body = {"service": service, "kill": kills, "interval": interval, "duration": duration,
             "drift": drift, "seed": seed, "load": not no_load}
     result: dict[str, Any] = {}

@@ -29,7 +29,7 @@ _JOBS = "Blobs transferred in parallel."
 def push(ctx: Context, ref: str, image: str | None, insecure: bool, jobs: int,
          chunk_size: int) -> None:
     """Push a local image (and its signatures and SBOM) to REF = HOST[:PORT]/REPO[:TAG]."""
-    from corral.engine.registry import push as push_image
+    from corral.engine.images.registry import push as push_image
     from corral.engine.workspace import state_dir_of
 
     report = push_image(state_dir_of(ctx.spec_file), ref, image, insecure=insecure, jobs=jobs,
@@ -52,7 +52,7 @@ def push(ctx: Context, ref: str, image: str | None, insecure: bool, jobs: int,
 @click.option("--jobs", default=4, show_default=True, type=click.IntRange(1, 32), help=_JOBS)
 def pull(ctx: Context, ref: str, insecure: bool, jobs: int) -> None:
     """Pull REF = HOST[:PORT]/REPO[:TAG|@sha256:…] into the local store, verified."""
-    from corral.engine.registry import pull as pull_image
+    from corral.engine.images.registry import pull as pull_image
     from corral.engine.workspace import state_dir_of
 
     report: dict[str, Any] = pull_image(state_dir_of(ctx.spec_file), ref, insecure=insecure,

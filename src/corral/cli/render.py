@@ -149,7 +149,7 @@ def state(text: str) -> Cell:
 def status(data: dict[str, Any]) -> None:
     out = sys.stdout
     controller = data.get("controller") or {}
-    if controller.get("note"):  # engine/status.py: what runs without a controller
+    if controller.get("note"):  # engine/operate/status.py: what runs without a controller
         say(controller["note"])
     if not data["services"]:
         say("no services deployed yet: run `corral deploy`")

@@ -2,7 +2,7 @@
 
 Pure: the traffic records (wall time, HTTP status, 0 for a connection failure) and the
 moment the run ended are passed in. The engine kills and sends the traffic
-(engine/chaos.py, engine/chaos_traffic.py); this only counts.
+(engine/operate/chaos.py, engine/operate/chaos_traffic.py); this only counts.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from corral.ports.image_roots import HasImageRoots, RootGuard, RootWatcher
 
-if TYPE_CHECKING:  # the types engine/registry.py names, re-exported for it
+if TYPE_CHECKING:  # the types engine/images/registry.py names, re-exported for it
     from corral.images.oci.layout import Layout as Layout
     from corral.images.registry import BlobLocations as BlobLocations
     from corral.images.registry import (

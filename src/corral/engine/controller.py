@@ -14,11 +14,12 @@ import time
 from typing import Any, Protocol
 
 from corral.core.bluegreen import previews
-from corral.engine.deploy import Deployer, DeployRequest, Emit
+from corral.engine.delivery.deploy import Deployer, Emit
+from corral.engine.delivery.instances import Instances
+from corral.engine.delivery.request import DeployRequest
 from corral.engine.fleet import Fleets
-from corral.engine.health import HealthMonitor
-from corral.engine.instances import Hands
-from corral.engine.status import instance_view, router_view, service_view
+from corral.engine.operate.health import HealthMonitor
+from corral.engine.operate.status import instance_view, router_view, service_view
 from corral.engine.workspace import Workspace, current_actor
 from corral.errors import NotFound, RouterError
 from corral.ports.records import Deployment, Event, Instance, InstanceState
@@ -42,9 +43,9 @@ class Controller:
         self.actor = current_actor()
         self.stopping = threading.Event()
         self.fleets = Fleets(ws.store, ws.router, self.clock, self.actor)
-        self.hands = Hands(ws.driver, ws.router, ws.images, self.fleets, self.clock,
-                           ws.state_dir / "volumes")
-        self.deployer = Deployer(ws.store, self.hands, self.stopping)
+        self.instances = Instances(ws.driver, ws.router, ws.images, self.fleets, self.clock,
+                                   ws.state_dir / "volumes")
+        self.deployer = Deployer(ws.store, self.instances, self.stopping)
         self.monitor = HealthMonitor(self.fleets, ws.driver, self._health_of, self.clock,
                                      liveness_of=lambda i: self._spec_of(
                                          i.service, i.release).liveness)
@@ -52,17 +53,17 @@ class Controller:
         # its own (reconcile, log collection, …) here.
         self.loops: list[Loop] = [self.monitor]
         # progressive delivery: resume interrupted deployments, retire warm fleets, rollback
-        from corral.engine.resume import Resumer
-        from corral.engine.rollback import Rollback
-        from corral.engine.traffic import WarmKeeper
-        self.resumer = Resumer(ws.store, self.hands, self.deployer, self.actor)
-        self.rollback = Rollback(ws.store, self.hands, self.deployer, ws.state_dir)
-        self.loops += [WarmKeeper(self.deployer.traffic, ws.store, self.hands, self.actor),
+        from corral.engine.delivery.resume import Resumer
+        from corral.engine.delivery.rollback import Rollback
+        from corral.engine.delivery.traffic import WarmKeeper
+        self.resumer = Resumer(ws.store, self.instances, self.deployer, self.actor)
+        self.rollback = Rollback(ws.store, self.instances, self.deployer, ws.state_dir)
+        self.loops += [WarmKeeper(self.deployer.traffic, ws.store, self.instances, self.actor),
                        self.resumer]
-        # operate: self-healing by replacement (engine/reconcile.py)
-        from corral.engine.reconcile import Reconciler
-        self.reconciler = Reconciler(ws.store, self.fleets, self.hands, self.clock, self.actor)
-        from corral.engine.drift import DriftWatch
+        # operate: self-healing by replacement (engine/operate/reconcile.py)
+        from corral.engine.operate.reconcile import Reconciler
+        self.reconciler = Reconciler(ws.store, self.instances, self.actor)
+        from corral.engine.operate.drift import DriftWatch
         self.drift = DriftWatch(ws.store, self.fleets, ws.images, ws.driver,
                                 self.reconciler.condemn, self.clock, self.actor,
                                 ws.state_dir / "volumes")
@@ -71,10 +72,10 @@ class Controller:
         self.monitor.on_liveness_failure.append(
             lambda instance, why: self.reconciler.condemn(instance.id, why))
         # observe: logs, retention, Loki, metrics; first in, last out, so it collects the
-        # lines every other loop's instances write until they stop (engine/observe.py)
-        from corral.engine.observe import Observe
-        self.observe = Observe(self)
-        self.loops.insert(0, self.observe)
+        # lines every other loop's instances write until they stop (observe/telemetry.py)
+        from corral.engine.observe.telemetry import Telemetry
+        self.telemetry = Telemetry(ws, self.fleets, self.clock)
+        self.loops.insert(0, self.telemetry)
 
     # -- life --------------------------------------------------------------------------
     def start(self) -> None:
@@ -128,7 +129,7 @@ class Controller:
         if not keep_instances:
             for instance in self.fleets.all():
                 spec = self._spec_of(instance.service, instance.release)
-                self.hands.drain_and_stop(instance.id, "corral down", 5.0, spec.stop_grace)
+                self.instances.drain_and_stop(instance.id, "corral down", 5.0, spec.stop_grace)
             for service in self.ws.store.services():
                 self.ws.router.remove_service(service)
             self.ws.router.stop()

@@ -1,4 +1,4 @@
-"""Executing a decision's steps with the engine's hands; recording and reporting each.
+"""Executing a decision's steps with the engine's instances; recording and reporting each.
 
 Steps come from core strategies; this module only carries them out (start, drain, stop,
 set weights, wait) and writes each to the store and the event stream. It also holds the
@@ -25,7 +25,7 @@ from corral.core.steps import (
     Wait,
 )
 from corral.core.weights import backends_for, traffic_shares
-from corral.engine.instances import Hands
+from corral.engine.delivery.instances import Instances
 from corral.errors import NotFound
 from corral.ports.records import Deployment, Event, Release
 from corral.ports.store import Store
@@ -61,11 +61,11 @@ class CrashPoints:
 class Executor:
     """Runs the steps of one deployment. `wake` is notified by promote/abort requests."""
 
-    def __init__(self, store: Store, hands: Hands, deployment: Deployment,
+    def __init__(self, store: Store, instances: Instances, deployment: Deployment,
                  service: ServiceSpec, emit: Emit, actor: str, wake: threading.Condition,
                  crash: CrashPoints) -> None:
         self._store = store
-        self._hands = hands
+        self._instances = instances
         self._deployment = deployment
         self._service = service
         self._emit = emit
@@ -79,8 +79,8 @@ class Executor:
         for step in steps:
             if isinstance(step, AwaitHealthy):
                 self._report_health(step.instance_ids)
-                with self._hands.fleets.changed:
-                    self._hands.fleets.changed.wait(timeout=0.25)
+                with self._instances.fleets.changed:
+                    self._instances.fleets.changed.wait(timeout=0.25)
             elif isinstance(step, AwaitPromotion):
                 self._say({"type": "gate", "release": step.release,
                            "hint": f"corral promote {self._deployment.service} | "
@@ -90,20 +90,21 @@ class Executor:
             elif isinstance(step, Wait):
                 self._say({"type": "wait", "why": step.why, "until": step.until})
                 with self._wake:
-                    self._wake.wait(timeout=max(0.0, min(0.5, step.until - self._hands.clock())))
+                    left = step.until - self._instances.clock()
+                    self._wake.wait(timeout=max(0.0, min(0.5, left)))
             else:
                 self._record(type(step).__name__, self._act(step))
 
     def _act(self, step: Step) -> dict[str, Any]:
-        hands, service = self._hands, self._service
+        instances, service = self._instances, self._service
         if isinstance(step, StartInstances):
             release = self._release(step.release)
             return {"release": step.release,
-                    "instances": [hands.start(release).id for _ in range(step.count)]}
+                    "instances": [instances.start(release).id for _ in range(step.count)]}
         if isinstance(step, DrainAndStop | StopInstances):
             drain = service.drain_timeout if isinstance(step, DrainAndStop) else 0.0
             for instance_id in step.instance_ids:
-                hands.drain_in_background(instance_id, step.reason, drain, service.stop_grace)
+                instances.drain_in_background(instance_id, step.reason, drain, service.stop_grace)
             return {"instances": list(step.instance_ids), "reason": step.reason}
         if isinstance(step, SetWeights):
             self.set_weights(step.weights)
@@ -113,7 +114,7 @@ class Executor:
                   "numbers": step.numbers,
                   "percent": self._service.canary.steps[step.step]}
         self._store.append_event(Event(
-            at=self._hands.clock(), actor=self._actor, action="deployment.analysis",
+            at=self._instances.clock(), actor=self._actor, action="deployment.analysis",
             subject=self._deployment.service, detail={"deployment": self._deployment.id,
                                                       **detail}))
         self._emit({"type": "analysis", **detail})
@@ -126,26 +127,26 @@ class Executor:
         traffic = None if weights is None else {
             "weights": {str(k): v for k, v in weights.items()}, "replicas": replicas}
         self._store.set_traffic(name, traffic, Event(
-            at=self._hands.clock(), actor=self._actor, action="traffic.set", subject=name,
+            at=self._instances.clock(), actor=self._actor, action="traffic.set", subject=name,
             detail={"deployment": self._deployment.id, "traffic": traffic}))
-        self._hands.fleets.set_fleet_weights(name, weights, replicas)
+        self._instances.fleets.set_fleet_weights(name, weights, replicas)
 
     def _record(self, kind: str, detail: dict[str, Any]) -> None:
-        self._store.add_step(self._deployment.id, kind, detail, self._hands.clock())
+        self._store.add_step(self._deployment.id, kind, detail, self._instances.clock())
         self._said = None
         if kind != "RecordAnalysis":
             self._emit({"type": "step", "kind": kind, **detail, "weights": self.shares()})
         self._crash.after(kind)
 
     def shares(self) -> dict[str, float]:
-        fleets, name = self._hands.fleets, self._deployment.service
+        fleets, name = self._instances.fleets, self._deployment.service
         return traffic_shares(backends_for(fleets.of_service(name), fleets.fleet_weights_of(name),
                                            self._service.replicas))
 
     def _report_health(self, waiting: tuple[str, ...]) -> None:
         """One `health` event per check of an instance still starting: its result, and the
         seconds waited of those allowed (a failing check is seen every attempt, not once)."""
-        fleets = self._hands.fleets
+        fleets = self._instances.fleets
         for instance_id in waiting:
             instance, record = fleets.get(instance_id), fleets.health_of(instance_id)
             seen = (record.passes, record.failures)
@@ -155,7 +156,7 @@ class Executor:
             self._emit({"type": "health", "instance": instance_id,
                         "result": record.last_error if record.failures else "passed",
                         "attempt": record.failures or record.passes,
-                        "waited": round(self._hands.clock() - instance.created_at, 1),
+                        "waited": round(self._instances.clock() - instance.created_at, 1),
                         "timeout": self._service.health.start_timeout})
 
     def _say(self, event: dict[str, Any]) -> None:
@@ -165,7 +166,7 @@ class Executor:
             self._emit(event)
 
     def _release(self, version: int) -> Release:
-        found = self._hands.fleets.release(self._deployment.service, version)
+        found = self._instances.fleets.release(self._deployment.service, version)
         if found is None:
             raise NotFound(f"release {self._deployment.service} v{version} is not in the store")
         return found

@@ -30,9 +30,8 @@ from corral.core.reconcile import (
     backoff_delay,
     plan_reconcile,
 )
-from corral.engine.fleet import Clock, Fleets
-from corral.engine.instances import Hands
-from corral.engine.locks import lock_name, reconciler_holder
+from corral.engine.delivery.instances import Instances
+from corral.engine.delivery.locks import lock_name, reconciler_holder
 from corral.engine.loop import BackgroundLoop
 from corral.errors import CorralError
 from corral.ports.records import Event, Instance, InstanceState, Release
@@ -58,13 +57,13 @@ class SweepStats:
 class Reconciler:
     """Keeps every service at its live release and replicas; `sweep` is one pass."""
 
-    def __init__(self, store: Store, fleets: Fleets, hands: Hands, clock: Clock, actor: str,
-                 *, period: float = 5.0, unknown_grace: float = 10.0) -> None:
+    def __init__(self, store: Store, instances: Instances, actor: str, *, period: float = 5.0,
+                 unknown_grace: float = 10.0) -> None:
         self._store = store
-        self._fleets = fleets
-        self._hands = hands
-        self._driver = hands.driver
-        self._clock = clock
+        self._fleets = instances.fleets
+        self._instances = instances
+        self._driver = instances.driver
+        self._clock = instances.clock
         self._actor = actor
         self._period = period
         self._unknown_grace = unknown_grace
@@ -264,7 +263,7 @@ class Reconciler:
             found = self._spec(action.service, action.release)
             if found is None:
                 return
-            new_id = self._hands.start(found[0]).id
+            new_id = self._instances.start(found[0]).id
             self._pending[new_id] = action.service
             if action.replaces is not None:
                 self._departed.pop(action.replaces, None)
@@ -273,7 +272,7 @@ class Reconciler:
             instance = self._fleets.get(action.instance_id)
             spec = self._spec(action.service, instance.release) if instance else None
             drain, grace = (spec[1].drain_timeout, spec[1].stop_grace) if spec else (5.0, 5.0)
-            self._hands.drain_in_background(action.instance_id, f"reconcile: {action.cause}",
+            self._instances.drain_in_background(action.instance_id, f"reconcile: {action.cause}",
                                             drain, grace)
         elif isinstance(action, Destroy):
             self._driver.stop(action.instance_id, grace=1.0)

@@ -12,9 +12,9 @@ import logging
 import threading
 
 from corral.core.delivery import Progress
-from corral.engine.deploy import Deployer
-from corral.engine.instances import Hands
-from corral.engine.locks import lock_name, resumed_holder
+from corral.engine.delivery.deploy import Deployer
+from corral.engine.delivery.instances import Instances
+from corral.engine.delivery.locks import lock_name, resumed_holder
 from corral.errors import CorralError
 from corral.ports.records import Deployment, DeploymentOutcome, Event, InstanceState
 from corral.ports.store import Store
@@ -25,19 +25,19 @@ log = logging.getLogger(__name__)
 class Resumer:
     """A controller loop that resumes interrupted deployments once, at start."""
 
-    def __init__(self, store: Store, hands: Hands, deployer: Deployer, actor: str) -> None:
+    def __init__(self, store: Store, instances: Instances, deployer: Deployer, actor: str) -> None:
         self._store = store
-        self._hands = hands
+        self._instances = instances
         self._deployer = deployer
         self._actor = actor
         self.threads: list[threading.Thread] = []
 
     def prepare(self) -> None:
         self._deployer.traffic.restore()
-        for instance in self._hands.fleets.all():
+        for instance in self._instances.fleets.all():
             if instance.state is InstanceState.DRAINING:
                 log.info("finishing the drain of %s", instance.id)
-                self._hands.drain_in_background(instance.id, instance.reason or "drained",
+                self._instances.drain_in_background(instance.id, instance.reason or "drained",
                                                 5.0, 5.0)
 
     def interrupted(self) -> list[Deployment]:
@@ -64,7 +64,7 @@ class Resumer:
         log.info("resuming deployment #%d of %s at phase %s", deployment.id,
                  deployment.service, progress.phase)
         self._store.append_event(Event(
-            at=self._hands.clock(), actor=self._actor, action="deployment.resume",
+            at=self._instances.clock(), actor=self._actor, action="deployment.resume",
             subject=deployment.service, detail={"deployment": deployment.id,
                                                 "phase": progress.phase}))
         holder = progress.holder or resumed_holder(deployment.id)
@@ -78,7 +78,8 @@ class Resumer:
 
     def _abandon(self, deployment: Deployment, why: str) -> None:
         self._store.finish_deployment(
-            deployment.id, DeploymentOutcome.FAILED, self._hands.clock(),
+            deployment.id, DeploymentOutcome.FAILED, self._instances.clock(),
             f"could not resume: {why}", Event(
-                at=self._hands.clock(), actor=self._actor, action="deployment.failed",
+                at=self._instances.clock(), actor=self._actor, action="deployment.failed",
                 subject=deployment.service, detail={"deployment": deployment.id}))
+

@@ -13,7 +13,8 @@ import re
 from collections.abc import Callable
 
 from corral.core.plan import Running, SpecPlan, Wanted, plan_changes
-from corral.engine.build import built_digest, release_config_of
+from corral.engine.delivery.request import release_config_of
+from corral.engine.images.build import built_digest
 from corral.engine.workspace import Workspace
 from corral.errors import NotFound
 from corral.spec.model import DIGEST_PATTERN

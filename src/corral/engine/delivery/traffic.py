@@ -12,8 +12,8 @@ import logging
 from typing import Any
 
 from corral.core.strategies import Strategy
-from corral.engine.instances import Hands
-from corral.engine.locks import WARM_KEEPER
+from corral.engine.delivery.instances import Instances
+from corral.engine.delivery.locks import WARM_KEEPER
 from corral.engine.loop import BackgroundLoop
 from corral.ports.records import Deployment, Event, InstanceState
 from corral.ports.store import Store
@@ -29,9 +29,9 @@ def weights_of(traffic: dict[str, Any] | None) -> dict[int, int] | None:
 
 
 class Traffic:
-    def __init__(self, store: Store, hands: Hands) -> None:
+    def __init__(self, store: Store, instances: Instances) -> None:
         self._store = store
-        self._hands = hands
+        self._instances = instances
 
     def restore(self) -> None:
         """Give the fleets every service's saved weights (before the first router sync)."""
@@ -39,7 +39,7 @@ class Traffic:
             traffic = self._store.get_traffic(service)
             weights = weights_of(traffic)
             if traffic and weights is not None:
-                self._hands.fleets.set_fleet_weights(service, weights,
+                self._instances.fleets.set_fleet_weights(service, weights,
                                                      int(traffic.get("replicas", 0)))
 
     def prepare(self, service: str, strategy: Strategy, replicas: int,
@@ -61,15 +61,15 @@ class Traffic:
             self._set(deployment.service, {
                 "weights": {str(deployment.to_release): 100, str(old): 0},
                 "replicas": spec.replicas,
-                "warm": {"release": old, "until": self._hands.clock() + window,
+                "warm": {"release": old, "until": self._instances.clock() + window,
                          "from": deployment.to_release}}, spec.replicas, "old fleet warm",
                 actor)
             return
         if old is not None and old != deployment.to_release:  # e.g. blue-green, no window
             spec_old = self._spec(deployment.service, old)
-            for instance in self._hands.fleets.of_service(deployment.service):
+            for instance in self._instances.fleets.of_service(deployment.service):
                 if instance.release == old and instance.state is not InstanceState.DRAINING:
-                    self._hands.drain_in_background(
+                    self._instances.drain_in_background(
                         instance.id, "replaced", spec_old.drain_timeout if spec_old else 30.0,
                         spec_old.stop_grace if spec_old else 10.0)
         self.equal(deployment.service, actor)
@@ -88,9 +88,9 @@ class Traffic:
             return
         target = int(warm["release"])
         spec = self._spec(service, target)
-        for instance in self._hands.fleets.of_service(service):
+        for instance in self._instances.fleets.of_service(service):
             if instance.release == target and instance.state is not InstanceState.DRAINING:
-                self._hands.drain_in_background(instance.id, f"warm fleet retired: {why}",
+                self._instances.drain_in_background(instance.id, f"warm fleet retired: {why}",
                                                 spec.drain_timeout if spec else 30.0,
                                                 spec.stop_grace if spec else 10.0)
         self.equal(service, actor)
@@ -98,24 +98,24 @@ class Traffic:
     def _set(self, service: str, traffic: dict[str, Any] | None, replicas: int, why: str,
              actor: str = "corral") -> None:
         self._store.set_traffic(service, traffic, Event(
-            at=self._hands.clock(), actor=actor, action="traffic.set", subject=service,
+            at=self._instances.clock(), actor=actor, action="traffic.set", subject=service,
             detail={"traffic": traffic, "why": why}))
-        self._hands.fleets.set_fleet_weights(service, weights_of(traffic),
+        self._instances.fleets.set_fleet_weights(service, weights_of(traffic),
                                              int((traffic or {}).get("replicas", replicas)))
 
     def _spec(self, service: str, version: int) -> ServiceSpec | None:
-        release = self._hands.fleets.release(service, version)
+        release = self._instances.fleets.release(service, version)
         return release.spec if release else None
 
 
 class WarmKeeper:
     """A controller loop: retire warm fleets whose rollback window has ended."""
 
-    def __init__(self, traffic: Traffic, store: Store, hands: Hands, actor: str,
+    def __init__(self, traffic: Traffic, store: Store, instances: Instances, actor: str,
                  period: float = 1.0) -> None:
         self._traffic = traffic
         self._store = store
-        self._hands = hands
+        self._instances = instances
         self._actor = actor
         self._loop = BackgroundLoop("warm-keeper", self.tick, period, what="warm fleet sweep")
 
@@ -126,7 +126,7 @@ class WarmKeeper:
         self._loop.stop(timeout=5)
 
     def tick(self) -> None:
-        now = self._hands.clock()
+        now = self._instances.clock()
         for service in self._store.services():
             warm = self._traffic.warm(service)
             if not warm or float(warm["until"]) > now:

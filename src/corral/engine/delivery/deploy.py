@@ -3,8 +3,8 @@
 A strategy-agnostic loop: observe (instances, router stats, promote/abort requests) →
 decide (core) → save the progress → execute the steps → repeat, holding the service's
 lock. Progress is saved before steps run, so a deployment interrupted anywhere resumes
-(engine/resume.py). Rollback to a warm fleet lives in engine/rollback.py. A release that
-is already live is not deployed again: nothing runs and nothing is recorded.
+(delivery/resume.py). Rollback to a warm fleet lives in delivery/rollback.py. A release
+that is already live is not deployed again: nothing runs and nothing is recorded.
 """
 
 from __future__ import annotations
@@ -13,19 +13,19 @@ import logging
 import secrets
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from corral.core.delivery import Decision, Observation, Progress, Target
 from corral.core.release import config_digest, service_of
 from corral.core.strategies import STRATEGIES, Strategy, recorded_strategy, strategy_for
-from corral.engine.execute import CrashPoints, Emit, Executor
-from corral.engine.images import refuse_unsigned
-from corral.engine.instances import Hands
-from corral.engine.last_lines import with_last_lines
-from corral.engine.locks import deployment_holder, holder_kind, lock_name
-from corral.engine.traffic import Traffic
+from corral.engine.delivery.execute import CrashPoints, Emit, Executor
+from corral.engine.delivery.instances import Instances
+from corral.engine.delivery.last_lines import with_last_lines
+from corral.engine.delivery.locks import deployment_holder, holder_kind, lock_name
+from corral.engine.delivery.request import DeployRequest
+from corral.engine.delivery.traffic import Traffic
+from corral.engine.images.trust import refuse_unsigned
 from corral.errors import CorralError, DeployError, LockHeld, NotFound
 from corral.ports.driver import HasLogPaths
 from corral.ports.records import Deployment, DeploymentOutcome, Event, InstanceState, Release
@@ -34,32 +34,18 @@ from corral.ports.store import Store
 log = logging.getLogger(__name__)
 
 LOCK_TTL = 60.0
-__all__ = ["DeployRequest", "Deployer", "Emit"]
-
-
-@dataclass(frozen=True)
-class DeployRequest:
-    service: str
-    image_digest: str
-    config: dict[str, Any]
-    actor: str
-    git_commit: str | None = None
-    git_commit_time: float | None = None
-    force: bool = False  # deploy a release even if it was marked bad
-    # `deploy --strategy`: how this one deployment runs. Never part of the release config,
-    # so the next plain deploy of an unchanged service finds its release live.
-    strategy: str | None = None
+__all__ = ["Deployer", "Emit"]
 
 
 class Deployer:
     """Runs one deployment at a time per service (the store lock makes sure of it)."""
 
-    def __init__(self, store: Store, hands: Hands, stopping: threading.Event) -> None:
+    def __init__(self, store: Store, instances: Instances, stopping: threading.Event) -> None:
         self._store = store
-        self._hands = hands
-        self._clock = hands.clock
+        self._instances = instances
+        self._clock = instances.clock
         self._stopping = stopping
-        self.traffic = Traffic(store, hands)
+        self.traffic = Traffic(store, instances)
         self.crash = CrashPoints()
         self._wake = threading.Condition()
         self._signals: dict[int, set[str]] = {}  # deployment id -> {"promote", "abort"}
@@ -75,7 +61,7 @@ class Deployer:
             raise DeployError(f"unknown strategy {request.strategy!r}",
                               hint=f"use one of: {', '.join(sorted(STRATEGIES))}")
         # images (issue 3): require_signature is checked here too, not only by the CLI.
-        refuse_unsigned(self._hands.images, self._store, request.service, service,
+        refuse_unsigned(self._instances.images, self._store, request.service, service,
                         request.image_digest, request.actor, self._clock(), Path.cwd())
         release = self._release_for(request)
         # Unique per request: the same user deploying the same release twice must not
@@ -119,10 +105,10 @@ class Deployer:
         strategy = recorded_strategy(deployment.strategy, service)
         self._running[deployment.service] = deployment.id
         try:
-            self._hands.fleets.set_listen(release.service, service.router.listen
+            self._instances.fleets.set_listen(release.service, service.router.listen
                                           if service.router else None)
-            self._hands.fleets.set_preview(release.service, strategy.is_previewable)
-            self._hands.fleets.resync(release.service)
+            self._instances.fleets.set_preview(release.service, strategy.is_previewable)
+            self._instances.fleets.resync(release.service)
             decision = self._drive(deployment, release, strategy, progress, actor, emit,
                                    holder)
             if decision is None:  # the controller is stopping: a later one resumes it
@@ -166,7 +152,7 @@ class Deployer:
         previous = deployment.from_release
         target = Target(release.version, None if previous == release.version else previous,
                         service.replicas, service.health.start_timeout)
-        executor = Executor(self._store, self._hands, deployment, service, emit, actor,
+        executor = Executor(self._store, self._instances, deployment, service, emit, actor,
                             self._wake, self.crash)
         while not self._stopping.is_set():
             self._store.acquire_lock(lock_name(deployment.service), holder, self._clock(),
@@ -182,7 +168,7 @@ class Deployer:
                 progress = decision.progress
             executor.run(decision.steps)
             if decision.outcome is not None:
-                self._hands.wait_for_drains()
+                self._instances.wait_for_drains()
                 return decision
         return None
 
@@ -191,11 +177,11 @@ class Deployer:
         failed = [i for i in self._store.list_instances(name, live_only=False)
                   if i.state is InstanceState.FAILED and i.created_at >= deployment.started_at]
         stats = {}
-        if (strategy.needs_router_stats and self._hands.router is not None
-                and self._hands.fleets.listen_of(name)):
-            stats = self._hands.router.stats(name)
+        if (strategy.needs_router_stats and self._instances.router is not None
+                and self._instances.fleets.listen_of(name)):
+            stats = self._instances.router.stats(name)
         signals = self._signals.get(deployment.id, set())
-        return Observation(tuple(self._hands.fleets.of_service(name)) + tuple(failed),
+        return Observation(tuple(self._instances.fleets.of_service(name)) + tuple(failed),
                            self._clock(), stats, "promote" in signals, "abort" in signals)
 
     def _conclude(self, deployment: Deployment, release: Release, strategy: Strategy,
@@ -221,8 +207,8 @@ class Deployer:
 
     def _in_own_words(self, deployment: Deployment, reason: str | None) -> str | None:
         """A failure reason that names an instance, followed by that instance's last lines
-        (engine/last_lines.py)."""
-        driver = self._hands.driver
+        (engine/delivery/last_lines.py)."""
+        driver = self._instances.driver
         return with_last_lines(reason, [
             i for i in self._store.list_instances(deployment.service, live_only=False)
             if i.created_at >= deployment.started_at],
@@ -234,13 +220,13 @@ class Deployer:
         name = deployment.service
         if deployment.to_release == self._store.live_release(name):
             return
-        target = self._hands.fleets.release(name, deployment.to_release)
+        target = self._instances.fleets.release(name, deployment.to_release)
         spec = target.spec if target else None
-        for instance in self._hands.fleets.of_service(name):
+        for instance in self._instances.fleets.of_service(name):
             if (instance.release == deployment.to_release
                     and instance.created_at >= deployment.started_at
                     and instance.state is not InstanceState.DRAINING):
-                self._hands.drain_in_background(
+                self._instances.drain_in_background(
                     instance.id, f"deployment #{deployment.id} failed",
                     spec.drain_timeout if spec else 30.0, spec.stop_grace if spec else 10.0)
         self.traffic.equal(name, actor)

@@ -1,8 +1,9 @@
-"""The controller's observe loop: log collection, retention, Loki shipping and metrics.
+"""The controller's telemetry: log collection, retention, Loki shipping and metrics.
 
 Wires the log collector to the fleets (what to read), the driver (where the files are) and
-the store (each release's git commit), and the metrics registry to the controller's ports.
-One Loop for the controller; it decides nothing about instances.
+the store (each release's git commit), and the metrics registry to the workspace's ports.
+One Loop for the controller, given the workspace, fleets and clock it reads (never the
+controller itself); it decides nothing about instances.
 """
 
 from __future__ import annotations
@@ -14,31 +15,30 @@ from collections import deque
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from corral.engine.adapters import loki_sink, metrics_server
-from corral.engine.logs import LogCollector, Watched
-from corral.engine.logview import open_log_store
-from corral.engine.metrics import CorralCollector, metrics_registry, metrics_text
+from corral.engine.fleet import Clock, Fleets
+from corral.engine.observe.logs import LogCollector, Watched
+from corral.engine.observe.logview import open_log_store
+from corral.engine.observe.metrics import CorralCollector, metrics_registry, metrics_text
+from corral.engine.workspace import Workspace
 from corral.ports.driver import HasLogPaths
 from corral.ports.logs import LogSource
 from corral.ports.records import Instance
-
-if TYPE_CHECKING:
-    from corral.engine.controller import Controller
-    from corral.engine.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY = 60.0  # seconds between retention passes
 
 
-class Observe:
+class Telemetry:
     """Started after the other loops' owners exist; stopped after they stop."""
 
-    def __init__(self, controller: Controller) -> None:
-        self._controller = controller
-        ws = controller.ws
+    def __init__(self, ws: Workspace, fleets: Fleets, clock: Clock) -> None:
+        self._ws = ws
+        self._fleets = fleets
+        self._clock = clock
         self.settings = ws.loaded.spec.observe
         self.logs = open_log_store(ws.state_dir)
         self._sinks: list[Any] = []
@@ -49,12 +49,12 @@ class Observe:
         # Instances added since the last pass: one that exits (and leaves the fleet)
         # before the collector's next pass is still read, to the end of its files.
         self._arrived: deque[Instance] = deque()
-        controller.fleets.on_add.append(self._arrived.append)
+        fleets.on_add.append(self._arrived.append)
         self.collector = LogCollector(
-            self.logs, self._watched, self._paths_of, controller.clock,
+            self.logs, self._watched, self._paths_of, clock,
             backlog=self._backlog, sinks=self._sinks, on_tick=self._retention)
         self.registry = metrics_registry(CorralCollector(
-            ws.store, ws.router, controller.fleets, self._log_counts))
+            ws.store, ws.router, fleets, self._log_counts))
         self._last_prune = 0.0
         self._http: Any = None
         listen = os.environ.get("CORRAL_METRICS_LISTEN") or self.settings.metrics_listen
@@ -85,7 +85,7 @@ class Observe:
                          git_commit=self._commit_of(instance.service, instance.release))
 
     def _watched(self) -> list[Watched]:
-        found = {i.id: i for i in self._controller.fleets.all()}
+        found = {i.id: i for i in self._fleets.all()}
         while self._arrived:  # after the snapshot: an instance added in between is in both
             arrived = self._arrived.popleft()
             found.setdefault(arrived.id, arrived)
@@ -93,25 +93,25 @@ class Observe:
 
     def _backlog(self) -> list[Watched]:
         """Instances that ended while no controller was collecting (read to the end once)."""
-        oldest = self._controller.clock() - self.settings.logs.max_age
+        oldest = self._clock() - self.settings.logs.max_age
         return [Watched(self._source(i), ended_at=i.ended_at or i.created_at)
-                for i in self._controller.ws.store.list_instances(live_only=False)
+                for i in self._ws.store.list_instances(live_only=False)
                 if not i.state.is_live and (i.ended_at or i.created_at) >= oldest]
 
     def _paths_of(self, instance_id: str) -> tuple[Path, Path]:
-        driver = self._controller.ws.driver
+        driver = self._ws.driver
         if not isinstance(driver, HasLogPaths):  # no files (fake, remote): nothing to read
-            missing = self._controller.ws.state_dir / "logs" / instance_id
+            missing = self._ws.state_dir / "logs" / instance_id
             return missing / "stdout.log", missing / "stderr.log"
         return driver.log_paths(instance_id)
 
     def _load_commit(self, service: str, version: int) -> str | None:
-        release = self._controller.ws.store.get_release(service, version)
+        release = self._ws.store.get_release(service, version)
         return release.git_commit if release else None
 
     # -- upkeep --------------------------------------------------------------------------
     def _retention(self) -> None:
-        now = self._controller.clock()
+        now = self._clock()
         if now - self._last_prune < PRUNE_EVERY:
             return
         self._last_prune = now

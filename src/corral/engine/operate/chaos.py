@@ -4,7 +4,7 @@ long the reconciler takes to restore the service.
 The randomness lives here, seeded and recorded in the ledger so a run can be repeated.
 A kill is restored when the service again has its replicas ready, one of them new, and the
 new one is among the router's weighted backends. It never repairs anything itself. With
-`load`, traffic flows through the router meanwhile (engine/chaos_traffic.py) and the
+`load`, traffic flows through the router meanwhile (engine/operate/chaos_traffic.py) and the
 summary counts each kill's failed requests (core/chaos.py).
 """
 
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from corral.core.chaos import tally_requests
-from corral.engine.chaos_traffic import TAIL, TrafficProbe
 from corral.engine.fleet import Fleets
+from corral.engine.operate.chaos_traffic import TAIL, TrafficProbe
 from corral.errors import CorralError, NotFound
 from corral.ports.driver import Driver
 from corral.ports.records import Event, InstanceState

@@ -1,4 +1,5 @@
-"""Starting and stopping instances of a release: the engine's hands on the driver.
+"""Starting and stopping instances of a release (`Instances`: the driver, router, image store,
+fleets and clock that takes, held once and handed to whoever starts or stops one).
 
 Turns a release into an InstanceSpec (image root, argv, env, volumes), starts it and
 registers it; stops instances after draining their traffic. Which instances to start or
@@ -25,8 +26,9 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Hands:
-    """What it takes to start and stop instances."""
+class Instances:
+    """The controller's means to start and stop instances; callers read its fleets and clock
+    from it rather than being handed them again."""
 
     driver: Driver
     router: Router | None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from corral.engine.logview import line_view
+from corral.engine.observe.logview import line_view
 from corral.errors import NotFound
 from corral.ports.ledger import EventFilter
 from corral.ports.logs import LogQuery, LogStore

@@ -1,4 +1,4 @@
-"""Routes of the foundation: ping, status, releases, deploy."""
+"""Routes of the project as a whole: ping, status, releases, deploy."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from corral.api.bodies import DeployBody
 from corral.api.routes import Request, route
 from corral.engine.controller import Controller
-from corral.engine.deploy import DeployRequest
+from corral.engine.delivery.request import DeployRequest
 
 
 @route("GET", "/v1/ping")
@@ -23,7 +23,7 @@ def status(controller: Controller, request: Request) -> dict[str, Any]:
 
 @route("GET", "/v1/services/{service}/releases")
 def releases(controller: Controller, request: Request) -> dict[str, Any]:
-    from corral.engine.releases import release_rows
+    from corral.engine.delivery.releases import release_rows
 
     return {"releases": release_rows(controller.ws, request.params["service"])}
 

@@ -1,6 +1,7 @@
-"""The commands of ARCHITECTURE.md's command surface that exist so far.
+"""The project's commands: init, validate, schema, build, up, down, status, releases.
 
-Each command parses, calls the engine (or the controller through its API) and renders.
+Each command parses, calls the engine (or the controller through its API) and renders; the
+other areas' commands live in their own modules (delivery, images, observe, operate, registry).
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def build(ctx: Context, image: str | None, check_reproducible: bool,
           build_arg: tuple[str, ...]) -> None:
     """Build one image of the spec, or all of them; print their digests."""
     from corral.cli.build_args import parse_build_args
-    from corral.engine.build import build_image
+    from corral.engine.images.build import build_image
 
     ws = ctx.workspace()
     names = [image] if image else sorted(ws.loaded.spec.images)
@@ -103,12 +104,12 @@ def build(ctx: Context, image: str | None, check_reproducible: bool,
         raise SpecError(f"{ws.loaded.path.name} has no [images.NAME] section to build")
     args = parse_build_args(build_arg)
     digests = {name: build_image(ws, name, render.progress, args) for name in names}
-    if check_reproducible:  # images (issue 3): see engine/images.py check_reproducible
+    if check_reproducible:  # images (issue 3): see engine/images/reproducible.py
         import sys
 
         from rich.markup import escape
 
-        from corral.engine.images import check_reproducible as recheck
+        from corral.engine.images.reproducible import check_reproducible as recheck
 
         differences = {n: recheck(ws, n, d, render.progress) for n, d in digests.items()}
 
@@ -135,7 +136,7 @@ def up(ctx: Context, detach: bool) -> None:
     """Start the controller (and the router); -d returns once it answers."""
     ws = ctx.workspace()
     if detach:
-        from corral.engine.daemon import start_detached
+        from corral.engine.operate.daemon import start_detached
 
         client = ctx.client()
         pid = client.get("/v1/ping")["pid"] if client.is_up() else start_detached(ws, client.is_up)
@@ -172,7 +173,7 @@ def down(ctx: Context, keep_instances: bool) -> None:
             time.sleep(0.05)
         how = "controller stopped"
     else:
-        from corral.engine.daemon import stop_everything
+        from corral.engine.operate.daemon import stop_everything
 
         stopped = stop_everything(ws, keep_instances)
         how = f"no controller was running; stopped {stopped} instance(s) and the router"
@@ -205,7 +206,7 @@ def status(ctx: Context, service: str | None, instance: str | None) -> None:
         data: dict[str, Any] = client.get("/v1/status", **({"service": service}
                                                            if service else {}))
     else:  # what still runs: the router and instances outlive the controller
-        from corral.engine.status import status_when_down
+        from corral.engine.operate.status import status_when_down
 
         data = status_when_down(ctx.spec_file, service)
     ctx.out(data, lambda: render.status(data))

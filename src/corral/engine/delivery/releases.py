@@ -13,7 +13,7 @@ from corral.core.release import release_outcome
 from corral.engine.workspace import Workspace
 from corral.errors import CorralError, NotFound
 
-# Written by engine/build.py git_labels (images/provenance.py names them).
+# Written by engine/images/build.py git_labels (images/build/provenance.py names them).
 _DIRTY_LABEL = "dev.corral.git.dirty"
 
 

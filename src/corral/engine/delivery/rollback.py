@@ -19,10 +19,10 @@ from typing import Any
 from corral.core.delivery import Progress, fleet, ready
 from corral.core.rollback import is_warm_switch_possible, previous_release
 from corral.core.strategies import fast_rollback
-from corral.engine.deploy import Deployer
-from corral.engine.execute import Emit
-from corral.engine.instances import Hands
-from corral.engine.locks import lock_name, rollback_holder
+from corral.engine.delivery.deploy import Deployer
+from corral.engine.delivery.execute import Emit
+from corral.engine.delivery.instances import Instances
+from corral.engine.delivery.locks import lock_name, rollback_holder
 from corral.errors import DeployError, ImageError, LockHeld, NotFound
 from corral.ports.records import Deployment, DeploymentOutcome, Event, Release
 from corral.ports.store import Store
@@ -56,13 +56,13 @@ def rollback_target(store: Store, service: str, to: int | None) -> tuple[int, in
     return live, previous
 
 
-def require_image(hands: Hands, release: Release, state_dir: Path | None) -> None:
+def require_image(instances: Instances, release: Release, state_dir: Path | None) -> None:
     """Raise DeployError, before anything changes, when the image of `release` cannot be
     started here (gone from the layout, e.g. collected by `corral gc`); the hint says how
     to get it back: pull it from where it was pushed, or rebuild its git commit."""
     try:
-        hands.images.config(release.image_digest)
-        hands.images.unpack(release.image_digest)
+        instances.images.config(release.image_digest)
+        instances.images.unpack(release.image_digest)
     except (NotFound, ImageError):
         raise DeployError(
             f"cannot roll {release.service} back to {release.label}: its image "
@@ -71,7 +71,7 @@ def require_image(hands: Hands, release: Release, state_dir: Path | None) -> Non
 
 
 def _recovery_hint(release: Release, state_dir: Path | None) -> str:
-    from corral.engine.registry import pull_references
+    from corral.engine.images.registry import pull_references
 
     back = f"then `corral rollback {release.service} --to {release.label}`"
     ways = [f"`corral pull {ref}`" for ref in
@@ -87,10 +87,10 @@ def _recovery_hint(release: Release, state_dir: Path | None) -> str:
 
 
 class Rollback:
-    def __init__(self, store: Store, hands: Hands, deployer: Deployer,
+    def __init__(self, store: Store, instances: Instances, deployer: Deployer,
                  state_dir: Path | None = None) -> None:
         self._store = store
-        self._hands = hands
+        self._instances = instances
         self._deployer = deployer
         self._state_dir = state_dir  # where push/pull remember registries, for the hint
 
@@ -102,24 +102,24 @@ class Rollback:
         assert release is not None
         service = release.spec
         strategy = fast_rollback(service)  # unless a warm fleet can take it all at once
-        require_image(self._hands, release, self._state_dir)
+        require_image(self._instances, release, self._state_dir)
         holder = rollback_holder(request.actor, name, to, secrets.token_hex(3))
-        taken = self._store.acquire_lock(lock_name(name), holder, self._hands.clock(), 60.0)
+        taken = self._store.acquire_lock(lock_name(name), holder, self._instances.clock(), 60.0)
         if taken is not None:
             raise LockHeld(f"a deployment of {name} is running ({taken})",
                            hint=f"stop it first: corral abort {name}")
         try:
             deployment = self._store.create_deployment(
-                name, strategy.name, live, to, service.replicas, self._hands.clock(),
+                name, strategy.name, live, to, service.replicas, self._instances.clock(),
                 self._event(request.actor, "deployment.start", name,
                             {"from": live, "to": to, "strategy": strategy.name}))
             progress = Progress(phase="start", holder=holder)
-            self._store.save_progress(deployment.id, progress.to_json(), self._hands.clock())
+            self._store.save_progress(deployment.id, progress.to_json(), self._instances.clock())
             emit({"type": "start", "deployment": deployment.id, "service": name, "from": live,
                   "to": to, "strategy": strategy.name, "replicas": service.replicas,
                   "image": release.image_digest})
             warm = self._deployer.traffic.warm(name)
-            warm_ready = ready(fleet(self._hands.fleets.of_service(name), to))
+            warm_ready = ready(fleet(self._instances.fleets.of_service(name), to))
             if is_warm_switch_possible(int(warm["release"]) if warm else None, to,
                                        len(warm_ready), service.replicas):
                 return self._switch(deployment, live, to, service.replicas, request.actor,
@@ -141,27 +141,27 @@ class Rollback:
         self._store.set_traffic(name, {"weights": {str(to): 100, str(live): 0},
                                        "replicas": replicas}, self._event(
             actor, "traffic.set", name, {"why": f"rollback to the warm fleet of v{to}"}))
-        self._hands.fleets.set_fleet_weights(name, {to: 100, live: 0}, replicas)
+        self._instances.fleets.set_fleet_weights(name, {to: 100, live: 0}, replicas)
         switched_ms = round((time.monotonic() - began) * 1000, 1)
         self._store.add_step(deployment.id, "SetWeights", {"fleets": {f"v{to}": 100,
                                                                       f"v{live}": 0},
                                                            "switched_ms": switched_ms},
-                             self._hands.clock())
+                             self._instances.clock())
         emit({"type": "step", "kind": "SetWeights", "fleets": {f"v{to}": 100, f"v{live}": 0},
               "weights": {f"v{to}": 100.0, f"v{live}": 0.0}, "switched_ms": switched_ms})
         self._deployer.crash.after("SetWeights")
         self._store.set_live_release(name, to, self._event(actor, "release.live", name,
                                                            {"release": to}))
         self._deployer.mark_rolled_back(name, live, to, actor)
-        old = self._hands.fleets.release(name, live)
+        old = self._instances.fleets.release(name, live)
         spec = old.spec if old else None
-        for instance in fleet(self._hands.fleets.of_service(name), live):
-            self._hands.drain_in_background(instance.id, f"rolled back to v{to}",
+        for instance in fleet(self._instances.fleets.of_service(name), live):
+            self._instances.drain_in_background(instance.id, f"rolled back to v{to}",
                                             spec.drain_timeout if spec else 30.0,
                                             spec.stop_grace if spec else 10.0)
         self._deployer.traffic.equal(name, actor)
         done = self._store.finish_deployment(
-            deployment.id, DeploymentOutcome.SUCCEEDED, self._hands.clock(),
+            deployment.id, DeploymentOutcome.SUCCEEDED, self._instances.clock(),
             f"switched back to the warm fleet of v{to} in {switched_ms}ms",
             self._event(actor, "deployment.succeeded", name, {"deployment": deployment.id}))
         emit({"type": "result", "deployment": done.id, "outcome": done.outcome.value,
@@ -170,5 +170,5 @@ class Rollback:
         return done
 
     def _event(self, actor: str, action: str, subject: str, detail: dict[str, Any]) -> Event:
-        return Event(at=self._hands.clock(), actor=actor, action=action, subject=subject,
+        return Event(at=self._instances.clock(), actor=actor, action=action, subject=subject,
                      detail=detail)

@@ -65,7 +65,7 @@ def record_build(store: Store, *, actor: str, at: float, image: str, digest: str
                  seconds: float, cached: bool) -> None:
     """Append the `image.build` entry the metrics count builds, durations and cache hits from.
 
-    Called only for a build that changed what the image name points at (engine/build.py);
+    Called only for a build that changed what the image name points at (engine/images/build.py);
     `cached` means the built digest was already in the image store before the build.
     """
     store.append_event(Event(at=at, actor=actor, action="image.build", subject=image,
