@@ -12,7 +12,14 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from corral.core.delivery import Decision, Observation, Progress, Target, retreat
-from corral.core.steps import AwaitHealthy, DrainAndStop, Plan, StartInstances, Step, StopInstances
+from corral.core.steps import (
+    AwaitHealthy,
+    DrainAndStop,
+    RollingPlan,
+    StartInstances,
+    Step,
+    StopInstances,
+)
 from corral.ports.records import DeploymentOutcome, Instance, InstanceState
 
 
@@ -25,7 +32,7 @@ class RollingTarget:
     start_timeout: float  # seconds a new instance has to become ready
 
 
-def plan_rolling(target: RollingTarget, instances: Sequence[Instance], now: float) -> Plan:
+def plan_rolling(target: RollingTarget, instances: Sequence[Instance], now: float) -> RollingPlan:
     """Next steps of a rolling deployment.
 
     Worked example: replicas=3, max_surge=1, max_unavailable=0, three ready v1 instances.
@@ -39,14 +46,14 @@ def plan_rolling(target: RollingTarget, instances: Sequence[Instance], now: floa
 
     failure = _failed_new_instance(target, new, instances, now)
     if failure:
-        return Plan(failure=failure)
+        return RollingPlan(failure=failure)
 
     new_ready = [i for i in new if i.state is InstanceState.READY]
     if len(new_ready) >= target.replicas and not old:
         surplus = _surplus(new, target.replicas)
         if surplus:
-            return Plan(steps=(DrainAndStop(surplus, "more instances than replicas"),))
-        return Plan(done=True)
+            return RollingPlan(steps=(DrainAndStop(surplus, "more instances than replicas"),))
+        return RollingPlan(done=True)
 
     steps: list[Step] = []
     old_idle = tuple(i.id for i in old if i.state is not InstanceState.READY)
@@ -72,7 +79,7 @@ def plan_rolling(target: RollingTarget, instances: Sequence[Instance], now: floa
     if not steps:
         waiting = tuple(i.id for i in new if i.state is not InstanceState.READY)
         steps.append(AwaitHealthy(waiting))
-    return Plan(steps=tuple(steps))
+    return RollingPlan(steps=tuple(steps))
 
 
 def _failed_new_instance(target: RollingTarget, new: Sequence[Instance],

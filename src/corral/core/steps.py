@@ -79,8 +79,9 @@ Step = (StartInstances | DrainAndStop | StopInstances | AwaitHealthy | SetWeight
 
 
 @dataclass(frozen=True)
-class Plan:
-    """What to do next. `done` ends the deployment; `failure` says why it cannot go on."""
+class RollingPlan:
+    """What a rolling update does next (core/rolling.py). `done` ends the deployment;
+    `failure` says why it cannot go on."""
 
     steps: tuple[Step, ...] = ()
     done: bool = False
