@@ -1,7 +1,7 @@
 """Provenance labels every image carries: where it came from, in OCI and corral label keys.
 
 The builder adds the spec digest (of this image's section only, plus its Dockerfile) and
-its own version; the engine adds REVISION and DIRTY from git (engine/build.py git_labels).
+its own version; the engine adds REVISION and DIRTY from git (engine/images/provenance.py).
 Same commit, clean tree, same section: same labels, so the digest stays reproducible.
 No I/O beyond reading the Dockerfile.
 """
