@@ -1,6 +1,6 @@
 # The two commands a newcomer types: `make demo` and `make test`. Both set up what they need.
 .PHONY: setup demo test lint unit bench lock clean bench-router bench-delivery bench-observe \
-        bench-operate bench-images bench-images-transfer bench-cli
+        bench-operate bench-images bench-images-transfer bench-cli bench-idle
 
 setup:
 	@bash scripts/setup.sh
@@ -42,6 +42,9 @@ bench-images-transfer: setup
 
 bench-cli: setup
 	.venv/bin/python bench/cli.py
+
+bench-idle: setup
+	.venv/bin/python bench/idle.py
 
 # Regenerate the hashed lock file after changing dependencies in pyproject.toml.
 lock:

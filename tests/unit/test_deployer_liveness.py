@@ -70,7 +70,7 @@ def test_readiness_is_not_checked_during_the_start_grace(tmp_path: Path) -> None
     for _ in range(59):  # 59 ticks a second apart: all inside the 60 s grace
         clock.advance(1.0)
         monitor.tick()
-    monitor._pool.shutdown(wait=True)  # any check started has recorded its result
+    assert monitor.quiesce()  # any check started has recorded its result
     assert fleets.health_of("web-v1-a").failures == 0
     past_grace = rig(tmp_path, InstanceState.STARTING, clock,
                 HealthSpec(kind="tcp", start_grace=60.0, interval=1.0, timeout=0.2), None)

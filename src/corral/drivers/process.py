@@ -61,6 +61,7 @@ class ProcessDriver:
         self._ports_given: set[int] = set()  # by this object, before their records exist
         self._exec_checks = ExecChecks()  # in flight: not intruders to the runtime check
         self._namespaces: tuple[float, dict[int, dict[str, int | None]]] | None = None
+        self._apps = procfs.ChildMemo()  # sandbox init -> its app, without a /proc scan
 
     # -- the Driver port ---------------------------------------------------------------
 
@@ -116,7 +117,7 @@ class ProcessDriver:
         The runtime check knows these from intruders (exec_check.py)."""
         record = self._load(instance_id)
         init = self._sandbox_init(record) if record else None
-        app = _app_of(init) if init else None
+        app = self._apps.child(init, _first_app) if init else None
         if record is None or app is None:
             raise DriverError(f"instance {instance_id} is not running: cannot exec in it")
         return self._exec_checks.run(app.pid, argv, timeout, uid=SANDBOX_UID, gid=SANDBOX_GID)
@@ -143,7 +144,7 @@ class ProcessDriver:
         if record.launched is None:  # started by a driver that took no snapshot
             record = self._take_snapshot(record, "adopted")
         init = self._sandbox_init(record)
-        app = _app_of(init) if init else None
+        app = self._apps.child(init, _first_app) if init else None
         if init is None or app is None or record.launched is None:
             return None
         launched = snapshot.from_json(record.launched)
@@ -393,7 +394,11 @@ def _start_failure(spec: InstanceSpec, said: str) -> tuple[str, str]:
 
 def _app_of(init: procfs.ProcStat) -> procfs.ProcStat | None:
     """The app: the first process the sandbox's init started (the init forks only it)."""
-    apps = [c for c in procfs.children_of(init.pid) if c.comm != "bwrap"]
+    return _first_app(procfs.children_of(init.pid))
+
+
+def _first_app(children: list[procfs.ProcStat]) -> procfs.ProcStat | None:
+    apps = [c for c in children if c.comm != "bwrap"]
     return min(apps, key=lambda c: c.pid) if apps else None
 
 

@@ -8,6 +8,7 @@ is never mistaken for the instance that once had it.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -61,3 +62,31 @@ def children_of(pid: int) -> list[ProcStat]:
             if stat is not None and stat.ppid == pid and stat.is_running:
                 found.append(stat)
     return found
+
+
+class ChildMemo:
+    """The child `pick` chose among a parent's children, remembered by the parent's (pid,
+    start time): a later ask reads that child's stat file instead of scanning all of /proc,
+    as long as it still runs under the same parent (a drift pass asks for every instance)."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._known: dict[tuple[int, int], tuple[int, int]] = {}
+        self._limit = limit
+
+    def child(self, parent: ProcStat,
+              pick: Callable[[list[ProcStat]], ProcStat | None]) -> ProcStat | None:
+        key = (parent.pid, parent.start_ticks)
+        known = self._known.get(key)
+        if known is not None:
+            stat = read_stat(known[0])
+            if (stat is not None and stat.start_ticks == known[1] and stat.ppid == parent.pid
+                    and stat.is_running):
+                return stat
+        chosen = pick(children_of(parent.pid))
+        if chosen is None:
+            self._known.pop(key, None)
+            return None
+        if len(self._known) >= self._limit:  # parents long gone: start over
+            self._known.clear()
+        self._known[key] = (chosen.pid, chosen.start_ticks)
+        return chosen

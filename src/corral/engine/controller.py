@@ -18,6 +18,7 @@ from corral.engine.delivery.deploy import Deployer, Emit
 from corral.engine.delivery.instances import Instances
 from corral.engine.delivery.request import DeployRequest
 from corral.engine.fleet import Fleets
+from corral.engine.observe.profiler import ThreadProfiler, profiler_from_env
 from corral.engine.operate.health import HealthMonitor
 from corral.engine.operate.status import instance_view, router_view, service_view
 from corral.engine.workspace import Workspace, current_actor
@@ -76,9 +77,11 @@ class Controller:
         from corral.engine.observe.telemetry import Telemetry
         self.telemetry = Telemetry(ws, self.fleets, self.clock)
         self.loops.insert(0, self.telemetry)
+        self.profiler: ThreadProfiler | None = None
 
     # -- life --------------------------------------------------------------------------
     def start(self) -> None:
+        self.profiler = profiler_from_env()  # CORRAL_PROFILE=path: off unless asked
         self.ws.router.ensure_running()
         try:
             self._route_all()
@@ -134,6 +137,8 @@ class Controller:
                 self.ws.router.remove_service(service)
             self.ws.router.stop()
         self._event("controller.stop", "controller", {"keep_instances": keep_instances})
+        if self.profiler is not None:
+            self.profiler.dump()
 
     def _adopt(self) -> None:
         observed = {o.id: o for o in self.ws.driver.list()}

@@ -86,7 +86,8 @@ def parse_fields(message: str) -> dict[str, Any] | None:
 
 
 class LogCollector:
-    """Reads the files of `watched()` every `interval` seconds into `store` (a controller Loop).
+    """Reads the files of `watched()` every `interval` seconds (up to `idle_interval` while
+    nothing new comes) into `store` (a controller Loop).
 
     `settle` is how long an instance that left the watch list is still read before its
     final drain, for a process that writes while it is being stopped.
@@ -97,13 +98,18 @@ class LogCollector:
                  settle: float = 1.0,
                  backlog: Callable[[], Sequence[Watched]] | None = None,
                  sinks: Sequence[LogSink] = (),
-                 on_tick: Callable[[], None] | None = None, timer: Timer = WALL) -> None:
+                 on_tick: Callable[[], None] | None = None, timer: Timer = WALL,
+                 idle_interval: float | None = None) -> None:
         self.store = store
         self._watched = watched
         self._paths_of = paths_of
         self._backlog = backlog
         self._clock = clock
         self._interval = interval
+        # Files with nothing new are read less often, up to every `idle_interval` (5 times
+        # `interval` by default); any new line brings the pace back to `interval`.
+        self._idle_interval = interval * 5 if idle_interval is None else idle_interval
+        self._pause = interval
         self._settle = settle
         self._sinks = list(sinks)
         self._on_tick = on_tick
@@ -129,16 +135,20 @@ class LogCollector:
                 tail.file.close()
         self._tails.clear()
 
-    def _pass(self) -> None:
+    def _pass(self) -> float:
         """The first pass drains the backlog; every later one reads what is new. An error
-        (a bad file, a full disk) is logged by the loop and retried at the next pass."""
+        (a bad file, a full disk) is logged by the loop and retried at the next pass.
+        Returns the pause before the next pass: doubled after a pass that read nothing."""
         if self._backlog is not None:
             backlog, self._backlog = self._backlog, None
             self.drain(backlog())
+            stored = 1
         else:
-            self.tick()
+            stored = self.tick()
         if self._on_tick is not None:
             self._on_tick()
+        self._pause = self._interval if stored else min(self._pause * 2, self._idle_interval)
+        return self._pause
 
     # -- one pass ------------------------------------------------------------------------
     def tick(self) -> int:

@@ -11,12 +11,14 @@ from __future__ import annotations
 import http.client
 import logging
 import socket
+import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from corral.core.probe import is_in_grace, next_check_at
 from corral.engine.fleet import Clock, Fleets
 from corral.engine.loop import WALL, BackgroundLoop, Timer
+from corral.engine.operate.probe import Prober
 from corral.errors import DriverError
 from corral.ports.driver import Driver, Execable
 from corral.ports.records import Instance, InstanceState
@@ -84,7 +86,7 @@ class HealthMonitor:
 
     def __init__(self, fleets: Fleets, driver: Driver, health_of: HealthOf, clock: Clock,
                  resolution: float = 0.1, liveness_of: HealthOf | None = None,
-                 timer: Timer = WALL) -> None:
+                 timer: Timer = WALL, exits_every: float = 1.0) -> None:
         self._fleets = fleets
         self._driver = driver
         self._health_of = health_of
@@ -94,9 +96,14 @@ class HealthMonitor:
         self._live_due: dict[str, float] = {}
         self._live_failures: dict[str, int] = {}
         self._busy: set[str] = set()
+        # Listing the driver reads every instance's record and /proc: once a second, not at
+        # every tick (a crash is also seen by the next failed check).
+        self._exits_every = exits_every
+        self._timer = timer
+        self._next_exits = float("-inf")
         self._condemned: set[str] = set()  # failed liveness: being replaced, not re-checked
         self.on_liveness_failure: list[LivenessHook] = []
-        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="health")
+        self._prober = Prober(driver, check_exec)  # one thread for every http/tcp probe
         self._loop = BackgroundLoop("health-monitor", self.tick, resolution, timer=timer,
                                     what="health sweep")
 
@@ -105,11 +112,20 @@ class HealthMonitor:
 
     def stop(self) -> None:
         self._loop.stop(timeout=5)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._prober.stop()
+
+    def quiesce(self, timeout: float = 10.0) -> bool:
+        """Wait (real time) until no check is in flight; whether none is (for tests)."""
+        deadline = time.monotonic() + timeout
+        while self._busy and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self._busy
 
     def tick(self) -> None:
         now = self._clock()
-        self._notice_exits()
+        if self._timer() >= self._next_exits:  # the loop's time: a test's clock may stand
+            self._next_exits = self._timer() + self._exits_every
+            self._notice_exits()
         for instance in self._fleets.all():
             if (instance.state not in _CHECKED or instance.id in self._busy
                     or instance.id in self._condemned):
@@ -121,7 +137,7 @@ class HealthMonitor:
                     now, instance.created_at, health.start_grace, health.interval,
                     instance.state is InstanceState.STARTING)
                 self._busy.add(instance.id)
-                self._pool.submit(self._check, instance, health)
+                self._prober.submit(instance, health, partial(self._checked, instance, health))
                 continue
             liveness = self._liveness_of(instance)
             if (liveness is not None and instance.state is InstanceState.READY
@@ -129,19 +145,19 @@ class HealthMonitor:
                     and not is_in_grace(now, instance.created_at, liveness.start_grace)):
                 self._live_due[instance.id] = now + liveness.interval
                 self._busy.add(instance.id)
-                self._pool.submit(self._check_liveness, instance, liveness)
+                self._prober.submit(instance, liveness,
+                                    partial(self._liveness_checked, instance, liveness))
 
-    def _check(self, instance: Instance, health: HealthSpec) -> None:
+    def _checked(self, instance: Instance, health: HealthSpec, error: str | None) -> None:
         try:
-            error = run_check(self._driver, instance, health)
             self._fleets.record_check(instance.id, error is None, error, health.healthy_after,
                                       health.unhealthy_after)
         finally:
             self._busy.discard(instance.id)
 
-    def _check_liveness(self, instance: Instance, liveness: HealthSpec) -> None:
+    def _liveness_checked(self, instance: Instance, liveness: HealthSpec,
+                          error: str | None) -> None:
         try:
-            error = run_check(self._driver, instance, liveness)
             if error is None:
                 self._live_failures.pop(instance.id, None)
                 return
@@ -163,6 +179,7 @@ class HealthMonitor:
         # would otherwise look as if it had vanished.
         instances = self._fleets.all()
         observed = {o.id: o for o in self._driver.list()}
+        self._prober.keep_only(i.address for i in instances)
         for instance in instances:
             if instance.state is InstanceState.DRAINING:
                 continue

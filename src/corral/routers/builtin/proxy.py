@@ -55,6 +55,8 @@ class ClientConnection:
         self.deadline = self.loop.time() + self.timeouts.header
         self.service.clients.add(self)
         self.service.wait(self)
+        if self.service.activity is not None:
+            self.service.activity.set()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state = CLOSED

@@ -68,6 +68,7 @@ class Service:
     clients: set[Any] = field(default_factory=set)  # proxy.ClientConnection, typed loosely
     waiting: dict[Any, None] = field(default_factory=dict)  # idle or half-open, oldest first
     closed: bool = False
+    activity: asyncio.Event | None = None  # set when a client connects (wakes the sweep)
     _served: int = 0
     _balancer: SmoothWeighted = field(default_factory=SmoothWeighted)
     _preview: dict[str, SmoothWeighted] = field(default_factory=dict)

@@ -57,6 +57,7 @@ class RoutingTable:
         self.reuse_port = reuse_port
         self.services: dict[str, Service] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._activity = asyncio.Event()  # a client connected: the sweep has work again
 
     async def set_backends(self, name: str, listen: str, backends: list[dict[str, Any]], *,
                            timeouts: dict[str, Any] | None = None,
@@ -69,7 +70,7 @@ class RoutingTable:
             self._check_listen_free(name, listen)
             server = await self._bind(name, listen, tls)
             if service is None:
-                service = Service(name=name, listen=listen)
+                service = Service(name=name, listen=listen, activity=self._activity)
                 self.services[name] = service
             elif service.server is not None:
                 service.server.close()  # open connections keep going on the old socket
@@ -128,6 +129,11 @@ class RoutingTable:
         loop = asyncio.get_running_loop()
         ticks = 0
         while True:
+            if not self._has_deadlines():
+                # At rest no client and no pooled connection has a deadline: sleep until a
+                # client connects rather than wake every worker 10 times a second.
+                self._activity.clear()
+                await self._activity.wait()
             await asyncio.sleep(SWEEP_SECONDS)
             now = loop.time()
             ticks += 1
@@ -135,6 +141,10 @@ class RoutingTable:
                 service.sweep(now)
                 if ticks % 10 == 0:
                     service.expire_idle(now)
+
+    def _has_deadlines(self) -> bool:
+        return any(service.clients or any(u.idle for u in service.upstreams.values())
+                   for service in self.services.values())
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Stop accepting, let in-flight requests finish (up to the grace), then close."""
