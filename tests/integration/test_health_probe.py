@@ -5,6 +5,7 @@ same words as the one-shot checks; tcp checks connect and let go."""
 from __future__ import annotations
 
 import http.server
+import socket
 import threading
 from collections.abc import Iterator
 from queue import Queue
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.timeout(60)
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive unless the answer says close
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+
         server: Server = self.server  # type: ignore[assignment]
         server.requests += 1
         status = 503 if self.path == "/bad" else 200
@@ -109,7 +110,6 @@ def test_a_tcp_check_passes_when_the_port_accepts(server: Server, prober: Prober
 
 
 def test_an_instance_that_never_answers_fails_within_the_timeout(prober: Prober) -> None:
-    import socket
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(1)  # accepts (the kernel does) but never answers
