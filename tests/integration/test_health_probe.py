@@ -25,7 +25,7 @@ pytestmark = pytest.mark.timeout(60)
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive unless the answer says close
 
-
+    def do_GET(self) -> None:
         server: Server = self.server  # type: ignore[assignment]
         server.requests += 1
         status = 503 if self.path == "/bad" else 200
