@@ -19,7 +19,7 @@ from corral.ports.records import Instance, InstanceState
 from corral.spec.model import HealthSpec
 from loopback import free_port
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 
 class Handler(http.server.BaseHTTPRequestHandler):

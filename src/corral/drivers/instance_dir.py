@@ -60,6 +60,7 @@ class InstanceDirs:
     def __init__(self, state_dir: Path) -> None:
         self.root = state_dir / "run" / "instances"
         self.logs = state_dir / "logs"
+        self._loaded: dict[str, tuple[tuple[int, int, int], InstanceRecord]] = {}
 
     def path(self, instance_id: str) -> Path:
         if not _ID.match(instance_id):
@@ -88,13 +89,23 @@ class InstanceDirs:
         os.replace(tmp, target)  # atomic: a reader never sees half a record
 
     def load(self, instance_id: str) -> InstanceRecord | None:
+        path = self.path(instance_id) / "instance.json"
         try:
-            raw: dict[str, Any] = json.loads(
-                (self.path(instance_id) / "instance.json").read_text())
+            # A record is replaced whole (save), never edited: the same inode, size and
+            # mtime is the same record, so listing every instance each second parses none.
+            stat = os.stat(path)
+            version = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+            cached = self._loaded.get(instance_id)
+            if cached is not None and cached[0] == version:
+                return cached[1]
+            raw: dict[str, Any] = json.loads(path.read_text())
         except (FileNotFoundError, json.JSONDecodeError):
+            self._loaded.pop(instance_id, None)
             return None
         known = {f.name for f in fields(InstanceRecord)}
-        return InstanceRecord(**{k: v for k, v in raw.items() if k in known})
+        record = InstanceRecord(**{k: v for k, v in raw.items() if k in known})
+        self._loaded[instance_id] = (version, record)
+        return record
 
     def status(self, instance_id: str) -> SandboxStatus:
         """Parse status.json: one JSON document per line, as bwrap writes them."""
@@ -121,6 +132,7 @@ class InstanceDirs:
     def retire(self, instance_id: str) -> None:
         """Move the logs to logs/ID and remove the instance folder."""
         live = self.path(instance_id)
+        self._loaded.pop(instance_id, None)
         if not live.is_dir():
             return
         kept = self.logs / instance_id

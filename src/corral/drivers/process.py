@@ -60,7 +60,8 @@ class ProcessDriver:
         self._lock = threading.Lock()  # port choice + folder creation, for concurrent starts
         self._ports_given: set[int] = set()  # by this object, before their records exist
         self._exec_checks = ExecChecks()  # in flight: not intruders to the runtime check
-        self._namespaces: tuple[float, dict[int, dict[str, int | None]]] | None = None
+        self._namespaces: tuple[float, dict[int, dict[str, int | None]],
+                                dict[tuple[str, int | None], set[int]]] | None = None
         self._apps = procfs.ChildMemo()  # sandbox init -> its app, without a /proc scan
 
     # -- the Driver port ---------------------------------------------------------------
@@ -154,7 +155,7 @@ class ProcessDriver:
             uid, gid = inspect.read_ids(app.pid)
             mounts = tuple(inspect.read_mounts(init.pid))
             with self._exec_checks.quiet() as checks:
-                processes = tuple(snapshot.members(launched, init, checks, self._index()))
+                processes = tuple(snapshot.members(launched, init, checks, *self._index()))
         except (OSError, KeyError, ValueError):
             return None  # it exited while being read
         return RuntimeFacts(
@@ -268,14 +269,16 @@ class ProcessDriver:
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
 
-    def _index(self) -> dict[int, dict[str, int | None]]:
+    def _index(self) -> tuple[dict[int, dict[str, int | None]],
+                              dict[tuple[str, int | None], set[int]]]:
         """Every host process's namespaces, read at most every 0.25 s: one /proc scan
         serves a whole drift pass. Called under the exec checks' lock, whose grace after a
         check ends (2 s) outlasts the index."""
         now = time.monotonic()
         if self._namespaces is None or now - self._namespaces[0] > 0.25:
-            self._namespaces = (now, snapshot.namespace_index())
-        return self._namespaces[1]
+            index = snapshot.namespace_index()
+            self._namespaces = (now, index, snapshot.by_namespace(index))
+        return self._namespaces[1], self._namespaces[2]
 
     def _take_snapshot(self, record: InstanceRecord, taken: str) -> InstanceRecord:
         """Record what the sandbox was launched as (drift is measured from it); the record

@@ -47,19 +47,38 @@ def namespace_index() -> dict[int, dict[str, int | None]]:
             for entry in os.scandir("/proc") if entry.name.isdigit()}
 
 
+def by_namespace(index: Mapping[int, Mapping[str, int | None]]
+                 ) -> dict[tuple[str, int | None], set[int]]:
+    """{(kind, namespace id): pids in it} of a `namespace_index()`, so that `members` of
+    each instance looks up its namespaces instead of going through every host process."""
+    found: dict[tuple[str, int | None], set[int]] = {}
+    for pid, ids in index.items():
+        for kind in KINDS:
+            found.setdefault((kind, ids.get(kind)), set()).add(pid)
+    return found
+
+
 def members(launched: LaunchSnapshot, init: procfs.ProcStat, exec_checks: Mapping[int, int],
-            index: Mapping[int, Mapping[str, int | None]]) -> list[SandboxProcess]:
+            index: Mapping[int, Mapping[str, int | None]],
+            inverted: Mapping[tuple[str, int | None], set[int]] | None = None,
+            ) -> list[SandboxProcess]:
     """Every live process but the init that shares one of the sandbox's namespaces.
 
-    `index` is a recent `namespace_index()` (one serves every instance). `exec_checks` maps
-    the pids of the driver's exec checks in flight to their start ticks: a process
-    descending from one, or in its session, is marked `exec_check`.
+    `index` is a recent `namespace_index()` (one serves every instance), `inverted` its
+    `by_namespace` if the caller keeps one. `exec_checks` maps the pids of the driver's exec
+    checks in flight to their start ticks: a process descending from one, or in its
+    session, is marked `exec_check`.
     """
     own = launched.namespaces
     level = len(inspect.read_status(init.pid).get("NSpid", "").split()) - 1
+    if inverted is not None and all(kind in KINDS for kind in own):
+        sharing = set().union(*(inverted.get((kind, own[kind]), ()) for kind in own))
+    else:
+        sharing = {pid for pid, ids in index.items()
+                   if any(ids.get(kind) == own[kind] for kind in own)}
     found = []
     for pid, ids in index.items():
-        if pid == init.pid or not any(ids.get(kind) == own[kind] for kind in own):
+        if pid == init.pid or pid not in sharing:
             continue
         process = _member(pid, ids, launched, init, exec_checks, level)
         if process is not None:

@@ -9,6 +9,7 @@ are core's; this only keeps the router, the store and the fleets in step.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from corral.core.strategies import Strategy
@@ -32,6 +33,7 @@ class Traffic:
     def __init__(self, store: Store, instances: Instances) -> None:
         self._store = store
         self._instances = instances
+        self.on_set: list[Callable[[], None]] = []  # after every change (the warm keeper)
 
     def restore(self) -> None:
         """Give the fleets every service's saved weights (before the first router sync)."""
@@ -102,6 +104,8 @@ class Traffic:
             detail={"traffic": traffic, "why": why}))
         self._instances.fleets.set_fleet_weights(service, weights_of(traffic),
                                              int((traffic or {}).get("replicas", replicas)))
+        for listener in self.on_set:
+            listener()
 
     def _spec(self, service: str, version: int) -> ServiceSpec | None:
         release = self._instances.fleets.release(service, version)
@@ -109,15 +113,19 @@ class Traffic:
 
 
 class WarmKeeper:
-    """A controller loop: retire warm fleets whose rollback window has ended."""
+    """A controller loop: retire warm fleets whose rollback window has ended. It sleeps until
+    the first window ends (at most `idle`), and a change of traffic wakes it at once."""
 
     def __init__(self, traffic: Traffic, store: Store, instances: Instances, actor: str,
-                 period: float = 1.0) -> None:
+                 period: float = 1.0, idle: float = 60.0) -> None:
         self._traffic = traffic
         self._store = store
         self._instances = instances
         self._actor = actor
+        self._period = period
+        self._idle = idle
         self._loop = BackgroundLoop("warm-keeper", self.tick, period, what="warm fleet sweep")
+        traffic.on_set.append(self._loop.wake)
 
     def start(self) -> None:
         self._loop.start()
@@ -125,11 +133,17 @@ class WarmKeeper:
     def stop(self) -> None:
         self._loop.stop(timeout=5)
 
-    def tick(self) -> None:
+    def tick(self) -> float:
+        """Retire the warm fleets that are due; the seconds until the next one is."""
         now = self._instances.clock()
+        pause = self._idle
         for service in self._store.services():
             warm = self._traffic.warm(service)
-            if not warm or float(warm["until"]) > now:
+            if not warm:
+                continue
+            until = float(warm["until"])
+            if until > now:
+                pause = min(pause, until - now)
                 continue
             holder = WARM_KEEPER
             if self._store.acquire_lock(f"deploy/{service}", holder, now, 30.0) is None:
@@ -137,3 +151,6 @@ class WarmKeeper:
                     self._traffic.retire_warm(service, self._actor, "rollback window ended")
                 finally:
                     self._store.release_lock(f"deploy/{service}", holder)
+            else:
+                pause = min(pause, self._period)  # a deployment holds it: look again soon
+        return max(pause, 0.05)

@@ -220,7 +220,7 @@ class DriftWatch:
         return found
 
     def _expected(self, instance: Instance) -> ExpectedRuntime | None:
-        release = self._store.get_release(instance.service, instance.release)
+        release = self._fleets.release(instance.service, instance.release)  # cached: no query
         return ExpectedRuntime(image_digest=release.image_digest) if release else None
 
     def _record(self, action: str, subject: str, detail: dict[str, Any]) -> None:
