@@ -85,7 +85,7 @@ class DriftWatch:
         `runtime_period`; without a watcher to wait on, a pause of 0.5 s between passes."""
         now = self._timer()
         full = now >= self._next_full
-        self.check_files(full=full)
+        self.check_files(full=full, wait=0.5)  # a change reported ends the wait at once
         if full:
             self._next_full = now + self._verify_period
         if now >= self._next_runtime:

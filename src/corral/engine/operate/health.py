@@ -86,7 +86,8 @@ class HealthMonitor:
 
     def __init__(self, fleets: Fleets, driver: Driver, health_of: HealthOf, clock: Clock,
                  resolution: float = 0.1, liveness_of: HealthOf | None = None,
-                 timer: Timer = WALL, exits_every: float = 1.0) -> None:
+                 timer: Timer = WALL, exits_every: float = 1.0,
+                 rest_resolution: float = 0.25) -> None:
         self._fleets = fleets
         self._driver = driver
         self._health_of = health_of
@@ -104,8 +105,13 @@ class HealthMonitor:
         self._condemned: set[str] = set()  # failed liveness: being replaced, not re-checked
         self.on_liveness_failure: list[LivenessHook] = []
         self._prober = Prober(driver, check_exec)  # one thread for every http/tcp probe
-        self._loop = BackgroundLoop("health-monitor", self.tick, resolution, timer=timer,
+        # Ticks every `resolution` while an instance is starting or unhealthy, every
+        # `rest_resolution` when all are ready; a new instance wakes the loop at once.
+        self._resolution = resolution
+        self._rest_resolution = max(resolution, rest_resolution)
+        self._loop = BackgroundLoop("health-monitor", self._step, resolution, timer=timer,
                                     what="health sweep")
+        fleets.on_add.append(lambda instance: self._loop.wake())
 
     def start(self) -> None:
         self._loop.start()
@@ -120,6 +126,12 @@ class HealthMonitor:
         while self._busy and time.monotonic() < deadline:
             time.sleep(0.01)
         return not self._busy
+
+    def _step(self) -> float:
+        self.tick()
+        settling = any(i.state in (InstanceState.STARTING, InstanceState.UNHEALTHY)
+                       for i in self._fleets.all())
+        return self._resolution if settling else self._rest_resolution
 
     def tick(self) -> None:
         now = self._clock()
