@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from corral.spec.duration import duration_keys, format_duration
 from corral.spec.model import (
     BlueGreenSpec,
     CanarySpec,
@@ -76,7 +77,7 @@ rolling = { max_surge = 1, max_unavailable = 0 }
 """
 
 
-def _default(info: FieldInfo) -> str:
+def _default(info: FieldInfo, is_duration: bool = False) -> str:
     if info.is_required():
         return "**required**"
     if info.default_factory is not None:
@@ -89,6 +90,8 @@ def _default(info: FieldInfo) -> str:
         return "none"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
+    if is_duration and isinstance(value, int | float):
+        return f'`"{format_duration(value)}"`'  # as a user writes it in corral.toml
     if isinstance(value, tuple):
         value = list(value)
     return f"`{value!r}`".replace("'", '"')
@@ -99,9 +102,11 @@ def render() -> str:
     for title, model in SECTIONS:
         lines += [f"## {title}", "", (model.__doc__ or "").strip(), "",
                   "| key | default | meaning |", "|---|---|---|"]
+        durations = duration_keys(model)
         for name, info in model.model_fields.items():
             key = info.alias or name
-            lines.append(f"| `{key}` | {_default(info)} | {info.description or ''} |")
+            default = _default(info, key in durations)
+            lines.append(f"| `{key}` | {default} | {info.description or ''} |")
         lines.append("")
     return "\n".join(lines)
 
