@@ -225,3 +225,19 @@ def test_an_open_progress_line_counts_seconds_and_a_wait_line_is_replaced(
     assert screen.getvalue().endswith(
         "12 s\x1b[K\n\rwaiting for health: 503 (12/30 s)\x1b[K"
         "\rwaiting for health: 503 (13/30 s)\x1b[K\r\x1b[K")
+
+
+def test_piped_health_waits_show_one_line_a_second_or_when_the_answer_changes(
+        piped: None, capsys: pytest.CaptureFixture[str]) -> None:
+    def check(attempt: int, waited: float, result: str) -> dict[str, object]:
+        return {"type": "health", "instance": "web-1", "result": result,
+                "attempt": attempt, "waited": waited, "timeout": 5.0}
+
+    with progress.DeployView() as view:
+        for n, waited in enumerate([0.1, 0.2, 1.1, 1.2, 1.3, 1.4, 2.1], start=1):
+            view.add(check(n, waited, "GET /healthz answered 503"))
+        view.add(check(8, 2.2, "GET /healthz answered 500"))
+    said = [line for line in capsys.readouterr().err.splitlines() if "waiting for health" in line]
+    assert [line.split("(")[1] for line in said] == [
+        "0/5 s, attempt 2)", "1/5 s, attempt 3)", "2/5 s, attempt 7)", "2/5 s, attempt 8)"], said
+    assert said[-1].count("answered 500") == 1

@@ -60,6 +60,7 @@ class DeployView:
         self._said: list[str] = []  # reasons already shown: each is said once
         self._traffic = ""  # the traffic last shown
         self._last = ""  # the last line, to drop a repeat
+        self._health_seen: dict[str, tuple[int, str]] = {}  # instance -> (second, result)
         self._held: dict[str, Any] | None = None  # a rollback, shown after its analysis
 
     def __enter__(self) -> DeployView:
@@ -141,7 +142,11 @@ class DeployView:
             open_line.open("wait", lambda later: self._line(
                 "waiting for health", "yellow", health_line(event, later))[0])
         elif event["attempt"] >= 2:  # a first miss while the app starts is the rule
-            self._row("waiting for health", "yellow", health_line(event))
+            # piped: one line a second per instance, or when the answer changes
+            seen = (int(event["waited"]), event["result"])
+            if self._health_seen.get(event["instance"]) != seen:
+                self._health_seen[event["instance"]] = seen
+                self._row("waiting for health", "yellow", health_line(event))
 
     def _release_held(self) -> None:
         event, self._held = self._held, None
