@@ -174,16 +174,6 @@ class Controller:
                                                      key=lambda i: i.created_at)])
                              for name in names]}
 
-    def releases(self, service: str) -> list[dict[str, Any]]:
-        live = self.ws.store.live_release(service)
-        releases = self.ws.store.list_releases(service)
-        if not releases:
-            raise NotFound(f"service {service!r} has no releases",
-                           hint=f"deploy it: corral deploy {service}")
-        return [{"release": r.label, "version": r.version, "image": r.image_digest,
-                 "config": r.config_digest, "created_at": r.created_at,
-                 "git_commit": r.git_commit, "live": r.version == live} for r in releases]
-
     # -- lookups -------------------------------------------------------------------
     def _spec_of(self, service: str, version: int) -> ServiceSpec:
         release = self.fleets.release(service, version)
