@@ -54,7 +54,7 @@ class Rig:
         self.reconciler = Reconciler(self.store, self.instances, "tester",
                                      period=0.5, unknown_grace=0.5)
         self.drift = DriftWatch(self.store, self.fleets, self.images, self.driver,
-                                self.reconciler.condemn, self.clock, "tester", tmp / "volumes",
+                                self.reconciler.condemn, self.clock, "tester",
                                 verify_period=30, runtime_period=0.3, timer=self.clock)
         self.sick: set[int] = set()
         self.fleets.on_add.append(self._check_once)

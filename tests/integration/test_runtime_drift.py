@@ -112,7 +112,7 @@ class Rig:
         self.reconciler = Reconciler(self.store, self.instances, "tester",
                                      period=0.5, unknown_grace=0.5)
         self.drift = DriftWatch(self.store, self.fleets, self.images, self.driver,  # type: ignore[arg-type]
-                                self.reconciler.condemn, time.time, "tester", tmp / "volumes",
+                                self.reconciler.condemn, time.time, "tester",
                                 verify_period=60, runtime_period=0.3)
         self.drift.start()
         self.monitor.start()

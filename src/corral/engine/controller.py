@@ -66,8 +66,7 @@ class Controller:
         self.reconciler = Reconciler(ws.store, self.instances, self.actor)
         from corral.engine.operate.drift import DriftWatch
         self.drift = DriftWatch(ws.store, self.fleets, ws.images, ws.driver,
-                                self.reconciler.condemn, self.clock, self.actor,
-                                ws.state_dir / "volumes")
+                                self.reconciler.condemn, self.clock, self.actor)
         self.loops += [self.reconciler, self.drift]
         # liveness failures are replaced by the reconciler, never restarted in place
         self.monitor.on_liveness_failure.append(

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from corral.core.drift import ExpectedRuntime, describe_file_drift, intruders, runtime_drift
@@ -46,7 +45,7 @@ class DriftWatch:
     """A background thread; `check_files` and `check_runtime` are usable from tests."""
 
     def __init__(self, store: Store, fleets: Fleets, images: ImageStore, driver: Driver,
-                 condemn: Condemn, clock: Clock, actor: str, volumes_dir: Path, *,
+                 condemn: Condemn, clock: Clock, actor: str, *,
                  verify_period: float = 60.0, runtime_period: float = 10.0,
                  guard: RootGuard | None = None, watcher: RootWatcher | None = None,
                  timer: Timer = WALL) -> None:
@@ -57,7 +56,6 @@ class DriftWatch:
         self._condemn = condemn
         self._clock = clock
         self._actor = actor
-        self._volumes_dir = volumes_dir
         self._verify_period = verify_period
         self._runtime_period = runtime_period
         self.guard = guard if guard is not None else guard_for(images)
