@@ -20,7 +20,7 @@ from pathlib import Path
 
 from corral.errors import ImageError
 from corral.images.oci.layout import hex_of
-from corral.images.roots.unpack import apply_whiteout, extract_layer, remove_tree
+from corral.images.roots.unpack import apply_whiteout, extract_layer, remove_tree, rename_or_drop
 
 LayerRef = tuple[Path, str]  # (blob path, diff_id)
 INDEX = "index.json"  # beside root/: each entry's tar header offset, for repair.py
@@ -40,7 +40,7 @@ def layer_dir(cache: Path, blob: Path, diff_id: str) -> Path:
         os.chmod(tmp / "root", 0o755)
         (tmp / INDEX).write_text(json.dumps(offsets))
         (tmp / "meta.json").write_text(json.dumps({"whiteouts": whiteouts, "dirs": dirs}))
-        _rename_or_drop(tmp, target)
+        rename_or_drop(tmp, target)
     except BaseException:
         remove_tree(tmp)
         raise
@@ -67,7 +67,7 @@ def compose_root(layers: list[LayerRef], cache: Path, target: Path) -> Path:
             _merge(folder / "root", tmp, "", touched, set(meta["dirs"]))
             _fix_dirs(tmp, touched)
         os.chmod(tmp, 0o755)
-        _rename_or_drop(tmp, target)
+        rename_or_drop(tmp, target)
     except BaseException:
         remove_tree(tmp)
         raise
@@ -127,15 +127,6 @@ def _fix_dirs(root: Path, touched: _Dirs) -> None:
             os.lchown(path, info.st_uid, info.st_gid)
         os.chmod(path, stat.S_IMODE(info.st_mode))
         os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
-
-
-def _rename_or_drop(tmp: Path, target: Path) -> None:
-    try:
-        os.rename(tmp, target)
-    except OSError:
-        if not target.is_dir():
-            raise
-        remove_tree(tmp)  # another process made the same folder first
 
 
 def prune(cache: Path, keep: set[str]) -> list[Path]:

@@ -50,12 +50,7 @@ def unpack_image(layers: list[Path], target: Path) -> Path:
             apply_layer(path, tmp, meta)
         _apply_dir_meta(tmp, meta)
         os.chmod(tmp, 0o755)
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not target.is_dir():
-                raise
-            remove_tree(tmp)  # another process finished the same root first
+        rename_or_drop(tmp, target)
     except BaseException:
         remove_tree(tmp)
         raise
@@ -287,6 +282,17 @@ def _apply_dir_meta(root: Path, meta: _Meta) -> None:
             os.lchown(path, uid, gid)
         os.chmod(path, mode)
         os.utime(path, (mtime, mtime))
+
+
+def rename_or_drop(tmp: Path, target: Path) -> None:
+    """Move the finished folder `tmp` to `target`; if another process made `target` first,
+    keep theirs (same content, same name) and remove `tmp`."""
+    try:
+        os.rename(tmp, target)
+    except OSError:
+        if not target.is_dir():
+            raise
+        remove_tree(tmp)
 
 
 def remove_tree(path: Path) -> None:
