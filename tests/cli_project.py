@@ -7,12 +7,32 @@ import http.client
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from loopback import free_port
+
+# A scratch image nobody here wrote: one static busybox serving rootfs/www from a shell-form
+# entrypoint (its shell execs httpd). SPECs insert it with .format(image=…).
+BUSYBOX_HTTPD_IMAGE = """\
+[images.web]
+base = "scratch"
+copy = [{ src = "rootfs/", dest = "/" }]
+entrypoint = ["/bin/busybox", "sh", "-c", "exec /bin/busybox httpd -f -p $PORT -h /www"]
+"""
+
+
+def write_busybox_root(folder: Path, index: str) -> Path:
+    """`folder`/rootfs holding only bin/busybox (static) and www/index.html; returns it."""
+    rootfs = folder / "rootfs"
+    (rootfs / "bin").mkdir(parents=True)
+    shutil.copy(shutil.which("busybox") or "/bin/busybox", rootfs / "bin" / "busybox")
+    (rootfs / "www").mkdir()
+    (rootfs / "www" / "index.html").write_text(index)
+    return rootfs
 
 
 class CliProject:

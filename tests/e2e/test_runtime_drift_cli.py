@@ -6,14 +6,13 @@ gets its instance replaced with the ledger saying what entered."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from cli_project import CliProject, app_pid
+from cli_project import BUSYBOX_HTTPD_IMAGE, CliProject, app_pid, write_busybox_root
 from corral.api.client import ControllerClient
 from loopback import poll
 
@@ -25,11 +24,7 @@ SPEC = """\
 [project]
 name = "churn"
 
-[images.web]
-base = "scratch"
-copy = [{{ src = "rootfs/", dest = "/" }}]
-entrypoint = ["/bin/busybox", "sh", "-c", "exec /bin/busybox httpd -f -p $PORT -h /www"]
-
+{image}
 [services.web]
 image = "web"
 replicas = 3
@@ -60,12 +55,9 @@ class Project(CliProject):
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     project = Project(tmp_path_factory.mktemp("churn"))
-    rootfs = project.folder / "rootfs"
-    (rootfs / "bin").mkdir(parents=True)
-    shutil.copy(shutil.which("busybox") or "/bin/busybox", rootfs / "bin" / "busybox")
-    (rootfs / "www").mkdir()
-    (rootfs / "www" / "index.html").write_text("hi\n")
-    (project.folder / "corral.toml").write_text(SPEC.format(port=project.port))
+    write_busybox_root(project.folder, "hi\n")
+    spec = SPEC.format(port=project.port, image=BUSYBOX_HTTPD_IMAGE)
+    (project.folder / "corral.toml").write_text(spec)
     project.corral("build")
     project.corral("up", "-d")
     project.corral("deploy", "web")

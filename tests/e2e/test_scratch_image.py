@@ -6,7 +6,6 @@ failed request: the runtime supplies what the image lacks (/proc, /dev, /tmp, /s
 from __future__ import annotations
 
 import http.client
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from cli_project import CliProject
+from cli_project import BUSYBOX_HTTPD_IMAGE, CliProject, write_busybox_root
 from loopback import poll
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -24,11 +23,7 @@ SPEC = """\
 [project]
 name = "static"
 
-[images.web]
-base = "scratch"
-copy = [{{ src = "rootfs/", dest = "/" }}]
-entrypoint = ["/bin/busybox", "sh", "-c", "exec /bin/busybox httpd -f -p $PORT -h /www"]
-
+{image}
 [services.web]
 image = "web"
 replicas = 3
@@ -91,12 +86,9 @@ class Load:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     project = Project(tmp_path_factory.mktemp("static"))
-    rootfs = project.folder / "rootfs"
-    (rootfs / "bin").mkdir(parents=True)
-    shutil.copy("/bin/busybox", rootfs / "bin/busybox")
-    (rootfs / "www").mkdir()
-    (rootfs / "www/index.html").write_text("v1\n")
-    (project.folder / "corral.toml").write_text(SPEC.format(port=project.port))
+    write_busybox_root(project.folder, "v1\n")
+    spec = SPEC.format(port=project.port, image=BUSYBOX_HTTPD_IMAGE)
+    (project.folder / "corral.toml").write_text(spec)
     yield project
     project.corral("down", check=False)
 
