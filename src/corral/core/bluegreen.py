@@ -92,13 +92,3 @@ class BlueGreen:
         """Seconds the previous fleet stays warm once `release` took all traffic (0: none
         to keep: no previous release, or the same one)."""
         return self.rollback_window if previous not in (None, release) else 0.0
-
-
-def previews(strategy: str, preview: bool) -> bool:
-    """Whether fleets without weight answer `X-Corral-Release` requests: always, except
-    for a blue-green service with `preview = false`.
-
-    >>> previews("blue-green", False), previews("blue-green", True), previews("canary", False)
-    (False, True, True)
-    """
-    return strategy != "blue-green" or preview

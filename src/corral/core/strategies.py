@@ -94,10 +94,23 @@ def strategy_for(service: ServiceSpec, name: str | None = None) -> Strategy | No
     return made_by(service) if made_by else None
 
 
+def is_previewable(service: ServiceSpec) -> bool:
+    """Whether the service's own strategy lets fleets without weight answer
+    `X-Corral-Release` requests: always, except blue-green with `preview = false`.
+
+    >>> bg = {"image": "web", "strategy": "blue-green", "blue_green": {"preview": False}}
+    >>> is_previewable(ServiceSpec.model_validate(bg))
+    False
+    >>> is_previewable(ServiceSpec.model_validate({"image": "web", "strategy": "canary"}))
+    True
+    """
+    own = strategy_for(service)
+    return own.is_previewable if own else True
+
+
 def fast_rollback(service: ServiceSpec) -> FastRollback:
     """The rollback fast path for a release of `service` (see core.rollback)."""
-    own = strategy_for(service)
-    return FastRollback(service.replicas, own.is_previewable if own else True)
+    return FastRollback(service.replicas, is_previewable(service))
 
 
 def recorded_strategy(recorded: str, service: ServiceSpec) -> Strategy:

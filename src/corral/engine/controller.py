@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any, Protocol
 
-from corral.core.bluegreen import previews
+from corral.core.strategies import is_previewable
 from corral.engine.delivery.deploy import Deployer, Emit
 from corral.engine.delivery.instances import Instances
 from corral.engine.delivery.request import DeployRequest
@@ -105,9 +105,7 @@ class Controller:
         for service in services:  # preview first: it syncs once a listen is known
             target = resuming.get(service, self.ws.store.live_release(service))
             if target is not None:  # a resumed deployment's, else the live release's
-                spec = self._spec_of(service, target)
-                self.fleets.set_preview(service, previews(spec.strategy,
-                                                          spec.blue_green.preview))
+                self.fleets.set_preview(service, is_previewable(self._spec_of(service, target)))
         for service in services:
             live = self.ws.store.live_release(service)
             if live is None:
