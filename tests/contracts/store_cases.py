@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from corral.ports.records import Deployment, Event, Instance, InstanceState
 from corral.ports.store import DeploymentStore, ReleaseStore
-from corral.stores import GENESIS_HASH
 
 
 def event(action: str = "test", subject: str = "web", at: float = 100.0,
@@ -29,10 +28,3 @@ def deploy(store: DeploymentStore, service: str = "web", started_at: float = 100
                                    event("deployment.started", service))
 
 
-def assert_unbroken_chain(entries: list[Event]) -> None:
-    assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
-    previous = GENESIS_HASH
-    for entry in entries:
-        assert entry.prev_hash == previous
-        assert entry.hash == entry.compute_hash()
-        previous = entry.hash

@@ -7,13 +7,14 @@ import json
 from collections.abc import Callable
 
 import pytest
-from store_cases import add, assert_unbroken_chain, deploy, event, instance
+from store_cases import add, deploy, event, instance
 
 from corral.core.ledger import verify_chain
 from corral.ports.ledger import EventFilter
 from corral.ports.records import DeploymentOutcome, Event
 from corral.ports.store import LedgerStore, Store
 from corral.stores import GENESIS_HASH
+from ledger_chain import assert_unbroken_chain
 
 
 def append(store: LedgerStore, at: float, action: str, subject: str, actor: str = "ann",

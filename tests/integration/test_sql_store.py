@@ -15,8 +15,9 @@ from sqlalchemy import create_engine, inspect
 
 from corral.errors import StoreError
 from corral.ports.records import DeploymentOutcome, Event, Instance, InstanceState
-from corral.stores import GENESIS_HASH, SqlStore, tables
+from corral.stores import SqlStore, tables
 from corral.stores.migrations import LATEST
+from ledger_chain import assert_unbroken_chain
 
 pytestmark = pytest.mark.integration
 
@@ -41,13 +42,6 @@ def event(action: str = "note", at: float = 100.0) -> Event:
     return Event(at=at, actor="tester", action=action, subject="web")
 
 
-def assert_unbroken_chain(entries: list[Event]) -> None:
-    assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
-    previous = GENESIS_HASH
-    for entry in entries:
-        assert entry.prev_hash == previous
-        assert entry.hash == entry.compute_hash()
-        previous = entry.hash
 
 
 # -- insert-only releases ------------------------------------------------------------
