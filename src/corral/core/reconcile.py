@@ -215,6 +215,28 @@ def _plan_unknown(world: World, observed: Mapping[str, Observed]) -> list[Action
     return actions
 
 
+def split_starts(actions: Sequence[Action]) -> tuple[list[Action], list[StartInstance],
+                                                     list[Action]]:
+    """One service's actions in the order the engine runs them: those before its first
+    start, one by one; every start, side by side (each waits for its app to exec, so three
+    drifted replicas take one start's time, not three); the rest, one by one.
+
+    >>> dead = Cause("dead", "exited")
+    >>> fail, retire = MarkFailed("a", "web", dead), Retire("b", "web", dead)
+    >>> start = StartInstance("web", 2, dead, replaces="a")
+    >>> split_starts([fail, start, retire, start]) == ([fail], [start, start], [retire])
+    True
+    >>> split_starts([fail, retire]) == ([fail, retire], [], [])
+    True
+    """
+    starts = [a for a in actions if isinstance(a, StartInstance)]
+    if not starts:
+        return list(actions), [], []
+    first = actions.index(starts[0])
+    rest: list[Action] = [a for a in actions[first:] if not isinstance(a, StartInstance)]
+    return list(actions[:first]), starts, rest
+
+
 def _death(instance_id: str, seen: Observed | None) -> str:
     if seen is None:
         return f"{instance_id} is gone from the driver"

@@ -29,6 +29,7 @@ from corral.core.reconcile import (
     World,
     backoff_delay,
     plan_reconcile,
+    split_starts,
 )
 from corral.engine.delivery.instances import Instances
 from corral.engine.delivery.locks import lock_name, reconciler_holder
@@ -231,16 +232,15 @@ class Reconciler:
             # A deployment may have ended between planning and taking the lock: plan this
             # service again under the lock, so a stale plan never fights the new release.
             fresh = plan_reconcile(self._world())
-            actions = [a for a in fresh.actions if a.service == service]
-            starts = [a for a in actions if isinstance(a, StartInstance)]
-            for action in actions[:actions.index(starts[0])] if starts else actions:
+            before, starts, after = split_starts(
+                [a for a in fresh.actions if a.service == service])
+            for action in before:
                 self._try(service, action)
-            if starts:  # side by side: each waits for its app to exec (3 drifted replicas)
+            if starts:
                 with ThreadPoolExecutor(max_workers=len(starts)) as pool:
                     list(pool.map(lambda a: self._try(service, a), starts))
-                for action in actions[actions.index(starts[0]):]:
-                    if not isinstance(action, StartInstance):
-                        self._try(service, action)
+            for action in after:
+                self._try(service, action)
         finally:
             self._store.release_lock(lock, self._holder)
 
