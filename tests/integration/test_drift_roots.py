@@ -4,7 +4,6 @@ quarantine, on a scratch image built by the real local image store."""
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -78,7 +77,7 @@ def test_an_appended_byte_is_found_even_with_the_same_mode(
 
 
 @pytest.mark.parametrize("kind", ["inotify", "polling"])
-def test_a_watcher_reports_a_changed_file_within_a_second(
+def test_a_watcher_reports_a_changed_file(
         image: tuple[LocalImageStore, str, RootGuard], kind: str) -> None:
     _, digest, guard = image
     root = guard.root_of(digest)
@@ -87,13 +86,11 @@ def test_a_watcher_reports_a_changed_file_within_a_second(
     try:
         watcher.add(digest, root)
         assert watcher.poll(0.05) == {}
-        changed_at = time.monotonic()
         with open(root / "app" / "lib" / "util.py", "ab") as f:
             f.write(b"# changed\n")
-        seen: set[str] = set()
-        while time.monotonic() - changed_at < 1.0 and "app/lib/util.py" not in seen:
-            seen |= watcher.poll(0.1).get(digest, set())
-        assert "app/lib/util.py" in seen
+        seen: dict[str, set[str]] = {}  # how fast: bench-operate measures it, not a test
+        poll(lambda: "app/lib/util.py" in _collect(watcher, seen).get(digest, ()),
+             30, "the watcher to report app/lib/util.py")
     finally:
         watcher.close()
 
