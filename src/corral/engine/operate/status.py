@@ -140,12 +140,14 @@ def status_without_controller(store: Store, router: Router, driver: Driver,
 
 def _observed_view(observed: Observed, known: Instance | None) -> dict[str, Any]:
     """An instance as the driver has it; its state is the store's last word while it runs."""
-    code = observed.exit_code
-    state = (known.state.value if known is not None else "running") if observed.running \
-        else "exited"
-    reason = (known.reason if known is not None and observed.running
-              else None if observed.running
-              else f"exited with code {code}" if code is not None else "exited")
+    reason: str | None
+    if not observed.running:
+        code = observed.exit_code
+        state, reason = "exited", "exited" if code is None else f"exited with code {code}"
+    elif known is not None:
+        state, reason = known.state.value, known.reason
+    else:
+        state, reason = "running", None
     return {"id": observed.id, "release": f"v{observed.labels.get('corral.release', '?')}",
             "state": state, "address": observed.address, "pid": observed.pid,
             "since": observed.started_at or (known.created_at if known else None),
