@@ -68,12 +68,7 @@ class Traffic:
                 actor)
             return
         if old is not None and old != deployment.to_release:  # e.g. blue-green, no window
-            spec_old = self._spec(deployment.service, old)
-            for instance in self._instances.fleets.of_service(deployment.service):
-                if instance.release == old and instance.state is not InstanceState.DRAINING:
-                    self._instances.drain_in_background(
-                        instance.id, "replaced", spec_old.drain_timeout if spec_old else 30.0,
-                        spec_old.stop_grace if spec_old else 10.0)
+            self._drain_fleet(deployment.service, old, "replaced")
         self.equal(deployment.service, actor)
 
     def equal(self, service: str, actor: str = "corral") -> None:
@@ -88,14 +83,17 @@ class Traffic:
         warm = self.warm(service)
         if warm is None:
             return
-        target = int(warm["release"])
-        spec = self._spec(service, target)
-        for instance in self._instances.fleets.of_service(service):
-            if instance.release == target and instance.state is not InstanceState.DRAINING:
-                self._instances.drain_in_background(instance.id, f"warm fleet retired: {why}",
-                                                spec.drain_timeout if spec else 30.0,
-                                                spec.stop_grace if spec else 10.0)
+        self._drain_fleet(service, int(warm["release"]), f"warm fleet retired: {why}")
         self.equal(service, actor)
+
+    def _drain_fleet(self, service: str, release: int, why: str) -> None:
+        """Drain and stop, in the background, every instance of `release` not yet draining."""
+        spec = self._spec(service, release)
+        for instance in self._instances.fleets.of_service(service):
+            if instance.release == release and instance.state is not InstanceState.DRAINING:
+                self._instances.drain_in_background(instance.id, why,
+                                                    spec.drain_timeout if spec else 30.0,
+                                                    spec.stop_grace if spec else 10.0)
 
     def _set(self, service: str, traffic: dict[str, Any] | None, replicas: int, why: str,
              actor: str = "corral") -> None:
