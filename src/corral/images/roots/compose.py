@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import stat
 import subprocess
 import time
@@ -20,7 +19,13 @@ from pathlib import Path
 
 from corral.errors import ImageError
 from corral.images.oci.layout import hex_of
-from corral.images.roots.unpack import apply_whiteout, extract_layer, remove_tree, rename_or_drop
+from corral.images.roots.unpack import (
+    apply_whiteout,
+    extract_layer,
+    remove_tree,
+    rename_or_drop,
+    temp_beside,
+)
 
 LayerRef = tuple[Path, str]  # (blob path, diff_id)
 INDEX = "index.json"  # beside root/: each entry's tar header offset, for repair.py
@@ -33,7 +38,7 @@ def layer_dir(cache: Path, blob: Path, diff_id: str) -> Path:
     if (target / "meta.json").is_file():
         return target
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = cache / f".tmp-{target.name[:12]}-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = temp_beside(target)
     (tmp / "root").mkdir(parents=True, mode=0o700)
     try:
         whiteouts, dirs, offsets = extract_layer(blob, tmp / "root")
@@ -53,7 +58,7 @@ def compose_root(layers: list[LayerRef], cache: Path, target: Path) -> Path:
         return target
     extracted = [layer_dir(cache, blob, diff_id) for blob, diff_id in layers]
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".tmp-{target.name[:12]}-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = temp_beside(target)
     try:
         if extracted:
             _link_tree(extracted[0] / "root", tmp)

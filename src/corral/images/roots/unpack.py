@@ -42,7 +42,7 @@ def unpack_image(layers: list[Path], target: Path) -> Path:
     if target.is_dir():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".tmp-{target.name[:12]}-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = temp_beside(target)
     tmp.mkdir(mode=0o700)
     try:
         meta = _Meta()
@@ -282,6 +282,12 @@ def _apply_dir_meta(root: Path, meta: _Meta) -> None:
             os.lchown(path, uid, gid)
         os.chmod(path, mode)
         os.utime(path, (mtime, mtime))
+
+
+def temp_beside(target: Path) -> Path:
+    """A fresh name in `target`'s folder to build it under before `rename_or_drop`; the
+    `.tmp-` prefix tells `compose.prune` that another process may be building it now."""
+    return target.parent / f".tmp-{target.name[:12]}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def rename_or_drop(tmp: Path, target: Path) -> None:
