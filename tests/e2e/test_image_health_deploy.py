@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from cli_project import CliProject
+from loopback import poll
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -38,6 +39,8 @@ def deploy(project: CliProject) -> tuple[int, list[dict[str, object]]]:
 def test_the_image_healthcheck_gates_a_live_deployment(project: CliProject) -> None:
     code, events = deploy(project)
     assert code == 0 and events[-1]["outcome"] == "succeeded", events
+    # The image's check (`test -e`) passes before the app binds its port: wait for that.
+    poll(lambda: project.request()[1] == "1", 30, "the app to answer")
     assert {project.request()[1] for _ in range(10)} == {"1"}
 
     project.edit(r'APP_VERSION = "1"', 'APP_VERSION = "2"')
