@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from corral.drivers import inspect, procfs, snapshot
 from corral.drivers.exec_check import ExecChecks
+from corral.drivers.host import pick_free_port, prepare_volumes
 from corral.drivers.image_root import EXEC_DEFAULT_PATH, explain_exec_failure, explain_workdir
 from corral.drivers.instance_dir import InstanceDirs, InstanceRecord
 from corral.drivers.sandbox import (
@@ -75,7 +75,7 @@ class ProcessDriver:
             self._dirs.create(spec.id)
             port = self._free_port()
         try:
-            self._prepare_volumes(spec)
+            prepare_volumes(spec.id, spec.volumes)
             pid = self._launch(bwrap, spec, port)
             record = self._record(spec, pid, port)
             self._dirs.save(record)
@@ -185,26 +185,9 @@ class ProcessDriver:
     def _free_port(self) -> int:
         """A TCP port free on 127.0.0.1 now and not given to another instance of this driver."""
         taken = {r.port for r in map(self._dirs.load, self._dirs.ids()) if r is not None}
-        taken |= self._ports_given
-        for _ in range(100):
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                sock.bind(("127.0.0.1", 0))
-                port: int = sock.getsockname()[1]
-            if port not in taken:
-                self._ports_given.add(port)
-                return port
-        raise DriverError("no free TCP port on 127.0.0.1 for a new instance",
-                          hint="stop unused instances or widen net.ipv4.ip_local_port_range")
-
-    def _prepare_volumes(self, spec: InstanceSpec) -> None:
-        for host, inside in spec.volumes.items():
-            if not inside.startswith("/") or not inside.strip("/"):
-                raise DriverError(f"volume {host} of instance {spec.id}: mount point {inside!r} "
-                                  "is not an absolute path below /",
-                                  hint="write it as /var/lib/app")
-            Path(host).mkdir(parents=True, exist_ok=True)
-            if os.geteuid() == 0:
-                os.chown(host, SANDBOX_UID, SANDBOX_GID)  # the sandbox user must write in it
+        port = pick_free_port(taken | self._ports_given)
+        self._ports_given.add(port)
+        return port
 
     def _launch(self, bwrap: str, spec: InstanceSpec, port: int) -> int:
         """Run launcher.py, which detaches bwrap and prints its pid."""

@@ -85,6 +85,12 @@ class Workspace:
 
     @cached_property
     def driver(self) -> Driver:
+        spec = self.loaded.spec
+        if spec.driver == "container":
+            from corral.drivers.container import ContainerDriver
+
+            return ContainerDriver(self.state_dir, layout=self.state_dir / "images",
+                                   docker_host=spec.drivers.container.docker_host)
         from corral.drivers.process import ProcessDriver
 
         return ProcessDriver(self.state_dir)

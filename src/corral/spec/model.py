@@ -319,6 +319,11 @@ class ServiceSpec(_Model):
     liveness: HealthSpec | None = Field(
         default=None, description="Ongoing check of ready instances; one that fails it "
         "`unhealthy_after` times in a row is replaced, never restarted in place.")
+    driver: Literal["process", "container", "swarm"] = Field(
+        default="process", description="What runs instances: `process` (bubblewrap "
+        "sandboxes), `container` (a Docker engine: dockerd or podman, see [drivers.container]) "
+        "or `swarm` (Docker Swarm services, see [drivers.swarm]). Every service of a project "
+        "uses the same driver.")
     strategy: Literal["rolling", "blue-green", "canary"] = Field(
         default="rolling", description="How a deployment moves to a new release.")
     rolling: RollingSpec = Field(default_factory=RollingSpec, description="Rolling settings.")
@@ -406,6 +411,21 @@ class GcSpec(_Model):
         "too, however many came after it.")
 
 
+class ContainerDriverSpec(_Model):
+    """[drivers.container]: the Docker engine that runs instances of `driver = "container"`."""
+
+    docker_host: str | None = Field(
+        default=None, description="Engine API address, e.g. 'unix:///run/podman/podman.sock' "
+        "(default: DOCKER_HOST, then unix:///var/run/docker.sock).")
+
+
+class DriversSpec(_Model):
+    """[drivers]: settings of the drivers services name with `driver`."""
+
+    container: ContainerDriverSpec = Field(default_factory=ContainerDriverSpec,
+                                           description="The container driver.")
+
+
 class Spec(_Model):
     """The whole `corral.toml`."""
 
@@ -415,6 +435,7 @@ class Spec(_Model):
     observe: ObserveSpec = Field(default_factory=ObserveSpec,
                                  description="Central logs and metrics.")
     gc: GcSpec = Field(default_factory=GcSpec, description="What `corral gc` keeps.")
+    drivers: DriversSpec = Field(default_factory=DriversSpec, description="Driver settings.")
 
     @model_validator(mode="after")
     def _references(self) -> Spec:
@@ -435,7 +456,13 @@ class Spec(_Model):
                     raise ValueError(f"services.{name}.router.listen {service.router.listen} is "
                                      f"also used by service {other!r}")
         _check_one_router(self.services)
+        _check_one_driver(self.services)
         return self
+
+    @property
+    def driver(self) -> str:
+        """The driver of every service (`process` for a spec without services)."""
+        return next((s.driver for s in self.services.values()), "process")
 
 
 def _check_one_router(services: dict[str, ServiceSpec]) -> None:
@@ -448,3 +475,12 @@ def _check_one_router(services: dict[str, ServiceSpec]) -> None:
                                for name, router in routed)
             raise ValueError(f"one router serves every service of a project, so router.{key} "
                              f"must be the same for all of them ({detail})")
+
+
+def _check_one_driver(services: dict[str, ServiceSpec]) -> None:
+    """One controller drives one engine: every service names the same driver."""
+    drivers = {s.driver for s in services.values()}
+    if len(drivers) > 1:
+        detail = ", ".join(f"services.{name}.driver = {s.driver!r}"
+                           for name, s in services.items())
+        raise ValueError(f"every service of a project runs on the same driver ({detail})")
