@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,46 @@ def _debootstrap_root(target: Path) -> Path:
 def debian_rootfs() -> Path:
     """A read-only-by-convention Debian root with python3 (tests must not write into it)."""
     return _debootstrap_root(CACHE / "bookworm-python3")
+
+
+# -- Docker engines (the container and Swarm drivers) ------------------------------------
+@pytest.fixture(scope="session")
+def busybox_image(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """(OCI layout, manifest digest) of a scratch image holding a static busybox and
+    /www/index.html: small, so loading it into an engine costs little."""
+    from corral.images.store import LocalImageStore
+    from corral.spec.model import ImageSpec
+    from docker_engines import BUSYBOX_HTTPD
+
+    folder = tmp_path_factory.mktemp("busybox-image")
+    rootfs = folder / "rootfs"
+    (rootfs / "bin").mkdir(parents=True)
+    shutil.copy(shutil.which("busybox") or "/bin/busybox", rootfs / "bin" / "busybox")
+    (rootfs / "www").mkdir()
+    (rootfs / "www" / "index.html").write_text("busybox\n")
+    store = LocalImageStore(folder / ".corral")
+    spec = ImageSpec.model_validate({"base": "scratch", "copy": [{"src": "rootfs/", "dest": "/"}],
+                                     "entrypoint": list(BUSYBOX_HTTPD)})
+    return folder / ".corral" / "images", store.build("busybox", spec, folder)
+
+
+@pytest.fixture(scope="session")
+def dockerd(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A private dockerd for the whole session (host network, no bridge), stopped by pid."""
+    from docker_engines import local_dockerd
+
+    engine = local_dockerd(Path(tempfile.mkdtemp(prefix="corral-dockerd-")))
+    yield engine
+    engine.stop()
+    shutil.rmtree(engine.folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def podman(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """podman's Docker-compatible service on a private socket and storage, stopped by pid."""
+    from docker_engines import start_podman
+
+    engine = start_podman(Path(tempfile.mkdtemp(prefix="corral-podman-")))
+    yield engine
+    engine.stop()
+    shutil.rmtree(engine.folder, ignore_errors=True)

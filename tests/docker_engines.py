@@ -21,6 +21,10 @@ import pytest
 
 from loopback import poll
 
+# What the busybox test image runs: a line on stdout, then httpd on the instance's PORT.
+BUSYBOX_HTTPD = ("/bin/busybox", "sh", "-c",
+                 "echo started $CORRAL_INSTANCE; exec /bin/busybox httpd -f -p $PORT -h /www")
+
 
 def _ping(socket_path: Path) -> bool:
     import docker

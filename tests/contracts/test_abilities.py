@@ -50,3 +50,12 @@ def test_an_exec_check_on_a_driver_that_cannot_exec_says_so() -> None:
                         address="127.0.0.1:9000", state=InstanceState.READY, created_at=1.0)
     assert check_exec(FakeDriver(), instance, ("true",), 1.0) == (
         "the fake driver cannot run exec checks")
+
+
+def test_the_container_driver_declares_exec_log_files_and_kill_but_not_inspection(
+        tmp_path: Path) -> None:
+    from corral.drivers.container import ContainerDriver
+
+    driver = ContainerDriver(tmp_path, layout=tmp_path / "images",
+                             docker_host="unix:///nonexistent.sock")  # opened on first use
+    assert abilities(driver) == {"Execable", "HasLogPaths", "Killable"}

@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 
 from corral.drivers import FakeDriver, ProcessDriver
+from corral.drivers.container import ContainerDriver
 from corral.errors import DriverError
 from corral.ports.driver import Driver
 from corral.ports.records import InstanceSpec
+from docker_engines import BUSYBOX_HTTPD
 
 HTTP_APP = (
     "import os, http.server as h\n"
@@ -49,22 +51,30 @@ def answers_http(address: str, deadline_s: float = 10.0) -> bool:
     return False
 
 
-@pytest.fixture(params=["fake", pytest.param("process", marks=pytest.mark.integration)])
+@pytest.fixture(params=["fake", pytest.param("process", marks=pytest.mark.integration),
+                        pytest.param("container-dockerd", marks=pytest.mark.integration),
+                        pytest.param("container-podman", marks=pytest.mark.integration)])
 def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
     rootfs = "/nonexistent-image-root"
+    argv: tuple[str, ...] = ("python3", "-c", HTTP_APP)
+    digest = "sha256:ab"
     driver: Driver
     if request.param == "fake":
         driver = FakeDriver()
-    else:
+    elif request.param == "process":
         rootfs = str(request.getfixturevalue("debian_rootfs"))
         driver = ProcessDriver(tmp_path / ".corral")
+    else:
+        engine = request.getfixturevalue(request.param.partition("-")[2])
+        layout, digest = request.getfixturevalue("busybox_image")
+        argv = BUSYBOX_HTTPD
+        driver = ContainerDriver(tmp_path / ".corral", layout=layout, docker_host=engine.host)
 
     def spec(instance_id: str) -> InstanceSpec:
-        return InstanceSpec(id=instance_id, service="web", release=1, image_digest="sha256:ab",
-                            rootfs=rootfs, argv=("python3", "-c", HTTP_APP), env={},
-                            labels={"release": "v1"})
+        return InstanceSpec(id=instance_id, service="web", release=1, image_digest=digest,
+                            rootfs=rootfs, argv=argv, env={}, labels={"release": "v1"})
 
-    yield Harness(driver, spec, serves_http=request.param == "process")
+    yield Harness(driver, spec, serves_http=request.param != "fake")
     for observed in driver.list():
         driver.stop(observed.id, grace=1)
 
