@@ -18,6 +18,7 @@ from corral.engine.delivery.deploy import Deployer, Emit
 from corral.engine.delivery.instances import Instances
 from corral.engine.delivery.request import DeployRequest
 from corral.engine.fleet import Fleets
+from corral.engine.images.registry import publisher
 from corral.engine.observe.profiler import ThreadProfiler, profiler_from_env
 from corral.engine.operate.health import HealthMonitor
 from corral.engine.operate.status import instance_view, router_view, service_view
@@ -45,7 +46,8 @@ class Controller:
         self.stopping = threading.Event()
         self.fleets = Fleets(ws.store, ws.router, self.clock, self.actor)
         self.instances = Instances(ws.driver, ws.router, ws.images, self.fleets, self.clock,
-                                   ws.state_dir / "volumes")
+                                   ws.state_dir / "volumes",
+                                   publish=publisher(ws.state_dir, ws.driver))
         self.deployer = Deployer(ws.store, self.instances, self.stopping)
         self.monitor = HealthMonitor(self.fleets, ws.driver, self._health_of, self.clock,
                                      liveness_of=lambda i: self._spec_of(

@@ -86,6 +86,14 @@ class Workspace:
     @cached_property
     def driver(self) -> Driver:
         spec = self.loaded.spec
+        if spec.driver == "swarm":
+            from corral.drivers.swarm import SwarmDriver
+
+            swarm = spec.drivers.swarm
+            return SwarmDriver(self.state_dir, registry=swarm.registry or "",
+                               project=spec.project.name, docker_host=swarm.docker_host,
+                               insecure_registry=swarm.insecure_registry,
+                               start_timeout=swarm.start_timeout)
         if spec.driver == "container":
             from corral.drivers.container import ContainerDriver
 

@@ -3,8 +3,9 @@
 A driver never decides anything: it starts what it is told, reports what it sees and
 stops what it is told. Instances it starts must outlive the process that started them.
 What a driver can do beyond that is an ability it declares by implementing a small Protocol
-(`Execable`, `HasLogPaths` here; `Inspectable`, `Killable` in ports.runtime), so a container
-or Swarm driver implements exactly what it can; the engine asks `isinstance(driver, …)`.
+(`Execable`, `HasLogPaths`, `PullsFromRegistry` here; `Inspectable`, `Killable` in
+ports.runtime), so a container or Swarm driver implements exactly what it can; the engine
+asks `isinstance(driver, …)`.
 """
 
 from __future__ import annotations
@@ -56,4 +57,17 @@ class HasLogPaths(Protocol):
 
     def log_paths(self, instance_id: str) -> tuple[Path, Path]:
         """(stdout, stderr) of the instance; still readable after it was stopped."""
+        ...
+
+
+@runtime_checkable
+class PullsFromRegistry(Protocol):
+    """Runs images its nodes pull from a registry (Swarm), not from this machine's image
+    store: the engine pushes a release's image to `image_reference`, by digest, before the
+    release's first instance starts there."""
+
+    insecure_registry: bool  # the registry speaks plain HTTP
+
+    def image_reference(self, service: str, digest: str) -> str:
+        """Where the nodes pull image `digest` of `service` from: "HOST:PORT/REPO@DIGEST"."""
         ...

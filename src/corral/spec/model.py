@@ -419,11 +419,30 @@ class ContainerDriverSpec(_Model):
         "(default: DOCKER_HOST, then unix:///var/run/docker.sock).")
 
 
+class SwarmDriverSpec(_Model):
+    """[drivers.swarm]: the swarm that runs instances of `driver = "swarm"`."""
+
+    docker_host: str | None = Field(
+        default=None, description="Engine API address of a manager node "
+        "(default: DOCKER_HOST, then unix:///var/run/docker.sock).")
+    registry: str | None = Field(
+        default=None, description="'HOST:PORT/PREFIX' where corral pushes each release's "
+        "image so every node pulls it by digest (required by the swarm driver).")
+    insecure_registry: bool = Field(
+        default=False, description="The registry speaks plain HTTP (every node's dockerd "
+        "must list it in insecure-registries too).")
+    start_timeout: Duration = Field(
+        default=60.0, description="Longest wait for an instance's task to run (pull "
+        "included) before its start fails.")
+
+
 class DriversSpec(_Model):
     """[drivers]: settings of the drivers services name with `driver`."""
 
     container: ContainerDriverSpec = Field(default_factory=ContainerDriverSpec,
                                            description="The container driver.")
+    swarm: SwarmDriverSpec = Field(default_factory=SwarmDriverSpec,
+                                   description="The swarm driver.")
 
 
 class Spec(_Model):
@@ -457,6 +476,9 @@ class Spec(_Model):
                                      f"also used by service {other!r}")
         _check_one_router(self.services)
         _check_one_driver(self.services)
+        if self.driver == "swarm" and not self.drivers.swarm.registry:
+            raise ValueError('driver = "swarm" needs [drivers.swarm] registry = '
+                             '"HOST:PORT/PREFIX": the nodes pull images from there')
         return self
 
     @property

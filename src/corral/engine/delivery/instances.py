@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from corral.core.release import instance_argv, instance_env
 from corral.engine.fleet import Clock, Fleets
 from corral.errors import DeployError
-from corral.ports.driver import Driver
+from corral.ports.driver import Driver, PullsFromRegistry
 from corral.ports.images import ImageStore
 from corral.ports.records import Instance, InstanceSpec, InstanceState, Release
 from corral.ports.router import Router
@@ -36,11 +37,15 @@ class Instances:
     fleets: Fleets
     clock: Clock
     volumes_dir: Path
+    # Pushes an image (reference, digest) where a PullsFromRegistry driver's nodes pull it.
+    publish: Callable[[str, str], None] | None = None
     _draining: set[threading.Thread] = field(default_factory=set)
+    _published: set[str] = field(default_factory=set)
 
     def start(self, release: Release) -> Instance:
         service = release.spec
         image = self.images.config(release.image_digest)
+        self._publish(release)
         argv = instance_argv(service, image)
         if not argv:
             raise DeployError(f"release {release.service} {release.label} has nothing to run",
@@ -66,6 +71,16 @@ class Instances:
                             pid=observed.pid)
         self.fleets.add(instance)
         return instance
+
+    def _publish(self, release: Release) -> None:
+        """Push the release's image where the driver's nodes pull it, once per process (a
+        push of what the registry has is a few HEAD requests, but not one per instance)."""
+        if not isinstance(self.driver, PullsFromRegistry) or self.publish is None:
+            return
+        reference = self.driver.image_reference(release.service, release.image_digest)
+        if reference not in self._published:
+            self.publish(reference, release.image_digest)
+            self._published.add(reference)
 
     def drain_and_stop(self, instance_id: str, reason: str, drain_timeout: float,
                        grace: float) -> None:
