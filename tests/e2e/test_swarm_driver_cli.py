@@ -1,0 +1,205 @@
+"""The Swarm driver on a real 3-node Swarm (three dockerd in network namespaces of this
+machine), driven through the CLI: one release's instances spread over the nodes, and under
+constant load through corral's router a rolling deploy, a blue-green switch, a rollback, a
+good and a bad canary and the loss of a node, each with its failed requests counted."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cli_project import BUSYBOX_HTTPD_IMAGE, CliProject
+from load import Load
+from loopback import poll
+from swarm_cluster import Cluster
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+SPEC = """\
+[project]
+name = "fleet"
+
+{image}
+[services.web]
+image = "web"
+driver = "swarm"
+replicas = 3
+router = {{ listen = "127.0.0.1:{port}" }}
+health = {{ path = "/healthz", interval = "200ms", timeout = "1s", unhealthy_after = 2 }}
+rolling = {{ max_surge = 1, max_unavailable = 0 }}
+blue_green = {{ auto_promote = true, rollback_window = "10m" }}
+canary = {{ steps = [34, 100], interval = "2s", max_error_rate = 0.05, min_requests = 20 }}
+stop_grace = "1s"
+drain_timeout = "2s"
+
+[drivers.swarm]
+docker_host = "{manager}"
+registry = "{registry}/corral"
+insecure_registry = true
+start_timeout = "30s"
+"""
+
+
+def write_release(folder: Path, version: str, *, bad: bool = False) -> None:
+    """The image's root: a static busybox serving `version` at /, or (bad) a CGI at / that
+    answers 500 while /healthz still passes."""
+    rootfs = folder / "rootfs"
+    shutil.rmtree(rootfs, ignore_errors=True)
+    (rootfs / "bin").mkdir(parents=True)
+    shutil.copy(shutil.which("busybox") or "/bin/busybox", rootfs / "bin" / "busybox")
+    www = rootfs / "www"
+    (www / "cgi-bin").mkdir(parents=True)
+    (www / "healthz").write_text("ok\n")
+    if bad:
+        script = www / "cgi-bin" / "index.cgi"
+        script.write_text("#!/bin/busybox sh\necho 'Status: 500 Bad Release'\necho\necho bad\n")
+        script.chmod(0o755)
+    else:
+        (www / "index.html").write_text(f"{version}\n")
+
+
+class Project(CliProject):
+    def instances(self) -> list[dict[str, Any]]:
+        return list(self.json("status", "web")["services"][0]["instances"])
+
+    def ready(self, count: int, release: int) -> list[dict[str, Any]]:
+        ready = [i for i in self.instances()
+                 if i["state"] == "ready" and i["release"] in (release, f"v{release}")]
+        return ready if len(ready) == count else []
+
+    def release(self, version: str, *, bad: bool = False) -> None:
+        write_release(self.folder, version, bad=bad)
+        self.corral("build")
+
+    def deploy_under_load(self, *args: str, check: bool = True) -> tuple[Load, int, int]:
+        """Deploy (or roll back) while two clients GET / through the router; (the load,
+        answers before the command returned, the command's exit code)."""
+        with Load(f"127.0.0.1:{self.port}") as load:
+            poll(lambda: load.count() >= 20, 30, "the load to be flowing")
+            done = self.corral(*args, check=check)
+            served = load.count()
+            poll(lambda: load.count() >= served + 20, 30, "answers after the command")
+        return load, served, done.returncode
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    made = Cluster(Path(tempfile.mkdtemp(prefix="corral-swarm-")), net=1).start()
+    yield made
+    made.stop()
+    shutil.rmtree(made.folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, cluster: Cluster) -> Iterator[Project]:
+    project = Project(tmp_path_factory.mktemp("fleet"))
+    (project.folder / "corral.toml").write_text(SPEC.format(
+        image=BUSYBOX_HTTPD_IMAGE, port=project.port, manager=cluster.manager.host,
+        registry=cluster.registry_address))
+    project.release("v1")
+    project.corral("up", "-d")
+    yield project
+    project.corral("down", check=False)
+
+
+def services(cluster: Cluster) -> list[Any]:
+    return [s for s in cluster.manager.client().services.list()
+            if s.attrs["Spec"]["Labels"].get("corral.service") == "web"]
+
+
+def test_a_release_spreads_over_the_three_nodes_pinned_by_digest(
+        project: Project, cluster: Cluster) -> None:
+    project.corral("deploy", "web")
+    ready = poll(lambda: project.ready(3, 1), 90, "3 ready instances of v1")
+    assert sorted(i["address"].rpartition(":")[0] for i in ready) == cluster.node_ips
+    digest = next(i["digest"] for i in project.json("images")["images"]
+                  if "web:latest" in i["names"])
+    images = {s.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] for s in
+              services(cluster)}
+    assert images == {f"{cluster.registry_address}/corral/fleet-web@{digest}"}
+    with Load(f"127.0.0.1:{project.port}") as load:
+        poll(lambda: load.count() >= 30, 30, "answers")
+    assert load.failed() == [] and load.bodies_since(0) == {"v1\n"}
+
+
+def test_a_rolling_deploy_under_load_fails_no_request(project: Project) -> None:
+    project.release("v2")
+    load, served, _ = project.deploy_under_load("deploy", "web")
+    print(f"rolling: {len(load.failed())} failed of {load.count()}")
+    assert load.failed() == []
+    assert load.bodies_since(served) == {"v2\n"}
+    poll(lambda: project.ready(3, 2), 60, "3 ready instances of v2")
+
+
+def test_a_blue_green_switch_under_load_fails_no_request(project: Project) -> None:
+    project.release("v3")
+    load, served, _ = project.deploy_under_load("deploy", "web", "--strategy", "blue-green")
+    print(f"blue-green: {len(load.failed())} failed of {load.count()}")
+    assert load.failed() == []
+    assert load.bodies_since(served) == {"v3\n"}
+
+
+def test_a_rollback_switches_back_to_the_warm_fleet_under_load(project: Project) -> None:
+    load, served, _ = project.deploy_under_load("rollback", "web")
+    print(f"rollback: {len(load.failed())} failed of {load.count()}")
+    assert load.failed() == []
+    assert load.bodies_since(served) == {"v2\n"}
+
+
+def test_a_good_canary_under_load_fails_no_request(project: Project) -> None:
+    project.release("v4")
+    load, served, code = project.deploy_under_load("deploy", "web", "--strategy", "canary")
+    print(f"canary (good): {len(load.failed())} failed of {load.count()}")
+    assert code == 0 and load.failed() == []
+    assert load.bodies_since(served) == {"v4\n"}
+
+
+def test_a_bad_canary_is_rolled_back_and_the_stable_fleet_keeps_serving(
+        project: Project) -> None:
+    project.release("v5", bad=True)
+    load, served, code = project.deploy_under_load("deploy", "web", "--strategy", "canary",
+                                                   check=False)
+    failed = load.failed()
+    print(f"canary (bad): {len(failed)} failed of {load.count()} (the canary's 500s)")
+    assert code != 0
+    # only the canary's own failures: its 500s, or the router's 502 for its broken answers
+    assert {status for _, status, _ in failed} <= {500, 502}
+    assert len(failed) < load.count() * 0.34
+    assert load.bodies_since(served) == {"v4\n"}
+    last = project.json("status", "web")["services"][0]["last_deployment"]
+    assert last["outcome"] == "rolled back"
+
+
+def test_old_releases_services_are_removed_once_decommissioned(
+        project: Project, cluster: Cluster) -> None:
+    live = poll(lambda: project.ready(3, 4), 60, "v4 ready")
+    running = {s.attrs["Spec"]["Labels"]["corral.release"] for s in services(cluster)}
+    assert "5" not in running and {"1", "3"}.isdisjoint(running)
+    assert {i["id"] for i in live} <= {
+        s.attrs["Spec"]["Labels"]["dev.corral.driver.instance"] for s in services(cluster)}
+
+
+def test_the_loss_of_a_node_under_load_fails_no_request_and_is_replaced(
+        project: Project, cluster: Cluster) -> None:
+    before = poll(lambda: project.ready(3, 4), 60, "v4 ready")
+    dead_ip = cluster.node_ips[2]
+    assert dead_ip in {i["address"].rpartition(":")[0] for i in before}
+    with Load(f"127.0.0.1:{project.port}") as load:
+        poll(lambda: load.count() >= 20, 30, "the load to be flowing")
+        cluster.kill_node(2)
+
+        def replaced() -> bool:
+            ready = project.ready(3, 4)
+            return bool(ready) and dead_ip not in {i["address"].rpartition(":")[0]
+                                                   for i in ready}
+        poll(replaced, 120, "3 ready instances on the 2 nodes left")
+        served = load.count()
+        poll(lambda: load.count() >= served + 20, 30, "answers after the replacement")
+    print(f"node loss: {len(load.failed())} failed of {load.count()}")
+    assert load.failed() == []
+
