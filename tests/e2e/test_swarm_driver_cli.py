@@ -5,7 +5,11 @@ good and a bad canary and the loss of a node, each with its failed requests coun
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +19,7 @@ import pytest
 
 from cli_project import BUSYBOX_HTTPD_IMAGE, CliProject
 from load import Load
-from loopback import poll
+from loopback import free_port, is_listening, poll
 from swarm_cluster import Cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -41,7 +45,7 @@ drain_timeout = "2s"
 docker_host = "{manager}"
 registry = "{registry}/corral"
 insecure_registry = true
-start_timeout = "30s"
+start_timeout = "10s"
 """
 
 
@@ -178,11 +182,82 @@ def test_a_bad_canary_is_rolled_back_and_the_stable_fleet_keeps_serving(
 def test_old_releases_services_are_removed_once_decommissioned(
         project: Project, cluster: Cluster) -> None:
     live = poll(lambda: project.ready(3, 4), 60, "v4 ready")
-    running = {s.attrs["Spec"]["Labels"]["corral.release"] for s in services(cluster)}
-    assert "5" not in running and {"1", "3"}.isdisjoint(running)
+
+    def releases_left() -> set[str]:
+        return {s.attrs["Spec"]["Labels"]["corral.release"] for s in services(cluster)}
+    # the bad canary, and v1, v3 (replaced, or left by the rollback) are drained, then removed
+    poll(lambda: releases_left().isdisjoint({"1", "3", "5"}), 60, "old services removed")
     assert {i["id"] for i in live} <= {
         s.attrs["Spec"]["Labels"]["dev.corral.driver.instance"] for s in services(cluster)}
 
+
+
+@pytest.fixture
+def loopback_registry(tmp_path: Path) -> Iterator[str]:
+    """A docker-registry on this machine's loopback: corral reaches it, the nodes (each in
+    its own network namespace) do not."""
+    address = f"127.0.0.1:{free_port()}"
+    (tmp_path / "config.yml").write_text(
+        "version: 0.1\nlog:\n  level: warn\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {tmp_path / 'storage'}\n"
+        f"http:\n  addr: {address}\n")
+    with (tmp_path / "registry.log").open("wb") as out:
+        process = subprocess.Popen(["docker-registry", "serve", str(tmp_path / "config.yml")],
+                                   stdout=out, stderr=subprocess.STDOUT)
+    try:
+        poll(lambda: is_listening(int(address.rpartition(":")[2])), 30, "the registry")
+        yield address
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def restart_controller(project: Project) -> None:
+    """SIGKILL the controller and start a new one, which re-adopts the instances (a changed
+    [drivers.swarm] takes effect; the running instances are untouched)."""
+    pid = int((project.folder / ".corral/run/controller.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    poll(lambda: not Path(f"/proc/{pid}").exists(), 10, "the controller to die")
+    project.corral("up", "-d")
+
+
+def test_a_registry_the_nodes_cannot_reach_fails_the_deploy_and_the_live_release_serves(
+        project: Project, cluster: Cluster, loopback_registry: str) -> None:
+    poll(lambda: project.ready(3, 4), 60, "v4 ready")
+    spec = project.folder / "corral.toml"
+    good = spec.read_text()
+    spec.write_text(good.replace(cluster.registry_address, loopback_registry))
+    restart_controller(project)
+    try:
+        project.release("v6")
+        before = {s.id for s in services(cluster)}
+        load, _, code = project.deploy_under_load("deploy", "web", check=False)
+        print(f"unreachable registry: {len(load.failed())} failed of {load.count()}")
+        assert code != 0
+        assert load.failed() == [] and load.bodies_since(0) == {"v4\n"}
+        assert poll(lambda: project.ready(3, 4), 30, "v4 still ready")
+        assert {s.id for s in services(cluster)} == before  # nothing half-created is left
+        last = project.json("status", "web")["services"][0]["last_deployment"]
+        assert last["outcome"] != "succeeded"
+        assert loopback_registry in (last.get("reason") or "")
+    finally:
+        spec.write_text(good)
+        restart_controller(project)
+
+
+def test_an_unreachable_manager_stops_the_controller_at_start_and_names_docker_host(
+        tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    (project.folder / "corral.toml").write_text(SPEC.format(
+        image=BUSYBOX_HTTPD_IMAGE, port=project.port, registry="127.0.0.1:1",
+        manager=f"unix://{tmp_path}/no-manager.sock"))
+    write_release(project.folder, "v1")
+    try:
+        done = project.corral("up", "-d", check=False)
+    finally:
+        project.corral("down", check=False)
+    assert done.returncode != 0
+    assert "no-manager.sock" in done.stderr and "[drivers.swarm] docker_host" in done.stderr
 
 def test_the_loss_of_a_node_under_load_fails_no_request_and_is_replaced(
         project: Project, cluster: Cluster) -> None:
@@ -203,3 +278,32 @@ def test_the_loss_of_a_node_under_load_fails_no_request_and_is_replaced(
     print(f"node loss: {len(load.failed())} failed of {load.count()}")
     assert load.failed() == []
 
+
+
+def test_a_node_that_leaves_mid_deployment_neither_stalls_it_nor_fails_requests(
+        project: Project, cluster: Cluster) -> None:
+    poll(lambda: project.ready(3, 4), 60, "v4 ready on the nodes left")
+    project.release("v7")
+    leaving = cluster.node_ips[1]
+    with Load(f"127.0.0.1:{project.port}") as load:
+        poll(lambda: load.count() >= 20, 30, "the load to be flowing")
+        deploy = subprocess.Popen([sys.executable, "-m", "corral", "deploy", "web"],
+                                  cwd=project.folder, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        try:
+            poll(lambda: any(i["release"] in (7, "v7") for i in project.instances()), 60,
+                 "the first v7 instance")
+            cluster.kill_node(1)
+            _, stderr = deploy.communicate(timeout=240)  # within its deadline, either way
+        finally:
+            if deploy.poll() is None:
+                deploy.kill()
+        live = 7 if deploy.returncode == 0 else 4
+        ready = poll(lambda: project.ready(3, live), 120, f"3 ready instances of v{live}")
+        served = load.count()
+        poll(lambda: load.count() >= served + 20, 30, "answers after the deploy")
+    print(f"node left mid-deployment: deploy exit {deploy.returncode} ({stderr.strip()[-200:]}),"
+          f" {len(load.failed())} failed of {load.count()}")
+    assert leaving not in {i["address"].rpartition(":")[0] for i in ready}
+    assert load.failed() == []
+    assert load.bodies_since(served) == {f"v{live}\n"}

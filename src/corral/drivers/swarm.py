@@ -137,10 +137,16 @@ class SwarmDriver:
 
     def _list_views(self) -> builtins.list[TaskView]:
         def read(client: Any) -> tuple[builtins.list[Any], builtins.list[Any]]:
-            services = client.api.services(filters={"label": f"{STATE}={self._state}"})
-            ids = [s["ID"] for s in services]
-            tasks = client.api.tasks(filters={"service": ids}) if ids else []
-            return services, tasks
+            import docker.errors
+
+            for _ in range(5):  # a service removed between the two reads: read again
+                services = client.api.services(filters={"label": f"{STATE}={self._state}"})
+                ids = [s["ID"] for s in services]
+                try:
+                    return services, client.api.tasks(filters={"service": ids}) if ids else []
+                except docker.errors.NotFound:
+                    continue
+            return services, client.api.tasks()
         services, tasks = self.engine.call("cannot list instances", read)
         return current_tasks(services, tasks, self._placement() if services else None)
 
