@@ -17,6 +17,7 @@ from corral.spec.duration import duration_keys, format_duration
 from corral.spec.model import (
     BlueGreenSpec,
     CanarySpec,
+    ContainerDriverSpec,
     CopyStep,
     GcSpec,
     HealthSpec,
@@ -26,6 +27,7 @@ from corral.spec.model import (
     RouterSpec,
     RunStep,
     ServiceSpec,
+    SwarmDriverSpec,
 )
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "spec.md"
@@ -42,6 +44,8 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("blue_green = {…}", BlueGreenSpec),
     ("canary = {…}", CanarySpec),
     ("[gc]", GcSpec),
+    ("[drivers.container]", ContainerDriverSpec),
+    ("[drivers.swarm]", SwarmDriverSpec),
 ]
 
 INTRO = """# corral.toml reference
