@@ -1,6 +1,6 @@
 # The two commands a newcomer types: `make demo` and `make test`. Both set up what they need.
 .PHONY: setup demo test lint unit bench lock clean bench-router bench-delivery bench-observe \
-        bench-operate bench-images bench-images-transfer bench-cli bench-idle
+        bench-operate bench-images bench-images-transfer bench-cli bench-idle bench-swarm
 
 setup:
 	@bash scripts/setup.sh
@@ -53,3 +53,6 @@ lock:
 
 clean:
 	rm -rf .venv demo-work .mypy_cache .ruff_cache .pytest_cache
+
+bench-swarm: setup
+	.venv/bin/python bench/swarm.py

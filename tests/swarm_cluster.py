@@ -6,7 +6,8 @@ host; each with its own data root, exec root, pid file and socket. A docker-regi
 on the bridge's host address, so every node pulls from it. Swarm's routing mesh needs IPVS,
 which this kernel lacks: services publish host-mode ports only. Every node reports the same
 hostname, so each gets a node label `corral.node=nN`. Everything is removed by `stop`:
-containers, daemons (by pid), the registry, the namespaces and the bridge.
+containers, daemons (by pid), the registry, the namespaces and the bridge. Each node's
+containers live under the cgroup parent `/NAME`, so a killed node's containers are found.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class Cluster:
             for name, ip in zip(self.names, self.node_ips, strict=True):
                 self.engines.append(start_dockerd(
                     self.folder / name, "--insecure-registry", self.registry_address,
-                    "--ip", ip, netns=name))
+                    "--ip", ip, "--cgroup-parent", f"/{name}", netns=name))
             self._join()
         except BaseException:
             self.stop()
@@ -126,7 +127,7 @@ class Cluster:
         pid = int((engine.folder / "dockerd.pid").read_text())
         os.kill(pid, signal.SIGKILL)
         engine.process.wait(10)
-        _kill_namespace_processes(self.names[index])
+        _kill_node_processes(self.names[index])
 
     # -- tear down ---------------------------------------------------------------------
 
@@ -135,7 +136,7 @@ class Cluster:
             with contextlib.suppress(Exception):
                 engine.stop()
         for name in self.names:
-            _kill_namespace_processes(name)
+            _kill_node_processes(name)
         if self.registry is not None and self.registry.poll() is None:
             self.registry.terminate()
             try:
@@ -159,24 +160,33 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _kill_namespace_processes(name: str) -> None:
-    """SIGKILL every process left in network namespace `name` (a dead dockerd's containers
-    and shims): found by the namespace's inode, so nothing outside it is touched."""
+def _kill_node_processes(name: str) -> None:
+    """SIGKILL every process a node left behind: its shims (in the node's network namespace,
+    found by its inode) and its containers (each in a namespace of its own, found by the
+    node's cgroup parent `/NAME`). Nothing outside the node is touched."""
     try:
-        target = os.stat(f"/run/netns/{name}").st_ino
+        namespace = os.stat(f"/run/netns/{name}").st_ino
     except OSError:
-        return
+        namespace = None
     for _ in range(3):
-        found = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) == os.getpid():
-                continue
-            with contextlib.suppress(OSError):
-                if os.stat(f"/proc/{entry}/ns/net").st_ino == target:
-                    found.append(int(entry))
+        found = [pid for pid in _pids() if _is_of_node(pid, name, namespace)]
         if not found:
             return
         for pid in found:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.2)
+
+
+def _pids() -> list[int]:
+    return [int(e) for e in os.listdir("/proc") if e.isdigit() and int(e) != os.getpid()]
+
+
+def _is_of_node(pid: int, name: str, namespace: int | None) -> bool:
+    try:
+        if namespace is not None and os.stat(f"/proc/{pid}/ns/net").st_ino == namespace:
+            return True
+        cgroups = Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return False
+    return any(line.split(":", 2)[-1].startswith(f"/{name}/") for line in cgroups.splitlines())

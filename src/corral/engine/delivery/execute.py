@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from corral.core.steps import (
@@ -100,7 +101,7 @@ class Executor:
         if isinstance(step, StartInstances):
             release = self._release(step.release)
             return {"release": step.release,
-                    "instances": [instances.start(release).id for _ in range(step.count)]}
+                    "instances": start_side_by_side(instances, release, step.count)}
         if isinstance(step, DrainAndStop | StopInstances):
             drain = service.drain_timeout if isinstance(step, DrainAndStop) else 0.0
             for instance_id in step.instance_ids:
@@ -170,3 +171,15 @@ class Executor:
         if found is None:
             raise NotFound(f"release {self._deployment.service} v{version} is not in the store")
         return found
+
+
+def start_side_by_side(instances: Instances, release: Release, count: int) -> list[str]:
+    """Start `count` instances of `release` at once: a driver whose start waits on a remote
+    engine (a Swarm task to be scheduled and run) costs one start's time, not `count`. The
+    first failure is raised once every start has ended; those that started are in the
+    fleet, where the deployment's failure path stops them."""
+    if count <= 1:
+        return [instances.start(release).id for _ in range(count)]
+    with ThreadPoolExecutor(max_workers=min(count, 8)) as pool:
+        futures = [pool.submit(instances.start, release) for _ in range(count)]
+    return [future.result().id for future in futures]

@@ -41,6 +41,7 @@ class Instances:
     publish: Callable[[str, str], None] | None = None
     _draining: set[threading.Thread] = field(default_factory=set)
     _published: set[str] = field(default_factory=set)
+    _publishing: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self, release: Release) -> Instance:
         service = release.spec
@@ -78,9 +79,10 @@ class Instances:
         if not isinstance(self.driver, PullsFromRegistry) or self.publish is None:
             return
         reference = self.driver.image_reference(release.service, release.image_digest)
-        if reference not in self._published:
-            self.publish(reference, release.image_digest)
-            self._published.add(reference)
+        with self._publishing:  # side-by-side starts push once
+            if reference not in self._published:
+                self.publish(reference, release.image_digest)
+                self._published.add(reference)
 
     def drain_and_stop(self, instance_id: str, reason: str, drain_timeout: float,
                        grace: float) -> None:
