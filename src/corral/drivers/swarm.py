@@ -16,6 +16,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import json
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,7 +25,13 @@ from typing import Any
 from corral.drivers.container_logs import LogCopies
 from corral.drivers.docker_engine import Engine, parse_time, resolve_host
 from corral.drivers.sandbox import SANDBOX_GID, SANDBOX_UID
-from corral.drivers.swarm_tasks import Placement, TaskView, current_tasks, describe_failure
+from corral.drivers.swarm_tasks import (
+    NODE,
+    Placement,
+    TaskView,
+    current_tasks,
+    describe_failure,
+)
 from corral.errors import DriverError
 from corral.ports.records import InstanceSpec, Observed
 from corral.ports.runtime import Credentials, LaunchSnapshot, Mount, RuntimeFacts, SandboxProcess
@@ -35,6 +42,12 @@ INSTANCE = OWN + "instance"
 LABELS = OWN + "labels"
 LAUNCHED = OWN + "launched"  # the mounts and user it was created with (drift is measured)
 KEY = "[drivers.swarm] docker_host"
+UNACKNOWLEDGED = frozenset({"new", "pending", "assigned"})  # the node's agent has not taken it
+SUSPECT_FOR = 60.0  # seconds a node that did not take a task gets no new instance
+
+
+class _NodeSilent(Exception):
+    """The node a task was pinned to never acknowledged it."""
 
 
 class SwarmDriver:
@@ -44,7 +57,8 @@ class SwarmDriver:
 
     def __init__(self, state_dir: Path, *, registry: str, project: str,
                  docker_host: str | None = None, insecure_registry: bool = True,
-                 start_timeout: float = 60.0, stop_grace: float = 10.0) -> None:
+                 start_timeout: float = 60.0, stop_grace: float = 10.0,
+                 accept_timeout: float = 3.0) -> None:
         self._state = str(Path(state_dir).resolve())
         self._registry = registry.rstrip("/")
         self._project = project
@@ -53,23 +67,30 @@ class SwarmDriver:
         self._start_timeout = start_timeout
         self._stop_grace = stop_grace
         self._logs = LogCopies(Path(state_dir) / "swarm-logs")
+        self._placing = threading.Lock()
+        self._accept_timeout = accept_timeout
+        self._suspects: dict[str, float] = {}  # node -> until when no instance goes there
 
     # -- the Driver port ---------------------------------------------------------------
 
     def start(self, spec: InstanceSpec) -> Observed:
         name = self._service_name(spec.id)
-        nodes = self._placement()
-        node = nodes.choose(spec.service, self._list_views())
-        reference = self.image_reference(spec.service, spec.image_digest)
-        self.engine.call(f"cannot create instance {spec.id}", lambda c: c.api.create_service(
-            **_service_args(spec, name, reference, node, self._labels(spec), self._stop_grace)))
-        try:
-            view = self._await_running(spec, name, nodes)
-        except BaseException:
-            self._remove(name)  # nothing half-created: the service goes with its failure
-            raise
-        self._logs.follow(spec.id, self._stream_of(name))
-        return self._observe(view)
+        deadline = time.monotonic() + self._start_timeout
+        while True:
+            node = self._create(spec, name)
+            try:
+                view = self._await_running(spec, name, deadline)
+            except _NodeSilent:
+                # Swarm still calls the node ready (it notices a lost node after 12-20 s):
+                # try another, and keep new instances off this one for a while.
+                self._remove(name)
+                self._suspects[node] = time.monotonic() + SUSPECT_FOR
+                continue
+            except BaseException:
+                self._remove(name)  # nothing half-created: the service goes with its failure
+                raise
+            self._logs.follow(spec.id, self._stream_of(name))
+            return self._observe(view)
 
     def list(self) -> list[Observed]:
         views = self._list_views()
@@ -150,11 +171,24 @@ class SwarmDriver:
         services, tasks = self.engine.call("cannot list instances", read)
         return current_tasks(services, tasks, self._placement() if services else None)
 
-    def _await_running(self, spec: InstanceSpec, name: str, nodes: Placement) -> TaskView:
+    def _create(self, spec: InstanceSpec, name: str) -> str:
+        """Create the instance's service on the node `Placement.choose` gives (not a suspect
+        one); the node's id."""
+        reference = self.image_reference(spec.service, spec.image_digest)
+        with self._placing:  # side-by-side starts: each sees where the others went
+            now = time.monotonic()
+            avoid = {node for node, until in self._suspects.items() if until > now}
+            node = self._placement().choose(spec.labels, self._list_views(), avoid)
+            labels = {**self._labels(spec), NODE: node}
+            self.engine.call(f"cannot create instance {spec.id}", lambda c: c.api.create_service(
+                **_service_args(spec, name, reference, node, labels, self._stop_grace)))
+        return node
+
+    def _await_running(self, spec: InstanceSpec, name: str, deadline: float) -> TaskView:
         """Wait until the instance's task runs with its port published; raise DriverError if
-        it is rejected or fails (an image the node cannot pull, a node gone) or the time
-        runs out."""
-        deadline = time.monotonic() + self._start_timeout
+        it is rejected or fails (an image the node cannot pull) or the time runs out, and
+        _NodeSilent if its node never takes the task (a node gone, not yet known to Swarm)."""
+        created = time.monotonic()
         delay = 0.05
         while True:
             view = next((v for v in self._list_views() if v.service_name == name), None)
@@ -165,7 +199,11 @@ class SwarmDriver:
                                   f"{describe_failure(view)}",
                                   hint=f"every node must reach the registry {self._registry} "
                                   "([drivers.swarm] registry) and pull the image by digest")
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if view is not None and view.state in UNACKNOWLEDGED \
+                    and now - created > self._accept_timeout and now < deadline:
+                raise _NodeSilent(view.node)
+            if now > deadline:
                 state = view.state if view else "not scheduled"
                 raise DriverError(f"instance {spec.id} did not start on the swarm within "
                                   f"{self._start_timeout:g} s (its task is {state})",

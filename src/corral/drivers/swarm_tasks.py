@@ -4,13 +4,14 @@ they are tested with recorded answers, no swarm needed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from corral.errors import DriverError
 
 INSTANCE = "dev.corral.driver.instance"
+NODE = "dev.corral.driver.node"  # the node the instance is pinned to
 ENDED = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
 
 
@@ -40,26 +41,37 @@ class Placement:
                 ready=status.get("State") == "ready" and spec.get("Availability") == "active")
         return cls(nodes)
 
-    def choose(self, service: str, views: Sequence[TaskView]) -> str:
-        """The ready node with the fewest live instances of `service`, then the fewest
-        instances at all, then by name: a fleet spreads over the nodes.
+    def choose(self, labels: Mapping[str, str], views: Sequence[TaskView],
+               avoid: Collection[str] = ()) -> str:
+        """The ready node with the fewest live instances of the new instance's release,
+        then of its service, then at all, then by name, leaving out the nodes in `avoid`:
+        each fleet spreads over the nodes, so losing one node costs a fleet one instance at
+        most (while it has no more instances than there are nodes).
 
         >>> p = Placement({"a": Node("a", "10.0.0.1", True, "n1"),
         ...                "b": Node("b", "10.0.0.2", True, "n2"),
         ...                "c": Node("c", "10.0.0.3", False, "n3")})
-        >>> v = TaskView("x", "web-1", {"corral.service": "web"}, {}, "running", "a")
-        >>> p.choose("web", [v])
+        >>> v1 = {"corral.service": "web", "corral.release": "1"}
+        >>> on_a = TaskView("x", "web-1", v1, {}, "running", "a")
+        >>> p.choose(v1, [on_a])
         'b'
+        >>> v2 = {"corral.service": "web", "corral.release": "2"}
+        >>> on_b = TaskView("y", "web-2", v1, {}, "running", "b")
+        >>> p.choose(v2, [on_a, on_b, TaskView("z", "web-3", v2, {}, "running", "b")])
+        'a'
         """
-        ready = [n for n in self.nodes.values() if n.ready]
+        ready = [n for n in self.nodes.values() if n.ready and n.id not in avoid]
         if not ready:
-            raise DriverError("no node of the swarm is ready to run an instance",
+            raise DriverError("no node of the swarm is ready to run an instance"
+                              + (f" ({len(avoid)} did not take a task lately)" if avoid else ""),
                               hint="`docker node ls` on the manager shows the nodes")
+        service, release = labels.get("corral.service"), labels.get("corral.release")
 
-        def load(node: Node) -> tuple[int, int, str]:
+        def load(node: Node) -> tuple[int, int, int, str]:
             mine = [v for v in views if v.node == node.id and not v.ended]
-            same = sum(1 for v in mine if v.labels.get("corral.service") == service)
-            return same, len(mine), node.name
+            same = [v for v in mine if v.labels.get("corral.service") == service]
+            fleet = sum(1 for v in same if v.labels.get("corral.release") == release)
+            return fleet, len(same), len(mine), node.name
         return min(ready, key=load).id
 
     def address(self, node_id: str) -> str:
@@ -131,9 +143,10 @@ def _view(service: Mapping[str, Any], task: Mapping[str, Any] | None,
     labels = spec.get("Labels", {})
     container = spec.get("TaskTemplate", {}).get("ContainerSpec", {})
     if task is None:
-        return TaskView(spec.get("Name", ""), labels[INSTANCE], labels, container, "new", "")
+        return TaskView(spec.get("Name", ""), labels[INSTANCE], labels, container, "new",
+                        labels.get(NODE, ""))
     status = task.get("Status", {})
-    node = task.get("NodeID", "")
+    node = task.get("NodeID") or labels.get(NODE, "")
     ports = (status.get("PortStatus") or {}).get("Ports") or []
     host = placement.address(node) if placement else ""
     address = f"{host}:{ports[0]['PublishedPort']}" if ports and host else ""
