@@ -156,3 +156,28 @@ def test_an_unreachable_engine_stops_the_controller_at_start_and_names_docker_ho
     assert done.returncode != 0
     assert "cannot reach the Docker engine" in done.stderr and "no-engine.sock" in done.stderr
     assert "[drivers.container] docker_host" in done.stderr
+
+
+def test_the_same_spec_deploys_and_rolls_on_podman_with_no_failed_request(
+        tmp_path: Path, podman: Engine) -> None:
+    project = Project(tmp_path)
+    write_busybox_root(project.folder, "v1\n")
+    (project.folder / "corral.toml").write_text(SPEC.format(
+        port=project.port, image=BUSYBOX_HTTPD_IMAGE, docker_host=podman.host,
+        command=json.dumps(BUSYBOX_HTTPD)))
+    project.corral("build")
+    project.corral("up", "-d")
+    try:
+        project.corral("deploy", "web")
+        poll(lambda: project.ready(2, 1), 60, "2 ready instances of v1 on podman")
+        (project.folder / "rootfs/www/index.html").write_text("v2\n")
+        project.corral("build")
+        with Load(f"127.0.0.1:{project.port}") as load:
+            poll(lambda: load.count() >= 20, 30, "the load to be flowing")
+            project.corral("deploy", "web")
+            served = load.count()
+            poll(lambda: load.count() >= served + 20, 30, "answers after the deploy")
+    finally:
+        project.corral("down", check=False)
+    assert load.failed() == [], f"{len(load.failed())} of {load.count()} requests failed"
+    assert load.bodies_since(served) == {"v2\n"}
