@@ -192,6 +192,43 @@ def test_old_releases_services_are_removed_once_decommissioned(
 
 
 
+
+def replaced(project: Project, victim: str) -> bool:
+    """Three ready v4 instances, none of them `victim`."""
+    ready = project.ready(3, 4)
+    return bool(ready) and victim not in {i["id"] for i in ready}
+
+
+def test_a_task_that_dies_on_its_node_is_replaced(project: Project, cluster: Cluster) -> None:
+    victim = poll(lambda: project.ready(3, 4), 60, "v4 ready")[0]
+    node = cluster.node_ips.index(victim["address"].rpartition(":")[0])
+    (container,) = cluster.engines[node].client().containers.list(filters={
+        "label": f"com.docker.swarm.service.name=fleet-{victim['id']}"})
+    container.kill()
+    poll(lambda: replaced(project, victim["id"]), 60, "a new instance for the dead task")
+
+
+def test_a_service_changed_from_outside_is_replaced(
+        project: Project, cluster: Cluster) -> None:
+    victim = poll(lambda: project.ready(3, 4), 60, "v4 ready")[0]
+    service = cluster.manager.client().services.get(f"fleet-{victim['id']}")
+    image = service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+    other = image.replace(image.rpartition("@")[2], _digest_of_release(project, 2))
+    # `docker service update --image` by hand: Swarm swaps the task for one of another image
+    # on a new port. Whichever corral sees first (the old address failing its health check,
+    # the task gone, or the image in the runtime drift check), the instance is replaced.
+    service.update(image=other)
+    poll(lambda: replaced(project, victim["id"]), 60, "the changed instance replaced")
+    entries = project.json("ledger", "--service", "web", "--limit", "500")["entries"]
+    ended = {e["action"] for e in entries if e["subject"] == f"web/{victim['id']}"}
+    assert ended & {"instance.failed", "instance.unhealthy", "drift.runtime"}, ended
+
+
+def _digest_of_release(project: Project, version: int) -> str:
+    answer = project.json("releases", "web")
+    rows = answer["releases"] if isinstance(answer, dict) else answer
+    return str(next(r["image"] for r in rows if r["version"] == version))
+
 @pytest.fixture
 def loopback_registry(tmp_path: Path) -> Iterator[str]:
     """A docker-registry on this machine's loopback: corral reaches it, the nodes (each in

@@ -1,9 +1,10 @@
 """One proxied request: pick a backend, send the request, relay the response, or retry.
 
-Request body and response stream both ways at once. A failed connect is retried once on
-another backend; an idempotent request that got no response byte is retried once (another
-backend, else a fresh connection to the same one). Once the client has seen a byte of a
-response nothing is retried: a backend failing mid-response cuts that one client off.
+Request body and response stream both ways at once. A failed connect is retried on each
+other backend in turn (nothing was sent; a lost node may hold several); an idempotent
+request that got no response byte is retried once (another backend, else a fresh connection
+to the same one). Once the client has seen a byte of a response nothing is retried: a
+backend failing mid-response cuts that one client off.
 After a 101 the exchange becomes a byte tunnel (websockets) until either side closes.
 """
 
@@ -291,9 +292,10 @@ class Exchange:
             self.client.abort()
             self.client.exchange_done(False)
             return
-        target = self._retry_target(failure, upstream) if self.retries else None
+        connect = failure is Failure.CONNECT_FAILED  # bounded by the backends not yet tried
+        target = self._retry_target(failure, upstream) if self.retries or connect else None
         if target is not None:
-            self.retries -= 1
+            self.retries -= 0 if connect else 1
             self.service.log_retry(upstream.address, target.address, failure.value, detail)
             self._attempt(target, fresh=target is upstream)
             return
