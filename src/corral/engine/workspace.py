@@ -16,6 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from corral.sockets import fitting
 from corral.spec.load import load_spec, locate_spec
 
 if TYPE_CHECKING:  # the ports only type the adapters; importing them costs CLI start-up
@@ -35,7 +36,7 @@ def state_dir_of(spec_file: str | Path) -> Path:
 
 def socket_path_of(spec_file: str | Path) -> Path:
     """Where the controller of that project listens (Workspace.socket_path, unparsed)."""
-    return state_dir_of(spec_file) / "run" / "controller.sock"
+    return fitting(state_dir_of(spec_file) / "run" / "controller.sock")
 
 
 def _state_dir(folder: Path) -> Path:
@@ -68,7 +69,7 @@ class Workspace:
 
     @property
     def socket_path(self) -> Path:
-        return self.run_dir / "controller.sock"
+        return fitting(self.run_dir / "controller.sock")
 
     @cached_property
     def store(self) -> Store:
