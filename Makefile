@@ -13,8 +13,12 @@ lint: setup
 	.venv/bin/mypy
 	.venv/bin/lint-imports
 
+# Tests mostly wait on real processes (sandboxes, routers, controllers), so three workers
+# overlap well even on two cores; a file's tests stay together, in order, on one worker.
+TEST_WORKERS ?= 3
+
 test: lint
-	.venv/bin/pytest -q
+	.venv/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 unit: setup
 	.venv/bin/pytest -q -m "not integration and not e2e"
