@@ -1,0 +1,54 @@
+"""`corral export kubernetes`: manifests for a Kubernetes cluster, written to files.
+
+Parses and renders; engine/delivery/export.py finds the releases and writes the files.
+Nothing here, nor there, talks to a Kubernetes API server.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from corral.cli import render, terminal
+from corral.cli.main import Context, cli, command
+
+
+@cli.group()
+def export() -> None:
+    """Export releases for another engine (Kubernetes manifests)."""
+
+
+@export.command("kubernetes")
+@command
+@click.argument("service", required=False)
+@click.option("-o", "--output", "out_dir", default="kubernetes", show_default=True,
+              metavar="DIR", help="Folder for the SERVICE.yaml files (relative to the spec's).")
+@click.option("--rollouts", is_flag=True,
+              help="Argo Rollouts Rollout (and AnalysisTemplate) for blue-green and canary.")
+@click.option("--registry", default=None, metavar="HOST[:PORT]/PREFIX",
+              help="Where the cluster pulls images from (as pushed with corral push).")
+def kubernetes(ctx: Context, service: str | None, out_dir: str, rollouts: bool,
+               registry: str | None) -> None:
+    """Write Deployment, Service and ConfigMap manifests of each service's release, image
+    pinned by digest. corral writes files only: apply them with kubectl or a GitOps tool."""
+    from corral.engine.delivery.export import ExportRequest, export_kubernetes
+
+    request = ExportRequest(services=(service,) if service else (), out_dir=Path(out_dir),
+                            rollouts=rollouts, registry=registry)
+    rows = export_kubernetes(ctx.workspace(), request)
+    ctx.out({"exported": rows}, lambda: render_export(rows))
+
+
+def render_export(rows: list[dict[str, Any]]) -> None:
+    lines = []
+    for row in rows:
+        release = row["release"] or "unreleased"
+        lines.append(f"{row['service']} {release} (image {render.short(row['digest'])}) -> "
+                     f"{row['file']}")
+        lines.append("  " + ", ".join(row["objects"]))
+        for note in row["notes"]:
+            lines += terminal.wrap(f"  note: {note}", sys.stdout, "    ")
+    render.write(lines)

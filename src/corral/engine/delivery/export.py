@@ -1,0 +1,127 @@
+"""`corral export kubernetes`: hand a service's release to Kubernetes as manifest files.
+
+Finds what to export (the live release, else the newest one not marked bad, else the
+spec's image as built but never deployed), asks core/kubernetes.py or core/rollouts.py for
+the objects and writes one YAML file per service. It talks to no Kubernetes API server and
+changes nothing corral runs: every object is resolved before the first file is written.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from corral.core.kubernetes import ExportedRelease, KubernetesExport, image_reference
+from corral.core.kubernetes import plain_objects as kubernetes_objects
+from corral.core.release import service_of
+from corral.core.rollouts import rollout_objects
+from corral.engine.delivery.request import release_config_of
+from corral.engine.images.build import service_spec
+from corral.engine.workspace import Workspace
+from corral.errors import CorralError, NotFound
+from corral.ports.records import ImageConfig, Release
+from corral.spec.model import DIGEST_PATTERN
+
+_REVISION_LABEL = "org.opencontainers.image.revision"  # engine/images/provenance.py
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    services: tuple[str, ...] = ()  # empty: every service of the spec
+    out_dir: Path = Path("kubernetes")
+    rollouts: bool = False  # Argo Rollouts for blue-green and canary services
+    registry: str | None = None  # "HOST[:PORT]/PREFIX" the cluster pulls images from
+
+
+def export_kubernetes(ws: Workspace, request: ExportRequest) -> list[dict[str, Any]]:
+    """Write DIR/SERVICE.yaml for each service; return what was written, a row each."""
+    names = request.services or tuple(sorted(ws.loaded.spec.services))
+    if not names:
+        raise NotFound(f"{ws.loaded.path.name} has no services to export",
+                       hint="add a [services.NAME] section")
+    build = rollout_objects if request.rollouts else kubernetes_objects
+    exports = [(release, build(release))
+               for release in (exported_release(ws, name, request.registry) for name in names)]
+    out_dir = request.out_dir if request.out_dir.is_absolute() \
+        else ws.folder / request.out_dir
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return [_write(out_dir, release, export) for release, export in exports]
+    except OSError as exc:
+        raise CorralError(f"cannot write manifests to {out_dir}: {exc.strerror}",
+                          hint="pick a writable folder with -o DIR") from None
+
+
+def exported_release(ws: Workspace, name: str, registry: str | None) -> ExportedRelease:
+    """The service's release as the cluster should run it, image pinned by digest."""
+    spec = service_spec(ws, name)  # NotFound, with did-you-mean, for an unknown service
+    release = chosen_release(ws, name)
+    repository = spec.image if spec.image in ws.loaded.spec.images else name
+    if release is not None:
+        image = _image_config(ws, release.image_digest, f"{name} {release.label}")
+        return ExportedRelease(
+            project=ws.loaded.spec.project.name, service=name, spec=release.spec,
+            image=image_reference(registry, repository, release.image_digest),
+            digest=release.image_digest, release=release.label,
+            commit=release.git_commit, image_user=image.user)
+    digest = _built_digest(ws, name, spec.image)
+    image = _image_config(ws, digest, name)
+    return ExportedRelease(
+        project=ws.loaded.spec.project.name, service=name,
+        spec=service_of(release_config_of(ws, spec, digest)),
+        image=image_reference(registry, repository, digest), digest=digest,
+        commit=image.labels.get(_REVISION_LABEL), image_user=image.user)
+
+
+def chosen_release(ws: Workspace, name: str) -> Release | None:
+    """The live release; else the newest one not marked bad (one that was never made live
+    or was replaced); None when the service has none."""
+    store = ws.store
+    live = store.live_release(name)
+    if live is not None:
+        return store.get_release(name, live)
+    bad = store.bad_releases(name)
+    candidates = [r for r in store.list_releases(name) if r.version not in bad]
+    return max(candidates, key=lambda r: r.version, default=None)
+
+
+def _built_digest(ws: Workspace, name: str, ref: str) -> str:
+    """The digest the spec's image has now, without building it: an export pins what was
+    built, it never builds."""
+    if re.match(DIGEST_PATTERN, ref):
+        return ref
+    try:
+        return ws.images.resolve(ref)
+    except NotFound:
+        raise NotFound(f"service {name!r} has no release and its image {ref!r} is not built: "
+                       "there is no digest to export",
+                       hint=f"build it first: corral build {ref} (or deploy it: corral "
+                       f"deploy {name})") from None
+
+
+def _image_config(ws: Workspace, digest: str, what: str) -> ImageConfig:
+    """The image's config (its user, provenance): it must be in the local store."""
+    try:
+        return ws.images.config(digest)
+    except NotFound:
+        raise NotFound(f"the image of {what} ({digest[:19]}…) is not in the local store",
+                       hint="pull it back (corral pull HOST/REPO@" + digest + ") or build "
+                       "it again: corral build") from None
+
+
+def _write(out_dir: Path, release: ExportedRelease, export: KubernetesExport
+           ) -> dict[str, Any]:
+    """One file per service, replaced atomically: a reader never sees half of it."""
+    path = out_dir / f"{export.service}.yaml"
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(yaml.safe_dump_all(export.objects, sort_keys=False, width=100))
+    os.replace(temp, path)
+    return {"service": export.service, "release": release.release, "image": release.image,
+            "digest": release.digest, "commit": release.commit, "file": str(path),
+            "objects": [f"{o['kind']}/{o['metadata']['name']}" for o in export.objects],
+            "notes": list(export.notes)}
