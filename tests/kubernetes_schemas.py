@@ -35,7 +35,7 @@ def validate_object(manifest: dict[str, Any]) -> None:
 @functools.cache
 def crd_validator(kind: str) -> jsonschema.Draft7Validator:
     with gzip.open(ARGO_CRDS / _CRD_FILES[kind], "rt") as text:
-        crd = yaml.safe_load(text)
+        crd = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
     schema = strict_schema(copy.deepcopy(version["schema"]["openAPIV3Schema"]))
     return jsonschema.Draft7Validator(schema)

@@ -96,15 +96,20 @@ def canary_steps(release: ExportedRelease) -> list[Manifest]:
     {'pause': {'duration': 30}}
     """
     canary = release.spec.canary
-    analysis = {"templates": [{"templateName": analysis_name(release)}],
-                "args": [{"name": "service", "value": release.service},
-                         {"name": "release", "value": release.release or "unreleased"}]}
     steps: list[Manifest] = []
     for weight in canary.steps:
         steps += [{"setWeight": weight},
                   {"pause": {"duration": whole_seconds(canary.interval)}},
-                  {"analysis": analysis}]
+                  {"analysis": step_analysis(release)}]
     return steps
+
+
+def step_analysis(release: ExportedRelease) -> Manifest:
+    """One analysis run of the canary's release (a new dict per step: shared ones would be
+    written as YAML anchors)."""
+    return {"templates": [{"templateName": analysis_name(release)}],
+            "args": [{"name": "service", "value": release.service},
+                     {"name": "release", "value": release.release or "unreleased"}]}
 
 
 def canary(release: ExportedRelease) -> Manifest:

@@ -30,6 +30,14 @@ from corral.spec.model import DIGEST_PATTERN
 _REVISION_LABEL = "org.opencontainers.image.revision"  # engine/images/provenance.py
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """YAML without anchors and aliases: every object reads on its own, as kubectl users
+    expect, even where two parts of the data are one Python object."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 @dataclass(frozen=True)
 class ExportRequest:
     services: tuple[str, ...] = ()  # empty: every service of the spec
@@ -119,7 +127,8 @@ def _write(out_dir: Path, release: ExportedRelease, export: KubernetesExport
     """One file per service, replaced atomically: a reader never sees half of it."""
     path = out_dir / f"{export.service}.yaml"
     temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(yaml.safe_dump_all(export.objects, sort_keys=False, width=100))
+    temp.write_text(yaml.dump_all(export.objects, Dumper=_PlainDumper, sort_keys=False,
+                                  width=100))
     os.replace(temp, path)
     return {"service": export.service, "release": release.release, "image": release.image,
             "digest": release.digest, "commit": release.commit, "file": str(path),
