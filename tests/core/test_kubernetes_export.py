@@ -9,8 +9,15 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
-from corral.core.kubernetes import ExportedRelease, KubernetesExport, plain_objects, run_as
+from corral.core.kubernetes import (
+    ExportedRelease,
+    KubernetesExport,
+    plain_objects,
+    release_to_export,
+    run_as,
+)
 from corral.core.rollouts import rollout_objects
+from corral.ports.records import Release
 from corral.spec.model import ServiceSpec
 from kubernetes_schemas import validate_object
 
@@ -276,3 +283,22 @@ def test_consecutive_failures_become_that_many_measurements_all_failing() -> Non
     metrics = one(export, "AnalysisTemplate")["spec"]["metrics"]
     assert [m["name"] for m in metrics] == ["error-rate", "p99-latency"]
     assert {(m["count"], m["failureLimit"]) for m in metrics} == {(3, 2)}
+
+
+def release(version: int) -> Release:
+    return Release("web", version, f"sha256:{version}", "sha256:c", {}, float(version))
+
+
+@pytest.mark.parametrize(("what", "versions", "live", "bad", "expected"), [
+    ("the live release, even with newer ones", [1, 2, 3], 2, {}, 2),
+    ("the live release, even if a later one was rolled back", [1, 2, 3], 2, {3: "rb"}, 2),
+    ("without a live one, the newest", [1, 2], None, {}, 2),
+    ("without a live one, the newest not marked bad", [1, 2, 3], None, {3: "rb"}, 2),
+    ("all marked bad: nothing", [1, 2], None, {1: "rb", 2: "rb"}, None),
+    ("no release at all: nothing", [], None, {}, None),
+])
+def test_the_release_exported_is_the_live_one_else_the_newest_good_one(
+        what: str, versions: list[int], live: int | None, bad: dict[int, str],
+        expected: int | None) -> None:
+    chosen = release_to_export([release(v) for v in versions], live, bad)
+    assert (chosen.version if chosen else None) == expected

@@ -132,3 +132,22 @@ def test_an_unknown_service_is_named_with_the_closest_one(project: CliProject) -
     done = project.corral("export", "kubernetes", "wbe", check=False)
     assert done.returncode == 1
     assert "no service 'wbe'" in done.stderr and "web" in done.stderr
+
+
+def test_a_registry_with_a_scheme_is_a_usage_error(project: CliProject) -> None:
+    done = project.corral("export", "kubernetes", "--registry", "https://r.local/team",
+                          check=False)
+    assert done.returncode == 2 and "HOST[:PORT]/PREFIX" in done.stderr
+
+
+def test_a_service_requiring_a_signature_is_exported_only_once_its_image_is_signed(
+        project: CliProject) -> None:
+    key = project.folder / "keys" / "ci.key"
+    inline = project.json("keygen", "--out", str(key))["inline"]
+    project.edit(r'(\[services\.admin\]\n)',
+                 f'\\1require_signature = true\ntrusted_keys = ["{inline}"]\n')
+    done = project.corral("export", "kubernetes", "admin", check=False)
+    assert done.returncode == 1 and "refusing to export" in done.stderr
+    assert "corral sign" in done.stderr
+    project.corral("sign", "web", "--key", str(key))
+    assert exported(project, "admin")["admin"]["release"] is None

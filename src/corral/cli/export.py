@@ -6,6 +6,7 @@ Nothing here, nor there, talks to a Kubernetes API server.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,18 @@ import click
 
 from corral.cli import render, terminal
 from corral.cli.main import Context, cli, command
+
+# HOST[:PORT][/PREFIX], as `corral push` takes a registry (no scheme, no tag, no digest).
+_REGISTRY = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?"
+                       r"(/[a-z0-9]+([._/-][a-z0-9]+)*)?/?$")
+
+
+def _registry(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not _REGISTRY.match(value):
+        raise click.BadParameter(
+            f"{value!r} is not HOST[:PORT]/PREFIX (e.g. registry.example.com:5000/team): "
+            "no scheme, tag or digest", ctx, param)
+    return value
 
 
 @cli.group()
@@ -28,7 +41,7 @@ def export() -> None:
               metavar="DIR", help="Folder for the SERVICE.yaml files (relative to the spec's).")
 @click.option("--rollouts", is_flag=True,
               help="Argo Rollouts Rollout (and AnalysisTemplate) for blue-green and canary.")
-@click.option("--registry", default=None, metavar="HOST[:PORT]/PREFIX",
+@click.option("--registry", default=None, metavar="HOST[:PORT]/PREFIX", callback=_registry,
               help="Where the cluster pulls images from (as pushed with corral push).")
 def kubernetes(ctx: Context, service: str | None, out_dir: str, rollouts: bool,
                registry: str | None) -> None:

@@ -12,9 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from corral.ports.records import Release
 from corral.spec.model import HealthSpec, ServiceSpec
 
 Manifest = dict[str, Any]
@@ -50,6 +52,27 @@ class KubernetesExport:
     service: str
     objects: tuple[Manifest, ...]
     notes: tuple[str, ...] = ()
+
+
+def release_to_export(releases: Sequence[Release], live: int | None,
+                      bad: Mapping[int, str]) -> Release | None:
+    """The live release; else the newest one not marked bad (never made live, or
+    replaced); None when there is none.
+
+    >>> def r(version):
+    ...     return Release("web", version, f"sha256:{version}", "sha256:c", {}, 0.0)
+    >>> history = [r(1), r(2), r(3)]
+    >>> [release_to_export(history, live, bad).version
+    ...  for live, bad in ((2, {3: "rolled back"}), (None, {}), (None, {3: "rolled back"}))]
+    [2, 3, 2]
+    >>> release_to_export(history, None, {1: "x", 2: "x", 3: "x"}) is None
+    True
+    """
+    by_version = {release.version: release for release in releases}
+    if live is not None and live in by_version:
+        return by_version[live]
+    usable = [version for version in by_version if version not in bad]
+    return by_version[max(usable)] if usable else None
 
 
 def image_reference(registry: str | None, repository: str, digest: str) -> str:

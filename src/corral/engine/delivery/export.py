@@ -16,16 +16,22 @@ from typing import Any
 
 import yaml
 
-from corral.core.kubernetes import ExportedRelease, KubernetesExport, image_reference
+from corral.core.kubernetes import (
+    ExportedRelease,
+    KubernetesExport,
+    image_reference,
+    release_to_export,
+)
 from corral.core.kubernetes import plain_objects as kubernetes_objects
 from corral.core.release import service_of
 from corral.core.rollouts import rollout_objects
 from corral.engine.delivery.request import release_config_of
 from corral.engine.images.build import service_spec
+from corral.engine.images.trust import trusted
 from corral.engine.workspace import Workspace
-from corral.errors import CorralError, NotFound
+from corral.errors import CorralError, ImageError, NotFound
 from corral.ports.records import ImageConfig, Release
-from corral.spec.model import DIGEST_PATTERN
+from corral.spec.model import DIGEST_PATTERN, ServiceSpec
 
 _REVISION_LABEL = "org.opencontainers.image.revision"  # engine/images/provenance.py
 
@@ -72,6 +78,7 @@ def exported_release(ws: Workspace, name: str, registry: str | None) -> Exported
     repository = spec.image if spec.image in ws.loaded.spec.images else name
     if release is not None:
         image = _image_config(ws, release.image_digest, f"{name} {release.label}")
+        _refuse_unsigned(ws, name, release.spec, release.image_digest)
         return ExportedRelease(
             project=ws.loaded.spec.project.name, service=name, spec=release.spec,
             image=image_reference(registry, repository, release.image_digest),
@@ -79,23 +86,18 @@ def exported_release(ws: Workspace, name: str, registry: str | None) -> Exported
             commit=release.git_commit, image_user=image.user)
     digest = _built_digest(ws, name, spec.image)
     image = _image_config(ws, digest, name)
+    config = service_of(release_config_of(ws, spec, digest))
+    _refuse_unsigned(ws, name, config, digest)
     return ExportedRelease(
-        project=ws.loaded.spec.project.name, service=name,
-        spec=service_of(release_config_of(ws, spec, digest)),
+        project=ws.loaded.spec.project.name, service=name, spec=config,
         image=image_reference(registry, repository, digest), digest=digest,
         commit=image.labels.get(_REVISION_LABEL), image_user=image.user)
 
 
 def chosen_release(ws: Workspace, name: str) -> Release | None:
-    """The live release; else the newest one not marked bad (one that was never made live
-    or was replaced); None when the service has none."""
     store = ws.store
-    live = store.live_release(name)
-    if live is not None:
-        return store.get_release(name, live)
-    bad = store.bad_releases(name)
-    candidates = [r for r in store.list_releases(name) if r.version not in bad]
-    return max(candidates, key=lambda r: r.version, default=None)
+    return release_to_export(store.list_releases(name), store.live_release(name),
+                             store.bad_releases(name))
 
 
 def _built_digest(ws: Workspace, name: str, ref: str) -> str:
@@ -110,6 +112,18 @@ def _built_digest(ws: Workspace, name: str, ref: str) -> str:
                        "there is no digest to export",
                        hint=f"build it first: corral build {ref} (or deploy it: corral "
                        f"deploy {name})") from None
+
+
+def _refuse_unsigned(ws: Workspace, name: str, spec: ServiceSpec, digest: str) -> None:
+    """A service that requires a signature is exported only with a signed image, as it is
+    deployed only with one: a cluster checks no corral signature, so this is the gate."""
+    if not spec.require_signature:
+        return
+    verdict = trusted(ws.images).verify(digest, list(spec.trusted_keys), ws.folder)
+    if not verdict.ok:
+        raise ImageError(f"{name}: refusing to export {digest[:19]}…: {verdict.reason()}",
+                         hint=f"sign it with a trusted key (`corral sign {digest[:19]}…`) "
+                         f"or check trusted_keys of [services.{name}]")
 
 
 def _image_config(ws: Workspace, digest: str, what: str) -> ImageConfig:
