@@ -126,6 +126,9 @@ def test_the_live_release_is_exported_pinned_by_the_digest_it_runs(
     assert container["image"] == "web@" + release["image"]
     assert container["readinessProbe"]["httpGet"] == {"path": "/", "port": "http"}
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    entries = project.json("ledger", "--action", "release.exported", "--service", "web")
+    assert {"to": "kubernetes", "release": "v1", "image": release["image"],
+            "file": str(path)} in [entry["detail"] for entry in entries["entries"]]
 
 
 def test_an_unknown_service_is_named_with_the_closest_one(project: CliProject) -> None:

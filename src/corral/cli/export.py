@@ -37,19 +37,20 @@ def export() -> None:
 @export.command("kubernetes")
 @command
 @click.argument("service", required=False)
-@click.option("-o", "--output", "out_dir", default="kubernetes", show_default=True,
-              metavar="DIR", help="Folder for the SERVICE.yaml files (relative to the spec's).")
+@click.option("-o", "--output", "out_dir", default=None, type=click.Path(path_type=Path),
+              metavar="DIR", help="Folder for the SERVICE.yaml files "
+              "(default: kubernetes/ beside the spec).")
 @click.option("--rollouts", is_flag=True,
               help="Argo Rollouts Rollout (and AnalysisTemplate) for blue-green and canary.")
 @click.option("--registry", default=None, metavar="HOST[:PORT]/PREFIX", callback=_registry,
               help="Where the cluster pulls images from (as pushed with corral push).")
-def kubernetes(ctx: Context, service: str | None, out_dir: str, rollouts: bool,
+def kubernetes(ctx: Context, service: str | None, out_dir: Path | None, rollouts: bool,
                registry: str | None) -> None:
     """Write Deployment, Service and ConfigMap manifests of each service's release, image
     pinned by digest. corral writes files only: apply them with kubectl or a GitOps tool."""
     from corral.engine.delivery.export import ExportRequest, export_kubernetes
 
-    request = ExportRequest(services=(service,) if service else (), out_dir=Path(out_dir),
+    request = ExportRequest(services=(service,) if service else (), out_dir=out_dir,
                             rollouts=rollouts, registry=registry)
     rows = export_kubernetes(ctx.workspace(), request)
     ctx.out({"exported": rows}, lambda: render_export(rows))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,9 @@ from corral.core.rollouts import rollout_objects
 from corral.engine.delivery.request import release_config_of
 from corral.engine.images.build import service_spec
 from corral.engine.images.trust import trusted
-from corral.engine.workspace import Workspace
+from corral.engine.workspace import Workspace, current_actor
 from corral.errors import CorralError, ImageError, NotFound
-from corral.ports.records import ImageConfig, Release
+from corral.ports.records import Event, ImageConfig, Release
 from corral.spec.model import DIGEST_PATTERN, ServiceSpec
 
 _REVISION_LABEL = "org.opencontainers.image.revision"  # engine/images/provenance.py
@@ -47,7 +48,7 @@ class _PlainDumper(yaml.SafeDumper):
 @dataclass(frozen=True)
 class ExportRequest:
     services: tuple[str, ...] = ()  # empty: every service of the spec
-    out_dir: Path = Path("kubernetes")
+    out_dir: Path | None = None  # None: kubernetes/ beside the spec
     rollouts: bool = False  # Argo Rollouts for blue-green and canary services
     registry: str | None = None  # "HOST[:PORT]/PREFIX" the cluster pulls images from
 
@@ -61,14 +62,25 @@ def export_kubernetes(ws: Workspace, request: ExportRequest) -> list[dict[str, A
     build = rollout_objects if request.rollouts else kubernetes_objects
     exports = [(release, build(release))
                for release in (exported_release(ws, name, request.registry) for name in names)]
-    out_dir = request.out_dir if request.out_dir.is_absolute() \
-        else ws.folder / request.out_dir
+    out_dir = (request.out_dir or ws.folder / "kubernetes").absolute()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        return [_write(out_dir, release, export) for release, export in exports]
+        rows = [_write(out_dir, release, export) for release, export in exports]
     except OSError as exc:
         raise CorralError(f"cannot write manifests to {out_dir}: {exc.strerror}",
                           hint="pick a writable folder with -o DIR") from None
+    for row in rows:
+        _record(ws, row)
+    return rows
+
+
+def _record(ws: Workspace, row: dict[str, Any]) -> None:
+    """The ledger says which image and release were handed to a cluster, by whom: what
+    happens there is out of corral's sight, what left is not."""
+    ws.store.append_event(Event(
+        at=time.time(), actor=current_actor(), action="release.exported",
+        subject=row["service"], detail={"to": "kubernetes", "release": row["release"],
+                                        "image": row["digest"], "file": row["file"]}))
 
 
 def exported_release(ws: Workspace, name: str, registry: str | None) -> ExportedRelease:
