@@ -257,6 +257,7 @@ def test_a_canary_rollout_analyses_each_weight_with_the_specs_thresholds() -> No
     export = rollout_objects(exported(strategy="canary", canary={
         "steps": [20, 100], "interval": "30s", "max_error_rate": 0.05,
         "max_p99_latency": "250ms", "min_requests": 40}))
+    assert one(export, "Rollout")["spec"]["strategy"]["canary"]["maxUnavailable"] == 0
     steps = one(export, "Rollout")["spec"]["strategy"]["canary"]["steps"]
     analysis = {"templates": [{"templateName": "web-canary"}],
                 "args": [{"name": "service", "value": "web"},

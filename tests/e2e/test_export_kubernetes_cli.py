@@ -154,3 +154,10 @@ def test_a_service_requiring_a_signature_is_exported_only_once_its_image_is_sign
     assert "corral sign" in done.stderr
     project.corral("sign", "web", "--key", str(key))
     assert exported(project, "admin")["admin"]["release"] is None
+
+
+def test_a_folder_that_cannot_be_written_is_an_error_not_a_traceback(
+        project: CliProject) -> None:
+    done = project.corral("export", "kubernetes", "web", "-o", "corral.toml", check=False)
+    assert done.returncode == 1 and "cannot write manifests to" in done.stderr
+    assert "-o DIR" in done.stderr

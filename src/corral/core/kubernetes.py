@@ -25,6 +25,7 @@ NOBODY = 65534  # the uid/gid the process driver runs an image as when it names 
 PORT_NAME = "http"
 VOLUME_SIZE = "1Gi"  # the spec says nothing about size: a default the user edits
 TMP_VOLUME = "tmp"
+UNRELEASED = "unreleased"
 _NAME_LIMIT = 63  # a Service name is a DNS-1035 label
 
 
@@ -42,6 +43,11 @@ class ExportedRelease:
     release: str | None = None
     commit: str | None = None
     image_user: str | None = None  # the image config's "uid[:gid]" or user name
+
+    @property
+    def label(self) -> str:
+        """What pods are told and labelled with: "v3", or "unreleased"."""
+        return self.release or UNRELEASED
 
 
 @dataclass(frozen=True)
@@ -107,7 +113,7 @@ def release_labels(release: ExportedRelease) -> dict[str, str]:
     ('v3', 'aaaaaaaaaaaa', 'c0ffee')
     """
     labels = {**selector_labels(release), "app.kubernetes.io/managed-by": "corral",
-              "corral.dev/release": release.release or "unreleased",
+              "corral.dev/release": release.label,
               "corral.dev/digest": release.digest.removeprefix("sha256:")[:12]}
     if release.release:
         labels["app.kubernetes.io/version"] = release.release
@@ -213,7 +219,7 @@ def corral_env(release: ExportedRelease) -> list[Manifest]:
     """CORRAL_SERVICE, CORRAL_RELEASE and CORRAL_INSTANCE (the pod's name), as corral
     gives every instance."""
     return [{"name": "CORRAL_SERVICE", "value": release.service},
-            {"name": "CORRAL_RELEASE", "value": release.release or "unreleased"},
+            {"name": "CORRAL_RELEASE", "value": release.label},
             {"name": "CORRAL_INSTANCE",
              "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
 

@@ -109,13 +109,13 @@ def step_analysis(release: ExportedRelease) -> Manifest:
     written as YAML anchors)."""
     return {"templates": [{"templateName": analysis_name(release)}],
             "args": [{"name": "service", "value": release.service},
-                     {"name": "release", "value": release.release or "unreleased"}]}
+                     {"name": "release", "value": release.label}]}
 
 
 def canary(release: ExportedRelease) -> Manifest:
-    return {"canary": {"maxSurge": release.spec.rolling.max_surge,
-                       "maxUnavailable": release.spec.rolling.max_unavailable,
-                       "steps": canary_steps(release)}}
+    """maxUnavailable 0: the stable fleet keeps its capacity while the canary grows, as in
+    corral, so aborting never waits for pods to start."""
+    return {"canary": {"maxUnavailable": 0, "steps": canary_steps(release)}}
 
 
 def analysis_template(release: ExportedRelease) -> Manifest:
