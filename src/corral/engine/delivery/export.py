@@ -47,6 +47,8 @@ class _PlainDumper(yaml.SafeDumper):
 
 @dataclass(frozen=True)
 class ExportRequest:
+    """What `corral export kubernetes` was asked for, as parsed by the CLI."""
+
     services: tuple[str, ...] = ()  # empty: every service of the spec
     out_dir: Path | None = None  # None: kubernetes/ beside the spec
     rollouts: bool = False  # Argo Rollouts for blue-green and canary services
