@@ -406,6 +406,47 @@ class GcSpec(_Model):
         "too, however many came after it.")
 
 
+class ServiceOverlay(_Model):
+    """`[environments.NAME.services.SERVICE]`: what differs for SERVICE in this
+    environment; spec/environments.py merges it (its docstring and docs/spec.md say how)."""
+
+    replicas: int | None = Field(default=None, ge=0, le=1000,
+                                 description="Replaces the service's `replicas`.")
+    strategy: Literal["rolling", "blue-green", "canary"] | None = Field(
+        default=None, description="Replaces the service's `strategy`.")
+    listen: str | None = Field(default=None, description="Replaces the service's "
+                               "`router.listen` (a router is added if it has none).")
+    env: dict[str, str] = Field(default_factory=dict, description="Added to the service's "
+                                "`env`; a key set in both takes this value.")
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, env: dict[str, str]) -> dict[str, str]:
+        return _check_env(env)
+
+    @field_validator("listen")
+    @classmethod
+    def _address(cls, listen: str | None) -> str | None:
+        if listen is not None and not _ADDRESS.match(listen):
+            raise ValueError(f"listen {listen!r} must be HOST:PORT, e.g. 127.0.0.1:8080")
+        return listen
+
+
+class EnvironmentSpec(_Model):
+    """`[environments.NAME]`: a target with its own releases, instances, router and ledger."""
+
+    default: bool = Field(default=False, description="Commands without --env act on this "
+                          "environment (at most one is the default).")
+    require_passed: tuple[str, ...] = Field(
+        default=(), description="Environments an image must have been live and healthy in, "
+        "for `min_soak`, before it may be deployed or promoted here.")
+    min_soak: Duration = Field(default=0.0, description="How long an image must have been "
+                               "live in each of `require_passed` (e.g. \"10m\").")
+    services: dict[str, ServiceOverlay] = Field(
+        default_factory=dict, description="Per-service overlays (replicas, strategy, listen, "
+        "env).")
+
+
 class Spec(_Model):
     """The whole `corral.toml`."""
 
@@ -415,6 +456,9 @@ class Spec(_Model):
     observe: ObserveSpec = Field(default_factory=ObserveSpec,
                                  description="Central logs and metrics.")
     gc: GcSpec = Field(default_factory=GcSpec, description="What `corral gc` keeps.")
+    environments: dict[str, EnvironmentSpec] = Field(
+        default_factory=dict, description="Named targets (staging, prod), each with its own "
+        "releases, instances, router and ledger; see docs/spec.md's Environments.")
 
     @model_validator(mode="after")
     def _references(self) -> Spec:
@@ -435,7 +479,7 @@ class Spec(_Model):
                     raise ValueError(f"services.{name}.router.listen {service.router.listen} is "
                                      f"also used by service {other!r}")
         _check_one_router(self.services)
-        return self
+        return self  # environments across services: spec/environments.py, run by load.py
 
 
 def _check_one_router(services: dict[str, ServiceSpec]) -> None:

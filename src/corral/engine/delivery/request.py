@@ -15,6 +15,7 @@ from typing import Any
 
 from corral.core.image_health import with_image_health
 from corral.core.release import release_config
+from corral.engine.delivery.gate import refuse_unpassed
 from corral.engine.images.build import Progress, image_for_service, service_spec
 from corral.engine.images.provenance import git_info
 from corral.engine.images.trust import pin_trusted_keys, refuse_unsigned
@@ -45,6 +46,8 @@ def deploy_request(ws: Workspace, service: str, image: str | None = None,
     # images.signing: refuse an unsigned image here, before the controller sees it.
     refuse_unsigned(ws.images, ws.store, service, spec, digest, current_actor(), time.time(),
                     ws.folder)
+    # environments: require_passed + min_soak, before the controller sees anything
+    refuse_unpassed(ws, service, digest)
     return DeployRequest(service=service, image_digest=digest,
                          config=release_config_of(ws, spec, digest), actor=current_actor(),
                          git_commit=git.commit, git_commit_time=git.commit_time)
