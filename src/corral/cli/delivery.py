@@ -89,10 +89,17 @@ def deploy(ctx: Context, service: str | None, image: str | None, strategy: str |
     """Build if needed, record a release and move the service to it with its strategy.
 
     Exit code: 0 succeeded, 3 rolled back, 4 aborted, 1 failed."""
+    services = [service] if service else sorted(ctx.workspace().loaded.spec.services)
+    deploy_services(ctx, services, image, strategy, force)
+
+
+def deploy_services(ctx: Context, services: list[str], image: str | None,
+                    strategy: str | None, force: bool) -> None:
+    """Deploy each service in turn through the controller, showing its events; exits with
+    the worst outcome's code (`deploy`, and `secret rotate`'s roll-out)."""
     from corral.engine.delivery.request import deploy_request
 
     ws = ctx.workspace()
-    services = [service] if service else sorted(ws.loaded.spec.services)
     client = _client(ctx)
     results = []
     for name in services:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # the ports only type the adapters; importing them costs CLI 
     from corral.ports.driver import Driver
     from corral.ports.images import ImageStore
     from corral.ports.router import Router
+    from corral.ports.secrets import SecretStore
     from corral.ports.store import Store
     from corral.spec.load import LoadedSpec
 
@@ -143,6 +144,13 @@ class Workspace:
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
         return SqlStore(f"sqlite:///{self.state_dir / 'state.db'}")
+
+    @cached_property
+    def secrets(self) -> SecretStore:
+        """This environment's secrets, sealed (engine/secrets.py opens them)."""
+        from corral.stores.secrets import SqliteSecretStore
+
+        return SqliteSecretStore(self.state_dir / "secrets.db")
 
     @cached_property
     def images(self) -> ImageStore:

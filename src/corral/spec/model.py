@@ -8,7 +8,7 @@ This module validates shape and ranges; it never touches the file system.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -35,11 +35,14 @@ _ADDRESS = re.compile(r"^(?P<host>[0-9.]+|\[[0-9a-fA-F:]+\]|localhost):(?P<port>
 DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
 
 
+_Env = TypeVar("_Env", bound=dict[str, Any])
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-def _check_env(env: dict[str, str]) -> dict[str, str]:
+def _check_env(env: _Env) -> _Env:
     for key in env:
         if not _ENV_NAME.match(key):
             raise ValueError(f"{key!r} is not a valid environment variable name")
@@ -303,6 +306,16 @@ class CanarySpec(_Model):
         return steps
 
 
+class SecretRef(_Model):
+    """`{ secret = "NAME" }`: the value of secret NAME of the environment (`corral secret
+    set`), given at start; never in the image, the spec, logs or the ledger."""
+
+    secret: str = Field(description="Name of the secret.", pattern=NAME_PATTERN.replace(
+        "a-z0-9-", "a-z0-9_-"))
+    version: int | None = Field(default=None, ge=1, description="Set by corral in a "
+                                "release (the version deployed); leave it out in the spec.")
+
+
 class ServiceSpec(_Model):
     """[services.NAME]: a service: which image, how many instances, how traffic reaches it."""
 
@@ -311,7 +324,12 @@ class ServiceSpec(_Model):
     port: int = Field(default=8000, ge=1, le=65535,
                       description="Port the app listens on; the process driver gives each "
                       "instance its own port in the PORT variable.")
-    env: dict[str, str] = Field(default_factory=dict, description="Environment of instances.")
+    env: dict[str, str | SecretRef] = Field(
+        default_factory=dict, description='Environment of instances; a value may be '
+        '{ secret = "NAME" }.')
+    files: dict[str, SecretRef] = Field(
+        default_factory=dict, description='Secret files: "/run/secrets/db" = { secret = '
+        '"NAME" }, on tmpfs, mode 0400, owned by the instance\'s user.')
     command: tuple[str, ...] | None = Field(default=None,
                                             description="Replaces the image's entrypoint and cmd.")
     router: RouterSpec | None = Field(default=None, description="Traffic entry point.")
@@ -349,8 +367,16 @@ class ServiceSpec(_Model):
 
     @field_validator("env")
     @classmethod
-    def _env(cls, env: dict[str, str]) -> dict[str, str]:
+    def _env(cls, env: dict[str, str | SecretRef]) -> dict[str, str | SecretRef]:
         return _check_env(env)
+
+    @field_validator("files")
+    @classmethod
+    def _files(cls, files: dict[str, SecretRef]) -> dict[str, SecretRef]:
+        for path in files:
+            if not path.startswith("/") or path.endswith("/") or ".." in path.split("/"):
+                raise ValueError(f"secret file {path!r} must be an absolute file path")
+        return files
 
     @field_validator("volumes")
     @classmethod
@@ -416,12 +442,13 @@ class ServiceOverlay(_Model):
         default=None, description="Replaces the service's `strategy`.")
     listen: str | None = Field(default=None, description="Replaces the service's "
                                "`router.listen` (a router is added if it has none).")
-    env: dict[str, str] = Field(default_factory=dict, description="Added to the service's "
-                                "`env`; a key set in both takes this value.")
+    env: dict[str, str | SecretRef] = Field(
+        default_factory=dict, description="Added to the service's `env`; a key set in both "
+        "takes this value.")
 
     @field_validator("env")
     @classmethod
-    def _env(cls, env: dict[str, str]) -> dict[str, str]:
+    def _env(cls, env: dict[str, str | SecretRef]) -> dict[str, str | SecretRef]:
         return _check_env(env)
 
     @field_validator("listen")
