@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from cli_project import CliProject, write_busybox_root
-from loopback import poll
 from test_scratch_image import Load, Project
+
+from cli_project import write_busybox_root
+from loopback import poll
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -134,7 +134,7 @@ def test_rotation_is_a_new_release_rolled_out_with_no_failed_request(vault: Vaul
 
 
 def test_printed_secrets_are_redacted_in_the_collected_logs(vault: Vault) -> None:
-    lines = poll(lambda: [m for m in (l["message"] for l in _log_lines(vault))
+    lines = poll(lambda: [m for m in (e["message"] for e in _log_lines(vault))
                           if m.startswith("token=")] or None, 30, "the app's token lines")
     assert set(lines) == {"token=[redacted] ready"}
 
