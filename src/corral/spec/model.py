@@ -460,7 +460,14 @@ class ServiceOverlay(_Model):
 
 
 class EnvironmentSpec(_Model):
-    """`[environments.NAME]`: a target with its own releases, instances, router and ledger."""
+    """`[environments.NAME]`: a target with its own releases, instances, router and ledger
+    (state in `.corral/env/NAME/`; images are shared, so a digest is promoted, never rebuilt).
+
+    The merge is explicit and one level deep, never inherited further: for each service an
+    environment names in `[environments.NAME.services.SERVICE]`, `replicas`, `strategy` and
+    `listen` replace the service's value; `env` adds its keys to the service's `env`, a key
+    set in both taking the environment's value. No other key can differ between
+    environments. `corral validate --env NAME --print` shows the result."""
 
     default: bool = Field(default=False, description="Commands without --env act on this "
                           "environment (at most one is the default).")
