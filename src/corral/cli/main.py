@@ -145,7 +145,7 @@ def cli(ctx: click.Context, verbose: bool, spec_file: str | None, as_json: bool,
 # Each area keeps its commands in its own module; importing it registers them.
 COMMAND_MODULES = ["corral.cli.project", "corral.cli.delivery", "corral.cli.registry",
                    "corral.cli.observe", "corral.cli.operate", "corral.cli.images",
-                   "corral.cli.secrets"]
+                   "corral.cli.secrets", "corral.cli.pipeline"]
 
 
 def main() -> None:

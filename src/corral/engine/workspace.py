@@ -92,11 +92,15 @@ class Workspace:
 
     loaded: LoadedSpec
     env: str | None = None  # the environment acted on; `loaded` is its effective spec
+    # A pipeline's checkout of a commit works on the project's state, not one of its own.
+    state_root: Path | None = None
 
     @classmethod
-    def open(cls, spec_path: str | Path, env: str | None = None) -> Workspace:
+    def open(cls, spec_path: str | Path, env: str | None = None,
+             state_root: Path | None = None) -> Workspace:
         """The workspace of one environment (--env, else the default): its effective spec
-        (spec/environments.py) and its own state folder; images stay shared."""
+        (spec/environments.py) and its own state folder; images stay shared. `state_root`
+        replaces the state folder beside the spec (a pipeline's checkout)."""
         from corral.spec.environments import effective_spec
         from corral.spec.load import spec_digest
 
@@ -105,9 +109,10 @@ class Workspace:
         default = next((n for n, e in spec.environments.items() if e.default), None)
         chosen = _chosen(list(spec.environments), default, env)
         if chosen is None:
-            return cls(loaded)
+            return cls(loaded, None, state_root)
         effective = effective_spec(spec, chosen)
-        return cls(replace(loaded, spec=effective, digest=spec_digest(effective)), chosen)
+        return cls(replace(loaded, spec=effective, digest=spec_digest(effective)), chosen,
+                   state_root)
 
     @property
     def folder(self) -> Path:
@@ -117,12 +122,12 @@ class Workspace:
     def image_dir(self) -> Path:
         """The project's state folder: images and build caches, shared by environments
         (the same digest is promoted, never rebuilt)."""
-        return _state_dir(self.folder)
+        return self.state_root or _state_dir(self.folder)
 
     @property
     def state_dir(self) -> Path:
         """This environment's state: store, instances, router, logs, volumes."""
-        return _env_dir(_state_dir(self.folder), self.env)
+        return _env_dir(self.image_dir, self.env)
 
     def qualified(self, service: str) -> str:
         """`staging/web` in an environment, `web` without: the ledger subject users read."""

@@ -93,3 +93,27 @@ def effective_spec(spec: Spec, environment: str | None) -> Spec:
     if environment is None:
         return spec
     return spec.model_copy(update={"services": effective_services(spec, environment)})
+
+
+def check_pipeline(spec: Spec) -> None:
+    """The environments, images and services a [pipeline]'s stages name exist; a spec with
+    deploy stages has environments. Raises ValueError, which the spec loader locates."""
+    if spec.pipeline is None:
+        return
+    for n, stage in enumerate(spec.pipeline.stages):
+        where = f"pipeline.stages[{n}] ({stage.kind})"
+        for env in (stage.env, stage.from_):
+            if env is not None and env not in spec.environments:
+                known = ", ".join(sorted(spec.environments)) or "none"
+                raise ValueError(f"{where}: no environment {env!r} (known: {known})")
+        if stage.service is not None and stage.service not in spec.services:
+            raise ValueError(f"{where}: no service {stage.service!r}")
+        if stage.kind == "test" and (stage.image or _only_image(spec, where)) \
+                not in spec.images:
+            raise ValueError(f"{where}: no image {stage.image!r} in [images]")
+
+
+def _only_image(spec: Spec, where: str) -> str:
+    if len(spec.images) != 1:
+        raise ValueError(f"{where}: name the image the command runs in (image = \"NAME\")")
+    return next(iter(spec.images))

@@ -8,25 +8,16 @@ This module validates shape and ranges; it never touches the file system.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
-    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
-from corral.spec.duration import DURATION_PATTERN, parse_duration
-
-Duration = Annotated[
-    float,
-    BeforeValidator(parse_duration),
-    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "examples": ["500ms", "10s"]}),
-]
+from corral.spec.fields import Duration, SpecModel
+from corral.spec.pipeline import PipelineSpec
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
 _NAME = re.compile(NAME_PATTERN)
@@ -38,8 +29,7 @@ DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
 _Env = TypeVar("_Env", bound=dict[str, Any])
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+_Model = SpecModel
 
 
 def _check_env(env: _Env) -> _Env:
@@ -490,6 +480,9 @@ class Spec(_Model):
     observe: ObserveSpec = Field(default_factory=ObserveSpec,
                                  description="Central logs and metrics.")
     gc: GcSpec = Field(default_factory=GcSpec, description="What `corral gc` keeps.")
+    pipeline: PipelineSpec | None = Field(
+        default=None, description="Build, test, deploy and promote each commit of a git "
+        "branch (`corral pipeline run`, `corral watch`).")
     environments: dict[str, EnvironmentSpec] = Field(
         default_factory=dict, description="Named targets (staging, prod), each with its own "
         "releases, instances, router and ledger; see docs/spec.md's Environments.")

@@ -18,7 +18,7 @@ from corral.ports.store import Store
 
 def other_environment(ws: Workspace, env: str) -> Workspace:
     """The workspace of another environment of the same spec."""
-    return Workspace.open(ws.loaded.path, env)
+    return Workspace.open(ws.loaded.path, env, ws.state_root)
 
 
 def store_if_any(ws: Workspace) -> Store | None:
