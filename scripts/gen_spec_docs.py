@@ -31,6 +31,7 @@ from corral.spec.model import (
     ServiceOverlay,
     ServiceSpec,
 )
+from corral.spec.pipeline import PipelineSpec, StageSpec
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "spec.md"
 
@@ -49,6 +50,8 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("[gc]", GcSpec),
     ("[environments.NAME]", EnvironmentSpec),
     ("[environments.NAME.services.SERVICE]", ServiceOverlay),
+    ("[pipeline]", PipelineSpec),
+    ("[[pipeline.stages]]", StageSpec),
 ]
 
 INTRO = """# corral.toml reference
