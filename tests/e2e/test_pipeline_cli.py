@@ -203,6 +203,9 @@ def test_a_commit_goes_through_every_stage_to_prod_with_one_digest(shop: Shop) -
     staging_kinds = [e["detail"]["kind"] for e in shop.json("ledger", "--env", "staging")[
         "entries"] if e["action"] == "pipeline.stage"]
     assert staging_kinds == ["build", "test", "deploy", "smoke"]
+    # DORA's lead time in prod runs from the commit's time to live there
+    lead = shop.json("dora", "--env", "prod")["lead_time"]["median_seconds"]
+    assert lead is not None and 0 <= lead <= run["ended_at"] - run["commit_time"] + 1
 
 
 def test_a_failing_test_stage_deploys_nothing(shop: Shop) -> None:
