@@ -6,6 +6,7 @@ while docs/spec.md is out of date.
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from corral.spec.model import (
     BlueGreenSpec,
     CanarySpec,
     CopyStep,
+    EnvironmentSpec,
     GcSpec,
     HealthSpec,
     ImageSpec,
@@ -25,8 +27,11 @@ from corral.spec.model import (
     RollingSpec,
     RouterSpec,
     RunStep,
+    SecretRef,
+    ServiceOverlay,
     ServiceSpec,
 )
+from corral.spec.pipeline import PipelineSpec, StageSpec
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "spec.md"
 
@@ -41,7 +46,12 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("rolling = {…}", RollingSpec),
     ("blue_green = {…}", BlueGreenSpec),
     ("canary = {…}", CanarySpec),
+    ('{ secret = "NAME" } (in env and files)', SecretRef),
     ("[gc]", GcSpec),
+    ("[environments.NAME]", EnvironmentSpec),
+    ("[environments.NAME.services.SERVICE]", ServiceOverlay),
+    ("[pipeline]", PipelineSpec),
+    ("[[pipeline.stages]]", StageSpec),
 ]
 
 INTRO = """# corral.toml reference
@@ -100,7 +110,7 @@ def _default(info: FieldInfo, is_duration: bool = False) -> str:
 def render() -> str:
     lines = [INTRO]
     for title, model in SECTIONS:
-        lines += [f"## {title}", "", (model.__doc__ or "").strip(), "",
+        lines += [f"## {title}", "", inspect.cleandoc(model.__doc__ or ""), "",
                   "| key | default | meaning |", "|---|---|---|"]
         durations = duration_keys(model)
         for name, info in model.model_fields.items():

@@ -54,6 +54,9 @@ SPECS = {
         "health": {"kind": "exec", "command": ["/bin/true"], "interval": "300ms"},
         "command": ["/app/serve", "--fast"], "volumes": {"data": "/var/lib/app"},
         "env": {"GREETING": "hello"}},
+    "secrets as env and as a file": {
+        "env": {"GREETING": "hello", "DB_PASSWORD": {"secret": "db_password", "version": 2}},
+        "files": {"/run/secrets/db": {"secret": "db_password"}}},
     "blue-green with preview and a manual promotion": {
         "strategy": "blue-green", "blue_green": {"preview": True, "auto_promote": False}},
     "blue-green without preview": {"strategy": "blue-green", "blue_green": {"preview": False}},
@@ -303,3 +306,20 @@ def test_the_release_exported_is_the_live_one_else_the_newest_good_one(
         expected: int | None) -> None:
     chosen = release_to_export([release(v) for v in versions], live, bad)
     assert (chosen.version if chosen else None) == expected
+
+
+def test_secrets_are_referenced_by_name_and_never_carried_as_config() -> None:
+    release = exported(env={"GREETING": "hello", "DB_PASSWORD": {"secret": "db_password"}},
+                       files={"/run/secrets/db": {"secret": "db_password"}})
+    export = plain_objects(release)
+    assert one(export, "ConfigMap")["data"] == {"GREETING": "hello", "PORT": "8000"}
+    container = container_of(export)
+    assert {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {
+        "name": "db-password", "key": "value"}}} in container["env"]
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == "/run/secrets/db")
+    assert mount["readOnly"] is True and mount["subPath"] == "db"
+    volume = next(v for v in one(export, "Deployment")["spec"]["template"]["spec"]["volumes"]
+                  if v["name"] == mount["name"])
+    assert volume["secret"]["secretName"] == "db-password"
+    assert volume["secret"]["defaultMode"] == 0o400
+    assert any("db-password" in note for note in export.notes)

@@ -104,7 +104,7 @@ def ledger(ctx: Context, verify: str | None, service: str | None, action: str | 
     where = EventFilter(service=service, action=action, actor=actor,
                         since=None if since is None else time.time() - since,
                         limit=limit if limit is not None else (None if ctx.as_json else 200))
-    rows = [engine_ledger.entry_view(e) for e in engine_ledger.entries(store, where)]
+    rows = [engine_ledger.entry_view(e, ws.env) for e in engine_ledger.entries(store, where)]
 
     ctx.out({"entries": rows}, lambda: render_ledger(rows))
 

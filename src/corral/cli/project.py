@@ -63,14 +63,25 @@ def _ignore_state(folder: Path) -> list[Path]:
 
 @cli.command()
 @command
-def validate(ctx: Context) -> None:
+@click.option("--print", "show", is_flag=True, help="Print the effective spec the "
+              "environment (--env, else the default) sees, its overlays merged in.")
+def validate(ctx: Context, show: bool) -> None:
     """Check the spec; print every problem with its file, key, line and column."""
     ws = ctx.workspace()
     spec = ws.loaded.spec
-    data = {"valid": True, "file": str(ws.loaded.path), "digest": ws.loaded.digest,
-            "images": sorted(spec.images), "services": sorted(spec.services)}
+    data: dict[str, Any] = {"valid": True, "file": str(ws.loaded.path),
+                            "digest": ws.loaded.digest, "environment": ws.env,
+                            "environments": sorted(spec.environments),
+                            "images": sorted(spec.images), "services": sorted(spec.services)}
+    if show:
+        data["effective"] = {"environment": ws.env,
+                             **spec.model_dump(mode="json", by_alias=True,
+                                               exclude={"environments"})}
+        ctx.out(data, lambda: click.echo(json.dumps(data["effective"], indent=2)))
+        return
+    where = f" (environment {ws.env})" if ws.env else ""
     ctx.out(data, lambda: render.console.print(
-        f"{ws.loaded.path.name} is valid: {len(spec.images)} image(s), "
+        f"{ws.loaded.path.name} is valid{where}: {len(spec.images)} image(s), "
         f"{len(spec.services)} service(s)"))
 
 
@@ -208,7 +219,7 @@ def status(ctx: Context, service: str | None, instance: str | None) -> None:
     else:  # what still runs: the router and instances outlive the controller
         from corral.engine.operate.status import status_when_down
 
-        data = status_when_down(ctx.spec_file, service)
+        data = status_when_down(ctx.spec_file, service, ctx.env)
     ctx.out(data, lambda: render.status(data))
 
 

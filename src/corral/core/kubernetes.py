@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from corral.ports.records import Release
-from corral.spec.model import HealthSpec, ServiceSpec
+from corral.spec.model import HealthSpec, SecretRef, ServiceSpec
 
 Manifest = dict[str, Any]
 
@@ -186,8 +186,35 @@ def config_map_name(release: ExportedRelease, data: dict[str, str]) -> str:
 
 
 def config_data(release: ExportedRelease) -> dict[str, str]:
-    """The service's environment, plus PORT, which corral always gives an instance."""
-    return {**release.spec.env, "PORT": str(release.spec.port)}
+    """The service's plain environment, plus PORT, which corral always gives an instance.
+    Secret references are not config: they become secretKeyRefs (secret_env)."""
+    plain = {k: v for k, v in release.spec.env.items() if isinstance(v, str)}
+    return {**plain, "PORT": str(release.spec.port)}
+
+
+SECRET_KEY = "value"  # the key holding a secret's value in its Kubernetes Secret
+
+
+def secret_name(ref: SecretRef) -> str:
+    """The Kubernetes Secret for corral secret `ref` (names allow no `_`).
+
+    >>> secret_name(SecretRef(secret="db_password"))
+    'db-password'
+    """
+    return ref.secret.replace("_", "-")
+
+
+def secret_env(release: ExportedRelease) -> list[Manifest]:
+    """`env = { X = { secret = … } }` as references to Secrets the cluster holds: values
+    never leave corral's encrypted store, so the export names them and nothing more."""
+    return [{"name": key, "valueFrom": {"secretKeyRef": {"name": secret_name(ref),
+                                                         "key": SECRET_KEY}}}
+            for key, ref in sorted(release.spec.env.items()) if isinstance(ref, SecretRef)]
+
+
+def secret_names(release: ExportedRelease) -> list[str]:
+    refs = [v for v in release.spec.env.values() if isinstance(v, SecretRef)]
+    return sorted({secret_name(ref) for ref in [*refs, *release.spec.files.values()]})
 
 
 def config_map(release: ExportedRelease) -> Manifest:
@@ -237,6 +264,14 @@ def pod_volumes(release: ExportedRelease) -> tuple[list[Manifest], list[Manifest
         volumes.append({"name": f"volume-{name}", "persistentVolumeClaim":
                         {"claimName": volume_claim_name(release, name)}})
         mounts.append({"name": f"volume-{name}", "mountPath": path})
+    for index, (path, ref) in enumerate(sorted(release.spec.files.items())):
+        # one file, read-only and 0400 as corral's tmpfs secret files are
+        file_name = path.rsplit("/", 1)[-1]
+        volumes.append({"name": f"secret-{index}", "secret": {
+            "secretName": secret_name(ref), "defaultMode": 0o400,
+            "items": [{"key": SECRET_KEY, "path": file_name}]}})
+        mounts.append({"name": f"secret-{index}", "mountPath": path, "subPath": file_name,
+                       "readOnly": True})
     return volumes, mounts
 
 
@@ -250,7 +285,7 @@ def container(release: ExportedRelease) -> Manifest:
     made.update({
         "ports": [{"name": PORT_NAME, "containerPort": spec.port, "protocol": "TCP"}],
         "envFrom": [{"configMapRef": {"name": config_map_name(release, config_data(release))}}],
-        "env": corral_env(release),
+        "env": corral_env(release) + secret_env(release),
         "readinessProbe": probe(spec.health, readiness=True),
         "securityContext": container_security(),
         "volumeMounts": mounts,
@@ -326,6 +361,10 @@ def common_notes(release: ExportedRelease) -> list[str]:
         notes.append(f"volumes become PersistentVolumeClaims of {VOLUME_SIZE}, "
                      "ReadWriteMany (shared by all pods, as in corral): set size and "
                      "access mode for your cluster's storage")
+    if names := secret_names(release):
+        notes.append(f"secrets are referenced, never exported: create Secret(s) "
+                     f"{', '.join(names)} with key {SECRET_KEY!r} in the cluster "
+                     f"(kubectl create secret generic NAME --from-literal={SECRET_KEY}=…)")
     if release.spec.router and release.spec.router.tls:
         notes.append("router.tls is not exported: terminate TLS in your ingress")
     return notes

@@ -44,8 +44,9 @@ class Controller:
         self.actor = current_actor()
         self.stopping = threading.Event()
         self.fleets = Fleets(ws.store, ws.router, self.clock, self.actor)
+        from corral.engine.secrets import secret_opener
         self.instances = Instances(ws.driver, ws.router, ws.images, self.fleets, self.clock,
-                                   ws.state_dir / "volumes")
+                                   ws.state_dir / "volumes", secret_opener(ws))
         self.deployer = Deployer(ws.store, self.instances, self.stopping)
         self.monitor = HealthMonitor(self.fleets, ws.driver, self._health_of, self.clock,
                                      liveness_of=lambda i: self._spec_of(

@@ -19,7 +19,8 @@ def start_detached(ws: Workspace, is_up: Callable[[], bool], timeout: float = 60
     with open(log_path, "ab") as log:
         start = log.tell()  # earlier runs' lines are history: show only this start's
         process = subprocess.Popen(
-            [sys.executable, "-m", "corral", "up", "-f", str(ws.loaded.path)],
+            [sys.executable, "-m", "corral", "up", "-f", str(ws.loaded.path),
+             *(["--env", ws.env] if ws.env else [])],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, cwd=ws.folder)
     deadline = time.monotonic() + timeout
