@@ -98,7 +98,9 @@ def deploy(ctx: Context, service: str | None, image: str | None, strategy: str |
     for name in services:
         request = deploy_request(ws, name, image, None if ctx.as_json else render.progress)
         # --strategy runs this deployment only; it is not part of the release.
-        body = {**request.__dict__, "force": force, "strategy": strategy}
+        # The controller names the actor from our credentials, never from the body.
+        body = {k: v for k, v in request.__dict__.items() if k != "actor"}
+        body |= {"force": force, "strategy": strategy}
         results += _follow(ctx, client.stream("/v1/deploy", body))
     _exit_for(ctx, results)
 
@@ -143,8 +145,5 @@ def abort(ctx: Context, service: str, wait: bool) -> None:
 def rollback(ctx: Context, service: str, to: int | None) -> None:
     """Put SERVICE back on an earlier release: one router update when its fleet is still
     warm, else a fast redeploy without analysis. The release left is marked bad."""
-    from corral.engine.workspace import current_actor
-
-    events = _client(ctx).stream("/v1/rollback", {"service": service, "to": to,
-                                                  "actor": current_actor()})
+    events = _client(ctx).stream("/v1/rollback", {"service": service, "to": to})
     _exit_for(ctx, _follow(ctx, events))

@@ -25,9 +25,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Context:
-    def __init__(self, spec_file: str, as_json: bool) -> None:
+    def __init__(self, spec_file: str, as_json: bool, server: str | None = None) -> None:
         self.spec_file = spec_file
         self.as_json = as_json
+        self.server = server  # a remote controller's URL (--server, CORRAL_SERVER)
 
     def workspace(self) -> Any:
         from corral.engine.workspace import Workspace
@@ -35,8 +36,15 @@ class Context:
         return Workspace.open(self.spec_file)
 
     def client(self) -> Any:
-        """The controller's API client; it needs where the project is, not the parsed spec."""
+        """The controller's API client: the remote controller at --server with CORRAL_TOKEN,
+        else the project's unix socket (which needs where the project is, not its spec)."""
+        import os
+
         from corral.api.client import ControllerClient
+
+        if self.server:
+            return ControllerClient(None, server=self.server,
+                                    token=os.environ.get("CORRAL_TOKEN") or None)
         from corral.engine.workspace import socket_path_of
 
         return ControllerClient(socket_path_of(self.spec_file))
@@ -87,15 +95,18 @@ def _wrap(func: F, file_flags: tuple[str, ...]) -> F:
 def _context(spec_file: str | None, as_json: bool) -> Context:
     """The command's own -f/--json win; else what was given before the command name."""
     given = click.get_current_context().find_object(GroupOptions) or GroupOptions()
-    return Context(spec_file or given.spec_file or DEFAULT_SPEC_FILE, as_json or given.as_json)
+    return Context(spec_file or given.spec_file or DEFAULT_SPEC_FILE, as_json or given.as_json,
+                   given.server)
 
 
 class GroupOptions:
-    """-f/--file and --json written before the command name."""
+    """-f/--file, --json and --server written before the command name."""
 
-    def __init__(self, spec_file: str | None = None, as_json: bool = False) -> None:
+    def __init__(self, spec_file: str | None = None, as_json: bool = False,
+                 server: str | None = None) -> None:
         self.spec_file = spec_file
         self.as_json = as_json
+        self.server = server
 
 
 class _Commands(click.Group):
@@ -123,18 +134,22 @@ class _Commands(click.Group):
 @click.option("-f", "--file", "spec_file", default=None, envvar="CORRAL_FILE", metavar="FILE",
               help="The spec file, for every command (default: corral.toml).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts, for every command.")
+@click.option("--server", default=None, envvar="CORRAL_SERVER", metavar="URL",
+              help="A remote controller's URL (token in $CORRAL_TOKEN).")
 @click.pass_context
-def cli(ctx: click.Context, verbose: bool, spec_file: str | None, as_json: bool) -> None:
+def cli(ctx: click.Context, verbose: bool, spec_file: str | None, as_json: bool,
+        server: str | None) -> None:
     """corral runs services as immutable infrastructure: every change is a new image and
     new instances; nothing running is ever patched in place."""
-    ctx.obj = GroupOptions(spec_file, as_json)
+    ctx.obj = GroupOptions(spec_file, as_json, server)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 # Each area keeps its commands in its own module; importing it registers them.
 COMMAND_MODULES = ["corral.cli.project", "corral.cli.delivery", "corral.cli.registry",
-                   "corral.cli.observe", "corral.cli.operate", "corral.cli.images"]
+                   "corral.cli.observe", "corral.cli.operate", "corral.cli.images",
+                   "corral.cli.access"]
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from corral.spec.load import load_spec, locate_spec
 
 if TYPE_CHECKING:  # the ports only type the adapters; importing them costs CLI start-up
+    from corral.engine.access.tokens import TokenBook
     from corral.ports.driver import Driver
     from corral.ports.images import ImageStore
     from corral.ports.router import Router
@@ -63,7 +64,7 @@ class Workspace:
     @property
     def run_dir(self) -> Path:
         path = self.state_dir / "run"
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
         return path
 
     @property
@@ -72,10 +73,17 @@ class Workspace:
 
     @cached_property
     def store(self) -> Store:
+        from corral.engine.access.private import make_private
         from corral.stores.sql import SqlStore
 
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        make_private(self.state_dir)  # 0700 folder, 0600 databases: the controller user's
         return SqlStore(f"sqlite:///{self.state_dir / 'state.db'}")
+
+    @cached_property
+    def tokens(self) -> TokenBook:
+        from corral.engine.access.tokens import TokenBook
+
+        return TokenBook(self.state_dir)
 
     @cached_property
     def images(self) -> ImageStore:
