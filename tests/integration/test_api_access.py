@@ -21,7 +21,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from loopback import self_signed
 
 from corral.api.routes import ANYONE, Route, all_routes
 from corral.api.server import MAX_BODY, Lifecycle, TcpApiServer, tls_context
@@ -30,6 +29,7 @@ from corral.engine.access.gate import Gate
 from corral.engine.access.tokens import TokenBook
 from corral.ports.ledger import EventFilter
 from corral.stores.memory import MemoryStore
+from loopback import self_signed
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,9 @@ server, its route table, its body validation, the socket and the client are the 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import pwd
-import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path

@@ -27,7 +27,7 @@ from corral.engine.controller import Controller
 
 ROUTE_MODULES = ["corral.api.project_routes", "corral.api.delivery_routes",
                  "corral.api.observe_routes", "corral.api.operate_routes",
-                 "corral.api.access_routes"]
+                 "corral.api.access_routes", "corral.api.dashboard"]
 
 ANYONE = "anyone"
 """The role of the few routes a caller reaches before signing in."""
@@ -47,6 +47,9 @@ class Request:
     after: list[Callable[[], None]] = field(default_factory=list)  # run once answered
     is_gone: Callable[[], bool] = field(default=lambda: False)  # a stream's client left
     lifecycle: Any = None  # the server's Lifecycle (POST /v1/shutdown asks it to stop)
+    address: str = "unix"  # the client's address (the dashboard's sign-in counts failures)
+    gate: Any = None  # the TCP server's Gate (None on the unix socket)
+    secure: bool = False  # the connection is TLS (the sign-in cookie is then Secure)
 
 
 Handler = Callable[[Controller, Request], Any]

@@ -91,6 +91,8 @@ class _Handler(BaseHTTPRequestHandler):
     def address_string(self) -> str:
         return str(self.client_address[0]) if self.client_address else "unix"
 
+    _body_read = True  # the stdlib's own refusals come before any body: never drain one
+
     def send_error(self, code: int, message: str | None = None,
                    explain: str | None = None) -> None:
         """The stdlib's own refusals (a malformed request line, too many headers, a method
@@ -108,6 +110,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self, method: str) -> None:
         answered = [False]
+        self._body_read = False
         try:
             self._serve(method, answered)
         except _CLIENT_GONE:
@@ -140,7 +143,9 @@ class _Handler(BaseHTTPRequestHandler):
         request = Request(params=params, query={k: v[-1] for k, v in parse_qs(url.query).items()},
                           body=body, actor=caller.actor, role=caller.role,
                           headers={k.lower(): v for k, v in self.headers.items()},
-                          lifecycle=self.server.lifecycle)
+                          lifecycle=self.server.lifecycle, address=self.address_string(),
+                          gate=getattr(self.server, "gate", None),
+                          secure=getattr(self.server, "tls", None) is not None)
         if route.stream:
             answered[0] = True
             self._stream(route, request)
@@ -213,6 +218,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the body is never read
             raise _Refused(413, "BadRequest", f"the body is {length} bytes; at most "
                            f"{MAX_BODY} are accepted")
+        self._body_read = True
         raw = self.rfile.read(length) if length else b""
         if method == "GET":
             return {}
@@ -232,15 +238,25 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Refused(400, "BadRequest", exc.message, exc.field) from None
 
     # -- answers -----------------------------------------------------------------------
-    def _denied(self, exc: AccessDenied, path: str) -> None:
+    def _drain(self) -> None:
+        """Before refusing: read a body within the limit the client is still sending (closing
+        on unread bytes resets the connection, and the client would miss the answer), then
+        close, so nothing left is ever parsed as a request."""
         self.close_connection = True
+        length = self.headers.get("Content-Length", "0").strip() if self.headers else "0"
+        if not self._body_read and length.isdigit() and 0 < int(length) <= MAX_BODY:
+            self._body_read = True
+            self.rfile.read(int(length))
+
+    def _denied(self, exc: AccessDenied, path: str) -> None:
+        self._drain()
         if exc.status == 401 and self.command == "GET" and _is_page(path):
             self._answer_raw(Answer(status=303, headers={"Location": "/ui/signin"}))
             return
         self._json(exc.status, error_body(exc))
 
     def _refuse(self, refused: _Refused) -> None:
-        self.close_connection = True  # a body may be left unread: never parse it as a request
+        self._drain()
         error: dict[str, Any] = {"type": refused.kind, "message": refused.message, "hint": None}
         if refused.field is not None:
             error["field"] = refused.field
