@@ -327,6 +327,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
+class _TcpHandler(_Handler):
+    # A head and a body written apart would wait for the client's delayed ACK (~40 ms).
+    disable_nagle_algorithm = True
+
+
 def _is_page(path: str) -> bool:
     return path == "/" or path.startswith("/ui/")
 
@@ -397,7 +402,7 @@ class TcpApiServer(socketserver.ThreadingTCPServer):
         host = host.strip("[]")
         if ":" in host:
             self.address_family = socket.AF_INET6
-        super().__init__((host, port), _Handler)
+        super().__init__((host, port), _TcpHandler)
 
     @property
     def port(self) -> int:
