@@ -17,6 +17,7 @@ from corral.spec.duration import duration_keys, format_duration
 from corral.spec.model import (
     BlueGreenSpec,
     CanarySpec,
+    ControllerSpec,
     CopyStep,
     GcSpec,
     HealthSpec,
@@ -42,6 +43,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("blue_green = {…}", BlueGreenSpec),
     ("canary = {…}", CanarySpec),
     ("[gc]", GcSpec),
+    ("[controller]", ControllerSpec),
 ]
 
 INTRO = """# corral.toml reference
