@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from cli_project import BUSYBOX_HTTPD_IMAGE, CliProject, write_busybox_root
+from cli_project import CliProject, write_busybox_root
 from loopback import free_port, poll, self_signed
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -41,7 +41,12 @@ SPEC = """\
 [project]
 name = "team"
 
-{image}
+[images.web]
+base = "scratch"
+copy = [{{ src = "rootfs/", dest = "/" }}]
+# -v: httpd logs each request (the health checks', every 200 ms) for the log view to follow
+entrypoint = ["/bin/busybox", "sh", "-c", "exec /bin/busybox httpd -f -v -p $PORT -h /www"]
+
 [services.web]
 image = "web"
 replicas = 1
@@ -87,8 +92,8 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
     team = Team(tmp_path_factory.mktemp("team"))
     write_busybox_root(team.folder, "one\n")
     self_signed(team.folder)
-    (team.folder / "corral.toml").write_text(SPEC.format(
-        image=BUSYBOX_HTTPD_IMAGE, port=team.port, api_port=team.api_port))
+    (team.folder / "corral.toml").write_text(SPEC.format(port=team.port,
+                                                         api_port=team.api_port))
     team.corral("up", "-d")
     try:
         team.corral("deploy", "web")
@@ -207,10 +212,18 @@ def test_a_deployer_watches_a_deployment_promotes_it_and_rolls_it_back_in_the_br
     assert rows.filter(has_text="deployment.signal").count() == 1
     assert rows.filter(has_text="deployment.start").count() == 1  # the rollback
     shot(page, "ledger-1280")
-    for path, name in (("/ui/services/web", "releases"), ("/ui/dora", "dora"),
-                       ("/ui/logs?service=web", "logs")):
+    for path, name in (("/ui/services/web", "releases"), ("/ui/dora", "dora")):
         page.goto(team.url + path)
         shot(page, f"{name}-1280")
+
+    # the log view follows: lines logged after the page loaded arrive without a reload
+    page.goto(team.url + "/ui/logs?service=web&release=v1&follow=1")
+    lines = page.locator("#log-lines li")
+    lines.first.wait_for()
+    shown = lines.count()
+    lines.nth(shown).wait_for()
+    assert set(lines.evaluate_all("items => items.map(i => i.dataset.release)")) == {"v1"}
+    shot(page, "logs-1280")
     page.context.close()
 
 

@@ -295,11 +295,13 @@ def logs_page(filters: dict[str, str], services: Iterable[str], lines: list[dict
             '<button type="submit">Show</button></form>')
     live = (f' hx-ext="sse" sse-connect="{escape(follow_url)}" sse-swap="line" '
             'hx-swap="beforeend"' if follow_url else "")
-    return (f"<h1>Logs</h1>{form}<ol class='logs' id='log-lines'{live}>"
+    empty = "" if lines or follow_url else "<p class=muted>No line matches.</p>"
+    return (f"<h1>Logs</h1>{form}{empty}<ol class='logs' id='log-lines'{live}>"
             f"{''.join(log_line(line) for line in lines)}</ol>")
 
 
 def log_line(line: dict[str, Any]) -> str:
     stamp = time.strftime("%H:%M:%S", time.localtime(line["at"]))
-    return (f'<li class="{escape(line["stream"])}">{stamp} {escape(line["release"])} '
-            f'{escape(line["instance"])} {escape(line["message"])}</li>')
+    return (f'<li class="{escape(line["stream"])}" data-release="{escape(line["release"])}">'
+            f'{stamp} {escape(line["release"])} {escape(line["instance"])} '
+            f'{escape(line["message"])}</li>')
