@@ -157,8 +157,13 @@ def test_the_cli_works_remotely_with_a_token_and_is_refused_what_its_role_may_no
     assert wrong.returncode == 1 and "token is unknown" in wrong.stderr
     listed = json.loads(team.remote(tokens["deployer"], "token", "list", "--json").stdout)
     assert listed["error"]["type"] == "AccessDenied"  # tokens are an admin's
-    mine = [e for e in team.json("ledger", "--action", "api.auth_failed")["entries"]]
-    assert mine and mine[-1]["subject"] == "127.0.0.1"
+    failed = json.loads(team.remote(tokens["viewer"], "ledger", "--action", "api.auth_failed",
+                                    "--json").stdout)["entries"]
+    assert failed and failed[-1]["subject"] == "127.0.0.1"
+    lines = team.remote(tokens["viewer"], "logs", "web", "-n", "5").stdout.splitlines()
+    assert len(lines) == 5 and all("response:200" in line for line in lines)
+    dora = json.loads(team.remote(tokens["viewer"], "dora", "--json").stdout)
+    assert dora["deployment_frequency"]["deployments"] >= 1
     state = team.folder / ".corral"
     assert state.stat().st_mode & 0o777 == 0o700
     for name in ("state.db", "logs.db", "tokens.json", "run/controller.log"):

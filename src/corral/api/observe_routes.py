@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -26,6 +27,7 @@ def logs(controller: Controller, request: Request) -> dict[str, Any]:
     query = log_query(q.get("service"), release=q.get("release"), instance=q.get("instance"),
                       since=q.get("since"), grep=q.get("grep"), stream=q.get("stream"),
                       limit=query_int(q, "limit", 100))
+    query = dataclasses.replace(query, after_id=query_int(q, "after", 0))  # following
     return {"lines": [line_view(line) for line in controller.telemetry.logs.query(query)]}
 
 

@@ -211,6 +211,11 @@ def status(ctx: Context, service: str | None, instance: str | None) -> None:
     if client.is_up():
         data: dict[str, Any] = client.get("/v1/status", **({"service": service}
                                                            if service else {}))
+    elif ctx.server:
+        from corral.errors import ControllerError
+
+        raise ControllerError(f"no answer from the controller at {ctx.server}",
+                              hint="check --server / CORRAL_SERVER")
     else:  # what still runs: the router and instances outlive the controller
         from corral.engine.operate.status import status_when_down
 
