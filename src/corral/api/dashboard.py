@@ -10,6 +10,7 @@ A viewer's pages carry no buttons, and the action routes refuse a viewer anyway.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,27 @@ def static(controller: Controller, request: Request) -> Answer:
 
 
 # -- services, live ------------------------------------------------------------------
+class _SharedView:
+    """The services fragment made at most once per POLL for every open page with the same
+    rights, however many pages are open (each has its own event-stream thread)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._made: dict[tuple[int, bool], tuple[float, str]] = {}
+
+    def html(self, controller: Controller, role: str) -> str:
+        key = (id(controller), can(role, "deployer"))
+        with self._lock:
+            at, text = self._made.get(key, (-POLL, ""))
+            if time.monotonic() - at >= POLL:
+                text = services_html(controller, role)
+                self._made[key] = (time.monotonic(), text)
+            return text
+
+
+_shared = _SharedView()
+
+
 def services_html(controller: Controller, role: str) -> str:
     status = controller.status()
     steps = {}
@@ -111,7 +133,7 @@ def events(controller: Controller, request: Request) -> None:
     """The services fragment each time it changes, as the event "services"."""
     last, quiet_since = None, time.monotonic()
     while not request.is_gone() and not controller.stopping.is_set():
-        html = services_html(controller, request.role)
+        html = _shared.html(controller, request.role)
         if html != last:
             request.emit({"event": "services", "data": html})
             last, quiet_since = html, time.monotonic()
