@@ -138,6 +138,14 @@ def build(ctx: Context, image: str | None, check_reproducible: bool,
 def up(ctx: Context, detach: bool, listen: str | None) -> None:
     """Start the controller (and the router); -d returns once it answers."""
     ws = ctx.workspace()
+    if listen is not None:  # refused here, before a detached start hides it in its log
+        from corral.errors import ControllerError
+        from corral.spec.model import listen_problem
+
+        problem = listen_problem(listen, ws.loaded.spec.controller.tls is not None)
+        if problem:
+            raise ControllerError(f"--listen: {problem}",
+                                  hint="listen on 127.0.0.1:PORT, or give the controller TLS")
     if detach:
         from corral.engine.operate.daemon import start_detached
 
