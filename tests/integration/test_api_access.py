@@ -48,7 +48,7 @@ class _Rollback:
 
 
 class _Controller(SimpleNamespace):
-    def status(self, service: str | None) -> dict[str, Any]:
+    def status(self, service: str | None = None) -> dict[str, Any]:
         return {"services": []}
 
     def crash(self) -> None:
@@ -255,3 +255,20 @@ def test_an_address_that_keeps_failing_is_refused_even_a_right_token_and_recorde
         assert len(api.store.find_events(EventFilter(action="api.auth_failed"))) == 3
     finally:
         api.close()
+
+
+def test_an_event_stream_ends_once_its_token_is_revoked(api: Api) -> None:
+    token = api.token("watcher", "viewer")
+    raw = socket.create_connection(("127.0.0.1", api.server.port), timeout=30)
+    with api.context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        tls.sendall(f"GET /ui/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}"
+                    "\r\n\r\n".encode())
+        received = b""
+        while b"event: services" not in received:  # the page's first view
+            chunk = tls.recv(65536)
+            assert chunk, received
+            received += chunk
+        assert received.startswith(b"HTTP/1.1 200") and b"text/event-stream" in received
+        api.tokens.revoke("watcher", time.time())
+        while chunk := tls.recv(65536):  # the server ends the stream (EOF), unasked
+            received += chunk

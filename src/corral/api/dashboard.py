@@ -132,7 +132,7 @@ def services(controller: Controller, request: Request) -> Answer:
 def events(controller: Controller, request: Request) -> None:
     """The services fragment each time it changes, as the event "services"."""
     last, quiet_since = None, time.monotonic()
-    while not request.is_gone() and not controller.stopping.is_set():
+    while _is_open(controller, request):
         html = _shared.html(controller, request.role)
         if html != last:
             request.emit({"event": "services", "data": html})
@@ -141,6 +141,12 @@ def events(controller: Controller, request: Request) -> None:
             request.emit({"comment": "keepalive"})
             quiet_since = time.monotonic()
         controller.stopping.wait(POLL)
+
+
+def _is_open(controller: Controller, request: Request) -> bool:
+    """An event stream goes on while its page is open, its token holds (a revoked or
+    expired one ends it) and the controller runs."""
+    return not request.is_gone() and request.is_allowed() and not controller.stopping.is_set()
 
 
 # -- actions (deployer) --------------------------------------------------------------
@@ -246,7 +252,7 @@ def follow_logs(controller: Controller, request: Request) -> None:
     query = log_query(filters.get("service"), release=filters.get("release"),
                       instance=filters.get("instance"), limit=500)
     after, quiet_since = query_int(request.query, "after", 0), time.monotonic()
-    while not request.is_gone() and not controller.stopping.is_set():
+    while _is_open(controller, request):
         lines = controller.telemetry.logs.query(dataclasses.replace(query, after_id=after))
         if lines:
             request.emit({"event": "line", "data": "".join(

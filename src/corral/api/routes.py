@@ -46,6 +46,7 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)  # lowercase names
     after: list[Callable[[], None]] = field(default_factory=list)  # run once answered
     is_gone: Callable[[], bool] = field(default=lambda: False)  # a stream's client left
+    is_allowed: Callable[[], bool] = field(default=lambda: True)  # its token still holds
     lifecycle: Any = None  # the server's Lifecycle (POST /v1/shutdown asks it to stop)
     address: str = "unix"  # the client's address (the dashboard's sign-in counts failures)
     gate: Any = None  # the TCP server's Gate (None on the unix socket)

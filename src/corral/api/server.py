@@ -111,6 +111,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         answered = [False]
         self._body_read = False
+        self._token: str | None = None
         try:
             self._serve(method, answered)
         except _CLIENT_GONE:
@@ -145,7 +146,8 @@ class _Handler(BaseHTTPRequestHandler):
                           headers={k.lower(): v for k, v in self.headers.items()},
                           lifecycle=self.server.lifecycle, address=self.address_string(),
                           gate=getattr(self.server, "gate", None),
-                          secure=getattr(self.server, "tls", None) is not None)
+                          secure=getattr(self.server, "tls", None) is not None,
+                          is_allowed=self._is_allowed)
         if route.stream:
             answered[0] = True
             self._stream(route, request)
@@ -183,11 +185,18 @@ class _Handler(BaseHTTPRequestHandler):
         if route.role == ANYONE:
             return Caller("anonymous", ANYONE)
         caller = self.server.gate.authenticate(token, self.address_string())
+        self._token = token
         if by_cookie and route.is_mutating and not self._is_same_site_script():
             raise AccessDenied("a signed-in browser's change must come from the dashboard",
                                status=403, hint="use the dashboard's buttons")
         admit(caller, route.role)
         return caller
+
+    def _is_allowed(self) -> bool:
+        """For a long request: whether the caller's token still holds (revoked, expired)."""
+        if self._token is None or not isinstance(self.server, TcpApiServer):
+            return True
+        return self.server.gate.is_still_valid(self._token)
 
     def _presented_token(self) -> tuple[str | None, bool]:
         """The token from `Authorization: Bearer`, else the dashboard's cookie."""

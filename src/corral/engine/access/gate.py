@@ -67,6 +67,15 @@ class Gate:
             raise
         return Caller(record.name, record.role)
 
+    def is_still_valid(self, token: str) -> bool:
+        """Whether a token that got a long request in (an event stream) still holds: a
+        revoked or expired one ends the stream. Not a sign-in: nothing is counted."""
+        try:
+            self._tokens.authenticate(token, self._clock())
+        except AccessDenied:
+            return False
+        return True
+
     def _record_failure(self, address: str, reason: str, now: float) -> None:
         with self._lock:
             count = self._failures.fail(address, now)
