@@ -26,12 +26,9 @@ def test_tokens_are_made_listed_and_revoked_without_a_controller(tmp_path: Path)
     listed = project.json("token", "list")["tokens"]
     assert [(t["name"], t["role"], t["state"]) for t in listed] == [("ci", "deployer", "valid")]
     assert token not in json.dumps(listed)
-    project.corral("token", "revoke", "ci")
-    assert project.json("token", "list")["tokens"][0]["state"] == "revoked"
+    assert project.json("token", "revoke", "ci")["state"] == "revoked"
     again = project.corral("token", "revoke", "ci", check=False)
     assert again.returncode == 1 and "no live token named 'ci'" in again.stderr
-    bad = project.corral("token", "create", "unix:root", "--role", "admin", check=False)
-    assert bad.returncode == 1 and "must match" in bad.stderr
     me = f"unix:{pwd.getpwuid(os.getuid()).pw_name}"
     actions = [(e["actor"], e["action"]) for e in project.json("ledger", "--action", "token")[
         "entries"]]
