@@ -160,8 +160,11 @@ def test_the_cli_works_remotely_with_a_token_and_is_refused_what_its_role_may_no
     failed = json.loads(team.remote(tokens["viewer"], "ledger", "--action", "api.auth_failed",
                                     "--json").stdout)["entries"]
     assert failed and failed[-1]["subject"] == "127.0.0.1"
-    lines = team.remote(tokens["viewer"], "logs", "web", "-n", "5").stdout.splitlines()
-    assert len(lines) == 5 and all("response:200" in line for line in lines)
+    def five_lines() -> list[str]:  # the collector reads each instance's log as it grows
+        lines = team.remote(tokens["viewer"], "logs", "web", "-n", "5").stdout.splitlines()
+        return lines if len(lines) == 5 else []
+
+    assert all("response:200" in line for line in poll(five_lines, 60, "5 log lines"))
     dora = json.loads(team.remote(tokens["viewer"], "dora", "--json").stdout)
     assert dora["deployment_frequency"]["deployments"] >= 1
     state = team.folder / ".corral"
