@@ -1,6 +1,7 @@
 # The two commands a newcomer types: `make demo` and `make test`. Both set up what they need.
 .PHONY: setup demo test lint unit bench lock clean bench-router bench-delivery bench-observe \
-        bench-operate bench-images bench-images-transfer bench-cli bench-idle bench-pipeline
+        bench-operate bench-images bench-images-transfer bench-cli bench-idle bench-pipeline \
+        bench-dashboard bench-api-stack
 
 setup:
 	@bash scripts/setup.sh
@@ -52,6 +53,13 @@ bench-idle: setup
 
 bench-pipeline: setup
 	.venv/bin/python bench/pipeline.py
+
+bench-dashboard: setup
+	.venv/bin/python bench/dashboard.py
+
+# ASGI_PYTHON=/path/to/python (with starlette and uvicorn) adds the peer ADR 0017 compares.
+bench-api-stack: setup
+	.venv/bin/python bench/api_stack.py
 
 # Regenerate the hashed lock file after changing dependencies in pyproject.toml.
 lock:

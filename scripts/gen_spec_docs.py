@@ -18,6 +18,7 @@ from corral.spec.duration import duration_keys, format_duration
 from corral.spec.model import (
     BlueGreenSpec,
     CanarySpec,
+    ControllerSpec,
     CopyStep,
     EnvironmentSpec,
     GcSpec,
@@ -52,6 +53,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("[environments.NAME.services.SERVICE]", ServiceOverlay),
     ("[pipeline]", PipelineSpec),
     ("[[pipeline.stages]]", StageSpec),
+    ("[controller]", ControllerSpec),
 ]
 
 INTRO = """# corral.toml reference

@@ -105,8 +105,7 @@ def deploy_services(ctx: Context, services: list[str], image: str | None,
     for name in services:
         request = deploy_request(ws, name, image, None if ctx.as_json else render.progress)
         # --strategy runs this deployment only; it is not part of the release.
-        body = {**request.__dict__, "force": force, "strategy": strategy}
-        results += _follow(ctx, client.stream("/v1/deploy", body))
+        results += _follow(ctx, client.stream("/v1/deploy", request.api_body(force, strategy)))
     _exit_for(ctx, results)
 
 
@@ -142,8 +141,7 @@ def _promote_between(ctx: Context, service: str, source: str | None,
     ws = Workspace.open(ctx.spec_file, target)
     request = promotion_request(ws, source, service)
     to = Context(ctx.spec_file, ctx.as_json, target)
-    results = _follow(to, _client(to).stream("/v1/deploy", {**request.__dict__,
-                                                            "force": False, "strategy": None}))
+    results = _follow(to, _client(to).stream("/v1/deploy", request.api_body()))
     record_promotion(ws, service, source, request, [r["outcome"] for r in results])
     _exit_for(ctx, results)
 
@@ -178,8 +176,5 @@ def abort(ctx: Context, service: str, wait: bool) -> None:
 def rollback(ctx: Context, service: str, to: int | None) -> None:
     """Put SERVICE back on an earlier release: one router update when its fleet is still
     warm, else a fast redeploy without analysis. The release left is marked bad."""
-    from corral.engine.workspace import current_actor
-
-    events = _client(ctx).stream("/v1/rollback", {"service": service, "to": to,
-                                                  "actor": current_actor()})
+    events = _client(ctx).stream("/v1/rollback", {"service": service, "to": to})
     _exit_for(ctx, _follow(ctx, events))

@@ -25,10 +25,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Context:
-    def __init__(self, spec_file: str, as_json: bool, env: str | None = None) -> None:
+    def __init__(self, spec_file: str, as_json: bool, env: str | None = None,
+                 server: str | None = None) -> None:
         self.spec_file = spec_file
         self.as_json = as_json
         self.env = env  # --env: None means the spec's default environment (or none)
+        self.server = server  # a remote controller's URL (--server, CORRAL_SERVER)
 
     def workspace(self) -> Any:
         from corral.engine.workspace import Workspace
@@ -36,9 +38,16 @@ class Context:
         return Workspace.open(self.spec_file, self.env)
 
     def client(self) -> Any:
-        """The controller's API client (of the environment); it needs where the project
-        is, not the parsed spec."""
+        """The controller's API client: the remote controller at --server with CORRAL_TOKEN,
+        else the unix socket of the project's environment (which needs where the project is,
+        not its spec)."""
+        import os
+
         from corral.api.client import ControllerClient
+
+        if self.server:
+            return ControllerClient(None, server=self.server,
+                                    token=os.environ.get("CORRAL_TOKEN") or None)
         from corral.engine.workspace import socket_path_of
 
         return ControllerClient(socket_path_of(self.spec_file, self.env))
@@ -92,17 +101,18 @@ def _context(spec_file: str | None, as_json: bool, env: str | None = None) -> Co
     """The command's own -f/--json/--env win; else what was given before the command name."""
     given = click.get_current_context().find_object(GroupOptions) or GroupOptions()
     return Context(spec_file or given.spec_file or DEFAULT_SPEC_FILE, as_json or given.as_json,
-                   env or given.env)
+                   env or given.env, given.server)
 
 
 class GroupOptions:
-    """-f/--file, --json and --env written before the command name."""
+    """-f/--file, --json, --env and --server written before the command name."""
 
     def __init__(self, spec_file: str | None = None, as_json: bool = False,
-                 env: str | None = None) -> None:
+                 env: str | None = None, server: str | None = None) -> None:
         self.spec_file = spec_file
         self.as_json = as_json
         self.env = env
+        self.server = server
 
 
 class _Commands(click.Group):
@@ -132,12 +142,14 @@ class _Commands(click.Group):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts, for every command.")
 @click.option("--env", "env", default=None, envvar="CORRAL_ENV", metavar="NAME",
               help="The environment, for every command (default: the spec's default).")
+@click.option("--server", default=None, envvar="CORRAL_SERVER", metavar="URL",
+              help="A remote controller's URL (token in $CORRAL_TOKEN).")
 @click.pass_context
 def cli(ctx: click.Context, verbose: bool, spec_file: str | None, as_json: bool,
-        env: str | None) -> None:
+        env: str | None, server: str | None) -> None:
     """corral runs services as immutable infrastructure: every change is a new image and
     new instances; nothing running is ever patched in place."""
-    ctx.obj = GroupOptions(spec_file, as_json, env)
+    ctx.obj = GroupOptions(spec_file, as_json, env, server)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -145,7 +157,8 @@ def cli(ctx: click.Context, verbose: bool, spec_file: str | None, as_json: bool,
 # Each area keeps its commands in its own module; importing it registers them.
 COMMAND_MODULES = ["corral.cli.project", "corral.cli.delivery", "corral.cli.registry",
                    "corral.cli.observe", "corral.cli.operate", "corral.cli.images",
-                   "corral.cli.export", "corral.cli.secrets", "corral.cli.pipeline"]
+                   "corral.cli.export", "corral.cli.secrets", "corral.cli.pipeline",
+                   "corral.cli.access"]
 
 
 def main() -> None:

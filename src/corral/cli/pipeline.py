@@ -45,15 +45,14 @@ class ApiDeliverer:
         from corral.engine.delivery.request import deploy_request
 
         request = deploy_request(ws, service)
-        body = {**request.__dict__, "force": False, "strategy": None}
-        return self._outcome(self._client(ws.env).stream("/v1/deploy", body))
+        return self._outcome(self._client(ws.env).stream("/v1/deploy", request.api_body()))
 
     def promote(self, target: Any, source_env: str, service: str) -> str:
         from corral.engine.delivery.promotion import promotion_request, record_promotion
 
         request = promotion_request(target, source_env, service)
-        body = {**request.__dict__, "force": False, "strategy": None}
-        outcome = self._outcome(self._client(target.env).stream("/v1/deploy", body))
+        outcome = self._outcome(self._client(target.env).stream("/v1/deploy",
+                                                                request.api_body()))
         record_promotion(target, service, source_env, request, [outcome])
         return outcome
 

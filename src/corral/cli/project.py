@@ -143,22 +143,36 @@ def build(ctx: Context, image: str | None, check_reproducible: bool,
 @cli.command()
 @command
 @click.option("-d", "--detach", is_flag=True, help="Run in the background.")
-def up(ctx: Context, detach: bool) -> None:
+@click.option("--listen", default=None, metavar="HOST:PORT",
+              help="Also serve the API and dashboard on TCP, with tokens "
+                   "(default: [controller] listen). Off loopback it needs TLS.")
+def up(ctx: Context, detach: bool, listen: str | None) -> None:
     """Start the controller (and the router); -d returns once it answers."""
     ws = ctx.workspace()
+    if listen is not None:  # refused here, before a detached start hides it in its log
+        from corral.errors import ControllerError
+        from corral.spec.model import listen_problem
+
+        problem = listen_problem(listen, ws.loaded.spec.controller.tls is not None)
+        if problem:
+            raise ControllerError(f"--listen: {problem}",
+                                  hint="listen on 127.0.0.1:PORT, or give the controller TLS")
     if detach:
         from corral.engine.operate.daemon import start_detached
 
         client = ctx.client()
-        pid = client.get("/v1/ping")["pid"] if client.is_up() else start_detached(ws, client.is_up)
-        ctx.out({"pid": pid, "socket": str(ws.socket_path)},
+        pid = (client.get("/v1/ping")["pid"] if client.is_up()
+               else start_detached(ws, client.is_up, listen=listen))
+        where = listen or ws.loaded.spec.controller.listen
+        ctx.out({"pid": pid, "socket": str(ws.socket_path), "listen": where},
                 lambda: render.console.print(f"controller running (pid {pid}), "
-                                             f"API on {ws.socket_path}"))
+                                             f"API on {ws.socket_path}"
+                                             + (f" and {where}" if where else "")))
         return
     from corral.api.serve import serve
 
     logging_setup()
-    serve(ws)
+    serve(ws, listen=listen)
 
 
 def logging_setup() -> None:
@@ -216,6 +230,11 @@ def status(ctx: Context, service: str | None, instance: str | None) -> None:
     if client.is_up():
         data: dict[str, Any] = client.get("/v1/status", **({"service": service}
                                                            if service else {}))
+    elif ctx.server:
+        from corral.errors import ControllerError
+
+        raise ControllerError(f"no answer from the controller at {ctx.server}",
+                              hint="check --server / CORRAL_SERVER")
     else:  # what still runs: the router and instances outlive the controller
         from corral.engine.operate.status import status_when_down
 

@@ -21,6 +21,7 @@ from corral.sockets import fitting
 from corral.spec.load import load_spec, locate_spec
 
 if TYPE_CHECKING:  # the ports only type the adapters; importing them costs CLI start-up
+    from corral.engine.access.tokens import TokenBook
     from corral.ports.driver import Driver
     from corral.ports.images import ImageStore
     from corral.ports.router import Router
@@ -137,7 +138,7 @@ class Workspace:
     @property
     def run_dir(self) -> Path:
         path = self.state_dir / "run"
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
         return path
 
     @property
@@ -146,9 +147,10 @@ class Workspace:
 
     @cached_property
     def store(self) -> Store:
+        from corral.engine.access.private import make_private
         from corral.stores.sql import SqlStore
 
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        make_private(self.state_dir)  # 0700 folder, 0600 databases: the controller user's
         return SqlStore(f"sqlite:///{self.state_dir / 'state.db'}")
 
     @cached_property
@@ -157,6 +159,12 @@ class Workspace:
         from corral.stores.secrets import SqliteSecretStore
 
         return SqliteSecretStore(self.state_dir / "secrets.db")
+
+    @cached_property
+    def tokens(self) -> TokenBook:
+        from corral.engine.access.tokens import TokenBook
+
+        return TokenBook(self.state_dir)
 
     @cached_property
     def images(self) -> ImageStore:

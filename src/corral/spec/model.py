@@ -471,6 +471,47 @@ class EnvironmentSpec(_Model):
         "env).")
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "[::1]", "localhost")
+
+
+def listen_problem(listen: str, has_tls: bool) -> str | None:
+    """What is wrong with the controller's TCP address, or None. Off loopback the API faces
+    a network, so it must speak TLS: tokens never cross a wire in clear text.
+
+    >>> listen_problem("127.0.0.1:8443", False) is None, listen_problem("0.0.0.0:8443", True)
+    (True, None)
+    >>> listen_problem("0.0.0.0:8443", False)
+    '0.0.0.0:8443 is not loopback: set [controller] tls = { cert, key } to listen there'
+    """
+    match = _ADDRESS.match(listen)
+    if match is None:
+        return f"{listen!r} must be 'HOST:PORT' (e.g. '127.0.0.1:8443')"
+    host = match.group("host")
+    if host not in LOOPBACK_HOSTS and not host.startswith("127.") and not has_tls:
+        return f"{listen} is not loopback: set [controller] tls = {{ cert, key }} to listen there"
+    return None
+
+
+class ControllerSpec(_Model):
+    """The controller's API beyond its unix socket: HTTP on TCP, with tokens (`corral token`)."""
+
+    listen: str | None = Field(
+        default=None, description="'HOST:PORT': also serve the API and the dashboard there "
+        "(`corral up --listen` overrides it). Off loopback, tls is required.")
+    tls: RouterTlsSpec | None = Field(default=None, description="Serve HTTPS with this "
+                                      "certificate and key (PEM files, relative to the spec).")
+    auth_failures: int = Field(default=10, ge=1, description="Failed sign-ins a client address "
+                               "may make per auth_window before it is refused for a while.")
+    auth_window: Duration = Field(default=60.0, description="The window of auth_failures.")
+
+    @model_validator(mode="after")
+    def _listen(self) -> ControllerSpec:
+        problem = self.listen and listen_problem(self.listen, self.tls is not None)
+        if problem:
+            raise ValueError(f"controller.listen: {problem}")
+        return self
+
+
 class Spec(_Model):
     """The whole `corral.toml`."""
 
@@ -486,6 +527,8 @@ class Spec(_Model):
     environments: dict[str, EnvironmentSpec] = Field(
         default_factory=dict, description="Named targets (staging, prod), each with its own "
         "releases, instances, router and ledger; see docs/spec.md's Environments.")
+    controller: ControllerSpec = Field(default_factory=ControllerSpec,
+                                       description="The API on TCP, with tokens.")
 
     @model_validator(mode="after")
     def _references(self) -> Spec:

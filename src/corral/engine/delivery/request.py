@@ -38,6 +38,12 @@ class DeployRequest:
     # so the next plain deploy of an unchanged service finds its release live.
     strategy: str | None = None
 
+    def api_body(self, force: bool = False, strategy: str | None = None) -> dict[str, Any]:
+        """The `/v1/deploy` body: the controller names the actor from the caller's token or
+        unix credentials, never from what the client says, so `actor` is left out."""
+        body = {k: v for k, v in self.__dict__.items() if k != "actor"}
+        return body | {"force": force, "strategy": strategy}
+
 
 def deploy_request(ws: Workspace, service: str, image: str | None = None,
                    progress: Progress | None = None) -> DeployRequest:
