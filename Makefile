@@ -1,6 +1,7 @@
 # The two commands a newcomer types: `make demo` and `make test`. Both set up what they need.
 .PHONY: setup demo test lint unit bench lock clean bench-router bench-delivery bench-observe \
-        bench-operate bench-images bench-images-transfer bench-cli bench-idle bench-swarm
+        bench-operate bench-images bench-images-transfer bench-cli bench-idle bench-pipeline \
+        bench-dashboard bench-api-stack bench-swarm
 
 setup:
 	@bash scripts/setup.sh
@@ -13,8 +14,12 @@ lint: setup
 	.venv/bin/mypy
 	.venv/bin/lint-imports
 
+# Tests mostly wait on real processes (sandboxes, routers, controllers), so three workers
+# overlap well even on two cores; a file's tests stay together, in order, on one worker.
+TEST_WORKERS ?= 3
+
 test: lint
-	.venv/bin/pytest -q
+	.venv/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 unit: setup
 	.venv/bin/pytest -q -m "not integration and not e2e"
@@ -45,6 +50,16 @@ bench-cli: setup
 
 bench-idle: setup
 	.venv/bin/python bench/idle.py
+
+bench-pipeline: setup
+	.venv/bin/python bench/pipeline.py
+
+bench-dashboard: setup
+	.venv/bin/python bench/dashboard.py
+
+# ASGI_PYTHON=/path/to/python (with starlette and uvicorn) adds the peer ADR 0017 compares.
+bench-api-stack: setup
+	.venv/bin/python bench/api_stack.py
 
 # Regenerate the hashed lock file after changing dependencies in pyproject.toml.
 lock:

@@ -6,6 +6,7 @@ while docs/spec.md is out of date.
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,9 @@ from corral.spec.model import (
     BlueGreenSpec,
     CanarySpec,
     ContainerDriverSpec,
+    ControllerSpec,
     CopyStep,
+    EnvironmentSpec,
     GcSpec,
     HealthSpec,
     ImageSpec,
@@ -26,9 +29,12 @@ from corral.spec.model import (
     RollingSpec,
     RouterSpec,
     RunStep,
+    SecretRef,
+    ServiceOverlay,
     ServiceSpec,
     SwarmDriverSpec,
 )
+from corral.spec.pipeline import PipelineSpec, StageSpec
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "spec.md"
 
@@ -43,9 +49,15 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("rolling = {…}", RollingSpec),
     ("blue_green = {…}", BlueGreenSpec),
     ("canary = {…}", CanarySpec),
+    ('{ secret = "NAME" } (in env and files)', SecretRef),
     ("[gc]", GcSpec),
     ("[drivers.container]", ContainerDriverSpec),
     ("[drivers.swarm]", SwarmDriverSpec),
+    ("[environments.NAME]", EnvironmentSpec),
+    ("[environments.NAME.services.SERVICE]", ServiceOverlay),
+    ("[pipeline]", PipelineSpec),
+    ("[[pipeline.stages]]", StageSpec),
+    ("[controller]", ControllerSpec),
 ]
 
 INTRO = """# corral.toml reference
@@ -104,7 +116,7 @@ def _default(info: FieldInfo, is_duration: bool = False) -> str:
 def render() -> str:
     lines = [INTRO]
     for title, model in SECTIONS:
-        lines += [f"## {title}", "", (model.__doc__ or "").strip(), "",
+        lines += [f"## {title}", "", inspect.cleandoc(model.__doc__ or ""), "",
                   "| key | default | meaning |", "|---|---|---|"]
         durations = duration_keys(model)
         for name, info in model.model_fields.items():

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(bubblewrap debootstrap busybox-static python3-venv python3-pip wrk haproxy skopeo umoci prometheus
               docker.io podman
-              docker-registry git ca-certificates)
+              docker-registry git ca-certificates chromium)
 
 missing=()
 for package in "${APT_PACKAGES[@]}"; do

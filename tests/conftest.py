@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -14,7 +15,19 @@ CACHE = Path(os.environ.get("CORRAL_TEST_CACHE", Path.home() / ".cache" / "corra
 
 
 def _debootstrap_root(target: Path) -> Path:
-    """A Debian bookworm minbase root with python3, made once per machine."""
+    """A Debian bookworm minbase root with python3, made once per machine. Test workers
+    run in parallel (pytest-xdist): a lock beside the root makes the first one build it and
+    the others wait for it instead of building into the same folder."""
+    done = target / ".complete"
+    if done.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.with_name(target.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _debootstrap_root_locked(target)
+
+
+def _debootstrap_root_locked(target: Path) -> Path:
     done = target / ".complete"
     if done.exists():
         return target
@@ -80,3 +93,10 @@ def podman(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
     yield engine
     engine.stop()
     shutil.rmtree(engine.folder, ignore_errors=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """The CLI wraps its output only where COLUMNS (or a terminal) gives a width, and tests
+    read it as a pipe does. pytest-xdist's workers run with COLUMNS=80 and LINES=24 set:
+    drop them, so a test sees the same output on a worker as in a single process (tests
+    that want a width pass one)."""
+    for name in ("COLUMNS", "LINES"):
+        os.environ.pop(name, None)

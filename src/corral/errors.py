@@ -15,6 +15,7 @@ Anything else escaping is a bug in corral and keeps its traceback.
     │   └── LockHeld                 another deployment of the service holds its lock
     ├── DeployError                  a deployment failed; the old release keeps serving
     ├── ControllerError              the controller is not running or did not answer
+    ├── AccessDenied                 the API refused a request: no, bad or weak credentials
     └── NotFound                     a named service, release, image or instance does not exist
 """
 
@@ -88,3 +89,12 @@ class ControllerError(CorralError):
 
 class NotFound(CorralError):
     """A named service, release, image or instance does not exist."""
+
+
+class AccessDenied(CorralError):
+    """The controller's API refused the request: `status` is 401 (no valid token), 403 (the
+    token's role may not do this) or 429 (too many failed attempts from this address)."""
+
+    def __init__(self, message: str, *, status: int = 401, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status

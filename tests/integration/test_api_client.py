@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import pwd
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,9 +97,10 @@ def test_an_error_object_comes_back_as_the_same_corral_error(
 def test_a_stream_yields_each_event_and_raises_its_error_event(
         served: tuple[ControllerClient, _Controller]) -> None:
     client, controller = served
-    events = list(client.stream("/v1/rollback", {"service": "web", "actor": "me"}))
+    events = list(client.stream("/v1/rollback", {"service": "web"}))
     assert [e["type"] for e in events] == ["start", "result"]
-    assert controller.rollback.asked[0].actor == "me"
+    # the actor is the socket's peer, as the kernel names it: never a body field
+    assert controller.rollback.asked[0].actor == f"unix:{pwd.getpwuid(os.getuid()).pw_name}"
     seen = []
     with pytest.raises(CorralError) as raised:
         for event in client.stream("/v1/rollback", {"service": "broken"}):
@@ -117,7 +120,7 @@ def test_no_controller_means_not_up_and_a_clear_error(tmp_path: Path) -> None:
 
 _DEPLOY: dict[str, Any] = {
     "service": "web", "image_digest": "sha256:" + "ab" * 32, "config": {"replicas": 2},
-    "actor": "me", "git_commit": None, "git_commit_time": 1700000000, "force": False,
+    "git_commit": None, "git_commit_time": 1700000000, "force": False,
     "strategy": "canary"}
 
 
@@ -136,7 +139,17 @@ def test_a_valid_deploy_body_reaches_the_engine_as_its_request(
     client, controller = served
     events = list(client.stream("/v1/deploy", _DEPLOY))
     assert events == [{"type": "result", "outcome": "succeeded"}]
-    assert controller.deployed == [DeployRequest(**{**_DEPLOY, "git_commit_time": 1.7e9})]
+    assert controller.deployed == [DeployRequest(**{**_DEPLOY, "git_commit_time": 1.7e9},
+                                                 actor=f"unix:{pwd.getpwuid(os.getuid()).pw_name}")]
+
+
+def test_an_actor_in_the_body_is_refused_so_no_client_names_who_acted(
+        served: tuple[ControllerClient, _Controller]) -> None:
+    client, controller = served
+    for path, body in (("/v1/deploy", _DEPLOY), ("/v1/rollback", {"service": "web"})):
+        status, answer = _post(client, path, json.dumps({**body, "actor": "someone"}).encode())
+        assert (status, answer["error"]["field"]) == (400, "actor")
+    assert controller.deployed == [] and controller.rollback.asked == []
 
 
 @pytest.mark.parametrize(("body", "field", "message"), [
@@ -174,7 +187,8 @@ def test_a_body_that_is_not_a_json_object_is_a_400(
     (DeployBody, DeployRequest), (RollbackBody, RollbackRequest), (ChaosBody, ChaosRequest)])
 def test_each_body_model_has_the_fields_and_defaults_of_the_engine_request_it_becomes(
         model: type[Any], request_type: type[Any]) -> None:
-    fields = {f.name: f.default for f in dataclasses.fields(request_type)}
+    # every field but the actor, which the server takes from the credentials
+    fields = {f.name: f.default for f in dataclasses.fields(request_type) if f.name != "actor"}
     assert set(model.model_fields) == set(fields)
     for name, info in model.model_fields.items():
         if fields[name] is not dataclasses.MISSING:
@@ -216,4 +230,6 @@ def test_routes_without_fields_take_only_an_empty_body_and_query_numbers_are_che
 
 def test_a_post_route_cannot_be_registered_without_its_body_model() -> None:
     with pytest.raises(TypeError, match="name the body model"):
-        route("POST", "/v1/anything")
+        route("POST", "/v1/anything", role="deployer")
+    with pytest.raises(TypeError, match="role 'root' is not one of"):
+        route("GET", "/v1/anything", role="root")

@@ -94,3 +94,22 @@ def test_a_docker_load_archive_carries_the_layouts_own_blobs(tmp_path: Path) -> 
     assert entry == [{"Config": f"blobs/sha256/{config[7:]}", "RepoTags": None,
                       "Layers": [f"blobs/sha256/{layer[7:]}"]}]
     assert set(names) == {"manifest.json", entry[0]["Config"], *entry[0]["Layers"]}
+
+
+def test_the_engine_drivers_refuse_an_instance_with_secrets_rather_than_leak_or_drop_them(
+        tmp_path: Path) -> None:
+    import pytest
+
+    from corral.drivers.container import ContainerDriver
+    from corral.drivers.swarm import SwarmDriver
+    from corral.errors import DriverError
+    from corral.ports.records import InstanceSpec
+
+    spec = InstanceSpec(id="web-v1-a", service="web", release=1, image_digest="sha256:ab",
+                        rootfs="", argv=("app",), env={}, secret_env={"TOKEN": "s3cret"})
+    for driver in (ContainerDriver(tmp_path, layout=tmp_path, docker_host="unix:///none"),
+                   SwarmDriver(tmp_path, registry="r:5000", project="p",
+                               docker_host="unix:///none")):
+        with pytest.raises(DriverError, match="needs secrets") as raised:
+            driver.start(spec)
+        assert "s3cret" not in str(raised.value)

@@ -10,10 +10,11 @@ only: whether a service or release exists is the engine's answer, not this modul
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from corral.core.access import TOKEN_NAME_PATTERN
 from corral.core.strategies import STRATEGIES
 
 
@@ -34,12 +35,12 @@ class ShutdownBody(Body):
 
 
 class DeployBody(Body):
-    """POST /v1/deploy: engine.deploy.DeployRequest."""
+    """POST /v1/deploy: engine.deploy.DeployRequest, but for its actor: the server names
+    who calls from the credentials, never from the body (an `actor` field is refused)."""
 
     service: str = Field(min_length=1)
     image_digest: str = Field(min_length=1)
     config: dict[str, Any]
-    actor: str = Field(min_length=1)
     git_commit: str | None = None
     git_commit_time: float | None = None
     force: bool = False
@@ -54,10 +55,9 @@ class DeployBody(Body):
 
 
 class RollbackBody(Body):
-    """POST /v1/rollback: engine.rollback.RollbackRequest."""
+    """POST /v1/rollback: engine.rollback.RollbackRequest, its actor from the credentials."""
 
     service: str = Field(min_length=1)
-    actor: str = "api"
     to: int | None = Field(default=None, ge=1)
 
 
@@ -78,6 +78,14 @@ class ChaosBody(Body):
     seed: int | None = None
     restore_timeout: float = Field(default=60.0, gt=0)
     load: bool = False
+
+
+class TokenBody(Body):
+    """POST /v1/tokens: a token's name, role and lifetime in seconds (None: no expiry)."""
+
+    name: str = Field(pattern=TOKEN_NAME_PATTERN)
+    role: Literal["viewer", "deployer", "admin"]
+    expires: float | None = Field(default=None, gt=0)
 
 
 class BadBody(ValueError):
@@ -107,7 +115,7 @@ def validated(model: type[Body], body: Any) -> dict[str, Any]:
     """`body` checked against `model`, with its defaults filled in; raises BadBody.
 
     >>> validated(RollbackBody, {"service": "web"})
-    {'service': 'web', 'actor': 'api', 'to': None}
+    {'service': 'web', 'to': None}
     >>> validated(RollbackBody, {"service": "web", "to": "3"})
     Traceback (most recent call last):
     ...

@@ -1,7 +1,9 @@
-"""The CLI's client for the controller API on its unix socket.
+"""The CLI's client for the controller API: on its unix socket, or on a remote
+controller's URL (`--server` / CORRAL_SERVER) with a token (CORRAL_TOKEN).
 
-Plain http.client over AF_UNIX: every CLI command pays its client's import before it can
-ask anything, and httpx costs ~50 ms of start-up where http.client costs ~15 ms.
+Plain http.client over AF_UNIX or TCP: every CLI command pays its client's import before
+it can ask anything, and httpx costs ~50 ms of start-up where http.client costs ~15 ms.
+An https server's certificate is checked against the system's CAs (or SSL_CERT_FILE).
 """
 
 from __future__ import annotations
@@ -12,16 +14,19 @@ import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
-from corral.errors import ControllerError, CorralError, LockHeld, NotFound
+from corral.errors import AccessDenied, ControllerError, CorralError, LockHeld, NotFound
 
-_ERRORS: dict[str, type[CorralError]] = {"NotFound": NotFound, "LockHeld": LockHeld}
+_ERRORS: dict[str, type[CorralError]] = {"NotFound": NotFound, "LockHeld": LockHeld,
+                                          "AccessDenied": AccessDenied}
 _UNREACHABLE = (OSError, http.client.HTTPException)  # refused, no socket, timeout, cut off
 
 
-def raise_error(error: dict[str, Any]) -> None:
+def raise_error(error: dict[str, Any], status: int = 400) -> None:
     kind = _ERRORS.get(str(error.get("type")), CorralError)
+    if kind is AccessDenied:
+        raise AccessDenied(str(error.get("message")), status=status, hint=error.get("hint"))
     raise kind(str(error.get("message")), hint=error.get("hint"))
 
 
@@ -42,15 +47,35 @@ class _UnixConnection(http.client.HTTPConnection):
 
 
 class ControllerClient:
-    def __init__(self, socket_path: Path, timeout: float = 30.0) -> None:
+    def __init__(self, socket_path: Path | None, timeout: float = 30.0,
+                 server: str | None = None, token: str | None = None) -> None:
         self.socket_path = socket_path
         self.timeout = timeout
+        self.server = urlsplit(server) if server else None
+        self.token = token
+        if self.server is not None and self.server.scheme not in ("http", "https"):
+            raise ControllerError(f"--server {server!r} is not an http:// or https:// URL",
+                                  hint="e.g. --server https://corral.example.com:8443")
+
+    def _connection(self, timeout: float | None) -> http.client.HTTPConnection:
+        if self.server is None:
+            assert self.socket_path is not None
+            return _UnixConnection(self.socket_path, timeout)
+        host, port = self.server.hostname or "localhost", self.server.port
+        if self.server.scheme == "https":
+            import ssl  # only remote https pays for it
+
+            return http.client.HTTPSConnection(host, port, timeout=timeout,
+                                               context=ssl.create_default_context())
+        return http.client.HTTPConnection(host, port, timeout=timeout)
 
     def is_up(self) -> bool:
         try:
-            status, _ = self._request("GET", "/v1/ping", None, timeout=2.0)
+            status, data = self._request("GET", "/v1/ping", None, timeout=2.0)
         except _UNREACHABLE:
             return False
+        if status in (401, 403, 429):  # up, but refusing us: say why, not "not running"
+            self._answer(lambda: (status, data))
         return status == 200
 
     def get(self, path: str, **params: Any) -> Any:
@@ -62,7 +87,7 @@ class ControllerClient:
 
     def stream(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """POST and yield each NDJSON event; raises the error event as a CorralError."""
-        connection = _UnixConnection(self.socket_path, None)
+        connection = self._connection(None)
         try:
             response = self._send(connection, "POST", path, body)
             if response.status >= 400:  # refused before the stream began (e.g. a bad body)
@@ -81,18 +106,19 @@ class ControllerClient:
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None,
                  timeout: float | None = None) -> tuple[int, bytes]:
-        connection = _UnixConnection(self.socket_path, timeout or self.timeout)
+        connection = self._connection(timeout or self.timeout)
         try:
             response = self._send(connection, method, path, body)
             return response.status, response.read()
         finally:
             connection.close()
 
-    @staticmethod
-    def _send(connection: _UnixConnection, method: str, path: str,
+    def _send(self, connection: http.client.HTTPConnection, method: str, path: str,
               body: dict[str, Any] | None) -> http.client.HTTPResponse:
         data = None if body is None else json.dumps(body).encode()
         headers = {} if data is None else {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         connection.request(method, path, body=data, headers=headers)
         return connection.getresponse()
 
@@ -101,12 +127,19 @@ class ControllerClient:
             status, data = call()
         except _UNREACHABLE as exc:
             raise self._unreachable(exc) from None
-        body = json.loads(data)
-        if status >= 400 and "error" in body:
-            raise_error(body["error"])
+        try:
+            body = json.loads(data)
+        except ValueError:
+            raise ControllerError(f"the controller answered {status} with something not JSON",
+                                  hint="is --server the controller's URL?") from None
+        if status >= 400 and isinstance(body, dict) and "error" in body:
+            raise_error(body["error"], status)
         return body
 
     def _unreachable(self, exc: Exception) -> ControllerError:
+        if self.server is not None:
+            return ControllerError(f"no answer from the controller at {self.server.geturl()} "
+                                   f"({exc})", hint="check --server / CORRAL_SERVER")
         return ControllerError(f"the controller is not running (no answer on {self.socket_path})",
                                hint="start it with `corral up -d`")
 

@@ -13,26 +13,27 @@ from corral.engine.delivery.rollback import RollbackRequest
 from corral.errors import NotFound
 
 
-@route("POST", "/v1/services/{service}/promote", body=NoBody)
+@route("POST", "/v1/services/{service}/promote", role="deployer", body=NoBody)
 def promote(controller: Controller, request: Request) -> dict[str, Any]:
     service = request.params["service"]
-    return {"service": service, "deployment": controller.deployer.signal(service, "promote"),
-            "signal": "promote"}
+    deployment = controller.deployer.signal(service, "promote", request.actor)
+    return {"service": service, "deployment": deployment, "signal": "promote"}
 
 
-@route("POST", "/v1/services/{service}/abort", body=NoBody)
+@route("POST", "/v1/services/{service}/abort", role="deployer", body=NoBody)
 def abort(controller: Controller, request: Request) -> dict[str, Any]:
     service = request.params["service"]
-    return {"service": service, "deployment": controller.deployer.signal(service, "abort"),
-            "signal": "abort"}
+    deployment = controller.deployer.signal(service, "abort", request.actor)
+    return {"service": service, "deployment": deployment, "signal": "abort"}
 
 
-@route("POST", "/v1/rollback", stream=True, body=RollbackBody)
+@route("POST", "/v1/rollback", role="deployer", stream=True, body=RollbackBody)
 def rollback(controller: Controller, request: Request) -> None:
-    controller.rollback.run(RollbackRequest(**request.body), request.emit)
+    controller.rollback.run(RollbackRequest(**request.body, actor=request.actor), request.emit)
 
 
-@route("POST", "/v1/deployments/{deployment}/wait", stream=True, body=WaitBody)
+@route("POST", "/v1/deployments/{deployment}/wait", role="deployer", stream=True,
+       body=WaitBody)
 def wait(controller: Controller, request: Request) -> None:
     """One event, {"type": "result", "outcome"}, once the deployment ended or the body's
     timeout passed ("running"); a controller shutting down answers at once."""

@@ -10,15 +10,15 @@ from corral.engine.controller import Controller
 from corral.engine.operate.chaos import ChaosRequest, ChaosRun
 
 
-@route("POST", "/v1/chaos", stream=True, body=ChaosBody)
+@route("POST", "/v1/chaos", role="admin", stream=True, body=ChaosBody)
 def chaos(controller: Controller, request: Request) -> None:
     run = ChaosRun(controller.ws.store, controller.fleets, controller.ws.driver,
-                   controller.ws.router, controller.drift.guard, controller.actor)
+                   controller.ws.router, controller.drift.guard, request.actor)
     summary = run.run(ChaosRequest(**request.body), request.emit)
     request.emit({"type": "result", **summary})
 
 
-@route("GET", "/v1/reconcile")
+@route("GET", "/v1/reconcile", role="viewer")
 def reconcile_state(controller: Controller, request: Request) -> dict[str, Any]:
     stats = controller.reconciler.stats
     return {"sweeps": stats.sweeps, "last_duration_s": stats.last_duration,
@@ -27,7 +27,7 @@ def reconcile_state(controller: Controller, request: Request) -> dict[str, Any]:
             "runtime_checks": controller.drift.runtime_passes}
 
 
-@route("POST", "/v1/reconcile", body=NoBody)
+@route("POST", "/v1/reconcile", role="deployer", body=NoBody)
 def reconcile_now(controller: Controller, request: Request) -> dict[str, Any]:
     plan = controller.reconciler.sweep()
     return {"actions": [{"action": type(a).__name__, "service": a.service,

@@ -89,28 +89,61 @@ def deploy(ctx: Context, service: str | None, image: str | None, strategy: str |
     """Build if needed, record a release and move the service to it with its strategy.
 
     Exit code: 0 succeeded, 3 rolled back, 4 aborted, 1 failed."""
+    services = [service] if service else sorted(ctx.workspace().loaded.spec.services)
+    deploy_services(ctx, services, image, strategy, force)
+
+
+def deploy_services(ctx: Context, services: list[str], image: str | None,
+                    strategy: str | None, force: bool) -> None:
+    """Deploy each service in turn through the controller, showing its events; exits with
+    the worst outcome's code (`deploy`, and `secret rotate`'s roll-out)."""
     from corral.engine.delivery.request import deploy_request
 
     ws = ctx.workspace()
-    services = [service] if service else sorted(ws.loaded.spec.services)
     client = _client(ctx)
     results = []
     for name in services:
         request = deploy_request(ws, name, image, None if ctx.as_json else render.progress)
         # --strategy runs this deployment only; it is not part of the release.
-        body = {**request.__dict__, "force": force, "strategy": strategy}
-        results += _follow(ctx, client.stream("/v1/deploy", body))
+        results += _follow(ctx, client.stream("/v1/deploy", request.api_body(force, strategy)))
     _exit_for(ctx, results)
 
 
 @cli.command()
 @command
 @click.argument("service")
-def promote(ctx: Context, service: str) -> None:
-    """Let a blue-green deployment waiting at its gate switch all traffic to the new fleet."""
+@click.option("--from", "source", default=None, metavar="ENV",
+              help="Environment promotion: take the digest live and healthy in ENV …")
+@click.option("--to", "target", default=None, metavar="ENV",
+              help="… and deploy it, never rebuilt, to ENV with ENV's own config.")
+def promote(ctx: Context, service: str, source: str | None, target: str | None) -> None:
+    """Two meanings, told apart by --from/--to. Without them: let a blue-green deployment
+    waiting at its gate switch all traffic to the new fleet. With them: deploy to the
+    environment --to the exact image digest live and healthy in --from.
+
+    Exit code (with --from/--to): as `corral deploy`."""
+    if source is not None or target is not None:
+        _promote_between(ctx, service, source, target)
+        return
     answer = _client(ctx).post(f"/v1/services/{service}/promote", {})
     ctx.out(answer, lambda: render.say(
         f"promotion of {service} requested (deployment #{answer['deployment']})"))
+
+
+def _promote_between(ctx: Context, service: str, source: str | None,
+                     target: str | None) -> None:
+    from corral.engine.delivery.promotion import promotion_request, record_promotion
+    from corral.engine.workspace import Workspace
+
+    if source is None or target is None:
+        raise DeployError("environment promotion needs both --from and --to",
+                          hint=f"corral promote {service} --from staging --to prod")
+    ws = Workspace.open(ctx.spec_file, target)
+    request = promotion_request(ws, source, service)
+    to = Context(ctx.spec_file, ctx.as_json, target)
+    results = _follow(to, _client(to).stream("/v1/deploy", request.api_body()))
+    record_promotion(ws, service, source, request, [r["outcome"] for r in results])
+    _exit_for(ctx, results)
 
 
 @cli.command()
@@ -143,8 +176,5 @@ def abort(ctx: Context, service: str, wait: bool) -> None:
 def rollback(ctx: Context, service: str, to: int | None) -> None:
     """Put SERVICE back on an earlier release: one router update when its fleet is still
     warm, else a fast redeploy without analysis. The release left is marked bad."""
-    from corral.engine.workspace import current_actor
-
-    events = _client(ctx).stream("/v1/rollback", {"service": service, "to": to,
-                                                  "actor": current_actor()})
+    events = _client(ctx).stream("/v1/rollback", {"service": service, "to": to})
     _exit_for(ctx, _follow(ctx, events))

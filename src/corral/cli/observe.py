@@ -37,6 +37,11 @@ def logs(ctx: Context, service: str, release: str | None, instance: str | None,
          since: float | None, grep: str | None, stream: str | None, limit: int,
          follow: bool) -> None:
     """Show a service's logs from the central log store, also of instances that are gone."""
+    if ctx.server:
+        _remote_logs(ctx, {"service": service, "release": release, "instance": instance,
+                           "grep": grep, "stream": stream, "limit": limit,
+                           "since": None if since is None else f"{since}s"}, follow)
+        return
     from dataclasses import replace
 
     from corral.engine.observe.logview import follow as follow_lines
@@ -60,6 +65,22 @@ def logs(ctx: Context, service: str, release: str | None, instance: str | None,
             click.echo(json.dumps(view))
         else:
             click.echo(render_line(view), err=False)
+
+
+def _remote_logs(ctx: Context, filters: dict[str, Any], follow: bool) -> None:
+    """`logs` against a remote controller (--server): its /v1/logs, polled to follow."""
+    client = ctx.client()
+    params = {k: v for k, v in filters.items() if v is not None}
+    after = 0
+    while True:
+        lines = client.get("/v1/logs", **params, after=after)["lines"]
+        for view in lines:
+            click.echo(json.dumps(view) if ctx.as_json else render_line(view))
+        after = lines[-1]["id"] if lines else after
+        if not follow:
+            return
+        params.pop("since", None)
+        time.sleep(0.5)  # a pace for following, not a wait for an effect
 
 
 def known_services(ws: Any) -> set[str]:
@@ -88,6 +109,22 @@ def render_line(view: dict[str, Any]) -> str:
 def ledger(ctx: Context, verify: str | None, service: str | None, action: str | None,
            actor: str | None, since: float | None, limit: int | None, export: bool) -> None:
     """Show the ledger (who did what, when), verify its hash chain, or export it."""
+    if ctx.server:  # a remote controller's ledger, through its API
+        if export:
+            from corral.errors import CorralError
+
+            raise CorralError("--export reads the ledger where the controller runs",
+                              hint="run `corral ledger --export` on the controller's machine")
+        client = ctx.client()
+        if verify:
+            _verify(ctx, client.get("/v1/ledger/verify"))
+            return
+        params = {"service": service, "action": action, "actor": actor, "limit": limit,
+                  "since": None if since is None else f"{since}s"}
+        rows = client.get("/v1/ledger", **{k: v for k, v in params.items() if v is not None})[
+            "entries"]
+        ctx.out({"entries": rows}, lambda: render_ledger(rows))
+        return
     from corral.engine.observe import ledger as engine_ledger
     from corral.ports.ledger import EventFilter
 
@@ -104,7 +141,7 @@ def ledger(ctx: Context, verify: str | None, service: str | None, action: str | 
     where = EventFilter(service=service, action=action, actor=actor,
                         since=None if since is None else time.time() - since,
                         limit=limit if limit is not None else (None if ctx.as_json else 200))
-    rows = [engine_ledger.entry_view(e) for e in engine_ledger.entries(store, where)]
+    rows = [engine_ledger.entry_view(e, ws.env) for e in engine_ledger.entries(store, where)]
 
     ctx.out({"entries": rows}, lambda: render_ledger(rows))
 
@@ -151,8 +188,14 @@ def _verify(ctx: Context, view: dict[str, Any]) -> None:
 @click.option("--service", default=None, help="Only this service.")
 def dora(ctx: Context, window: float, service: str | None) -> None:
     """DORA metrics from the ledger, with their definitions."""
-    from corral.engine.observe.dora import dora_report
     from corral.spec.duration import format_duration
+
+    if ctx.server:  # a remote controller's figures, through its API
+        params = {"since": f"{window}s", **({"service": service} if service else {})}
+        remote = ctx.client().get("/v1/dora", **params)
+        ctx.out(remote, lambda: render_dora(remote, format_duration(window)))
+        return
+    from corral.engine.observe.dora import dora_report
 
     ws = ctx.workspace()
     check_service(service, known_services(ws))

@@ -63,14 +63,25 @@ def _ignore_state(folder: Path) -> list[Path]:
 
 @cli.command()
 @command
-def validate(ctx: Context) -> None:
+@click.option("--print", "show", is_flag=True, help="Print the effective spec the "
+              "environment (--env, else the default) sees, its overlays merged in.")
+def validate(ctx: Context, show: bool) -> None:
     """Check the spec; print every problem with its file, key, line and column."""
     ws = ctx.workspace()
     spec = ws.loaded.spec
-    data = {"valid": True, "file": str(ws.loaded.path), "digest": ws.loaded.digest,
-            "images": sorted(spec.images), "services": sorted(spec.services)}
+    data: dict[str, Any] = {"valid": True, "file": str(ws.loaded.path),
+                            "digest": ws.loaded.digest, "environment": ws.env,
+                            "environments": sorted(spec.environments),
+                            "images": sorted(spec.images), "services": sorted(spec.services)}
+    if show:
+        data["effective"] = {"environment": ws.env,
+                             **spec.model_dump(mode="json", by_alias=True,
+                                               exclude={"environments"})}
+        ctx.out(data, lambda: click.echo(json.dumps(data["effective"], indent=2)))
+        return
+    where = f" (environment {ws.env})" if ws.env else ""
     ctx.out(data, lambda: render.console.print(
-        f"{ws.loaded.path.name} is valid: {len(spec.images)} image(s), "
+        f"{ws.loaded.path.name} is valid{where}: {len(spec.images)} image(s), "
         f"{len(spec.services)} service(s)"))
 
 
@@ -132,22 +143,36 @@ def build(ctx: Context, image: str | None, check_reproducible: bool,
 @cli.command()
 @command
 @click.option("-d", "--detach", is_flag=True, help="Run in the background.")
-def up(ctx: Context, detach: bool) -> None:
+@click.option("--listen", default=None, metavar="HOST:PORT",
+              help="Also serve the API and dashboard on TCP, with tokens "
+                   "(default: [controller] listen). Off loopback it needs TLS.")
+def up(ctx: Context, detach: bool, listen: str | None) -> None:
     """Start the controller (and the router); -d returns once it answers."""
     ws = ctx.workspace()
+    if listen is not None:  # refused here, before a detached start hides it in its log
+        from corral.errors import ControllerError
+        from corral.spec.model import listen_problem
+
+        problem = listen_problem(listen, ws.loaded.spec.controller.tls is not None)
+        if problem:
+            raise ControllerError(f"--listen: {problem}",
+                                  hint="listen on 127.0.0.1:PORT, or give the controller TLS")
     if detach:
         from corral.engine.operate.daemon import start_detached
 
         client = ctx.client()
-        pid = client.get("/v1/ping")["pid"] if client.is_up() else start_detached(ws, client.is_up)
-        ctx.out({"pid": pid, "socket": str(ws.socket_path)},
+        pid = (client.get("/v1/ping")["pid"] if client.is_up()
+               else start_detached(ws, client.is_up, listen=listen))
+        where = listen or ws.loaded.spec.controller.listen
+        ctx.out({"pid": pid, "socket": str(ws.socket_path), "listen": where},
                 lambda: render.console.print(f"controller running (pid {pid}), "
-                                             f"API on {ws.socket_path}"))
+                                             f"API on {ws.socket_path}"
+                                             + (f" and {where}" if where else "")))
         return
     from corral.api.serve import serve
 
     logging_setup()
-    serve(ws)
+    serve(ws, listen=listen)
 
 
 def logging_setup() -> None:
@@ -205,10 +230,15 @@ def status(ctx: Context, service: str | None, instance: str | None) -> None:
     if client.is_up():
         data: dict[str, Any] = client.get("/v1/status", **({"service": service}
                                                            if service else {}))
+    elif ctx.server:
+        from corral.errors import ControllerError
+
+        raise ControllerError(f"no answer from the controller at {ctx.server}",
+                              hint="check --server / CORRAL_SERVER")
     else:  # what still runs: the router and instances outlive the controller
         from corral.engine.operate.status import status_when_down
 
-        data = status_when_down(ctx.spec_file, service)
+        data = status_when_down(ctx.spec_file, service, ctx.env)
     ctx.out(data, lambda: render.status(data))
 
 

@@ -48,8 +48,11 @@ def instance_argv(service: ServiceSpec, image: ImageConfig) -> tuple[str, ...]:
 
 def instance_env(name: str, service: ServiceSpec, image: ImageConfig, release_label: str,
                  instance_id: str) -> dict[str, str]:
-    """Image env, overridden by the service env, plus corral's own variables."""
-    return {**image.env, **service.env, "CORRAL_SERVICE": name,
+    """Image env, overridden by the service env, plus corral's own variables. Secret
+    references are left out: their values reach the driver apart (InstanceSpec.secret_env),
+    never through what a driver records."""
+    plain = {key: value for key, value in service.env.items() if isinstance(value, str)}
+    return {**image.env, **plain, "CORRAL_SERVICE": name,
             "CORRAL_RELEASE": release_label, "CORRAL_INSTANCE": instance_id}
 
 

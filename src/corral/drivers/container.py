@@ -25,7 +25,7 @@ from typing import Any
 from corral.drivers.container_logs import LogCopies
 from corral.drivers.docker_archive import config_digest, write_archive
 from corral.drivers.docker_engine import Engine, parse_time, resolve_host
-from corral.drivers.host import pick_free_port, prepare_volumes
+from corral.drivers.host import pick_free_port, prepare_volumes, refuse_secrets
 from corral.drivers.sandbox import SANDBOX_GID, SANDBOX_UID
 from corral.errors import DriverError
 from corral.ports.records import InstanceSpec, Observed
@@ -57,6 +57,7 @@ class ContainerDriver:
     # -- the Driver port ---------------------------------------------------------------
 
     def start(self, spec: InstanceSpec) -> Observed:
+        refuse_secrets(self.name, spec)
         image = self._image_id(spec.image_digest)
         prepare_volumes(spec.id, spec.volumes)
         with self._lock:

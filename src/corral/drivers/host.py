@@ -11,6 +11,7 @@ from pathlib import Path
 
 from corral.drivers.sandbox import SANDBOX_GID, SANDBOX_UID
 from corral.errors import DriverError
+from corral.ports.records import InstanceSpec
 
 
 def pick_free_port(taken: set[int]) -> int:
@@ -36,3 +37,13 @@ def prepare_volumes(instance_id: str, volumes: Mapping[str, str]) -> None:
         Path(host).mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             os.chown(host, SANDBOX_UID, SANDBOX_GID)  # the instance's user must write in it
+
+
+def refuse_secrets(driver: str, spec: InstanceSpec) -> None:
+    """Raise DriverError for an instance that needs secrets on a driver that cannot hand them
+    over without writing them into the engine's records (`docker inspect` shows a
+    container's env): it must not start without them, nor leak them."""
+    if spec.secret_env or spec.secret_files:
+        raise DriverError(f"instance {spec.id} needs secrets, which the {driver} driver does "
+                          "not pass to instances yet",
+                          hint="run services with secrets on the process driver")

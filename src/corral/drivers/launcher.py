@@ -9,14 +9,20 @@ at any time. It must not wait for, watch or signal the sandbox.
 CONFIG is JSON: {"bwrap", "args", "stdout", "stderr", "status", "stage_dir",
 "stage": {name: source path}, "uid", "gid", "overlay"} (uid/gid null: keep the caller's;
 overlay null, or {"skeleton": [[path, is_dir]…], "args"}: bwrap's args over the overlay,
-used instead of "args" if the overlay could be mounted).
+used instead of "args" if the overlay could be mounted). With "secrets": true, stdin holds
+{"env": {…}, "files": [value, …]}: the env is bwrap's whole environment (its args then carry
+no --clearenv), each file value is put in a memfd on descriptor FIRST_SECRET_FD + n for
+bwrap's --ro-bind-data, and a redactor process between the sandbox and its log files
+replaces every value in what the app prints. Secret values never go into argv or a file.
 """
 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import json
 import os
+import select
 import stat
 import sys
 from typing import Any
@@ -29,6 +35,9 @@ MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 0x40000
 STATUS_FD = 3
+FIRST_SECRET_FD = 4  # sandbox.py names the same descriptors in bwrap's --ro-bind-data
+REDACTED = b"[redacted]"
+MAX_LINE = 1 << 20  # a longer line is redacted and written without waiting for its end
 
 
 def _call(libc: Any, name: str, *args: Any) -> None:
@@ -98,26 +107,112 @@ def overlay_root(stage_dir: str, skeleton: list[tuple[str, bool]]) -> bool:
     return mounted == 0
 
 
-def exec_sandbox(cfg: dict[str, Any], out: int, err: int, status: int) -> None:
-    """In the detached child: new session, files on 0-3, drop privileges, exec bwrap."""
+def exec_sandbox(cfg: dict[str, Any], out: int, err: int, status: int,
+                 secret_fds: list[int], env: dict[str, str] | None) -> None:
+    """In the detached child: new session, files on 0-3 (secret files after them), drop
+    privileges, exec bwrap (with exactly `env` when secrets give one)."""
     os.setsid()
     devnull = os.open(os.devnull, os.O_RDONLY)
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 256) for fd in secret_fds]  # out of the way
     for source, target in ((devnull, 0), (out, 1), (err, 2), (status, STATUS_FD)):
         os.dup2(source, target)
-    os.closerange(STATUS_FD + 1, 1 << 16)
+    for n, fd in enumerate(high):
+        os.dup2(fd, FIRST_SECRET_FD + n, inheritable=True)
+    os.closerange(FIRST_SECRET_FD + len(high), 1 << 16)
     if cfg["uid"] is not None:
         os.setgroups([])
         os.setgid(cfg["gid"])
         os.setuid(cfg["uid"])
-    os.execv(cfg["bwrap"], [cfg["bwrap"], *cfg["args"]])
+    if env is None:
+        os.execv(cfg["bwrap"], [cfg["bwrap"], *cfg["args"]])
+    os.execve(cfg["bwrap"], [cfg["bwrap"], *cfg["args"]], env)
+
+
+def secret_files(values: list[str]) -> list[int]:
+    """One memfd per secret file value, rewound: bwrap copies it into the sandbox's tmpfs."""
+    fds = []
+    for n, value in enumerate(values):
+        fd = os.memfd_create(f"corral-secret-{n}", 0)
+        os.write(fd, value.encode())
+        os.lseek(fd, 0, os.SEEK_SET)
+        fds.append(fd)
+    return fds
+
+
+def redact(line: bytes, values: list[bytes]) -> bytes:
+    for value in values:
+        line = line.replace(value, REDACTED)
+    return line
+
+
+def start_redactor(out: int, err: int, values: list[bytes]) -> tuple[int, int]:
+    """Fork a process that copies the app's stdout and stderr into `out` and `err` line by
+    line with every secret value replaced; the pipe ends the sandbox writes to. It ends when
+    the sandbox (every writer) has closed them."""
+    pipes = [os.pipe(), os.pipe()]
+    if os.fork() == 0:
+        try:
+            os.setsid()
+            keep_only({pipes[0][0], pipes[1][0], out, err})
+            pump({pipes[0][0]: out, pipes[1][0]: err}, values)
+        finally:
+            os._exit(0)
+    for read, _ in pipes:
+        os.close(read)
+    return pipes[0][1], pipes[1][1]
+
+
+def keep_only(keep: set[int]) -> None:
+    """Close every descriptor but `keep`, with /dev/null on 0-2: the redactor must hold
+    neither the caller's stdout (the driver reads it to its end) nor a secret file."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        if fd not in keep:
+            os.dup2(devnull, fd)
+    low = 3
+    for fd in sorted(keep | {1 << 16}):
+        if fd >= low:
+            os.closerange(low, fd)
+            low = fd + 1
+
+
+def pump(sources: dict[int, int], values: list[bytes]) -> None:
+    pending = dict.fromkeys(sources, b"")
+    ordered = sorted(values, key=len, reverse=True)  # a value inside another goes after it
+    while sources:
+        ready, _, _ = select.select(list(sources), [], [])
+        for fd in ready:
+            chunk = os.read(fd, 65536)
+            text = pending[fd] + chunk
+            if not chunk:  # EOF: the last, unterminated line too
+                lines, text = [text] if text else [], b""
+                target = sources.pop(fd)
+            else:
+                target = sources[fd]
+                *lines, text = text.split(b"\n")
+                lines = [line + b"\n" for line in lines]
+                if len(text) > MAX_LINE:
+                    lines, text = [*lines, text], b""
+            pending[fd] = text
+            if lines:
+                os.write(target, redact(b"".join(lines), ordered))
 
 
 def main(raw: str) -> int:
     cfg = json.loads(raw)
+    secrets = json.loads(sys.stdin.read()) if cfg.get("secrets") else None
     flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
     out = os.open(cfg["stdout"], flags, 0o640)
     err = os.open(cfg["stderr"], flags, 0o640)
     status = os.open(cfg["status"], flags, 0o640)
+    fds: list[int] = []
+    env: dict[str, str] | None = None
+    if secrets is not None:
+        fds = secret_files(secrets["files"])
+        env = secrets["env"]
+        values = [v.encode() for v in (*secrets["env"].values(), *secrets["files"]) if v]
+        if values:
+            out, err = start_redactor(out, err, values)
     if cfg["stage"]:
         stage_sources(cfg["stage_dir"], cfg["stage"])
     overlay = cfg.get("overlay")
@@ -128,7 +223,7 @@ def main(raw: str) -> int:
         os.write(1, f"{pid}\n".encode())
         return 0
     try:
-        exec_sandbox(cfg, out, err, status)
+        exec_sandbox(cfg, out, err, status, fds, env)
     except BaseException as exc:  # the child must never return into the parent's code path
         os.write(err, f"corral launcher: cannot exec bwrap: {exc}\n".encode())
     os._exit(127)

@@ -34,6 +34,7 @@ from corral.drivers.sandbox import (
     plan_layout,
     sandbox_args,
     sandbox_errors,
+    secret_file_paths,
 )
 from corral.errors import DriverError, SandboxUnavailable
 from corral.ports.records import InstanceSpec, Observed
@@ -213,9 +214,14 @@ class ProcessDriver:
             "stdout": str(folder / "stdout.log"), "stderr": str(folder / "stderr.log"),
             "status": str(folder / "status.json"), "stage_dir": STAGE_DIR, "stage": plan.stage,
             "uid": SANDBOX_UID if as_root else None, "gid": SANDBOX_GID if as_root else None,
+            "secrets": bool(spec.secret_env or spec.secret_files),
         }
+        # Secret values go through the launcher's stdin, never its argv or a file.
+        secrets = json.dumps({"env": spec.secret_env, "files": [
+            spec.secret_files[p] for p in secret_file_paths(spec)]}) if config["secrets"] else ""
         done = subprocess.run([sys.executable, "-I", "-S", str(LAUNCHER), json.dumps(config)],
-                              capture_output=True, text=True, timeout=30, check=False)
+                              input=secrets, capture_output=True, text=True, timeout=30,
+                              check=False)
         if done.returncode != 0 or not done.stdout.strip().isdigit():
             raise DriverError(f"cannot start instance {spec.id}: {done.stderr.strip()}",
                               hint="the driver must run as root, or as a user allowed to "

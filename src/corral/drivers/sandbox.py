@@ -19,6 +19,7 @@ from corral.ports.records import InstanceSpec
 SANDBOX_UID = 65534  # "nobody": the image's own user is recorded but never used on the host
 SANDBOX_GID = 65534
 STATUS_FD = 3  # the launcher puts bwrap's --json-status-fd file on this descriptor
+FIRST_SECRET_FD = 4  # … and secret files (memfds) on this one and the next ones
 RUNTIME_FOLDERS = ("/proc", "/dev", "/sys", "/tmp")  # what docker and podman supply too
 HOST_FILES = ("/etc/resolv.conf", "/etc/hosts")  # instances share the host's network
 
@@ -31,6 +32,7 @@ class Layout:
     entries: Sequence[Entry]  # what of the root makes `/` (image_root.plan_root)
     volumes: Sequence[tuple[str, str]] = ()  # (source, path inside), read-write
     host_files: Sequence[tuple[str, str]] = ()  # (source, path inside), read-only
+    secret_files: Sequence[tuple[int, str]] = ()  # (descriptor, path inside), mode 0400
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,8 @@ def plan_layout(spec: InstanceSpec, host_files: Sequence[str],
     host path: root can open folders that the sandbox's uid cannot reach (see launcher.py).
     """
     points = {**dict.fromkeys(RUNTIME_FOLDERS, True), **dict.fromkeys(host_files, False),
-              **dict.fromkeys(spec.volumes.values(), True)}
+              **dict.fromkeys(spec.volumes.values(), True),
+              **dict.fromkeys(spec.secret_files, False)}
     placed = place_mounts(spec.rootfs, points)
     mount_points = {placed[p]: is_dir for p, is_dir in points.items()}
     stage: dict[str, str] = {}
@@ -74,7 +77,9 @@ def plan_layout(spec: InstanceSpec, host_files: Sequence[str],
         volumes=[(source(f"volume{n}", host), placed[inside])
                  for n, (host, inside) in enumerate(spec.volumes.items())],
         host_files=[(source(f"host{n}", path), placed[path])
-                    for n, path in enumerate(host_files)])
+                    for n, path in enumerate(host_files)],
+        secret_files=[(FIRST_SECRET_FD + n, placed[path])
+                      for n, path in enumerate(secret_file_paths(spec))])
     return SandboxPlan(layout, stage, lacking(spec.rootfs, mount_points, [spec.workdir]))
 
 
@@ -97,8 +102,10 @@ def sandbox_args(spec: InstanceSpec, layout: Layout, *, port: int) -> list[str]:
         "--cap-drop", "ALL",
         "--new-session",
         "--json-status-fd", str(STATUS_FD),
-        "--clearenv",
     ]
+    # With secret env the launcher execs bwrap with exactly those variables (never on a
+    # command line): clearing would drop them. Either way the app sees no other variable.
+    args += [] if spec.secret_env else ["--clearenv"]
     for key, value in sorted(spec.env.items()):
         if key != "PORT":
             args += ["--setenv", key, value]
@@ -112,8 +119,16 @@ def _mount_args(layout: Layout) -> list[str]:
               (["--tmpfs"], "/tmp")]
     mounts += [(["--ro-bind", source], inside) for source, inside in layout.host_files]
     mounts += [(["--bind", source], inside) for source, inside in layout.volumes]
+    # bwrap copies each memfd into its own tmpfs: mode 0400, owned by the sandbox's user
+    mounts += [(["--perms", "0400", "--ro-bind-data", str(fd)], inside)
+               for fd, inside in layout.secret_files]
     mounts.sort(key=lambda mount: mount[1].rstrip("/").count("/"))
     return [arg for how, inside in mounts for arg in (*how, inside)]
+
+
+def secret_file_paths(spec: InstanceSpec) -> list[str]:
+    """The secret files in the order their descriptors follow FIRST_SECRET_FD."""
+    return sorted(spec.secret_files)
 
 
 def sandbox_errors(stderr: str) -> list[str]:

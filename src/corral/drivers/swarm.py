@@ -24,6 +24,7 @@ from typing import Any
 
 from corral.drivers.container_logs import LogCopies
 from corral.drivers.docker_engine import Engine, parse_time, resolve_host
+from corral.drivers.host import refuse_secrets
 from corral.drivers.sandbox import SANDBOX_GID, SANDBOX_UID
 from corral.drivers.swarm_tasks import (
     NODE,
@@ -74,6 +75,7 @@ class SwarmDriver:
     # -- the Driver port ---------------------------------------------------------------
 
     def start(self, spec: InstanceSpec) -> Observed:
+        refuse_secrets(self.name, spec)
         name = self._service_name(spec.id)
         deadline = time.monotonic() + self._start_timeout
         while True:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # the types engine/images/registry.py names, re-exported for 
     from corral.images.roots.quarantine import Sweep
     from corral.observe.loki import LokiSink
     from corral.observe.metrics_http import MetricsHttpServer
+    from corral.ports.driver import Driver
     from corral.ports.logs import LogStore
 
 Progress = Callable[[str], None]
@@ -135,3 +136,12 @@ def pull_image(client: RegistryClient, layout: Layout, ref: Reference, *, jobs: 
     from corral.images.registry import pull_image as pull
 
     return pull(client, layout, ref, jobs=jobs, progress=progress)
+
+
+# -- pipeline ------------------------------------------------------------------------
+def sandbox_driver(state_dir: Path) -> Driver:
+    """A process driver of its own (state under `state_dir`) for a pipeline's test
+    commands: no controller's reconcile loop ever sees (and destroys) what it runs."""
+    from corral.drivers.process import ProcessDriver
+
+    return ProcessDriver(state_dir)

@@ -45,9 +45,10 @@ class Controller:
         self.actor = current_actor()
         self.stopping = threading.Event()
         self.fleets = Fleets(ws.store, ws.router, self.clock, self.actor)
+        from corral.engine.secrets import secret_opener
         self.instances = Instances(ws.driver, ws.router, ws.images, self.fleets, self.clock,
-                                   ws.state_dir / "volumes",
-                                   publish=publisher(ws.state_dir, ws.driver))
+                                   ws.state_dir / "volumes", secret_opener(ws),
+                                   publish=publisher(ws.image_dir, ws.driver))
         self.deployer = Deployer(ws.store, self.instances, self.stopping)
         self.monitor = HealthMonitor(self.fleets, ws.driver, self._health_of, self.clock,
                                      liveness_of=lambda i: self._spec_of(

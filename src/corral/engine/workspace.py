@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import getpass
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from corral.errors import SpecError
+from corral.sockets import fitting
 from corral.spec.load import load_spec, locate_spec
 
 if TYPE_CHECKING:  # the ports only type the adapters; importing them costs CLI start-up
+    from corral.engine.access.tokens import TokenBook
     from corral.ports.driver import Driver
     from corral.ports.images import ImageStore
     from corral.ports.router import Router
+    from corral.ports.secrets import SecretStore
     from corral.ports.store import Store
     from corral.spec.load import LoadedSpec
 
@@ -29,17 +33,59 @@ if TYPE_CHECKING:  # the ports only type the adapters; importing them costs CLI 
 def state_dir_of(spec_file: str | Path) -> Path:
     """The state folder of the project whose spec is `spec_file`, named without parsing the
     spec (commands that only talk to the controller skip pydantic's start-up). Raises the
-    SpecError load_spec gives for a missing file."""
+    SpecError load_spec gives for a missing file. Images and caches live here, shared by
+    every environment; `env_state_dir_of` names one environment's own folder."""
     return _state_dir(locate_spec(spec_file).parent)
 
 
-def socket_path_of(spec_file: str | Path) -> Path:
-    """Where the controller of that project listens (Workspace.socket_path, unparsed)."""
-    return state_dir_of(spec_file) / "run" / "controller.sock"
+def env_state_dir_of(spec_file: str | Path, env: str | None) -> Path:
+    """The state folder of the environment `--env` (or the default) names, unparsed."""
+    chosen = environment_of(spec_file, env)
+    return _env_dir(state_dir_of(spec_file), chosen)
+
+
+def socket_path_of(spec_file: str | Path, env: str | None = None) -> Path:
+    """Where the controller of that project (environment) listens (Workspace.socket_path,
+    unparsed)."""
+    return fitting(env_state_dir_of(spec_file, env) / "run" / "controller.sock")
+
+
+def environment_of(spec_file: str | Path, requested: str | None) -> str | None:
+    """The environment a command acts on, read from the TOML alone (no pydantic): --env,
+    else the one marked default, else None for a spec without environments. The full
+    validation (load_spec) says the same; this only names a folder sooner."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(locate_spec(spec_file).read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError):
+        # A spec that does not parse names no environment: what still runs can be read
+        # (`status` without a controller), and commands that need the spec say why not.
+        return requested
+    environments = data.get("environments") or {}
+    default = next((n for n, e in environments.items() if isinstance(e, dict)
+                    and e.get("default") is True), None)
+    return _chosen(list(environments), default, requested)
+
+
+def _chosen(names: list[str], default: str | None, requested: str | None) -> str | None:
+    from corral.spec.environment_choice import choose_environment
+
+    try:
+        return choose_environment(names, default, requested)
+    except ValueError as exc:
+        raise SpecError(str(exc), hint="environments are the spec's [environments.NAME] "
+                        "sections (docs/spec.md)") from None
 
 
 def _state_dir(folder: Path) -> Path:
     return Path(os.environ.get("CORRAL_STATE_DIR", folder / ".corral"))
+
+
+def _env_dir(state_dir: Path, env: str | None) -> Path:
+    """An environment's own folder (store, instances, router, logs, volumes); the project's
+    state folder itself for a spec without environments, as before they existed."""
+    return state_dir if env is None else state_dir / "env" / env
 
 
 @dataclass
@@ -47,41 +93,84 @@ class Workspace:
     """A spec and the state folder beside it."""
 
     loaded: LoadedSpec
+    env: str | None = None  # the environment acted on; `loaded` is its effective spec
+    # A pipeline's checkout of a commit works on the project's state, not one of its own.
+    state_root: Path | None = None
 
     @classmethod
-    def open(cls, spec_path: str | Path) -> Workspace:
-        return cls(load_spec(spec_path))
+    def open(cls, spec_path: str | Path, env: str | None = None,
+             state_root: Path | None = None) -> Workspace:
+        """The workspace of one environment (--env, else the default): its effective spec
+        (spec/environments.py) and its own state folder; images stay shared. `state_root`
+        replaces the state folder beside the spec (a pipeline's checkout)."""
+        from corral.spec.environments import effective_spec
+        from corral.spec.load import spec_digest
+
+        loaded = load_spec(spec_path)
+        spec = loaded.spec
+        default = next((n for n, e in spec.environments.items() if e.default), None)
+        chosen = _chosen(list(spec.environments), default, env)
+        if chosen is None:
+            return cls(loaded, None, state_root)
+        effective = effective_spec(spec, chosen)
+        return cls(replace(loaded, spec=effective, digest=spec_digest(effective)), chosen,
+                   state_root)
 
     @property
     def folder(self) -> Path:
         return self.loaded.folder
 
     @property
+    def image_dir(self) -> Path:
+        """The project's state folder: images and build caches, shared by environments
+        (the same digest is promoted, never rebuilt)."""
+        return self.state_root or _state_dir(self.folder)
+
+    @property
     def state_dir(self) -> Path:
-        return _state_dir(self.folder)
+        """This environment's state: store, instances, router, logs, volumes."""
+        return _env_dir(self.image_dir, self.env)
+
+    def qualified(self, service: str) -> str:
+        """`staging/web` in an environment, `web` without: the ledger subject users read."""
+        return service if self.env is None else f"{self.env}/{service}"
 
     @property
     def run_dir(self) -> Path:
         path = self.state_dir / "run"
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
         return path
 
     @property
     def socket_path(self) -> Path:
-        return self.run_dir / "controller.sock"
+        return fitting(self.run_dir / "controller.sock")
 
     @cached_property
     def store(self) -> Store:
+        from corral.engine.access.private import make_private
         from corral.stores.sql import SqlStore
 
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        make_private(self.state_dir)  # 0700 folder, 0600 databases: the controller user's
         return SqlStore(f"sqlite:///{self.state_dir / 'state.db'}")
+
+    @cached_property
+    def secrets(self) -> SecretStore:
+        """This environment's secrets, sealed (engine/secrets.py opens them)."""
+        from corral.stores.secrets import SqliteSecretStore
+
+        return SqliteSecretStore(self.state_dir / "secrets.db")
+
+    @cached_property
+    def tokens(self) -> TokenBook:
+        from corral.engine.access.tokens import TokenBook
+
+        return TokenBook(self.state_dir)
 
     @cached_property
     def images(self) -> ImageStore:
         from corral.images.store import LocalImageStore
 
-        return LocalImageStore(self.state_dir)
+        return LocalImageStore(self.image_dir)
 
     @cached_property
     def driver(self) -> Driver:
@@ -97,7 +186,7 @@ class Workspace:
         if spec.driver == "container":
             from corral.drivers.container import ContainerDriver
 
-            return ContainerDriver(self.state_dir, layout=self.state_dir / "images",
+            return ContainerDriver(self.state_dir, layout=self.image_dir / "images",
                                    docker_host=spec.drivers.container.docker_host)
         from corral.drivers.process import ProcessDriver
 

@@ -183,6 +183,10 @@ class InstanceSpec:
     port: int = 8000  # what the app listens on; the process driver replaces it per instance
     volumes: dict[str, str] = field(default_factory=dict)  # host path -> path inside
     labels: dict[str, str] = field(default_factory=dict)
+    # Secret values, opened for this start only: a driver hands them to the instance and
+    # never records, logs or shows them (repr=False keeps them out of any message).
+    secret_env: dict[str, str] = field(default_factory=dict, repr=False)
+    secret_files: dict[str, str] = field(default_factory=dict, repr=False)  # path -> value
 
 
 @dataclass(frozen=True)

@@ -58,12 +58,33 @@ def parse_spec(text: str, filename: str = DEFAULT_SPEC) -> Spec:
         raise SpecError(f"{filename}: not valid TOML: {exc}",
                         hint="fix the syntax at the line and column shown") from None
     try:
-        return Spec.model_validate(data)
+        spec = Spec.model_validate(data)
     except ValidationError as exc:
         problems = _describe(exc, text, filename)
         noun = "problem" if len(problems) == 1 else "problems"
         raise SpecError(f"{filename}: {len(problems)} {noun} in the spec", problems=problems,
                         hint=SCHEMA_HINT) from None
+    if spec.environments or spec.pipeline:
+        _check_environments(spec, text, filename)
+    return spec
+
+
+def _check_environments(spec: Spec, text: str, filename: str) -> None:
+    """What environments and the pipeline say across sections (spec/environments.py),
+    located at their table."""
+    from corral.spec.environments import check_environments, check_pipeline
+    from corral.spec.locate import locate_keys, nearest_spot
+
+    for section, check in (("environments", check_environments), ("pipeline", check_pipeline)):
+        try:
+            check(spec)
+        except ValueError as exc:
+            spot = nearest_spot(locate_keys(text), (section,))
+            where = f"{filename}:{spot[0]}:{spot[1]}" if spot else filename
+            raise SpecError(f"{filename}: 1 problem in the spec",
+                            problems=[f"{where}: {section}: {exc}"],
+                            hint="docs/spec.md's [environments] and [pipeline] sections") \
+                from None
 
 
 def locate_spec(path: str | Path = DEFAULT_SPEC) -> Path:

@@ -8,25 +8,16 @@ This module validates shape and ranges; it never touches the file system.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
-    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
-from corral.spec.duration import DURATION_PATTERN, parse_duration
-
-Duration = Annotated[
-    float,
-    BeforeValidator(parse_duration),
-    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "examples": ["500ms", "10s"]}),
-]
+from corral.spec.fields import Duration, SpecModel
+from corral.spec.pipeline import PipelineSpec
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
 _NAME = re.compile(NAME_PATTERN)
@@ -35,11 +26,13 @@ _ADDRESS = re.compile(r"^(?P<host>[0-9.]+|\[[0-9a-fA-F:]+\]|localhost):(?P<port>
 DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+_Env = TypeVar("_Env", bound=dict[str, Any])
 
 
-def _check_env(env: dict[str, str]) -> dict[str, str]:
+_Model = SpecModel
+
+
+def _check_env(env: _Env) -> _Env:
     for key in env:
         if not _ENV_NAME.match(key):
             raise ValueError(f"{key!r} is not a valid environment variable name")
@@ -303,6 +296,16 @@ class CanarySpec(_Model):
         return steps
 
 
+class SecretRef(_Model):
+    """`{ secret = "NAME" }`: the value of secret NAME of the environment (`corral secret
+    set`), given at start; never in the image, the spec, logs or the ledger."""
+
+    secret: str = Field(description="Name of the secret.", pattern=NAME_PATTERN.replace(
+        "a-z0-9-", "a-z0-9_-"))
+    version: int | None = Field(default=None, ge=1, description="Set by corral in a "
+                                "release (the version deployed); leave it out in the spec.")
+
+
 class ServiceSpec(_Model):
     """[services.NAME]: a service: which image, how many instances, how traffic reaches it."""
 
@@ -311,7 +314,12 @@ class ServiceSpec(_Model):
     port: int = Field(default=8000, ge=1, le=65535,
                       description="Port the app listens on; the process driver gives each "
                       "instance its own port in the PORT variable.")
-    env: dict[str, str] = Field(default_factory=dict, description="Environment of instances.")
+    env: dict[str, str | SecretRef] = Field(
+        default_factory=dict, description='Environment of instances; a value may be '
+        '{ secret = "NAME" }.')
+    files: dict[str, SecretRef] = Field(
+        default_factory=dict, description='Secret files: "/run/secrets/db" = { secret = '
+        '"NAME" }, on tmpfs, mode 0400, owned by the instance\'s user.')
     command: tuple[str, ...] | None = Field(default=None,
                                             description="Replaces the image's entrypoint and cmd.")
     router: RouterSpec | None = Field(default=None, description="Traffic entry point.")
@@ -354,8 +362,16 @@ class ServiceSpec(_Model):
 
     @field_validator("env")
     @classmethod
-    def _env(cls, env: dict[str, str]) -> dict[str, str]:
+    def _env(cls, env: dict[str, str | SecretRef]) -> dict[str, str | SecretRef]:
         return _check_env(env)
+
+    @field_validator("files")
+    @classmethod
+    def _files(cls, files: dict[str, SecretRef]) -> dict[str, SecretRef]:
+        for path in files:
+            if not path.startswith("/") or path.endswith("/") or ".." in path.split("/"):
+                raise ValueError(f"secret file {path!r} must be an absolute file path")
+        return files
 
     @field_validator("volumes")
     @classmethod
@@ -443,6 +459,94 @@ class DriversSpec(_Model):
                                            description="The container driver.")
     swarm: SwarmDriverSpec = Field(default_factory=SwarmDriverSpec,
                                    description="The swarm driver.")
+class ServiceOverlay(_Model):
+    """`[environments.NAME.services.SERVICE]`: what differs for SERVICE in this
+    environment; spec/environments.py merges it (its docstring and docs/spec.md say how)."""
+
+    replicas: int | None = Field(default=None, ge=0, le=1000,
+                                 description="Replaces the service's `replicas`.")
+    strategy: Literal["rolling", "blue-green", "canary"] | None = Field(
+        default=None, description="Replaces the service's `strategy`.")
+    listen: str | None = Field(default=None, description="Replaces the service's "
+                               "`router.listen` (a router is added if it has none).")
+    env: dict[str, str | SecretRef] = Field(
+        default_factory=dict, description="Added to the service's `env`; a key set in both "
+        "takes this value.")
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, env: dict[str, str | SecretRef]) -> dict[str, str | SecretRef]:
+        return _check_env(env)
+
+    @field_validator("listen")
+    @classmethod
+    def _address(cls, listen: str | None) -> str | None:
+        if listen is not None and not _ADDRESS.match(listen):
+            raise ValueError(f"listen {listen!r} must be HOST:PORT, e.g. 127.0.0.1:8080")
+        return listen
+
+
+class EnvironmentSpec(_Model):
+    """`[environments.NAME]`: a target with its own releases, instances, router and ledger
+    (state in `.corral/env/NAME/`; images are shared, so a digest is promoted, never rebuilt).
+
+    The merge is explicit and one level deep, never inherited further: for each service an
+    environment names in `[environments.NAME.services.SERVICE]`, `replicas`, `strategy` and
+    `listen` replace the service's value; `env` adds its keys to the service's `env`, a key
+    set in both taking the environment's value. No other key can differ between
+    environments. `corral validate --env NAME --print` shows the result."""
+
+    default: bool = Field(default=False, description="Commands without --env act on this "
+                          "environment (at most one is the default).")
+    require_passed: tuple[str, ...] = Field(
+        default=(), description="Environments an image must have been live and healthy in, "
+        "for `min_soak`, before it may be deployed or promoted here.")
+    min_soak: Duration = Field(default=0.0, description="How long an image must have been "
+                               "live in each of `require_passed` (e.g. \"10m\").")
+    services: dict[str, ServiceOverlay] = Field(
+        default_factory=dict, description="Per-service overlays (replicas, strategy, listen, "
+        "env).")
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "[::1]", "localhost")
+
+
+def listen_problem(listen: str, has_tls: bool) -> str | None:
+    """What is wrong with the controller's TCP address, or None. Off loopback the API faces
+    a network, so it must speak TLS: tokens never cross a wire in clear text.
+
+    >>> listen_problem("127.0.0.1:8443", False) is None, listen_problem("0.0.0.0:8443", True)
+    (True, None)
+    >>> listen_problem("0.0.0.0:8443", False)
+    '0.0.0.0:8443 is not loopback: set [controller] tls = { cert, key } to listen there'
+    """
+    match = _ADDRESS.match(listen)
+    if match is None:
+        return f"{listen!r} must be 'HOST:PORT' (e.g. '127.0.0.1:8443')"
+    host = match.group("host")
+    if host not in LOOPBACK_HOSTS and not host.startswith("127.") and not has_tls:
+        return f"{listen} is not loopback: set [controller] tls = {{ cert, key }} to listen there"
+    return None
+
+
+class ControllerSpec(_Model):
+    """The controller's API beyond its unix socket: HTTP on TCP, with tokens (`corral token`)."""
+
+    listen: str | None = Field(
+        default=None, description="'HOST:PORT': also serve the API and the dashboard there "
+        "(`corral up --listen` overrides it). Off loopback, tls is required.")
+    tls: RouterTlsSpec | None = Field(default=None, description="Serve HTTPS with this "
+                                      "certificate and key (PEM files, relative to the spec).")
+    auth_failures: int = Field(default=10, ge=1, description="Failed sign-ins a client address "
+                               "may make per auth_window before it is refused for a while.")
+    auth_window: Duration = Field(default=60.0, description="The window of auth_failures.")
+
+    @model_validator(mode="after")
+    def _listen(self) -> ControllerSpec:
+        problem = self.listen and listen_problem(self.listen, self.tls is not None)
+        if problem:
+            raise ValueError(f"controller.listen: {problem}")
+        return self
 
 
 class Spec(_Model):
@@ -455,6 +559,14 @@ class Spec(_Model):
                                  description="Central logs and metrics.")
     gc: GcSpec = Field(default_factory=GcSpec, description="What `corral gc` keeps.")
     drivers: DriversSpec = Field(default_factory=DriversSpec, description="Driver settings.")
+    pipeline: PipelineSpec | None = Field(
+        default=None, description="Build, test, deploy and promote each commit of a git "
+        "branch (`corral pipeline run`, `corral watch`).")
+    environments: dict[str, EnvironmentSpec] = Field(
+        default_factory=dict, description="Named targets (staging, prod), each with its own "
+        "releases, instances, router and ledger; see docs/spec.md's Environments.")
+    controller: ControllerSpec = Field(default_factory=ControllerSpec,
+                                       description="The API on TCP, with tokens.")
 
     @model_validator(mode="after")
     def _references(self) -> Spec:
@@ -479,7 +591,7 @@ class Spec(_Model):
         if self.driver == "swarm" and not self.drivers.swarm.registry:
             raise ValueError('driver = "swarm" needs [drivers.swarm] registry = '
                              '"HOST:PORT/PREFIX": the nodes pull images from there')
-        return self
+        return self  # environments across services: spec/environments.py, run by load.py
 
     @property
     def driver(self) -> str:

@@ -134,12 +134,16 @@ class Deployer:
                 return taken
             time.sleep(0.05)
 
-    def signal(self, service: str, what: str) -> int:
-        """Ask the running deployment of `service` to promote or abort; its id."""
+    def signal(self, service: str, what: str, actor: str | None = None) -> int:
+        """Ask the running deployment of `service` to promote or abort; its id. The ledger
+        records who asked (`deployment.signal`), when the API names the actor."""
         deployment_id = self._running.get(service)
         if deployment_id is None:
             raise NotFound(f"no deployment of {service} is running",
                            hint=f"`corral status {service}` shows the last one")
+        if actor is not None:
+            self._store.append_event(self._event(actor, "deployment.signal", service, {
+                "deployment": deployment_id, "signal": what}))
         with self._wake:
             self._signals.setdefault(deployment_id, set()).add(what)
             self._wake.notify_all()

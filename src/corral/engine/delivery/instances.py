@@ -37,6 +37,9 @@ class Instances:
     fleets: Fleets
     clock: Clock
     volumes_dir: Path
+    # secrets: (name, version) -> value, opened at each start (engine/secrets.py); None
+    # where no secret can be opened (a release that references one then fails to start).
+    open_secret: Callable[[str, int], str] | None = None
     # Pushes an image (reference, digest) where a PullsFromRegistry driver's nodes pull it.
     publish: Callable[[str, str], None] | None = None
     _draining: set[threading.Thread] = field(default_factory=set)
@@ -64,7 +67,8 @@ class Instances:
                                         instance_id),
             workdir=image.workdir or "/", user=image.user, port=service.port, volumes=volumes,
             labels={"corral.service": release.service, "corral.release": str(release.version),
-                    "corral.image": release.image_digest})
+                    "corral.image": release.image_digest},
+            **self._secrets_of(release))
         observed = self.driver.start(spec)
         instance = Instance(id=instance_id, service=release.service, release=release.version,
                             image_digest=release.image_digest, address=observed.address,
@@ -83,6 +87,25 @@ class Instances:
             if reference not in self._published:
                 self.publish(reference, release.image_digest)
                 self._published.add(reference)
+    def _secrets_of(self, release: Release) -> dict[str, dict[str, str]]:
+        """The values of the secrets `release` pinned (env and files); only its own."""
+        spec = release.spec
+        refs = {**{("env", k): v for k, v in spec.env.items() if not isinstance(v, str)},
+                **{("files", k): v for k, v in spec.files.items()}}
+        if not refs:
+            return {}
+        if self.open_secret is None:
+            raise DeployError(f"release {release.service} {release.label} needs secrets and "
+                              "this controller cannot open any", hint="start it with `corral "
+                              "up` where the secret key is (CORRAL_SECRET_KEY or its file)")
+        values: dict[str, dict[str, str]] = {"secret_env": {}, "secret_files": {}}
+        for (kind, key), ref in refs.items():
+            if ref.version is None:
+                raise DeployError(f"release {release.service} {release.label}: secret "
+                                  f"{ref.secret!r} has no pinned version", hint="deploy again")
+            value = self.open_secret(ref.secret, ref.version)
+            values["secret_env" if kind == "env" else "secret_files"][key] = value
+        return values
 
     def drain_and_stop(self, instance_id: str, reason: str, drain_timeout: float,
                        grace: float) -> None:

@@ -78,17 +78,28 @@ def gc(ws: Workspace, *, dry_run: bool, keep_last: int | None = None,
     """Collect what no tag, reachable release or instance needs. `keep_last` and
     `keep_for` default to the spec's [gc] keep_releases and keep_for."""
     policy = ws.loaded.spec.gc
-    keep = retained(ws.store, policy.keep_releases if keep_last is None else keep_last,
-                    policy.keep_for if keep_for is None else keep_for)
+    keep: dict[str, str] = {}
+    for store in _every_environments_store(ws):  # images are shared by environments
+        keep.update(retained(store, policy.keep_releases if keep_last is None else keep_last,
+                             policy.keep_for if keep_for is None else keep_for))
     report = with_quarantine(trusted(ws.images).gc(set(keep), dry_run=dry_run),
-                             ws.state_dir / "cache", dry_run)
+                             ws.image_dir / "cache", dry_run)
     if not dry_run and (report.blobs or report.unpacked or report.quarantined):
         ws.store.append_event(Event(at=time.time(), actor=current_actor(), action="image.gc",
-                                    subject=str(ws.state_dir / "images"), detail={
+                                    subject=str(ws.image_dir / "images"), detail={
                                         "blobs": len(report.blobs), "freed": report.freed,
                                         "images": list(report.images),
                                         "quarantined": sorted(report.quarantined)}))
     return report, keep
+
+
+def _every_environments_store(ws: Workspace) -> list[Store]:
+    """The stores whose releases reach the shared images: the workspace's own, else (a
+    spec with environments) each environment's that was ever used."""
+    if ws.env is None:
+        return [ws.store]
+    others = [Workspace.open(ws.loaded.path, env) for env in sorted(ws.loaded.spec.environments)]
+    return [other.store for other in others if (other.state_dir / "state.db").exists()]
 
 
 def with_quarantine(report: GcReport, cache: Path, dry_run: bool) -> GcReport:

@@ -127,7 +127,7 @@ def pull_references(state_dir: Path, digest: str) -> list[str]:
             if isinstance(blobs, dict) for repo in blobs.get(digest) or []]
 
 
-def publisher(state_dir: Path, driver: object) -> Callable[[str, str], None] | None:
+def publisher(image_dir: Path, driver: object) -> Callable[[str, str], None] | None:
     """What pushes a release's image where a PullsFromRegistry driver's nodes pull it (the
     Swarm driver's registry); None for a driver that runs images from this machine."""
     from corral.ports.driver import PullsFromRegistry
@@ -137,5 +137,5 @@ def publisher(state_dir: Path, driver: object) -> Callable[[str, str], None] | N
     insecure = driver.insecure_registry
 
     def publish(reference: str, digest: str) -> None:
-        push(state_dir, reference, image=digest, insecure=insecure)
+        push(image_dir, reference, image=digest, insecure=insecure)
     return publish

@@ -27,6 +27,10 @@ class _ScratchWorkspace(Workspace):
     def state_dir(self) -> Path:
         return self.scratch_state
 
+    @property
+    def image_dir(self) -> Path:
+        return self.scratch_state
+
 
 def check_reproducible(ws: Workspace, name: str, digest: str,
                        say: Callable[[str], None] | None = None) -> str | None:

@@ -50,9 +50,15 @@ def export_lines(store: Store) -> Iterator[str]:
                          sort_keys=True, separators=(",", ":"))
 
 
-def entry_view(event: Event) -> dict[str, Any]:
+def entry_view(event: Event, env: str | None = None) -> dict[str, Any]:
+    """An entry as `corral ledger` shows it. Each environment keeps its own ledger, whose
+    subjects are its service names; shown (and exported) with the environment in front,
+    `staging/web`, so entries of two environments never read alike."""
+    subject = event.subject if env is None or event.subject.startswith(f"{env}/") \
+        else f"{env}/{event.subject}"
     return {"seq": event.seq, "at": event.at, "actor": event.actor, "action": event.action,
-            "subject": event.subject, "detail": event.detail, "hash": event.hash}
+            "subject": subject, "detail": event.detail, "hash": event.hash,
+            **({"environment": env} if env else {})}
 
 
 def verdict_view(verdict: Verdict) -> dict[str, Any]:

@@ -31,7 +31,7 @@ def wanted_services(ws: Workspace, progress: Progress | None = None) -> dict[str
         if ref not in digests:
             digests[ref] = _digest_of(ws, ref, progress)
         digest = digests[ref]
-        config = release_config_of(ws, service, digest)
+        config = release_config_of(ws, service, digest, name)
         wanted[name] = Wanted(name, digest, config, service.replicas)
     return wanted
 

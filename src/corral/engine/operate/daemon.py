@@ -3,6 +3,7 @@ no controller is there to ask (`corral down` after a crash)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -13,13 +14,17 @@ from corral.engine.workspace import Workspace
 from corral.errors import ControllerError
 
 
-def start_detached(ws: Workspace, is_up: Callable[[], bool], timeout: float = 60.0) -> int:
+def start_detached(ws: Workspace, is_up: Callable[[], bool], timeout: float = 60.0,
+                   listen: str | None = None) -> int:
     """Start `corral up` as a detached process; wait until its API answers."""
     log_path = ws.run_dir / "controller.log"
-    with open(log_path, "ab") as log:
+    fd = os.open(log_path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)  # the user's alone
+    with open(fd, "ab") as log:
         start = log.tell()  # earlier runs' lines are history: show only this start's
         process = subprocess.Popen(
-            [sys.executable, "-m", "corral", "up", "-f", str(ws.loaded.path)],
+            [sys.executable, "-m", "corral", "up", "-f", str(ws.loaded.path),
+             *(["--env", ws.env] if ws.env else []),
+             *(["--listen", listen] if listen else [])],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, cwd=ws.folder)
     deadline = time.monotonic() + timeout

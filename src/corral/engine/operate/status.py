@@ -89,12 +89,13 @@ def deployment_view(deployment: Deployment) -> dict[str, Any]:
             "ended_at": deployment.ended_at, "reason": deployment.reason}
 
 
-def status_when_down(spec_file: str | Path, service: str | None) -> dict[str, Any]:
+def status_when_down(spec_file: str | Path, service: str | None,
+                     env: str | None = None) -> dict[str, Any]:
     """`status` with no controller answering: what still runs, read without the spec;
     raises ControllerError when nothing does."""
-    from corral.engine.workspace import StateFolder, state_dir_of
+    from corral.engine.workspace import StateFolder, env_state_dir_of
 
-    state_dir = state_dir_of(spec_file)
+    state_dir = env_state_dir_of(spec_file, env)
     if not is_anything_left(state_dir):
         raise ControllerError(f"{NO_CONTROLLER}, and no router or instance of this project "
                               "runs", hint="start it with `corral up -d`")

@@ -22,6 +22,7 @@ from corral.ports.records import Backend, ReleaseStats
 from corral.routers.builtin.control import call
 from corral.routers.builtin.stats import release_stats_from_json
 from corral.routers.drain import wait_drained
+from corral.sockets import fitting
 from corral.spec.model import RouterSpec
 
 START_TIMEOUT = 10.0
@@ -41,7 +42,7 @@ class BuiltinRouter:
         self.workers = workers
         self.routing = dict(routing or {})
         self.base = Path(base) if base is not None else Path.cwd()
-        self.socket_path = self.run_dir / "router.sock"
+        self.socket_path = fitting(self.run_dir / "router.sock")
         self.pid_path = self.run_dir / "router.pid"
         self.state_path = self.run_dir / "router.json"
         self.log_path = self.run_dir / "router.log"
@@ -49,9 +50,6 @@ class BuiltinRouter:
 
     # lifecycle
     def ensure_running(self) -> None:
-        if len(os.fsencode(self.socket_path)) > 107:  # sun_path holds 108 bytes with the NUL
-            raise RouterError(f"the router's control socket path is too long: {self.socket_path}",
-                              hint="use a shorter project folder or run directory")
         if self.is_running():
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ from corral.routers.haproxy.runtime import RuntimeUnavailable, command, is_error
 from corral.routers.haproxy.state import HaproxyState, slot_rows
 from corral.routers.haproxy.stats import add_delta, counters_from_json, raw_counters
 from corral.routers.listen import holder_of, is_free, split_listen
+from corral.sockets import HAPROXY_SOCKET_MAX, fitting
 from corral.spec.model import RouterSpec
 
 START_TIMEOUT = 10.0
@@ -43,7 +44,7 @@ class HaproxyRouter:
         self.haproxy, self.threads = haproxy, threads
         self.routing = dict(routing or {})
         self.base = Path(base) if base is not None else Path.cwd()
-        self.socket_path = self.run_dir / "haproxy.sock"
+        self.socket_path = fitting(self.run_dir / "haproxy.sock", HAPROXY_SOCKET_MAX)
         self.pid_path = self.run_dir / "haproxy.pid"
         self.log_path = self.run_dir / "haproxy.log"
         self.state = HaproxyState(self.run_dir / "haproxy.json", self.run_dir / "haproxy.cfg",
@@ -51,9 +52,6 @@ class HaproxyRouter:
 
     # lifecycle
     def ensure_running(self) -> None:
-        if len(os.fsencode(self.socket_path)) > 107:
-            raise RouterError(f"HAProxy's stats socket path is too long: {self.socket_path}",
-                              hint="use a shorter project folder or run directory")
         if self.is_running():
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)

@@ -64,7 +64,7 @@ class HaproxyState:
                              maxconn=_maxconn(), map_dir=str(self.map_dir))
         tmp = self.config_path.with_name(self.config_path.name + ".tmp")
         tmp.write_text(text, encoding="utf-8")
-        check = subprocess.run([haproxy, "-c", "-q", "-f", str(tmp)], capture_output=True,
+        check = subprocess.run([haproxy, "-c", "-f", str(tmp)], capture_output=True,
                                text=True, timeout=30)
         if check.returncode != 0:
             raise RouterError(f"HAProxy rejects the configuration corral wrote: "
