@@ -119,7 +119,7 @@ def corral_side(cluster: Cluster, folder: Path) -> dict[str, Any]:
     # What `corral rollback` sends, without the CLI's interpreter start-up (~0.4 s here): the
     # docker side's CLI is a Go binary that starts in milliseconds.
     rollback = measured(address, lambda: list(controller.stream(
-        "/v1/rollback", {"service": "web", "actor": "bench"})), "v1\n", last_are("v1\n"))
+        "/v1/rollback", {"service": "web"})), "v1\n", last_are("v1\n"))
     say(f"corral rollback: {rollback[0]:.3f} s, {rollback[1]} failed of {rollback[2]}")
     return {"project": project, "deploy": deploy, "rollback": rollback, "digests": digests}
 
