@@ -17,6 +17,7 @@ Ends with one RESULT line.
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import subprocess
 import sys
@@ -259,6 +260,7 @@ def start_to_ready(folder: Path, runs: int = 5) -> dict[str, float]:
         return {k: statistics.median(v) for k, v in times.items()}
     finally:
         engine.stop()
+        shutil.rmtree(engine.folder, ignore_errors=True)
 
 
 def spec(instance_id: str, digest: str, rootfs: str) -> InstanceSpec:
@@ -308,7 +310,10 @@ def main() -> None:
         if project is not None:
             project.corral("down", check=False)
         cluster.stop()
-    ready = start_to_ready(work / "project")
+    try:
+        ready = start_to_ready(work / "project")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     rows = [
         ("deploy v1->v2, s to all on v2", corral["deploy"][0], swarm["deploy"][0]),
         ("deploy, failed requests", corral["deploy"][1], swarm["deploy"][1]),
