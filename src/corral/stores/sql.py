@@ -1,8 +1,10 @@
-"""SqlStore: the Store port on SQLAlchemy 2 Core over SQLite (WAL), shared by processes.
+"""SqlStore: the Store port on SQLAlchemy 2 Core over SQLite (WAL) or PostgreSQL, shared
+by processes.
 
-Every write runs in one BEGIN IMMEDIATE transaction that also appends its ledger event, so
-two processes (controller, CLI) serialize on the database lock and never fork the chain.
-Queries stay portable SQL; only engine setup is SQLite-specific. No business rules here.
+Every write runs in one serialized transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL: an
+advisory lock) that also appends its ledger event, so two processes (controller, CLI) never
+fork the chain. Queries stay portable SQL; only engine setup is database-specific
+(engines.py). No business rules here.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from corral.ports.records import (
 )
 from corral.stores import rows
 from corral.stores.delivery_tables import deployment_progress, release_marks, service_traffic
+from corral.stores.engines import describe, open_engine
 from corral.stores.migrations import is_current, migrate
 from corral.stores.rules import (
     as_json_data,
@@ -36,7 +39,7 @@ from corral.stores.rules import (
     link_event,
     with_detail,
 )
-from corral.stores.sqlite import WRITE_OPTION, sqlite_engine
+from corral.stores.sqlite import WRITE_OPTION
 from corral.stores.tables import (
     deployment_steps,
     deployments,
@@ -48,10 +51,18 @@ from corral.stores.tables import (
 )
 
 _LIVE_STATES = [s.value for s in InstanceState if s.is_live]
+_UNUSABLE_HINTS = {
+    "sqlite": "check that the file is readable and writable, that the disk is not full, "
+              "and that no other program holds it locked",
+    "postgresql": "check that the PostgreSQL server is running and reachable at that URL, "
+                  "that the user may connect to the database, and that no other program "
+                  "holds corral's write lock for long",
+}
 
 
 class SqlStore:
-    """The state database at `url`, e.g. "sqlite:////abs/project/.corral/state.db".
+    """The state database at `url`, e.g. "sqlite:////abs/project/.corral/state.db" or
+    "postgresql://corral@db.example/corral".
 
     Opening migrates the schema. `busy_timeout` is how long a write waits for another
     process holding the database lock before failing with StoreError.
@@ -59,9 +70,9 @@ class SqlStore:
 
     def __init__(self, url: str, *, busy_timeout: float = 30.0) -> None:
         self.url = url
-        self._engine = sqlite_engine(url, busy_timeout)
+        self._engine = open_engine(url, busy_timeout)
         self._writer = self._engine.execution_options(**{WRITE_OPTION: True})
-        self._where = self._engine.url.database or url
+        self._where = describe(self._engine)
         with self._read() as conn:
             up_to_date = is_current(conn, self._where)
         if not up_to_date:
@@ -86,8 +97,7 @@ class SqlStore:
         except sa_exc.OperationalError as exc:
             raise StoreError(
                 f"the state database {self._where} cannot be used: {exc.orig}",
-                hint="check that the file is readable and writable, that the disk is not "
-                     "full, and that no other program holds it locked") from exc
+                hint=_UNUSABLE_HINTS[self._engine.dialect.name]) from exc
         except sa_exc.DatabaseError as exc:
             raise StoreError(
                 f"the state database {self._where} is unreadable: {exc.orig}",
@@ -365,8 +375,10 @@ class SqlStore:
     def raw_events(self, since_seq: int = 0, limit: int | None = None) -> list[RawEvent]:
         # The plain DB-API cursor: verifying 100,000 entries spends most of its time reading
         # them, and SQLAlchemy's row objects would double that.
+        mark = "?" if self._engine.dialect.name == "sqlite" else "%s"
         sql = ("SELECT seq, at, actor, action, subject, detail, prev_hash, hash FROM events "
-               "WHERE seq > ? ORDER BY seq" + (" LIMIT ?" if limit is not None else ""))
+               f"WHERE seq > {mark} ORDER BY seq" + (f" LIMIT {mark}" if limit is not None
+                                                     else ""))
         params = (since_seq,) if limit is None else (since_seq, limit)
         with self._read() as conn:
             cursor = conn.connection.driver_connection.execute(sql, params)  # type: ignore[union-attr]
