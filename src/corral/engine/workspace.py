@@ -75,7 +75,7 @@ class Workspace:
         from corral.stores.sql import SqlStore
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        return SqlStore(f"sqlite:///{self.state_dir / 'state.db'}")
+        return SqlStore(store_url(self.state_dir, self.loaded.spec.project.store))
 
     @cached_property
     def images(self) -> ImageStore:
@@ -116,7 +116,7 @@ class StateFolder:
     def store(self) -> Store:
         from corral.stores.sql import SqlStore
 
-        return SqlStore(f"sqlite:///{self.path / 'state.db'}")
+        return SqlStore(store_url(self.path, None))
 
     @cached_property
     def driver(self) -> Driver:
@@ -135,6 +135,13 @@ class StateFolder:
         from corral.routers.builtin.client import BuiltinRouter
 
         return BuiltinRouter(run_dir)
+
+
+def store_url(state_dir: Path, configured: str | None) -> str:
+    """The state database: CORRAL_STORE, else the spec's `[project] store`, else the
+    embedded SQLite file in the state folder."""
+    return (os.environ.get("CORRAL_STORE") or configured
+            or f"sqlite:///{state_dir / 'state.db'}")
 
 
 def current_actor() -> str:

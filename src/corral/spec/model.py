@@ -51,6 +51,12 @@ class Project(_Model):
 
     name: str = Field(description="Project name; labels every image and instance.",
                       pattern=NAME_PATTERN)
+    store: str | None = Field(
+        default=None,
+        description="Where state and the ledger live: none is SQLite in .corral/state.db; "
+                    "\"postgresql://USER@HOST/DATABASE\" (or \"postgresql:///DB?host=/SOCKET_DIR\")"
+                    " is PostgreSQL, shared by a standby controller. The CORRAL_STORE "
+                    "variable overrides it; keep passwords in ~/.pgpass, not in the spec.")
 
 
 class CopyStep(_Model):
