@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,17 +21,30 @@ def postgres_template(postgres: PostgresCluster) -> str:
     return str(make_url(url).database)
 
 
+StoreFactory = Callable[[str], SqlStore]
+
+
+@pytest.fixture
+def sql_stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    """Makes new empty SQL stores: "sqlite" (a file) or "postgresql" (a database)."""
+    made: list[SqlStore] = []
+
+    def make(kind: str) -> SqlStore:
+        if kind == "sqlite":
+            store = SqlStore(f"sqlite:///{tmp_path / f'state{len(made)}.db'}")
+        else:
+            cluster: PostgresCluster = request.getfixturevalue("postgres")
+            store = SqlStore(cluster.create_database(
+                request.getfixturevalue("postgres_template")))
+        made.append(store)
+        return store
+    yield make
+    for store in made:
+        store.close()
+
+
 @pytest.fixture(params=["memory", "sqlite",
                         pytest.param("postgresql", marks=pytest.mark.integration)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+def store(request: pytest.FixtureRequest, sql_stores: StoreFactory) -> Store:
     """The in-memory fake, SQLite and PostgreSQL; suites of other ports name their own."""
-    made: Store
-    if request.param == "memory":
-        made = MemoryStore()
-    elif request.param == "sqlite":
-        made = SqlStore(f"sqlite:///{tmp_path / '.corral' / 'state.db'}")
-    else:
-        cluster: PostgresCluster = request.getfixturevalue("postgres")
-        made = SqlStore(cluster.create_database(request.getfixturevalue("postgres_template")))
-    yield made
-    made.close()
+    return MemoryStore() if request.param == "memory" else sql_stores(request.param)

@@ -28,6 +28,7 @@ from corral.ports.records import (
     InstanceState,
     Release,
 )
+from corral.ports.snapshot import StoreSnapshot
 from corral.stores import rows
 from corral.stores.delivery_tables import deployment_progress, release_marks, service_traffic
 from corral.stores.engines import describe, open_engine
@@ -39,6 +40,7 @@ from corral.stores.rules import (
     link_event,
     with_detail,
 )
+from corral.stores.snapshot import read_snapshot, write_snapshot
 from corral.stores.sqlite import WRITE_OPTION
 from corral.stores.tables import (
     deployment_steps,
@@ -383,6 +385,18 @@ class SqlStore:
         with self._read() as conn:
             cursor = conn.connection.driver_connection.execute(sql, params)  # type: ignore[union-attr]
             return [RawEvent(*r) for r in cursor.fetchall()]
+
+    # -- snapshots (backup, restore) ---------------------------------------------------
+    def snapshot(self) -> StoreSnapshot:
+        reader = self._engine
+        if reader.dialect.name == "postgresql":  # one snapshot for every table's query
+            reader = reader.execution_options(isolation_level="REPEATABLE READ")
+        with self._failures_explained(), reader.begin() as conn:
+            return read_snapshot(conn)
+
+    def load_snapshot(self, snapshot: StoreSnapshot) -> None:
+        with self._write() as conn:
+            write_snapshot(conn, snapshot, self._where)
 
     def close(self) -> None:
         self._engine.dispose()
