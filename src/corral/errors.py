@@ -15,6 +15,8 @@ Anything else escaping is a bug in corral and keeps its traceback.
     │   └── LockHeld                 another deployment of the service holds its lock
     ├── DeployError                  a deployment failed; the old release keeps serving
     ├── ControllerError              the controller is not running or did not answer
+    ├── BackupError                  a backup cannot be written, or a backup file is
+    │                                truncated, altered or not corral's
     └── NotFound                     a named service, release, image or instance does not exist
 """
 
@@ -80,6 +82,12 @@ class LockHeld(StoreError):
 
 class DeployError(CorralError):
     """A deployment did not reach its target; the previous release still serves."""
+
+
+class BackupError(CorralError):
+    """A backup cannot be taken or restored, or its file fails verification."""
+
+    exit_code = 4  # as `ledger verify` on a broken chain: the evidence is not intact
 
 
 class ControllerError(CorralError):

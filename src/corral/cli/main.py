@@ -134,7 +134,8 @@ def cli(ctx: click.Context, verbose: bool, spec_file: str | None, as_json: bool)
 
 # Each area keeps its commands in its own module; importing it registers them.
 COMMAND_MODULES = ["corral.cli.project", "corral.cli.delivery", "corral.cli.registry",
-                   "corral.cli.observe", "corral.cli.operate", "corral.cli.images"]
+                   "corral.cli.observe", "corral.cli.operate", "corral.cli.images",
+                   "corral.cli.recovery"]
 
 
 def main() -> None:

@@ -41,6 +41,13 @@ def log_store(path: Path) -> LogStore:
     return SqliteLogStore(path)
 
 
+def copy_log_database(path: Path) -> bytes:
+    """The SQLite log store at `path` copied as of one moment (for backups)."""
+    from corral.observe.logcopy import copy_log_database as copy
+
+    return copy(path)
+
+
 def loki_sink(url: str, labels: dict[str, str] | None) -> LokiSink:
     from corral.observe.loki import LokiSink
 
