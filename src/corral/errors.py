@@ -12,7 +12,8 @@ Anything else escaping is a bug in corral and keeps its traceback.
     │   └── SandboxUnavailable       bubblewrap is missing or cannot create namespaces
     ├── RouterError                  the router cannot listen, or its control socket fails
     ├── StoreError                   the state database is unreadable or too new
-    │   └── LockHeld                 another deployment of the service holds its lock
+    │   ├── LockHeld                 another deployment of the service holds its lock
+    │   └── Fenced                   this controller lost its lease: it must stop acting
     ├── DeployError                  a deployment failed; the old release keeps serving
     ├── ControllerError              the controller is not running or did not answer
     ├── BackupError                  a backup cannot be written, or a backup file is
@@ -78,6 +79,10 @@ class StoreError(CorralError):
 
 class LockHeld(StoreError):
     """Another deployment holds the service's lock."""
+
+
+class Fenced(StoreError):
+    """A write refused because the writer's controller lease has passed to another."""
 
 
 class DeployError(CorralError):

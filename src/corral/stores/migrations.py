@@ -70,6 +70,10 @@ def _refuse_edits_of_history(conn: Connection) -> None:
             f"FOR EACH STATEMENT EXECUTE FUNCTION corral_insert_only('{message}')")
 
 
+def _create_leases(conn: Connection) -> None:
+    tables.leases.create(conn, checkfirst=False)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "releases, services, instances, deployments, steps, ledger, locks",
               _create_schema_1),
@@ -77,6 +81,7 @@ MIGRATIONS: tuple[Migration, ...] = (
               _create_delivery_tables),
     Migration(3, "releases and the ledger insert-only in the database, on both stores",
               _refuse_edits_of_history),
+    Migration(4, "the controller lease with its fencing epoch", _create_leases),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, delete, func, insert, or_, select, update
 from sqlalchemy import exc as sa_exc
 
 from corral.errors import NotFound, StoreError
+from corral.ports.lease import Lease
 from corral.ports.ledger import EventFilter, RawEvent
 from corral.ports.records import (
     Deployment,
@@ -37,6 +38,9 @@ from corral.stores.rules import (
     as_json_data,
     describe_lock_holder,
     dump_json,
+    fenced_error,
+    grant_lease,
+    is_same_lease,
     link_event,
     with_detail,
 )
@@ -47,6 +51,7 @@ from corral.stores.tables import (
     deployments,
     events,
     instances,
+    leases,
     locks,
     releases,
     services,
@@ -75,6 +80,7 @@ class SqlStore:
         self._engine = open_engine(url, busy_timeout)
         self._writer = self._engine.execution_options(**{WRITE_OPTION: True})
         self._where = describe(self._engine)
+        self._fence: Lease | None = None
         with self._read() as conn:
             up_to_date = is_current(conn, self._where)
         if not up_to_date:
@@ -84,6 +90,18 @@ class SqlStore:
     # -- transactions ----------------------------------------------------------------
     @contextmanager
     def _write(self) -> Iterator[Connection]:
+        """A serialized write transaction, refused (Fenced) once this store's fence lease
+        has passed to another holder: checked inside the transaction, so no write of a
+        controller that lost its lease lands after its successor's first."""
+        with self._write_unfenced() as conn:
+            if self._fence is not None:
+                stored = _read_lease(conn, self._fence.name)
+                if not is_same_lease(stored, self._fence):
+                    raise fenced_error(stored, self._fence)
+            yield conn
+
+    @contextmanager
+    def _write_unfenced(self) -> Iterator[Connection]:
         with self._failures_explained(), self._writer.begin() as conn:
             yield conn
 
@@ -340,6 +358,37 @@ class SqlStore:
         with self._write() as conn:
             conn.execute(delete(locks).where(locks.c.name == name, locks.c.holder == holder))
 
+    # -- the controller lease (ports/lease.py) ---------------------------------------
+    def acquire_lease(self, name: str, holder: str, now: float, ttl: float, *,
+                      replacing: Lease | None = None) -> Lease | None:
+        with self._write_unfenced() as conn:
+            granted = grant_lease(_read_lease(conn, name), name, holder, now, ttl, replacing)
+            if granted is not None:
+                _store_lease(conn, granted)
+            return granted
+
+    def renew_lease(self, lease: Lease, now: float, ttl: float) -> Lease | None:
+        with self._write_unfenced() as conn:
+            stored = _read_lease(conn, lease.name)
+            if not is_same_lease(stored, lease) or stored is None or stored.expires_at <= now:
+                return None
+            renewed = Lease(lease.name, lease.holder, lease.epoch, now + ttl)
+            _store_lease(conn, renewed)
+            return renewed
+
+    def release_lease(self, lease: Lease) -> None:
+        with self._write_unfenced() as conn:
+            conn.execute(delete(leases).where(leases.c.name == lease.name,
+                                              leases.c.holder == lease.holder,
+                                              leases.c.epoch == lease.epoch))
+
+    def current_lease(self, name: str) -> Lease | None:
+        with self._read() as conn:
+            return _read_lease(conn, name)
+
+    def fence(self, lease: Lease | None) -> None:
+        self._fence = lease
+
     # -- ledger ----------------------------------------------------------------------
     def append_event(self, event: Event) -> Event:
         with self._write() as conn:
@@ -400,6 +449,18 @@ class SqlStore:
 
     def close(self) -> None:
         self._engine.dispose()
+
+
+def _read_lease(conn: Connection, name: str) -> Lease | None:
+    row = conn.execute(select(leases).where(leases.c.name == name)).first()
+    return Lease(row.name, row.holder, row.epoch, row.expires_at) if row else None
+
+
+def _store_lease(conn: Connection, lease: Lease) -> None:
+    values = {"holder": lease.holder, "epoch": lease.epoch, "expires_at": lease.expires_at}
+    if not conn.execute(update(leases).where(leases.c.name == lease.name)
+                        .values(values)).rowcount:
+        conn.execute(insert(leases).values(name=lease.name, **values))
 
 
 def _no_deployment(deployment_id: int) -> NotFound:
