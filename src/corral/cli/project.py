@@ -132,9 +132,14 @@ def build(ctx: Context, image: str | None, check_reproducible: bool,
 @cli.command()
 @command
 @click.option("-d", "--detach", is_flag=True, help="Run in the background.")
-def up(ctx: Context, detach: bool) -> None:
+@click.option("--standby", is_flag=True, help="Wait as the standby of the active controller "
+              "(on one shared store) and take over when it dies; in the foreground only.")
+def up(ctx: Context, detach: bool, standby: bool) -> None:
     """Start the controller (and the router); -d returns once it answers."""
     ws = ctx.workspace()
+    if detach and standby:
+        raise click.UsageError("--standby runs in the foreground (under your supervisor); "
+                               "drop -d")
     if detach:
         from corral.engine.operate.daemon import start_detached
 
@@ -147,7 +152,7 @@ def up(ctx: Context, detach: bool) -> None:
     from corral.api.serve import serve
 
     logging_setup()
-    serve(ws)
+    serve(ws, standby=standby)
 
 
 def logging_setup() -> None:
