@@ -137,6 +137,15 @@ def test_a_restored_project_serves_resumes_and_continues_the_ledger(
         assert ledger_a[head - 1]["action"] != "backup.taken"  # the backup's own entry is A's
         assert ledger_b[:head] == ledger_a[:head]  # the same chain, continued on B
         assert ledger_b[head]["action"] == "backup.restored"
+
+        # The restore drill, run on the restored project while it serves.
+        drill = second.json("drill", "restore")
+        assert drill["ok"] is True and drill["services"] == {"web": "serves"}
+        assert drill["ledger"]["ok"] is True and drill["rto_seconds"] > 0
+        recorded = second.json("ledger", "--action", "drill")["entries"]
+        assert [e["detail"]["rto_seconds"] for e in recorded] == [drill["rto_seconds"]]
+        assert second.page() == "v2\n"  # the drill touched nothing that runs
+        assert not list(Path("/tmp").glob("corral-drill-*"))
     finally:
         second.corral("down", check=False)
 

@@ -137,6 +137,15 @@ class StateFolder:
         return BuiltinRouter(run_dir)
 
 
+def sqlite_store(state_dir: Path) -> Store:
+    """The embedded SQLite store in `state_dir`, whatever the project is configured with
+    (a restore drill's scratch copy)."""
+    from corral.stores.sql import SqlStore
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    return SqlStore(f"sqlite:///{state_dir / 'state.db'}")
+
+
 def store_url(state_dir: Path, configured: str | None) -> str:
     """The state database: CORRAL_STORE, else the spec's `[project] store`, else the
     embedded SQLite file in the state folder."""
