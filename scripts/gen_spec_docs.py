@@ -15,6 +15,7 @@ from pydantic.fields import FieldInfo
 
 from corral.spec.duration import duration_keys, format_duration
 from corral.spec.model import (
+    BackupSchedule,
     BlueGreenSpec,
     CanarySpec,
     CopyStep,
@@ -32,6 +33,7 @@ OUT = Path(__file__).resolve().parent.parent / "docs" / "spec.md"
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("[project]", Project),
+    ("backup = {…} (in [project])", BackupSchedule),
     ("[images.NAME]", ImageSpec),
     ("copy = [{…}] entries", CopyStep),
     ("run = [{…}] entries", RunStep),

@@ -76,8 +76,13 @@ def take_backup(ws: Workspace, out: Path | None, *, now: float | None = None) ->
 
 
 def default_backup_path(ws: Workspace, taken_at: float) -> Path:
+    return ws.state_dir / "backups" / default_backup_name(ws, taken_at)
+
+
+def default_backup_name(ws: Workspace, taken_at: float) -> str:
+    """PROJECT-20240501T120000123456Z.tar.gz: names sort in time order."""
     stamp = datetime.fromtimestamp(taken_at, tz=UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    return ws.state_dir / "backups" / f"{ws.loaded.spec.project.name}-{stamp}.tar.gz"
+    return f"{ws.loaded.spec.project.name}-{stamp}.tar.gz"
 
 
 def _state_bytes(snapshot: StoreSnapshot) -> bytes:
