@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -99,16 +100,21 @@ def measure_failover(work: Path, cluster: PostgresCluster) -> dict[str, float]:
         loader = subprocess.Popen([sys.executable, str(LOADER), "--url",
                                    f"http://127.0.0.1:{port}/", "--rate", "200", "--max-seconds",
                                    "120", "--out", str(work / "failover.load")])
-        standby = start_standby(project)
+        start_standby(project)
         time.sleep(1.0)  # load flowing before the kill
-        standby_s, standby_failed = kill_and_time(project, store, work, lambda: None)
-        standby.wait(0) if standby.poll() is not None else None
-        restart_s, restart_failed = kill_and_time(
-            project, store, work, lambda: project.corral("up", "-d"))
-        return {"standby_s": standby_s, "standby_failed": standby_failed,
-                "restart_s": restart_s, "restart_failed": restart_failed}
+        standby_s, standby_at = kill_and_time(project, store, lambda: None)
+        restart_s, restart_at = kill_and_time(project, store,
+                                              lambda: project.corral("up", "-d"))
+        time.sleep(2.0)  # the window after each takeover in which a failure still counts
+        loader.send_signal(signal.SIGTERM)  # it writes its records as it exits
+        loader.wait(timeout=30)
+        records = read_records(work / "failover.load")
+        return {"standby_s": standby_s,
+                "standby_failed": failed_between(records, standby_at, standby_s + 2.0),
+                "restart_s": restart_s,
+                "restart_failed": failed_between(records, restart_at, restart_s + 2.0)}
     finally:
-        if loader is not None:
+        if loader is not None and loader.poll() is None:
             loader.send_signal(signal.SIGTERM)
             loader.wait(timeout=30)
         subprocess.run([str(CORRAL), "down"], cwd=project.folder, env=project.env,
@@ -129,30 +135,32 @@ def start_standby(project: Project) -> subprocess.Popen[bytes]:
     return process
 
 
-def kill_and_time(project: Project, store: SqlStore, work: Path,
-                  then: object) -> tuple[float, int]:
-    """SIGKILL the lease holder, run `then` (a restart, or nothing for a standby), and time
-    until a new controller.start is in the ledger; requests failed from kill to then + 2 s."""
+def kill_and_time(project: Project, store: SqlStore, then: Callable[[], object]
+                  ) -> tuple[float, float]:
+    """SIGKILL the lease holder, run `then` (a restart, or nothing for a standby), and
+    time until a new controller.start is in the ledger: (seconds, monotonic kill time)."""
     lease = store.current_lease("controller")
     assert lease is not None
     pid = int(lease.holder.rpartition(":")[2])
     seen = store.events()[-1].seq
     killed_wall, killed_mono = time.time(), time.monotonic()
     os.kill(pid, signal.SIGKILL)
-    then()  # type: ignore[operator]
+    then()
     deadline = time.monotonic() + 120
     while not (started := [e for e in store.events(since_seq=seen)
                            if e.action == "controller.start"]):
         if time.monotonic() > deadline:
             raise BenchError("no controller took over within 120 s")
         time.sleep(0.02)
-    acting_s = started[0].at - killed_wall
-    time.sleep(2.0)  # the window after takeover in which a failure would still count
-    records = [r for r in read_records(work / "failover.load")
-               if killed_mono <= r[0] <= killed_mono + acting_s + 2.0]
-    if not records:
+    return started[0].at - killed_wall, killed_mono
+
+
+def failed_between(records: list[tuple[float, int, str]], start: float, seconds: float) -> int:
+    """Requests that failed from `start` (monotonic) for `seconds`."""
+    window = [r for r in records if start <= r[0] <= start + seconds]
+    if not window:
         raise BenchError("the loader recorded no answer during the failover")
-    return acting_s, sum(1 for _, status, _ in records if not 200 <= status < 300)
+    return sum(1 for _, status, _ in window if not 200 <= status < 300)
 
 
 # -- restore ---------------------------------------------------------------------------
