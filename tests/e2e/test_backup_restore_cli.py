@@ -21,6 +21,7 @@ import pytest
 
 from cli_project import BUSYBOX_HTTPD_IMAGE, CliProject, write_busybox_root
 from loopback import poll
+from postgres import PostgresCluster
 from registry_process import RegistryProcess, is_installed
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -197,3 +198,20 @@ def test_a_backup_into_a_project_that_has_history_is_refused(
     done = first.corral("restore", str(file), check=False)
     assert done.returncode != 0 and "not empty" in done.stderr
     assert json.loads(first.corral("ledger", "verify", "--json").stdout)["ok"] is True
+
+
+def test_a_sqlite_backup_restores_into_an_empty_postgresql_database(
+        backup: tuple[Project, Path, list[dict[str, Any]]], tmp_path: Path,
+        postgres: PostgresCluster) -> None:
+    first, file, ledger_a = backup
+    target = Project(tmp_path / "on-postgresql")
+    target.folder.mkdir()
+    shutil.copy(first.folder / "corral.toml", target.folder / "corral.toml")
+    env = {"CORRAL_STORE": postgres.create_database()}
+    restored = json.loads(target.corral("restore", str(file), "--json", env=env).stdout)
+    head = restored["ledger"]["head_seq"]
+    verdict = json.loads(target.corral("ledger", "verify", "--json", env=env).stdout)
+    assert verdict["ok"] is True and verdict["checked"] == head + 1  # + backup.restored
+    entries = json.loads(target.corral("ledger", "--json", env=env).stdout)["entries"]
+    assert entries[:head] == ledger_a[:head]
+    assert not (target.folder / ".corral" / "state.db").exists()  # the state is in PostgreSQL
