@@ -146,9 +146,14 @@ def build(ctx: Context, image: str | None, check_reproducible: bool,
 @click.option("--listen", default=None, metavar="HOST:PORT",
               help="Also serve the API and dashboard on TCP, with tokens "
                    "(default: [controller] listen). Off loopback it needs TLS.")
-def up(ctx: Context, detach: bool, listen: str | None) -> None:
+@click.option("--standby", is_flag=True, help="Wait as the standby of the active controller "
+              "(on one shared store) and take over when it dies; in the foreground only.")
+def up(ctx: Context, detach: bool, listen: str | None, standby: bool) -> None:
     """Start the controller (and the router); -d returns once it answers."""
     ws = ctx.workspace()
+    if detach and standby:
+        raise click.UsageError("--standby runs in the foreground (under your supervisor); "
+                               "drop -d")
     if listen is not None:  # refused here, before a detached start hides it in its log
         from corral.errors import ControllerError
         from corral.spec.model import listen_problem
@@ -172,7 +177,7 @@ def up(ctx: Context, detach: bool, listen: str | None) -> None:
     from corral.api.serve import serve
 
     logging_setup()
-    serve(ws, listen=listen)
+    serve(ws, listen=listen, standby=standby)
 
 
 def logging_setup() -> None:

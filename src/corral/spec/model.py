@@ -39,11 +39,30 @@ def _check_env(env: _Env) -> _Env:
     return env
 
 
+class BackupSchedule(_Model):
+    """`backup = { every = "1h", keep = 24 }`: backups the controller takes by itself."""
+
+    every: Duration = Field(description="Time between backups, e.g. 1h, 30m.", gt=0)
+    keep: int = Field(default=24, ge=1, description="Newest scheduled backups kept; older "
+                      "ones are deleted after each new one.")
+    folder: str = Field(default=".corral/backups", description="Where they are written, "
+                        "relative to the spec's folder (a mounted remote disk, ideally).")
+
+
 class Project(_Model):
     """[project]: what this spec describes."""
 
     name: str = Field(description="Project name; labels every image and instance.",
                       pattern=NAME_PATTERN)
+    store: str | None = Field(
+        default=None,
+        description="Where state and the ledger live: none is SQLite in .corral/state.db; "
+                    "\"postgresql://USER@HOST/DATABASE\" (or \"postgresql:///DB?host=/SOCKET_DIR\")"
+                    " is PostgreSQL, shared by a standby controller. The CORRAL_STORE "
+                    "variable overrides it; keep passwords in ~/.pgpass, not in the spec.")
+    backup: BackupSchedule | None = Field(
+        default=None, description="Scheduled backups taken by the running controller, "
+        "with retention; none: only `corral backup`.")
 
 
 class CopyStep(_Model):
