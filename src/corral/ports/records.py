@@ -223,6 +223,7 @@ class ImageConfig:
     ports: tuple[int, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
     healthcheck: ImageHealthcheck | None = None
+    stop_signal: str | None = None  # STOPSIGNAL: what the driver sends first when stopping
 
 
 @dataclass(frozen=True)

@@ -15,23 +15,33 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from corral.images.build.bases import next_chain, resolve_base
+from corral.images.build.bases import resolve_base
 from corral.images.build.config import image_config, image_env, image_manifest
 from corral.images.build.context import StatIndex, copy_entries, inputs_digest
 from corral.images.build.dockerfile import plan_dockerfile
 from corral.images.build.dockerignore import IgnoreRules
 from corral.images.build.layer import COMPRESSION_LEVEL, Compression, Layer, pack, source_date_epoch
+from corral.images.build.passwd import resolve_user
 from corral.images.build.plan import BuildPlan, PlanRun, spec_plan
 from corral.images.build.provenance import provenance_labels
 from corral.images.build.run import BUILD_ENV, Sandbox
+from corral.images.build.stages import StageRun
 from corral.images.oci.layout import Layout, canonical_json
 from corral.spec.model import CopyStep, ImageSpec
 
 Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How registry bases are treated in one build (`corral build` flags)."""
+
+    update_bases: bool = False  # re-resolve tags and move their corral.lock pins
+    insecure: bool = False  # plain http to a registry off loopback
 
 
 class Builder:
@@ -42,40 +52,41 @@ class Builder:
         self.steps = steps
         self.cache_dir = cache_dir
 
-    def plan(self, image: ImageSpec, context: Path) -> BuildPlan:
+    def plan(self, image: ImageSpec, context: Path,
+             options: BuildOptions = BuildOptions()) -> BuildPlan:
         if not image.dockerfile:
             return spec_plan(image)
-        return plan_dockerfile(context / image.dockerfile, context, image, self._local_image)
+
+        def base_config(base: str) -> dict[str, Any]:
+            found = resolve_base(ImageSpec(base=base), context, self.layout, self.cache_dir,
+                                 lambda _: None, update=options.update_bases,
+                                 insecure=options.insecure)
+            return found.config
+
+        return plan_dockerfile(context / image.dockerfile, context, image, self._local_image,
+                               base_config)
 
     def build(self, image: ImageSpec, context: Path, labels: dict[str, str] | None,
-              progress: Progress) -> tuple[str, int]:
+              progress: Progress, options: BuildOptions = BuildOptions()) -> tuple[str, int]:
         """Build `image`; return (manifest digest, manifest size)."""
-        plan = self.plan(image, context)
+        self.layout.ensure()
+        plan = self.plan(image, context, options)
         for warning in plan.warnings:
             progress(f"warning: {warning}")
-        self.layout.ensure()
-        base = resolve_base(plan.base_spec, context, self.layout, self.cache_dir, progress,
-                            image.compression)
-        layers, chain = list(base.layers), base.chain
-        index = StatIndex(self.steps / "stat-index.json")
+        for note in plan.notes:
+            progress(note)
         with contextlib.ExitStack() as cleanup:
-            cleanup.callback(index.save)
-            sandbox: list[Sandbox] = []  # made by the first uncached run step, then kept
-            for step in plan.steps:
-                if isinstance(step, PlanRun):
-                    layer = self._run_layer(step, base.config, layers, chain, sandbox, cleanup,
-                                            image.compression, progress)
-                else:
-                    layer = self._copy_layer(step, chain, context, index, image.compression,
-                                             progress, plan.ignore)
-                    if sandbox:
-                        sandbox[0].apply(self.layout.blob_path(layer.digest))
-                layers.append(layer)
-                chain = next_chain(chain, layer)
+            run = StageRun(self, context, image.compression, progress, options, plan, cleanup)
+            built, base_config = run.stage(plan)
         all_labels = {**provenance_labels(image, context), **(labels or {})}
-        config = image_config(base.config, plan.metadata, all_labels, layers)
+        config = image_config(base_config, plan.metadata, all_labels, built.layers,
+                              stop_signal=plan.stop_signal)
+        user = config["config"].get("User")
+        if user:
+            config["config"]["User"] = resolve_user(user, [
+                self.layout.blob_path(layer.digest) for layer in built.layers])
         config_digest, config_size = self.layout.write_blob(canonical_json(config))
-        manifest = image_manifest(config_digest, config_size, layers)
+        manifest = image_manifest(config_digest, config_size, built.layers)
         return self.layout.write_blob(canonical_json(manifest))
 
     def _local_image(self, ref: str) -> str | None:
@@ -84,25 +95,25 @@ class Builder:
             return None
         return f"layout:{self.layout.root}:{full}"
 
-    def _copy_layer(self, step: CopyStep, chain: str, context: Path, index: StatIndex,
+    def copy_layer(self, step: CopyStep, chain: str, context: Path, index: StatIndex,
                     compression: Compression, progress: Progress,
                     ignore: IgnoreRules | None = None) -> Layer:
         entries = copy_entries(step, context, ignore)
         files = sum(1 for e in entries if e.kind == "file")
         label = f"layer copy {step.src} → {step.dest}: {files} file{'s' * (files != 1)}"
-        key = _step_key(chain, step.model_dump(mode="json", by_alias=True),
+        key = step_key(chain, step.model_dump(mode="json", by_alias=True),
                         inputs_digest(entries, index), compression)
-        cached = self._cached(key)
+        cached = self.cached_layer(key)
         if cached is not None:
             progress(f"{label} (cached)")
             return cached
         layer, tmp = pack(entries, self.layout.blobs, compression=compression)
         self.layout.adopt_file(tmp, layer.digest)
-        self._remember(key, layer)
+        self.remember(key, layer)
         progress(label)
         return layer
 
-    def _run_layer(self, run: PlanRun, base_config: dict[str, Any], layers: list[Layer],
+    def run_layer(self, run: PlanRun, base_config: dict[str, Any], layers: list[Layer],
                    chain: str, sandbox: list[Sandbox], cleanup: contextlib.ExitStack,
                    compression: Compression, progress: Progress) -> Layer:
         """The layer of one run step: from the cache (brought into a live sandbox), or run.
@@ -110,10 +121,14 @@ class Builder:
         step, workdir = run.step, run.workdir
         env = image_env(base_config, ImageSpec(env=run.env))
         label = f"layer run {step.command}"
-        definition = {"run": step.command, "network": step.network, "env": env,
-                      "workdir": workdir, "build_env": BUILD_ENV}
-        key = _step_key(chain, definition, "", compression)
-        layer = self._cached(key)
+        definition: dict[str, Any] = {"run": step.command, "network": step.network,
+                                      "env": env, "workdir": workdir, "build_env": BUILD_ENV}
+        if run.argv is not None:  # keys of plain `sh -c` steps stay as they were
+            definition["argv"] = list(run.argv)
+        if run.caches:
+            definition["caches"] = [asdict(cache) for cache in run.caches]
+        key = step_key(chain, definition, "", compression)
+        layer = self.cached_layer(key)
         if layer is not None:
             progress(f"{label} (cached)")
             if sandbox:
@@ -123,21 +138,28 @@ class Builder:
             paths = [self.layout.blob_path(below.digest) for below in layers]
             sandbox.append(cleanup.enter_context(Sandbox(paths, self.steps.parent / "work")))
         progress(f"{label}: running in bubblewrap{' with network' if step.network else ''}")
+        binds = [(self._cache_folder(cache.id), cache.target) for cache in run.caches]
         layer, tmp, changed = sandbox[0].run(step, env, workdir, self.layout.blobs,
-                                             compression)
+                                             compression, argv=run.argv, binds=binds)
         self.layout.adopt_file(tmp, layer.digest)
-        self._remember(key, layer)
+        self.remember(key, layer)
         progress(f"{label}: {changed} path{'s' * (changed != 1)} changed")
         return layer
 
-    def _cached(self, key: str) -> Layer | None:
+    def _cache_folder(self, cache_id: str) -> Path:
+        """The host folder of a RUN --mount=type=cache id, kept between builds."""
+        folder = self.cache_dir / "run-cache" / hashlib.sha256(cache_id.encode()).hexdigest()[:24]
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def cached_layer(self, key: str) -> Layer | None:
         try:
             layer = Layer(**json.loads((self.steps / f"{key}.json").read_text()))
         except (FileNotFoundError, ValueError, TypeError):
             return None
         return layer if self.layout.has_blob(layer.digest) else None
 
-    def _remember(self, key: str, layer: Layer) -> None:
+    def remember(self, key: str, layer: Layer) -> None:
         self.steps.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.steps, prefix=".tmp-")
         with os.fdopen(fd, "w") as out:
@@ -145,7 +167,7 @@ class Builder:
         os.rename(tmp, self.steps / f"{key}.json")
 
 
-def _step_key(chain: str, step: object, inputs: str, compression: Compression) -> str:
+def step_key(chain: str, step: object, inputs: str, compression: Compression) -> str:
     # The mtime and the compression change the layer bytes, so they are part of the key.
     material = {"parent": chain, "step": step, "inputs": inputs, "mtime": source_date_epoch(),
                 "compression": compression if compression == "none" else

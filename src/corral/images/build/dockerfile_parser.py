@@ -162,11 +162,11 @@ class _Reader:
             self.directives_done = True
             return token
         if name in self.found:
-            raise ParseError(self.number + 1, f"only one {name} parser directive can be used")
+            raise ParseError(self.number, f"only one {name} parser directive can be used")
         value = match.group(2)
         if name == "escape":
             if value not in ("`", "\\"):
-                raise ParseError(self.number + 1, f"invalid escape token '{value}' does not "
+                raise ParseError(self.number, f"invalid escape token '{value}' does not "
                                  "match ` or \\")
             self.escape = value
         self.found[name] = value

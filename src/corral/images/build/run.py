@@ -66,19 +66,25 @@ class Sandbox:
         apply_layer(layer, self.root)
 
     def run(self, step: RunStep, env: dict[str, str], workdir: str, blobs: Path,
-            compression: Compression = "none") -> tuple[Layer, Path, int]:
-        """Run `step`; return its layer, the blob's tmp path and how many paths changed."""
+            compression: Compression = "none", *, argv: tuple[str, ...] | None = None,
+            binds: list[tuple[Path, str]] | None = None) -> tuple[Layer, Path, int]:
+        """Run `step` (or `argv`, the program exactly); return its layer, the blob's tmp path
+        and how many paths changed. `binds` (host folder, path inside) are mounted for this
+        step only, so what is written there stays out of the layer."""
         before = snapshot(self.root)
-        _run(self.bwrap, self.root, step, env, workdir)
+        _run(self.bwrap, self.root, step, env, workdir, argv, binds or [])
         entries = changes(before, snapshot(self.root), self.root)
         layer, tmp = pack(entries, blobs, compression=compression)
         return layer, tmp, len(entries)
 
 
-def _run(bwrap: str, root: Path, step: RunStep, env: dict[str, str], workdir: str) -> None:
+def _run(bwrap: str, root: Path, step: RunStep, env: dict[str, str], workdir: str,
+         program: tuple[str, ...] | None, binds: list[tuple[Path, str]]) -> None:
     argv = [bwrap, "--bind", str(root), "/", "--dev", "/dev", "--proc", "/proc",
             "--tmpfs", "/tmp", "--unshare-all", "--die-with-parent", "--new-session",
             "--clearenv"]
+    for folder, target in binds:
+        argv += ["--bind", str(folder), target]
     if os.geteuid() != 0:
         argv += ["--unshare-user", "--uid", "0", "--gid", "0"]
     if step.network:
@@ -89,8 +95,9 @@ def _run(bwrap: str, root: Path, step: RunStep, env: dict[str, str], workdir: st
                        **env}.items():
         argv += ["--setenv", key, value]
     # --dir creates the workdir inside the sandbox, so symlinks resolve within the image.
-    argv += ["--dir", workdir, "--chdir", workdir, "/bin/sh", "-c", step.command]
-    if not (root / "bin" / "sh").exists() and not (root / "bin").is_symlink():
+    argv += ["--dir", workdir, "--chdir", workdir, *(program or ("/bin/sh", "-c", step.command))]
+    if program is None and not (root / "bin" / "sh").exists() and \
+            not (root / "bin").is_symlink():
         raise ImageError(f"run {step.command!r}: the image has no /bin/sh",
                          hint="run steps need a shell: use a debian base")
     done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
