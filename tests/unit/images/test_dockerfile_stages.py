@@ -147,3 +147,41 @@ def test_a_default_registry_set_for_all_images_reaches_each_image() -> None:
     assert set(spec.images) == {"web", "own"}
     assert spec.images["web"].default_registry == "127.0.0.1:5000"
     assert spec.images["own"].default_registry == "other:1"
+
+
+def _layer_with(folder: Path, files: dict[str, str]) -> Path:
+    import io
+    import tarfile
+
+    path = folder / "layer.tar"
+    with tarfile.open(path, "w") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize(("user", "expected"), [
+    ("app", "1000:1001"), ("app:staff", "1000:50"), ("nobody:7", "65534:7"),
+    ("0", "0"), ("5:6", "5:6"),
+])
+def test_user_names_resolve_from_the_images_passwd_and_group(tmp_path: Path, user: str,
+                                                              expected: str) -> None:
+    from corral.images.build.passwd import resolve_user
+
+    layer = _layer_with(tmp_path, {
+        "etc/passwd": "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/app:/bin/sh\n"
+                      "nobody:x:65534:65534::/:/usr/sbin/nologin\n",
+        "etc/group": "root:x:0:\nstaff:x:50:\n"})
+    assert resolve_user(user, [layer]) == expected
+
+
+def test_an_unknown_user_fails_the_build_with_a_hint(tmp_path: Path) -> None:
+    from corral.images.build.passwd import resolve_user
+
+    layer = _layer_with(tmp_path, {"etc/passwd": "root:x:0:0::/root:/bin/sh\n"})
+    with pytest.raises(ImageError, match="no user 'web'") as refused:
+        resolve_user("web", [layer])
+    assert "useradd" in str(refused.value)

@@ -52,14 +52,14 @@ class Builder:
         self.steps = steps
         self.cache_dir = cache_dir
 
-    def plan(self, image: ImageSpec, context: Path,
-             options: BuildOptions = BuildOptions()) -> BuildPlan:
+    def plan(self, image: ImageSpec, context: Path, options: BuildOptions = BuildOptions(),
+             progress: Progress = lambda _: None) -> BuildPlan:
         if not image.dockerfile:
             return spec_plan(image)
 
         def base_config(base: str) -> dict[str, Any]:
             found = resolve_base(ImageSpec(base=base), context, self.layout, self.cache_dir,
-                                 lambda _: None, update=options.update_bases,
+                                 progress, update=options.update_bases,
                                  insecure=options.insecure)
             return found.config
 
@@ -70,7 +70,7 @@ class Builder:
               progress: Progress, options: BuildOptions = BuildOptions()) -> tuple[str, int]:
         """Build `image`; return (manifest digest, manifest size)."""
         self.layout.ensure()
-        plan = self.plan(image, context, options)
+        plan = self.plan(image, context, options, progress)
         for warning in plan.warnings:
             progress(f"warning: {warning}")
         for note in plan.notes:

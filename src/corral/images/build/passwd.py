@@ -26,11 +26,11 @@ def resolve_user(user: str, layers: Sequence[Path]) -> str:
     if name.isdigit() and (not has_group or group.isdigit()):
         return user
     files = _files_of(layers)
-    users = _table(files.get("etc/passwd", ""))
+    users = _table(files.get("etc/passwd", ""), 4)
     if name.isdigit():
         uid, primary = name, name
     elif name in users:
-        uid, primary = users[name][1], users[name][2]
+        uid, primary = users[name][2], users[name][3]  # name:password:uid:gid:…
     else:
         raise ImageError(f"USER {user}: the image's /etc/passwd has no user {name!r}",
                          hint="create it in a RUN step (useradd, adduser) before USER, or "
@@ -39,16 +39,16 @@ def resolve_user(user: str, layers: Sequence[Path]) -> str:
         return f"{uid}:{primary}"
     if group.isdigit():
         return f"{uid}:{group}"
-    groups = _table(files.get("etc/group", ""))
+    groups = _table(files.get("etc/group", ""), 3)
     if group not in groups:
         raise ImageError(f"USER {user}: the image's /etc/group has no group {group!r}",
                          hint="create it in a RUN step (groupadd), or use a numeric gid")
-    return f"{uid}:{groups[group][2]}"
+    return f"{uid}:{groups[group][2]}"  # name:password:gid:members
 
 
-def _table(text: str) -> dict[str, list[str]]:
+def _table(text: str, fields: int) -> dict[str, list[str]]:
     rows = (line.split(":") for line in text.splitlines() if line and not line.startswith("#"))
-    return {row[0]: row for row in rows if len(row) >= 3}
+    return {row[0]: row for row in rows if len(row) >= fields}
 
 
 def _files_of(layers: Sequence[Path]) -> dict[str, str]:

@@ -64,20 +64,20 @@ class StageRun:
         """Build one stage's steps over its base; (the result, its base's config)."""
         base = self._base(plan.base, plan.base_spec)
         layers, chain = list(base.layers), base.chain
-        with contextlib.ExitStack() as own:
-            sandbox: list[Sandbox] = []  # made by the first uncached run step, then kept
-            for step in plan.steps:
-                layer = self._layer(step, base.config, layers, chain, sandbox, own, plan)
-                layers.append(layer)
-                chain = next_chain(chain, layer)
+        sandbox: list[Sandbox] = []  # made by the first uncached run step, then kept
+        for step in plan.steps:
+            layer = self._layer(step, base.config, layers, chain, sandbox, plan)
+            layers.append(layer)
+            chain = next_chain(chain, layer)
+        if sandbox:  # it holds the stage's whole root: a COPY --from reads it, unpacks nothing
+            self.roots[chain] = sandbox[0].root
         return Built(tuple(layers), chain, {}), base.config
 
     def _layer(self, step: PlanStep, base_config: dict[str, Any], layers: list[Layer],
-               chain: str, sandbox: list[Sandbox], own: contextlib.ExitStack,
-               plan: BuildPlan) -> Layer:
+               chain: str, sandbox: list[Sandbox], plan: BuildPlan) -> Layer:
         if isinstance(step, PlanRun):
-            return self.builder.run_layer(step, base_config, layers, chain, sandbox, own,
-                                           self.compression, self.progress)
+            return self.builder.run_layer(step, base_config, layers, chain, sandbox,
+                                          self.cleanup, self.compression, self.progress)
         if isinstance(step, PlanCopyFrom):
             layer = self._copy_from_layer(step, chain)
         elif isinstance(step, PlanFile):
