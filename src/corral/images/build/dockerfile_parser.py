@@ -105,7 +105,7 @@ class _Reader:
     """Physical lines in, logical instructions out; keeps the directive and escape state."""
 
     def __init__(self, text: str) -> None:
-        self.lines = re.findall(r"[^\n]*\n|[^\n]+$", text.removeprefix("\ufeff"))
+        self.lines: list[str] = re.findall(r"[^\n]*\n|[^\n]+$", text.removeprefix("\ufeff"))
         self.position = 0
         self.number = 0  # 1-based number of the last line read
         self.escape = "\\"
@@ -234,7 +234,8 @@ def _quote_count(word: str) -> int:
 def node_from_line(line: str, escape: str) -> Node:
     """One logical line (continuations joined) as a Node, without heredoc bodies."""
     parts = _WHITESPACE.split(line.strip(), maxsplit=1)
-    keyword, flags, args = parts[0], [], ""
+    keyword, args = parts[0], ""
+    flags: list[str] = []
     if len(parts) == 2:
         args, flags = _leading_flags(parts[1], escape)
     args = args.strip()

@@ -23,7 +23,14 @@ from corral.images.build.dockerfile_syntax import substitute
 from corral.images.build.dockerfile_words import expand_word, shell_words
 from corral.images.build.dockerignore import IgnoreRules
 from corral.images.build.healthcheck import parse_instruction
-from corral.images.build.plan import BuildPlan, CacheMount, PlanCopyFrom, PlanFile, PlanRun, PlanStep
+from corral.images.build.plan import (
+    BuildPlan,
+    CacheMount,
+    PlanCopyFrom,
+    PlanFile,
+    PlanRun,
+    PlanStep,
+)
 from corral.spec.model import CopyStep, ImageHealthcheckSpec, ImageSpec, RunStep
 
 _ARCHIVES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar.zst")

@@ -140,12 +140,13 @@ class StageRun:
 
     def _file_layer(self, step: PlanFile, chain: str) -> Layer:
         content = step.content.encode()
-        definition = {"file": step.dest, "content": hashlib.sha256(content).hexdigest(),
-                      "mode": step.mode, "owner": step.owner}
+        content_hash = hashlib.sha256(content).hexdigest()
+        definition = {"file": step.dest, "content": content_hash, "mode": step.mode,
+                      "owner": step.owner}
 
         def entries() -> list[Entry]:
             self.scratch.mkdir(parents=True, exist_ok=True)
-            path = self.scratch / f"heredoc-{definition['content'][:20]}"
+            path = self.scratch / f"heredoc-{content_hash[:20]}"
             path.write_bytes(content)
             uid, gid = owner_of(CopyStep(src=".", dest=step.dest, owner=step.owner))
             return [Entry(step.dest.lstrip("/"), "file", step.mode or 0o644, uid, gid,
