@@ -1,6 +1,6 @@
 # The two commands a newcomer types: `make demo` and `make test`. Both set up what they need.
 .PHONY: setup demo test lint unit bench lock clean bench-router bench-delivery bench-observe \
-        bench-operate bench-images bench-images-transfer bench-cli bench-idle
+        bench-operate bench-images bench-images-transfer bench-cli bench-idle bench-dockerfile
 
 setup:
 	@bash scripts/setup.sh
@@ -39,6 +39,9 @@ bench-images: setup
 
 bench-images-transfer: setup
 	.venv/bin/python bench/images_transfer.py
+
+bench-dockerfile: setup
+	.venv/bin/python bench/dockerfile_stages.py
 
 bench-cli: setup
 	.venv/bin/python bench/cli.py

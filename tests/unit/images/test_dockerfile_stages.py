@@ -185,3 +185,13 @@ def test_an_unknown_user_fails_the_build_with_a_hint(tmp_path: Path) -> None:
     with pytest.raises(ImageError, match="no user 'web'") as refused:
         resolve_user("web", [layer])
     assert "useradd" in str(refused.value)
+
+
+def test_from_platform_is_accepted_for_this_machine_only(tmp_path: Path) -> None:
+    from corral.images.build.debian import host_architecture
+
+    plan = _plan(tmp_path, f"FROM --platform=linux/{host_architecture()} scratch AS a\n"
+                 "FROM --platform=$BUILDPLATFORM a\n")
+    assert plan.base == "stage:0"
+    with pytest.raises(ImageError, match="Dockerfile:1: .*corral builds for this machine"):
+        _plan(tmp_path, "FROM --platform=linux/s390x-nope scratch\n")

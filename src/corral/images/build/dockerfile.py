@@ -138,8 +138,10 @@ def _from(whole: _File, node: Node, site: StageSite, image: ImageSpec,
     from corral.images.build.dockerfile_words import expand_word
 
     for flag in node.flags:
-        if not flag.startswith("--platform="):
-            raise ValueError(f"the flag {flag.split('=')[0]} is not supported")
+        name, _, value = flag.partition("=")
+        if name != "--platform":
+            raise ValueError(f"the flag {name} is not supported")
+        _check_platform(value)
     words = node.words
     if len(words) == 3 and words[1].lower() == "as":
         ref, name = expand_word(words[0], whole.global_args), words[2].lower()
@@ -156,6 +158,15 @@ def _from(whole: _File, node: Node, site: StageSite, image: ImageSpec,
     return Stage(index=len(whole.stages), name=name, base=base, global_args=whole.global_args,
                  build_args=whole.build_args, escape=site.escape, ignore=site.ignore,
                  inherited=inherited, named=_stage_names(whole), base_config=config)
+
+
+def _check_platform(value: str) -> None:
+    """--platform=$BUILDPLATFORM (or the host's own platform) is what corral builds anyway."""
+    from corral.images.build.debian import host_architecture
+
+    host = f"linux/{host_architecture()}"
+    if value not in ("", host) and not value.startswith("$"):
+        raise ValueError(f"--platform={value}: corral builds for this machine ({host}) only")
 
 
 def _stage_of(whole: _File, base: str) -> Stage | None:
