@@ -1,10 +1,10 @@
 """`make bench-dockerfile`: a two-stage Dockerfile built by corral and by `buildah bud`.
 
 Both build the same context and the same Dockerfile (ARG REGISTRY, then two stages FROM
-`$REGISTRY/library/python:3.11-slim`: a builder stage that byte-compiles and zips a small app,
-a final stage that copies the artifact) against the same base, served by Debian's
-docker-registry on loopback and filled by corral (a Debian root with python3, built from the
-machine's debootstrap cache, pushed under the name people use). Measured, each tool on its
+`$REGISTRY/library/python:3.11-slim`: a builder stage that byte-compiles a small app and
+archives it, a final stage that copies the archive and unpacks it) against the same base,
+served by Debian's docker-registry on loopback and filled by corral (a Debian root with
+python3, built from the machine's debootstrap cache, pushed under the name people use). Measured, each tool on its
 own, taking turns going first:
 
 - cold: a fresh project folder / fresh buildah storage, nothing cached, base pulled;
@@ -58,12 +58,13 @@ DOCKERFILE = """ARG REGISTRY
 FROM ${REGISTRY}/library/python:3.11-slim AS build
 WORKDIR /src
 COPY app/ /src/app/
-RUN python3 -m compileall -q /src/app && python3 -m zipapp /src/app -o /src/app.pyz -m "main:run"
+RUN python3 -m compileall -q /src/app && tar --sort=name -cf /src/app.tar app
 
 FROM ${REGISTRY}/library/python:3.11-slim
-COPY --from=build /src/app.pyz /srv/app.pyz
-ENV APP=/srv/app.pyz
-CMD ["python3", "/srv/app.pyz"]
+COPY --from=build /src/app.tar /srv/app.tar
+RUN tar -xf /srv/app.tar -C /srv && rm /srv/app.tar
+ENV PYTHONPATH=/srv
+CMD ["python3", "-m", "app.main"]
 """
 
 
@@ -131,7 +132,8 @@ def fill_registry(work: Path, address: str) -> None:
 
 def context(folder: Path, address: str) -> Path:
     (folder / "app").mkdir(parents=True)
-    (folder / "app" / "main.py").write_text("def run():\n    print('hello from a zipapp')\n")
+    (folder / "app" / "__init__.py").write_text("")
+    (folder / "app" / "main.py").write_text("print('hello from a two-stage build')\n")
     for number in range(40):  # a little code to byte-compile
         (folder / "app" / f"module_{number:02d}.py").write_text(
             "".join(f"def f{i}(x):\n    return x * {i}\n" for i in range(200)))
@@ -161,6 +163,12 @@ def buildah_build(folder: Path, storage: Path, address: str) -> tuple[float, str
     return seconds, digest_file.read_text().strip()
 
 
+def one_build(tool: str, folder: Path, state: Path, address: str) -> tuple[float, str]:
+    if tool == "corral":
+        return corral_build(folder, state)
+    return buildah_build(folder, state, address)
+
+
 def measure(work: Path, address: str, rounds: int) -> dict[str, list[float] | list[str]]:
     results: dict[str, list] = {k: [] for k in ("corral_cold", "corral_cached", "buildah_cold",
                                                  "buildah_cached", "corral_digest",
@@ -170,12 +178,10 @@ def measure(work: Path, address: str, rounds: int) -> dict[str, list[float] | li
         for tool in order:
             folder = context(work / f"{tool}-{number}", address)
             state = work / f"{tool}-{number}-state"
-            build = (lambda: corral_build(folder, state)) if tool == "corral" else \
-                (lambda: buildah_build(folder, state, address))
             say(f"round {number + 1}/{rounds}: {tool} cold")
-            cold, digest = build()
+            cold, digest = one_build(tool, folder, state, address)
             say(f"round {number + 1}/{rounds}: {tool} cached")
-            cached, again = build()
+            cached, again = one_build(tool, folder, state, address)
             if again != digest and tool == "corral":
                 raise SystemExit(f"corral's cached build changed the digest: {digest} {again}")
             results[f"{tool}_cold"].append(cold)

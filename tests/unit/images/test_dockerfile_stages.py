@@ -193,5 +193,5 @@ def test_from_platform_is_accepted_for_this_machine_only(tmp_path: Path) -> None
     plan = _plan(tmp_path, f"FROM --platform=linux/{host_architecture()} scratch AS a\n"
                  "FROM --platform=$BUILDPLATFORM a\n")
     assert plan.base == "stage:0"
-    with pytest.raises(ImageError, match="Dockerfile:1: .*corral builds for this machine"):
+    with pytest.raises(ImageError, match=r"Dockerfile:1: .*corral builds for this machine"):
         _plan(tmp_path, "FROM --platform=linux/s390x-nope scratch\n")

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from corral.images.build.bases import resolve_base
+from corral.images.build.bases import Base, resolve_base
 from corral.images.build.config import image_config, image_env, image_manifest
 from corral.images.build.context import StatIndex, copy_entries, inputs_digest
 from corral.images.build.dockerfile import plan_dockerfile
@@ -53,15 +53,21 @@ class Builder:
         self.cache_dir = cache_dir
 
     def plan(self, image: ImageSpec, context: Path, options: BuildOptions = BuildOptions(),
-             progress: Progress = lambda _: None) -> BuildPlan:
+             progress: Progress = lambda _: None,
+             bases: dict[str, Base] | None = None) -> BuildPlan:
+        """The build plan; `bases` remembers the registry and layout bases it resolved (to
+        read their Env), so the build that follows does not resolve them again."""
         if not image.dockerfile:
             return spec_plan(image)
+        known = {} if bases is None else bases
 
         def base_config(base: str) -> dict[str, Any]:
-            found = resolve_base(ImageSpec(base=base), context, self.layout, self.cache_dir,
-                                 progress, update=options.update_bases,
-                                 insecure=options.insecure)
-            return found.config
+            if base not in known:
+                known[base] = resolve_base(ImageSpec(base=base), context, self.layout,
+                                           self.cache_dir, progress,
+                                           update=options.update_bases,
+                                           insecure=options.insecure)
+            return known[base].config
 
         return plan_dockerfile(context / image.dockerfile, context, image, self._local_image,
                                base_config)
@@ -70,13 +76,15 @@ class Builder:
               progress: Progress, options: BuildOptions = BuildOptions()) -> tuple[str, int]:
         """Build `image`; return (manifest digest, manifest size)."""
         self.layout.ensure()
-        plan = self.plan(image, context, options, progress)
+        bases: dict[str, Base] = {}
+        plan = self.plan(image, context, options, progress, bases)
         for warning in plan.warnings:
             progress(f"warning: {warning}")
         for note in plan.notes:
             progress(note)
         with contextlib.ExitStack() as cleanup:
-            run = StageRun(self, context, image.compression, progress, options, plan, cleanup)
+            run = StageRun(self, context, image.compression, progress, options, plan, cleanup,
+                           bases)
             built, base_config = run.stage(plan)
         all_labels = {**provenance_labels(image, context), **(labels or {})}
         config = image_config(base_config, plan.metadata, all_labels, built.layers,

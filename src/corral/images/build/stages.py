@@ -49,7 +49,7 @@ class StageRun:
 
     def __init__(self, builder: Builder, context: Path, compression: Compression,
                  progress: Progress, options: BuildOptions, plan: BuildPlan,
-                 cleanup: contextlib.ExitStack) -> None:
+                 cleanup: contextlib.ExitStack, bases: dict[str, Base] | None = None) -> None:
         self.builder, self.context, self.compression = builder, context, compression
         self.progress, self.options, self.cleanup = progress, options, cleanup
         self.stages = plan.stages
@@ -59,6 +59,7 @@ class StageRun:
         cleanup.callback(remove_tree, self.scratch)
         self.built: dict[str, Built] = {}
         self.roots: dict[str, Path] = {}
+        self.bases = {} if bases is None else bases  # registry/layout bases resolved so far
 
     def stage(self, plan: BuildPlan) -> tuple[Built, dict[str, Any]]:
         """Build one stage's steps over its base; (the result, its base's config)."""
@@ -93,9 +94,14 @@ class StageRun:
         if base.startswith("stage:"):
             built = self.source(base)
             return Base(chain=built.chain, layers=built.layers, config=built.config)
-        return resolve_base(spec, self.context, self.builder.layout, self.builder.cache_dir,
-                            self.progress, self.compression, update=self.options.update_bases,
-                            insecure=self.options.insecure)
+        if base in self.bases:
+            return self.bases[base]
+        found = resolve_base(spec, self.context, self.builder.layout, self.builder.cache_dir,
+                             self.progress, self.compression, update=self.options.update_bases,
+                             insecure=self.options.insecure)
+        if base.startswith(("oci:", "layout:")):
+            self.bases[base] = found
+        return found
 
     def source(self, name: str) -> Built:
         """An earlier stage ("stage:N") or an image (a base string), built or resolved once."""
