@@ -4,8 +4,8 @@ Both build the same context and the same Dockerfile (ARG REGISTRY, then two stag
 `$REGISTRY/library/python:3.11-slim`: a builder stage that byte-compiles a small app and
 archives it, a final stage that copies the archive and unpacks it) against the same base,
 served by Debian's docker-registry on loopback and filled by corral (a Debian root with
-python3, built from the machine's debootstrap cache, pushed under the name people use). Measured, each tool on its
-own, taking turns going first:
+python3, built from the machine's debootstrap cache, pushed under the name people use).
+Measured, each tool on its own, taking turns going first:
 
 - cold: a fresh project folder / fresh buildah storage, nothing cached, base pulled;
 - cached: the same build again with nothing changed (buildah with --layers, its step cache);
