@@ -63,7 +63,7 @@ class StageRun:
 
     def stage(self, plan: BuildPlan) -> tuple[Built, dict[str, Any]]:
         """Build one stage's steps over its base; (the result, its base's config)."""
-        base = self._base(plan.base, plan.base_spec)
+        base = self._base(plan.base, lambda: plan.base_spec)
         layers, chain = list(base.layers), base.chain
         sandbox: list[Sandbox] = []  # made by the first uncached run step, then kept
         for step in plan.steps:
@@ -90,13 +90,15 @@ class StageRun:
             sandbox[0].apply(self.builder.layout.blob_path(layer.digest))
         return layer
 
-    def _base(self, base: str, spec: ImageSpec) -> Base:
+    def _base(self, base: str, spec: Callable[[], ImageSpec]) -> Base:
+        """An earlier stage, or a base resolved once (`spec` gives its packages and mirror:
+        a stage is no spec base, so it is asked for only when needed)."""
         if base.startswith("stage:"):
             built = self.source(base)
             return Base(chain=built.chain, layers=built.layers, config=built.config)
         if base in self.bases:
             return self.bases[base]
-        found = resolve_base(spec, self.context, self.builder.layout, self.builder.cache_dir,
+        found = resolve_base(spec(), self.context, self.builder.layout, self.builder.cache_dir,
                              self.progress, self.compression, update=self.options.update_bases,
                              insecure=self.options.insecure)
         if base.startswith(("oci:", "layout:")):
@@ -115,7 +117,7 @@ class StageRun:
                                   stop_signal=plan.stop_signal)["config"]
             found = Built(built.layers, built.chain, config)
         else:
-            base = self._base(name, ImageSpec(base=name))
+            base = self._base(name, lambda: ImageSpec(base=name))
             found = Built(base.layers, base.chain, base.config)
         self.built[name] = found
         return found
