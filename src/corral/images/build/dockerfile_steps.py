@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from corral.images.build.dockerfile_parser import Node
 from corral.images.build.dockerfile_syntax import substitute
 from corral.images.build.dockerfile_words import expand_word, shell_words
@@ -268,7 +270,12 @@ def _cache_mount(value: str) -> CacheMount:
 
 
 def _env(stage: Stage, node: Node, site: StageSite) -> None:
-    stage.env.update(_pairs(stage, node))
+    pairs = _pairs(stage, node)
+    try:  # the names the spec's env accepts, so the plan's metadata always validates
+        ImageSpec(env=pairs)
+    except ValidationError as exc:
+        raise ValueError(str(exc.errors()[0]["msg"]).removeprefix("Value error, ")) from None
+    stage.env.update(pairs)
 
 
 def _label(stage: Stage, node: Node, site: StageSite) -> None:
