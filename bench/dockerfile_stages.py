@@ -152,14 +152,13 @@ def corral_build(folder: Path, cache: Path) -> tuple[float, str]:
 
 def buildah_build(folder: Path, storage: Path, address: str) -> tuple[float, str]:
     """One `buildah bud --layers` into `storage`; (seconds, the digest a push gives)."""
-    base = ["buildah", "--root", str(storage / "root"), "--runroot", str(storage / "run")]
-    seconds, _ = run(*base, "bud", "--layers", "--tls-verify=false", "--build-arg",
+    seconds, _ = run(*buildah(storage), "bud", "--layers", "--tls-verify=false", "--build-arg",
                      f"REGISTRY={address}", "-t", "bench-app", "-f", "Dockerfile", ".",
                      cwd=folder)
     target = storage / "pushed"
     shutil.rmtree(target, ignore_errors=True)
     digest_file = storage / "digest"
-    run(*base, "push", "--digestfile", str(digest_file), "bench-app", f"oci:{target}")
+    run(*buildah(storage), "push", "--digestfile", str(digest_file), "bench-app", f"oci:{target}")
     return seconds, digest_file.read_text().strip()
 
 
@@ -167,6 +166,18 @@ def one_build(tool: str, folder: Path, state: Path, address: str) -> tuple[float
     if tool == "corral":
         return corral_build(folder, state)
     return buildah_build(folder, state, address)
+
+
+def buildah(storage: Path) -> list[str]:
+    return ["buildah", "--root", str(storage / "root"), "--runroot", str(storage / "run")]
+
+
+def forget_buildah(storage: Path) -> None:
+    """Unmount and delete what buildah keeps in `storage` (its overlay mounts would keep the
+    folder from being removed)."""
+    subprocess.run([*buildah(storage), "rm", "--all"], capture_output=True, check=False)
+    subprocess.run([*buildah(storage), "rmi", "--all", "--force"], capture_output=True,
+                   check=False)
 
 
 def measure(work: Path, address: str, rounds: int) -> dict[str, list[float] | list[str]]:
@@ -178,17 +189,21 @@ def measure(work: Path, address: str, rounds: int) -> dict[str, list[float] | li
         for tool in order:
             folder = context(work / f"{tool}-{number}", address)
             state = work / f"{tool}-{number}-state"
-            say(f"round {number + 1}/{rounds}: {tool} cold")
-            cold, digest = one_build(tool, folder, state, address)
-            say(f"round {number + 1}/{rounds}: {tool} cached")
-            cached, again = one_build(tool, folder, state, address)
+            try:
+                say(f"round {number + 1}/{rounds}: {tool} cold")
+                cold, digest = one_build(tool, folder, state, address)
+                say(f"round {number + 1}/{rounds}: {tool} cached")
+                cached, again = one_build(tool, folder, state, address)
+            finally:
+                if tool == "buildah":
+                    forget_buildah(state)
+                shutil.rmtree(folder, ignore_errors=True)
+                shutil.rmtree(state, ignore_errors=True)
             if again != digest and tool == "corral":
                 raise SystemExit(f"corral's cached build changed the digest: {digest} {again}")
             results[f"{tool}_cold"].append(cold)
             results[f"{tool}_cached"].append(cached)
             results[f"{tool}_digest"].append(digest)
-            shutil.rmtree(folder, ignore_errors=True)
-            shutil.rmtree(state, ignore_errors=True)
     return results
 
 
@@ -202,7 +217,8 @@ def main() -> None:
                   f"(apt-get install {'buildah' if tool == 'buildah' else 'docker-registry'})")
             print("RESULT skipped=1")
             return
-    with tempfile.TemporaryDirectory(prefix="corral-bench-stages-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="corral-bench-stages-",
+                                     ignore_cleanup_errors=True) as tmp:
         work = Path(tmp)
         (work / "registry").mkdir()
         with registry(work / "registry") as address:

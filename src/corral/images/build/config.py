@@ -50,6 +50,9 @@ def image_config(base: dict[str, Any], image: ImageSpec, labels: dict[str, str] 
         "os": "linux",
         "config": runtime,
         "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
+        # One entry per layer: buildah (1.28) refuses to build FROM an image whose history
+        # does not count its layers; the fixed time keeps the digest reproducible.
+        "history": [{"created": created, "created_by": "corral build"} for _ in layers],
     }
 
 
