@@ -227,7 +227,7 @@ def built(app: Project) -> dict[str, str]:
 def test_from_without_a_host_resolves_through_the_default_registry_and_is_pinned(
         app: Project, built: dict[str, str], registry: str) -> None:
     log = app.build_log  # type: ignore[attr-defined]
-    assert f"FROM python:3.11-slim: pulled from {registry}/library/python:3.11-slim" in log
+    assert f"python:3.11-slim: pulled from {registry}/library/python:3.11-slim" in log
     assert "# syntax=docker/dockerfile:1 is ignored" in log
     pins = json.loads((app.folder / "corral.lock").read_text())["bases"]
     assert set(pins) == {f"oci:{registry}/library/python:3.11-slim",

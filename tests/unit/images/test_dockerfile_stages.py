@@ -104,7 +104,7 @@ def test_stages_plan_the_target_and_only_the_stages_before_it(tmp_path: Path) ->
     assert plan.steps == (
         PlanCopyFrom(("/out/app.pyz",), "/app/", "stage:0"),
         PlanCopyFrom(("/usr/bin/tool",), "/usr/bin/", "oci:127.0.0.1:5000/tools:1"))
-    assert plan.notes == ("FROM python:3.11-slim: pulled from 127.0.0.1:5000/library/python:"
+    assert plan.notes == ("python:3.11-slim: pulled from 127.0.0.1:5000/library/python:"
                           "3.11-slim (default_registry 127.0.0.1:5000)",) * 2
     test = _plan(tmp_path, MULTI, default_registry="127.0.0.1:5000", target="test")
     assert test.base == "stage:0" and [s.name for s in test.stages] == ["build"]

@@ -25,6 +25,7 @@ from corral.images.build.dockerfile_parser import (
     parse_dockerfile,
 )
 from corral.images.build.dockerfile_steps import STEP_HANDLERS, Stage, StageSite
+from corral.images.build.dockerfile_words import expand_word
 from corral.images.build.dockerignore import read_ignore_file
 from corral.images.build.plan import BuildPlan
 from corral.spec.model import ImageSpec
@@ -62,13 +63,18 @@ def plan_dockerfile(path: Path, context: Path, image: ImageSpec, local_image: Lo
         whole.notes.append(f"{path.name}: # syntax={parsed.directives['syntax']} is ignored; "
                            "corral reads the Dockerfile with its own parser")
     def resolve(ref: str) -> str:
-        return image_base(ref, image.default_registry, local_image)
+        """An image reference as a base string; a default-registry one is said out loud."""
+        base = image_base(ref, image.default_registry, local_image)
+        if base.startswith("oci:") and not has_registry_host(ref):
+            whole.notes.append(f"{ref}: pulled from {base[len('oci:'):]} "
+                               f"(default_registry {image.default_registry})")
+        return base
 
     for node in parsed.nodes:
         where = f"{path.name}:{node.line}"
         try:
             _dispatch(whole, node, StageSite(where, context, ignore, parsed.escape, resolve),
-                      image, local_image, base_config or (lambda _: {}))
+                      base_config or (lambda _: {}))
         except ValueError as exc:
             written = " ".join([*node.flags, node.args])
             raise ImageError(f"{where}: {node.name} {written}: {exc}",
@@ -96,11 +102,10 @@ def _parse(path: Path) -> ParsedDockerfile:
                          hint="see docs/commands/build.md for the Dockerfile syntax") from None
 
 
-def _dispatch(whole: _File, node: Node, site: StageSite, image: ImageSpec,
-              local_image: LocalImage, base_config: BaseConfig) -> None:
+def _dispatch(whole: _File, node: Node, site: StageSite, base_config: BaseConfig) -> None:
     name = node.name
     if name == "FROM":
-        whole.stages.append(_from(whole, node, site, image, local_image, base_config))
+        whole.stages.append(_from(whole, node, site, base_config))
         return
     if name == "ARG" and not whole.stages:
         _global_arg(whole, node)
@@ -118,8 +123,6 @@ def _dispatch(whole: _File, node: Node, site: StageSite, image: ImageSpec,
 
 
 def _global_arg(whole: _File, node: Node) -> None:
-    from corral.images.build.dockerfile_words import expand_word
-
     for word in node.words:
         name, has_default, default = word.partition("=")
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
@@ -133,10 +136,7 @@ def _global_arg(whole: _File, node: Node) -> None:
             whole.global_args.setdefault(name, "")
 
 
-def _from(whole: _File, node: Node, site: StageSite, image: ImageSpec,
-          local_image: LocalImage, base_config: BaseConfig) -> Stage:
-    from corral.images.build.dockerfile_words import expand_word
-
+def _from(whole: _File, node: Node, site: StageSite, base_config: BaseConfig) -> Stage:
     for flag in node.flags:
         name, _, value = flag.partition("=")
         if name != "--platform":
@@ -151,7 +151,7 @@ def _from(whole: _File, node: Node, site: StageSite, image: ImageSpec,
         raise ValueError("use FROM IMAGE or FROM IMAGE AS NAME")
     if any(stage.name == name for stage in whole.stages):
         raise ValueError(f"a stage named {name!r} is already defined")
-    base = _base_of(ref, whole, image, local_image)
+    base = _base_of(ref, whole, site)
     inherited = _stage_of(whole, base)
     config = base_config(base) if inherited is None and base.startswith(("oci:", "layout:")) \
         else {}
@@ -178,7 +178,7 @@ def _stage_names(whole: _File) -> dict[str, int]:
     return {**names, **{str(stage.index): stage.index for stage in whole.stages}}
 
 
-def _base_of(ref: str, whole: _File, image: ImageSpec, local_image: LocalImage) -> str:
+def _base_of(ref: str, whole: _File, site: StageSite) -> str:
     """The base string of a FROM reference: an earlier stage, scratch, debian:SUITE (the
     debootstrap root), an image built by corral, or a registry image (`oci:`)."""
     for stage in whole.stages:
@@ -186,11 +186,7 @@ def _base_of(ref: str, whole: _File, image: ImageSpec, local_image: LocalImage) 
             return f"stage:{stage.index}"
     if ref == "scratch" or re.fullmatch(r"debian:[a-z]+", ref):
         return ref
-    base = image_base(ref, image.default_registry, local_image)
-    if base.startswith("oci:") and not has_registry_host(ref):
-        whole.notes.append(f"FROM {ref}: pulled from {base[len('oci:'):]} "
-                           f"(default_registry {image.default_registry})")
-    return base
+    return site.image_base(ref)
 
 
 def image_base(ref: str, default_registry: str | None, local_image: LocalImage) -> str:
