@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from corral.errors import ImageError
+from corral.errors import CorralError, ImageError
 from corral.images.build.dockerfile_parser import (
     Node,
     ParsedDockerfile,
@@ -153,8 +153,16 @@ def _from(whole: _File, node: Node, site: StageSite, base_config: BaseConfig) ->
         raise ValueError(f"a stage named {name!r} is already defined")
     base = _base_of(ref, whole, site)
     inherited = _stage_of(whole, base)
-    config = base_config(base) if inherited is None and base.startswith(("oci:", "layout:")) \
-        else {}
+    where = site.where
+
+    def config() -> dict[str, Any]:
+        if not base.startswith(("oci:", "layout:")):
+            return {}
+        try:
+            return base_config(base)
+        except CorralError as exc:  # named at the FROM that needs it
+            raise type(exc)(f"{where}: FROM {ref}: {exc.message}", hint=exc.hint) from None
+
     return Stage(index=len(whole.stages), name=name, base=base, global_args=whole.global_args,
                  build_args=whole.build_args, escape=site.escape, ignore=site.ignore,
                  inherited=inherited, named=_stage_names(whole), base_config=config)

@@ -13,7 +13,7 @@ import posixpath
 import re
 import shlex
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,10 +63,12 @@ class Stage:
     ignore: IgnoreRules | None = None
     inherited: Stage | None = None  # FROM an earlier stage: its environment carries over
     named: dict[str, int] = field(default_factory=dict)  # earlier stages, for COPY --from
-    base_config: dict[str, Any] = field(default_factory=dict)  # the base image's "config"
+    # The base image's runtime "config", asked for only when an instruction needs its Env or
+    # WorkingDir: a stage the target never reads pulls nothing while it is planned.
+    base_config: Callable[[], dict[str, Any]] = lambda: {}
     args: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
-    workdir: str = "/"
+    own_workdir: str | None = None  # WORKDIR as this stage (or the stage it is FROM) set it
     workdir_set: bool = False
     user: str | None = None
     entrypoint: tuple[str, ...] | None = None
@@ -81,15 +83,23 @@ class Stage:
 
     def __post_init__(self) -> None:
         if self.inherited is not None:
-            self.base_config = {"Env": [f"{k}={v}" for k, v in self.inherited.values().items()]}
-            self.workdir, self.shell = self.inherited.workdir, self.inherited.shell
-            self.user = self.inherited.user
-        self.workdir = str(self.base_config.get("WorkingDir") or self.workdir)
+            before = self.inherited
+            self.base_config = lambda: {"Env": [f"{k}={v}" for k, v in before.values().items()],
+                                        "WorkingDir": before.workdir}
+            self.own_workdir, self.shell, self.user = before.own_workdir, before.shell, \
+                before.user
 
-    def values(self) -> dict[str, str]:
-        """What $NAME expands to here: the base's env, then ARGs, then ENVs (later wins)."""
-        base = dict(str(item).partition("=")[::2] for item in self.base_config.get("Env") or [])
-        return {**base, **self.args, **self.env}
+    @property
+    def workdir(self) -> str:
+        """Where relative paths and RUN start: WORKDIR, else the base image's, else /."""
+        if self.own_workdir is None:
+            self.own_workdir = str(self.base_config().get("WorkingDir") or "/")
+        return self.own_workdir
+
+    def values(self) -> Mapping[str, str]:
+        """What $NAME expands to here: ENVs, then ARGs, then the base image's Env (read only
+        when a name is not found in the first two)."""
+        return _Values({**self.args, **self.env}, self.base_config)
 
     def expand(self, word: str) -> str:
         return expand_word(word, self.values(), self.escape)
@@ -104,6 +114,29 @@ class Stage:
         return BuildPlan(base=self.base, packages=tuple(packages), mirror=image.mirror,
                          steps=tuple(self.steps), metadata=metadata, ignore=self.ignore or None,
                          stop_signal=self.stop_signal, name=self.name)
+
+
+class _Values(Mapping[str, str]):
+    """This stage's names, with the base image's Env behind them, fetched on a miss."""
+
+    def __init__(self, own: dict[str, str], base: Callable[[], dict[str, Any]]) -> None:
+        self.own, self.base = own, base
+        self.below: dict[str, str] | None = None
+
+    def _base_env(self) -> dict[str, str]:
+        if self.below is None:
+            env = self.base().get("Env") or []
+            self.below = dict(str(item).partition("=")[::2] for item in env)
+        return self.below
+
+    def __getitem__(self, name: str) -> str:
+        return self.own[name] if name in self.own else self._base_env()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**self._base_env(), **self.own})
+
+    def __len__(self) -> int:
+        return len({**self._base_env(), **self.own})
 
 
 def _flags(node: Node, allowed: tuple[str, ...]) -> dict[str, list[str]]:
@@ -305,7 +338,8 @@ def _arg(stage: Stage, node: Node, site: StageSite) -> None:
 
 
 def _workdir(stage: Stage, node: Node, site: StageSite) -> None:
-    stage.workdir = posixpath.normpath(posixpath.join(stage.workdir, stage.expand(node.args)))
+    stage.own_workdir = posixpath.normpath(posixpath.join(stage.workdir,
+                                                          stage.expand(node.args)))
     stage.workdir_set = True
 
 

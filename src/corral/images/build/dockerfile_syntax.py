@@ -6,12 +6,13 @@ heredoc bodies): $VAR, ${VAR}, ${VAR:-default} and ${VAR:+alternative}. Word-lev
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 _VAR = re.compile(r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:[-+])(?P<word>[^}]*))?\}"
                   r"|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))")
 
 
-def substitute(text: str, values: dict[str, str]) -> str:
+def substitute(text: str, values: Mapping[str, str]) -> str:
     """$VAR, ${VAR}, ${VAR:-default} and ${VAR:+alternative}, as Docker expands them."""
     def one(match: re.Match[str]) -> str:
         name = match.group("braced") or match.group("plain")

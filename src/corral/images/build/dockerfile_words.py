@@ -8,6 +8,7 @@ quoted. Pure text functions; no variable expansion.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 
 def shell_words(text: str, *, raw_quotes: bool, escape: str = "\\",
@@ -52,7 +53,7 @@ def shell_words(text: str, *, raw_quotes: bool, escape: str = "\\",
     return words
 
 
-def expand_word(word: str, values: dict[str, str], escape: str = "\\") -> str:
+def expand_word(word: str, values: Mapping[str, str], escape: str = "\\") -> str:
     """One word as Docker reads it: quotes removed, escapes applied, variables expanded
     ($NAME, ${NAME}, ${NAME:-default}, ${NAME:+alternative}); nothing inside '…' expands.
 
@@ -85,7 +86,8 @@ def expand_word(word: str, values: dict[str, str], escape: str = "\\") -> str:
     return "".join(out)
 
 
-def _variable(word: str, position: int, values: dict[str, str], escape: str) -> tuple[str, int]:
+def _variable(word: str, position: int, values: Mapping[str, str],
+              escape: str) -> tuple[str, int]:
     """The value of the variable that starts at `position` (just after '$'), and where the
     word goes on."""
     if word.startswith("{", position):
