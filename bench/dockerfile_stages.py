@@ -7,7 +7,9 @@ served by Debian's docker-registry on loopback and filled by corral (a Debian ro
 python3, built from the machine's debootstrap cache, pushed under the name people use).
 Measured, each tool on its own, taking turns going first:
 
-- cold: a fresh project folder / fresh buildah storage, nothing cached, base pulled;
+- cold: a fresh project folder / fresh buildah storage, base pulled, no step cached; corral
+  keeps its machine-wide cache (~/.cache/corral: debootstrap bases, SBOM scans of layers it
+  has seen), and is also measured with an empty one ("cold, empty machine cache");
 - cached: the same build again with nothing changed (buildah with --layers, its step cache);
 - reproducible: the image digest of two cold builds (corral: manifest digest; buildah: the
   digest it pushes, which holds its config and its timestamps).
@@ -21,6 +23,7 @@ by pid; every folder made is removed.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import socket
@@ -58,7 +61,7 @@ DOCKERFILE = """ARG REGISTRY
 FROM ${REGISTRY}/library/python:3.11-slim AS build
 WORKDIR /src
 COPY app/ /src/app/
-RUN python3 -m compileall -q /src/app && tar --sort=name -cf /src/app.tar app
+RUN python3 -m compileall -q /src/app && tar --sort=name --mtime=@0 -cf /src/app.tar app
 
 FROM ${REGISTRY}/library/python:3.11-slim
 COPY --from=build /src/app.tar /srv/app.tar
@@ -142,11 +145,10 @@ def context(folder: Path, address: str) -> Path:
     return folder
 
 
-def corral_build(folder: Path, cache: Path) -> tuple[float, str]:
+def corral_build(folder: Path, cache: Path | None = None) -> tuple[float, str]:
+    """One `corral build`; `cache` replaces the machine-wide cache (~/.cache/corral)."""
     seconds, out = run(CORRAL, "build", "app", "--json", cwd=folder,
-                       env={"CORRAL_CACHE": str(cache)})
-    import json
-
+                       env={"CORRAL_CACHE": str(cache)} if cache else None)
     return seconds, str(json.loads(out)["images"]["app"])
 
 
@@ -164,7 +166,7 @@ def buildah_build(folder: Path, storage: Path, address: str) -> tuple[float, str
 
 def one_build(tool: str, folder: Path, state: Path, address: str) -> tuple[float, str]:
     if tool == "corral":
-        return corral_build(folder, state)
+        return corral_build(folder)
     return buildah_build(folder, state, address)
 
 
@@ -183,7 +185,7 @@ def forget_buildah(storage: Path) -> None:
 def measure(work: Path, address: str, rounds: int) -> dict[str, list[float] | list[str]]:
     results: dict[str, list] = {k: [] for k in ("corral_cold", "corral_cached", "buildah_cold",
                                                  "buildah_cached", "corral_digest",
-                                                 "buildah_digest")}
+                                                 "buildah_digest", "corral_cold_empty")}
     for number in range(rounds):
         order = ("corral", "buildah") if number % 2 == 0 else ("buildah", "corral")
         for tool in order:
@@ -204,6 +206,14 @@ def measure(work: Path, address: str, rounds: int) -> dict[str, list[float] | li
             results[f"{tool}_cold"].append(cold)
             results[f"{tool}_cached"].append(cached)
             results[f"{tool}_digest"].append(digest)
+            if tool == "corral":  # once more with an empty machine-wide cache too
+                say(f"round {number + 1}/{rounds}: corral cold, empty machine cache")
+                folder = context(work / f"empty-{number}", address)
+                seconds, digest = corral_build(folder, work / f"empty-{number}-cache")
+                results["corral_cold_empty"].append(seconds)
+                results["corral_digest"].append(digest)
+                shutil.rmtree(folder, ignore_errors=True)
+                shutil.rmtree(work / f"empty-{number}-cache", ignore_errors=True)
     return results
 
 
@@ -228,13 +238,16 @@ def main() -> None:
 
 
 def report(results: dict[str, list]) -> None:  # type: ignore[type-arg]
-    median = {k: statistics.median(v) for k, v in results.items() if k.endswith(("cold",
-                                                                                    "cached"))}
+    median = {k: statistics.median(v) for k, v in results.items()
+              if k.endswith(("cold", "cached", "empty"))}
     print(f"{'two-stage Dockerfile':<24}{'corral s':>10}{'buildah s':>11}{'ratio':>8}")
     for kind in ("cold", "cached"):
         ratio = median[f"corral_{kind}"] / median[f"buildah_{kind}"]
         print(f"{kind:<24}{median[f'corral_{kind}']:>10.2f}{median[f'buildah_{kind}']:>11.2f}"
               f"{ratio:>8.2f}")
+    empty = median["corral_cold_empty"]
+    print(f"{'cold, empty machine cache':<24}{empty:>10.2f}{median['buildah_cold']:>11.2f}"
+          f"{empty / median['buildah_cold']:>8.2f}")
     same_corral = int(len(set(results["corral_digest"])) == 1)
     same_buildah = int(len(set(results["buildah_digest"])) == 1)
     print(f"{'digest across clean builds':<24}{'same' if same_corral else 'differs':>10}"
@@ -242,6 +255,7 @@ def report(results: dict[str, list]) -> None:  # type: ignore[type-arg]
     cold = median["corral_cold"] / median["buildah_cold"]
     cached = median["corral_cached"] / median["buildah_cached"]
     print(f"RESULT cold_ratio={cold:.2f} cached_ratio={cached:.2f} "
+          f"cold_empty_cache_ratio={empty / median['buildah_cold']:.2f} "
           f"corral_cold_s={median['corral_cold']:.2f} buildah_cold_s={median['buildah_cold']:.2f} "
           f"corral_cached_s={median['corral_cached']:.2f} "
           f"buildah_cached_s={median['buildah_cached']:.2f} "

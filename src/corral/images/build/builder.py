@@ -15,7 +15,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -24,24 +24,18 @@ from corral.images.build.config import image_config, image_env, image_manifest
 from corral.images.build.context import StatIndex, copy_entries, inputs_digest
 from corral.images.build.dockerfile import plan_dockerfile
 from corral.images.build.dockerignore import IgnoreRules
-from corral.images.build.layer import COMPRESSION_LEVEL, Compression, Layer, pack, source_date_epoch
+from corral.images.build.layer import Compression, Layer, pack
 from corral.images.build.passwd import resolve_user
 from corral.images.build.plan import BuildPlan, PlanRun, spec_plan
 from corral.images.build.provenance import provenance_labels
 from corral.images.build.run import BUILD_ENV, Sandbox
-from corral.images.build.stages import StageRun
+from corral.images.build.stages import DEFAULT_OPTIONS, BuildOptions, StageRun, step_key
 from corral.images.oci.layout import Layout, canonical_json
+
+__all__ = ["BuildOptions", "Builder", "step_key"]
 from corral.spec.model import CopyStep, ImageSpec
 
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class BuildOptions:
-    """How registry bases are treated in one build (`corral build` flags)."""
-
-    update_bases: bool = False  # re-resolve tags and move their corral.lock pins
-    insecure: bool = False  # plain http to a registry off loopback
 
 
 class Builder:
@@ -52,7 +46,7 @@ class Builder:
         self.steps = steps
         self.cache_dir = cache_dir
 
-    def plan(self, image: ImageSpec, context: Path, options: BuildOptions = BuildOptions(),
+    def plan(self, image: ImageSpec, context: Path, options: BuildOptions = DEFAULT_OPTIONS,
              progress: Progress = lambda _: None,
              bases: dict[str, Base] | None = None) -> BuildPlan:
         """The build plan; `bases` remembers the registry and layout bases it resolved (to
@@ -73,7 +67,7 @@ class Builder:
                                base_config)
 
     def build(self, image: ImageSpec, context: Path, labels: dict[str, str] | None,
-              progress: Progress, options: BuildOptions = BuildOptions()) -> tuple[str, int]:
+              progress: Progress, options: BuildOptions = DEFAULT_OPTIONS) -> tuple[str, int]:
         """Build `image`; return (manifest digest, manifest size)."""
         self.layout.ensure()
         bases: dict[str, Base] = {}
@@ -173,11 +167,3 @@ class Builder:
         with os.fdopen(fd, "w") as out:
             json.dump(asdict(layer), out)
         os.rename(tmp, self.steps / f"{key}.json")
-
-
-def step_key(chain: str, step: object, inputs: str, compression: Compression) -> str:
-    # The mtime and the compression change the layer bytes, so they are part of the key.
-    material = {"parent": chain, "step": step, "inputs": inputs, "mtime": source_date_epoch(),
-                "compression": compression if compression == "none" else
-                f"{compression}-{COMPRESSION_LEVEL}"}
-    return hashlib.sha256(canonical_json(material)).hexdigest()

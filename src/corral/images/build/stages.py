@@ -15,22 +15,69 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from corral.errors import ImageError
 from corral.images.build.bases import Base, next_chain, resolve_base
 from corral.images.build.config import image_config
 from corral.images.build.context import StatIndex, copy_entries, owner_of
-from corral.images.build.layer import Compression, Entry, Layer, pack
+from corral.images.build.dockerignore import IgnoreRules
+from corral.images.build.layer import (
+    COMPRESSION_LEVEL,
+    Compression,
+    Entry,
+    Layer,
+    pack,
+    source_date_epoch,
+)
 from corral.images.build.plan import BuildPlan, PlanCopyFrom, PlanFile, PlanRun, PlanStep
 from corral.images.build.run import Sandbox
+from corral.images.oci.layout import Layout, canonical_json
 from corral.images.roots.unpack import remove_tree, unpack_image
 from corral.spec.model import CopyStep, ImageSpec
 
-if TYPE_CHECKING:
-    from corral.images.build.builder import Builder, BuildOptions
-
 Progress = Callable[[str], None]
+
+
+class StepLayers(Protocol):
+    """What a stage build needs from the builder: its layout, folders and step layers."""
+
+    layout: Layout
+    steps: Path
+    cache_dir: Path
+
+    def copy_layer(self, step: CopyStep, chain: str, context: Path, index: StatIndex,
+                   compression: Compression, progress: Progress,
+                   ignore: IgnoreRules | None = None) -> Layer: ...
+
+    def run_layer(self, run: PlanRun, base_config: dict[str, Any], layers: list[Layer],
+                  chain: str, sandbox: list[Sandbox], cleanup: contextlib.ExitStack,
+                  compression: Compression, progress: Progress) -> Layer: ...
+
+    def cached_layer(self, key: str) -> Layer | None: ...
+
+    def remember(self, key: str, layer: Layer) -> None: ...
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How registry bases are treated in one build (`corral build` flags)."""
+
+    update_bases: bool = False  # re-resolve tags and move their corral.lock pins
+    insecure: bool = False  # plain http to a registry off loopback
+
+
+DEFAULT_OPTIONS = BuildOptions()
+
+
+def step_key(chain: str, step: object, inputs: str, compression: Compression) -> str:
+    # The mtime and the compression change the layer bytes, so they are part of the key.
+    material = {"parent": chain, "step": step, "inputs": inputs, "mtime": source_date_epoch(),
+                "compression": compression if compression == "none" else
+                f"{compression}-{COMPRESSION_LEVEL}"}
+    return hashlib.sha256(canonical_json(material)).hexdigest()
+
+
 _MAX_LINKS = 40
 
 
@@ -47,7 +94,7 @@ class StageRun:
     """The stages of one build, with what they share: the stat index, the scratch folder,
     unpacked source roots and resolved bases."""
 
-    def __init__(self, builder: Builder, context: Path, compression: Compression,
+    def __init__(self, builder: StepLayers, context: Path, compression: Compression,
                  progress: Progress, options: BuildOptions, plan: BuildPlan,
                  cleanup: contextlib.ExitStack, bases: dict[str, Base] | None = None) -> None:
         self.builder, self.context, self.compression = builder, context, compression
@@ -165,8 +212,6 @@ class StageRun:
 
     def _layer_once(self, chain: str, definition: dict[str, Any], inputs: str, label: str,
                     entries: Callable[[], list[Entry]]) -> Layer:
-        from corral.images.build.builder import step_key
-
         key = step_key(chain, definition, inputs, self.compression)
         cached = self.builder.cached_layer(key)
         if cached is not None:
