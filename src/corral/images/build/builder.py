@@ -25,6 +25,7 @@ from corral.images.build.context import StatIndex, copy_entries, inputs_digest
 from corral.images.build.dockerfile import plan_dockerfile
 from corral.images.build.dockerignore import IgnoreRules
 from corral.images.build.layer import Compression, Layer, pack
+from corral.images.build.overlay import make_sandbox
 from corral.images.build.passwd import resolve_user
 from corral.images.build.plan import BuildPlan, PlanRun, spec_plan
 from corral.images.build.provenance import provenance_labels
@@ -137,8 +138,9 @@ class Builder:
                 sandbox[0].apply(self.layout.blob_path(layer.digest))
             return layer
         if not sandbox:
-            paths = [self.layout.blob_path(below.digest) for below in layers]
-            sandbox.append(cleanup.enter_context(Sandbox(paths, self.steps.parent / "work")))
+            below = [(self.layout.blob_path(layer.digest), layer.diff_id) for layer in layers]
+            sandbox.append(cleanup.enter_context(make_sandbox(
+                below, self.steps.parent / "work", self.steps.parent / "layers")))
         progress(f"{label}: running in bubblewrap{' with network' if step.network else ''}")
         binds = [(self._cache_folder(cache.id), cache.target) for cache in run.caches]
         layer, tmp, changed = sandbox[0].run(step, env, workdir, self.layout.blobs,
