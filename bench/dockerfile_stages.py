@@ -221,6 +221,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2, help="cold+cached pairs per tool")
     options = parser.parse_args()
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed: bytecode is cached
     for tool in ("buildah", "docker-registry"):
         if shutil.which(tool) is None:
             print(f"bench-dockerfile skipped: {tool} is not installed "
