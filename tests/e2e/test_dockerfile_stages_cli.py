@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -139,6 +140,15 @@ class Project(CliProject):
                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return super().corral(*args, check=check,
                               env={"CORRAL_CACHE": str(MACHINE_CACHE), **(env or {})})
+
+    def layer_names(self, digest: str) -> set[str]:
+        blobs = self.folder / ".corral" / "images" / "blobs" / "sha256"
+        manifest = json.loads((blobs / digest.removeprefix("sha256:")).read_text())
+        names: set[str] = set()
+        for layer in manifest["layers"]:
+            with tarfile.open(blobs / layer["digest"].removeprefix("sha256:")) as tar:
+                names |= set(tar.getnames())
+        return names
 
     def config(self, digest: str) -> dict:  # type: ignore[type-arg]
         blobs = self.folder / ".corral" / "images" / "blobs" / "sha256"
@@ -283,3 +293,6 @@ def test_target_builds_an_earlier_stage_alone(app: Project, built: dict[str, str
     deps = json.loads(done.stdout)["images"]["api"]
     assert deps != built["api"]
     assert app.config(deps)["config"].get("WorkingDir") == "/build"
+    names = app.layer_names(deps)  # what the RUN wrote into its cache mount stayed out
+    assert "install/greeting/__init__.py" in names
+    assert not [name for name in names if name.startswith("root/.cache/build/")]

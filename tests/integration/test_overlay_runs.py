@@ -23,7 +23,8 @@ MACHINE_CACHE = Path(os.environ.get("CORRAL_TEST_CACHE",
 
 DOCKERFILE = """FROM debian:bookworm
 RUN echo new > /new.txt && echo edited >> /etc/issue && rm /etc/debian_version \\
-    && rm -rf /usr/share/doc/apt && mkdir -p /usr/share/doc/apt && echo only > /usr/share/doc/apt/x \\
+    && rm -rf /usr/share/doc/apt && mkdir -p /usr/share/doc/apt \\
+    && echo only > /usr/share/doc/apt/x \\
     && chmod 700 /opt && mkdir -p /srv/a/b && ln -s /srv/a /srv/link
 COPY app/ /app/
 RUN rm /new.txt && rm -rf /srv/a/b && echo again > /etc/motd && rm -rf /var/lib/dpkg/info
