@@ -195,3 +195,9 @@ def test_from_platform_is_accepted_for_this_machine_only(tmp_path: Path) -> None
     assert plan.base == "stage:0"
     with pytest.raises(ImageError, match=r"Dockerfile:1: .*corral builds for this machine"):
         _plan(tmp_path, "FROM --platform=linux/s390x-nope scratch\n")
+
+
+def test_copy_flags_expand_build_args_as_docker_does(tmp_path: Path) -> None:
+    plan = _plan(tmp_path, "ARG FROM_STAGE=a\nFROM scratch AS a\nFROM scratch\nARG FROM_STAGE\n"
+                 "ARG MODE=640\nCOPY --from=$FROM_STAGE --chmod=${MODE} /x /y\n")
+    assert plan.steps == (PlanCopyFrom(("/x",), "/y", "stage:0", mode=0o640),)

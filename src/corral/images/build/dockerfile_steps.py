@@ -160,8 +160,8 @@ def _words(stage: Stage, node: Node) -> list[str]:
 
 
 def _copy(stage: Stage, node: Node, site: StageSite, *, add: bool = False) -> None:
-    flags = _flags(node, ("chown", "chmod", "link") if add else
-                   ("chown", "chmod", "link", "from"))
+    flags = {name: [stage.expand(v) for v in values] for name, values in _flags(
+        node, ("chown", "chmod", "link") if add else ("chown", "chmod", "link", "from")).items()}
     mode = int(flags["chmod"][-1], 8) if "chmod" in flags else None
     owner = _owner(flags["chown"][-1] if "chown" in flags else None)
     words = _words(stage, node)
