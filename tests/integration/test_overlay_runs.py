@@ -49,8 +49,8 @@ def sandboxes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The kind of each sandbox the builder makes."""
     made: list[str] = []
 
-    def spy(layers, scratch, cache):  # type: ignore[no-untyped-def]
-        sandbox = make_sandbox(layers, scratch, cache)
+    def spy(layers, scratch, cache, lower=None):  # type: ignore[no-untyped-def]
+        sandbox = make_sandbox(layers, scratch, cache, lower)
         made.append(type(sandbox).__name__)
         return sandbox
 
@@ -67,6 +67,9 @@ def test_an_overlay_run_gives_the_digest_a_copied_root_gives(
     over = _build(_project(tmp_path / "overlay"))
     assert sandboxes == [OverlaySandbox.__name__]
     monkeypatch.setattr(builder_module, "make_sandbox",
-                        lambda layers, scratch, cache: Sandbox([b for b, _ in layers], scratch))
+                        lambda layers, scratch, cache, lower=None: Sandbox([b for b, _ in layers],
+                                                                           scratch))
     copied = _build(_project(tmp_path / "copied"))
     assert copied == over
+    work = tmp_path / "overlay" / ".corral" / "cache" / "work"
+    assert not list(work.glob("lowers-*"))  # the shared lower root went with the build

@@ -32,6 +32,7 @@ from corral.images.build.provenance import provenance_labels
 from corral.images.build.run import BUILD_ENV, Sandbox
 from corral.images.build.stages import DEFAULT_OPTIONS, BuildOptions, StageRun, step_key
 from corral.images.oci.layout import Layout, canonical_json
+from corral.images.roots.unpack import remove_tree
 
 __all__ = ["BuildOptions", "Builder", "step_key"]
 from corral.spec.model import CopyStep, ImageSpec
@@ -140,7 +141,8 @@ class Builder:
         if not sandbox:
             below = [(self.layout.blob_path(layer.digest), layer.diff_id) for layer in layers]
             sandbox.append(cleanup.enter_context(make_sandbox(
-                below, self.steps.parent / "work", self.steps.parent / "layers")))
+                below, self.steps.parent / "work", self.steps.parent / "layers",
+                self._shared_lower(below, cleanup))))
         progress(f"{label}: running in bubblewrap{' with network' if step.network else ''}")
         binds = [(self._cache_folder(cache.id), cache.target) for cache in run.caches]
         layer, tmp, changed = sandbox[0].run(step, env, workdir, self.layout.blobs,
@@ -149,6 +151,16 @@ class Builder:
         self.remember(key, layer)
         progress(f"{label}: {changed} path{'s' * (changed != 1)} changed")
         return layer
+
+    def _shared_lower(self, below: list[tuple[Path, str]], cleanup: contextlib.ExitStack) -> Path:
+        """Where the read-only root of `below` is composed for overlay sandboxes: stages of
+        one build on the same base share it; it goes when the build ends (registered before
+        any sandbox over it, so it is removed after they are unmounted)."""
+        key = hashlib.sha256("\n".join(diff_id for _, diff_id in below).encode()).hexdigest()
+        folder = self.steps.parent / "work" / f"lowers-{os.getpid()}"
+        if not folder.exists():
+            cleanup.callback(remove_tree, folder)
+        return folder / key[:24]
 
     def _cache_folder(self, cache_id: str) -> Path:
         """The host folder of a RUN --mount=type=cache id, kept between builds."""

@@ -29,11 +29,14 @@ from corral.spec.model import RunStep
 _OPAQUE_XATTR = "trusted.overlay.opaque"
 
 
-def make_sandbox(layers: list[LayerRef], scratch: Path, layer_cache: Path) -> Sandbox:
-    """An overlay sandbox when this process may mount one, else a copied root."""
+def make_sandbox(layers: list[LayerRef], scratch: Path, layer_cache: Path,
+                 lower: Path | None = None) -> Sandbox:
+    """An overlay sandbox when this process may mount one, else a copied root. `lower` is
+    where the read-only root is composed (kept by the caller, to share it); by default it
+    lives and goes with the sandbox."""
     if os.geteuid() == 0 and shutil.which("mount") and shutil.which("umount"):
         with contextlib.suppress(OSError, subprocess.CalledProcessError):
-            return OverlaySandbox(layers, scratch, layer_cache)
+            return OverlaySandbox(layers, scratch, layer_cache, lower)
     return Sandbox([blob for blob, _ in layers], scratch)
 
 
@@ -41,14 +44,15 @@ class OverlaySandbox(Sandbox):
     """A writable root for consecutive run steps of one stage: an overlay mount whose upper
     folder holds everything the steps (and cached layers applied between them) wrote."""
 
-    def __init__(self, layers: list[LayerRef], scratch: Path, layer_cache: Path) -> None:
+    def __init__(self, layers: list[LayerRef], scratch: Path, layer_cache: Path,
+                 lower: Path | None = None) -> None:
         bwrap = shutil.which("bwrap")
         if bwrap is None:
             Sandbox.__init__(self, [], scratch)  # raises the "install bubblewrap" error
         self.bwrap = str(bwrap)
         scratch.mkdir(parents=True, exist_ok=True)
         self.work = scratch / f"overlay-{os.getpid()}-{secrets.token_hex(4)}"
-        self.lower = compose_root(layers, layer_cache, self.work / "lower")
+        self.lower = compose_root(layers, layer_cache, lower or self.work / "lower")
         self.upper, self.root = self.work / "upper", self.work / "merged"
         for folder in (self.upper, self.work / "scratch", self.root):
             folder.mkdir(parents=True)
