@@ -419,7 +419,11 @@ class Spec(_Model):
     """The whole `corral.toml`."""
 
     project: Project = Field(description="What this spec describes.")
-    images: dict[str, ImageSpec] = Field(default_factory=dict, description="Golden images.")
+    images: dict[str, ImageSpec] = Field(
+        default_factory=dict, description="Golden images.",
+        json_schema_extra={"properties": {"default_registry": {
+            "type": "string", "description": "Registry (HOST[:PORT]) of every image's "
+            "Dockerfile `FROM NAME:TAG` without a host (images.NAME.default_registry)."}}})
     services: dict[str, ServiceSpec] = Field(default_factory=dict, description="Services.")
     observe: ObserveSpec = Field(default_factory=ObserveSpec,
                                  description="Central logs and metrics.")
