@@ -249,6 +249,8 @@ def report(results: dict[str, list]) -> None:  # type: ignore[type-arg]
     empty = median["corral_cold_empty"]
     print(f"{'cold, empty machine cache':<24}{empty:>10.2f}{median['buildah_cold']:>11.2f}"
           f"{empty / median['buildah_cold']:>8.2f}")
+    for key in ("corral_cold", "buildah_cold", "corral_cached", "buildah_cached"):
+        print(f"  {key} rounds: {' '.join(f'{v:.2f}' for v in results[key])}")
     same_corral = int(len(set(results["corral_digest"])) == 1)
     same_buildah = int(len(set(results["buildah_digest"])) == 1)
     print(f"{'digest across clean builds':<24}{'same' if same_corral else 'differs':>10}"
