@@ -109,3 +109,13 @@ def test_a_user_name_is_resolved_from_the_images_passwd(tmp_path: Path) -> None:
     (project / "Dockerfile").write_text("FROM scratch\nUSER web\n")
     with pytest.raises(ImageError, match="no user 'web'"):
         _build(project)
+
+
+def test_a_stage_the_target_does_not_reach_is_never_built(tmp_path: Path) -> None:
+    project = _project(tmp_path / "p")
+    (project / "Dockerfile").write_text(
+        "FROM scratch AS broken\nRUN false\n"  # would fail if it were built: no /bin/sh
+        "FROM scratch AS used\nCOPY site/ /s/\n"
+        "FROM scratch\nCOPY --from=used /s/notes.txt /notes.txt\n")
+    store, digest = _build(project)
+    assert _files(store, digest) == {"notes.txt": b"notes\n"}
