@@ -2,7 +2,7 @@
 .PHONY: setup demo test lint unit bench lock clean bench-router bench-delivery bench-observe \
         bench-operate bench-images bench-images-transfer bench-cli bench-idle bench-pipeline \
         bench-dashboard bench-api-stack \
-        bench-recovery
+        bench-recovery bench-dockerfile
 
 setup:
 	@bash scripts/setup.sh
@@ -45,6 +45,9 @@ bench-images: setup
 
 bench-images-transfer: setup
 	.venv/bin/python bench/images_transfer.py
+
+bench-dockerfile: setup
+	.venv/bin/python bench/dockerfile_stages.py
 
 bench-cli: setup
 	.venv/bin/python bench/cli.py

@@ -153,6 +153,14 @@ class ImageSpec(_Model):
         default=None, description="Build from this Dockerfile (relative to the spec's folder, "
         "which is the build context) instead of the keys above; `packages` then go into "
         "`FROM debian:SUITE`.")
+    target: str | None = Field(
+        default=None, description="The Dockerfile stage to build (FROM … AS NAME); default: "
+        "the last one. Only the stages it needs are built.")
+    default_registry: str | None = Field(
+        default=None, description="Registry (HOST[:PORT]) for a Dockerfile's `FROM NAME:TAG` "
+        "without a host, e.g. python:3.11-slim → HOST/library/python:3.11-slim. Set it for "
+        "every image with `[images] default_registry = \"HOST\"`. Unset: such a FROM is an "
+        "error, never a silent pull from Docker Hub.")
 
     @field_validator("env")
     @classmethod
@@ -171,7 +179,8 @@ class ImageSpec(_Model):
             raise ValueError("packages can only be installed on a debian:SUITE base")
         if self.dockerfile:  # images.dockerfile: the Dockerfile says the rest
             extra = sorted(type(self).model_fields[k].alias or k for k in self.model_fields_set
-                           if k not in ("dockerfile", "packages", "mirror", "build_args"))
+                           if k not in ("dockerfile", "packages", "mirror", "build_args",
+                                        "target", "default_registry"))
             if extra:
                 raise ValueError(f"with dockerfile, only packages, mirror and build_args "
                                  f"may be set "
@@ -535,7 +544,11 @@ class Spec(_Model):
     """The whole `corral.toml`."""
 
     project: Project = Field(description="What this spec describes.")
-    images: dict[str, ImageSpec] = Field(default_factory=dict, description="Golden images.")
+    images: dict[str, ImageSpec] = Field(
+        default_factory=dict, description="Golden images.",
+        json_schema_extra={"properties": {"default_registry": {
+            "type": "string", "description": "Registry (HOST[:PORT]) of every image's "
+            "Dockerfile `FROM NAME:TAG` without a host (images.NAME.default_registry)."}}})
     services: dict[str, ServiceSpec] = Field(default_factory=dict, description="Services.")
     observe: ObserveSpec = Field(default_factory=ObserveSpec,
                                  description="Central logs and metrics.")
@@ -548,6 +561,20 @@ class Spec(_Model):
         "releases, instances, router and ledger; see docs/spec.md's Environments.")
     controller: ControllerSpec = Field(default_factory=ControllerSpec,
                                        description="The API on TCP, with tokens.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_registry(cls, data: Any) -> Any:
+        """`[images] default_registry = "HOST"` is a setting, not an image: it becomes
+        each image's `default_registry` unless the image sets its own."""
+        images = data.get("images") if isinstance(data, dict) else None
+        if not isinstance(images, dict) or not isinstance(images.get("default_registry"), str):
+            return data
+        images = dict(images)
+        registry = images.pop("default_registry")
+        images = {name: {"default_registry": registry, **table}
+                  if isinstance(table, dict) else table for name, table in images.items()}
+        return {**data, "images": images}
 
     @model_validator(mode="after")
     def _references(self) -> Spec:
