@@ -1,7 +1,8 @@
 # The two commands a newcomer types: `make demo` and `make test`. Both set up what they need.
 .PHONY: setup demo test lint unit bench lock clean bench-router bench-delivery bench-observe \
         bench-operate bench-images bench-images-transfer bench-cli bench-idle bench-pipeline \
-        bench-dashboard bench-api-stack bench-swarm
+        bench-dashboard bench-api-stack \
+        bench-recovery bench-dockerfile bench-swarm
 
 setup:
 	@bash scripts/setup.sh
@@ -45,6 +46,9 @@ bench-images: setup
 bench-images-transfer: setup
 	.venv/bin/python bench/images_transfer.py
 
+bench-dockerfile: setup
+	.venv/bin/python bench/dockerfile_stages.py
+
 bench-cli: setup
 	.venv/bin/python bench/cli.py
 
@@ -60,6 +64,9 @@ bench-dashboard: setup
 # ASGI_PYTHON=/path/to/python (with starlette and uvicorn) adds the peer ADR 0017 compares.
 bench-api-stack: setup
 	.venv/bin/python bench/api_stack.py
+
+bench-recovery: setup
+	.venv/bin/python bench/recovery.py
 
 # Regenerate the hashed lock file after changing dependencies in pyproject.toml.
 lock:

@@ -18,6 +18,7 @@ from corral.engine.operate.reconcile import Reconciler
 from corral.engine.workspace import Workspace
 from corral.images.fake import FakeImageStore
 from corral.ports.records import Event, Instance, InstanceState
+from corral.ports.store import Store
 from corral.routers.fake import FakeRouter
 from corral.spec.model import ImageSpec, ServiceSpec
 from corral.stores.memory import MemoryStore
@@ -29,8 +30,11 @@ def _event(subject: str) -> Event:
     return Event(at=time.time(), actor="bench", action="bench", subject=subject)
 
 
-def sweep_1000_instances(services: int = 100, replicas: int = 10, runs: int = 30) -> float:
-    store, router, driver, images = MemoryStore(), FakeRouter(), FakeDriver(), FakeImageStore()
+def sweep_1000_instances(services: int = 100, replicas: int = 10, runs: int = 30,
+                         store: Store | None = None) -> float:
+    """Median seconds of one reconcile sweep; `store` (default in memory) holds the state."""
+    store = store if store is not None else MemoryStore()
+    router, driver, images = FakeRouter(), FakeDriver(), FakeImageStore()
     router.ensure_running()
     with tempfile.TemporaryDirectory() as tmp:
         digest = images.build("web", ImageSpec(entrypoint=("app",)), Path(tmp))

@@ -16,6 +16,7 @@ from pydantic.fields import FieldInfo
 
 from corral.spec.duration import duration_keys, format_duration
 from corral.spec.model import (
+    BackupSchedule,
     BlueGreenSpec,
     CanarySpec,
     ContainerDriverSpec,
@@ -40,6 +41,7 @@ OUT = Path(__file__).resolve().parent.parent / "docs" / "spec.md"
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("[project]", Project),
+    ("backup = {…} (in [project])", BackupSchedule),
     ("[images.NAME]", ImageSpec),
     ("copy = [{…}] entries", CopyStep),
     ("run = [{…}] entries", RunStep),

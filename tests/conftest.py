@@ -7,9 +7,12 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from postgres import PostgresCluster, is_installed
 
 CACHE = Path(os.environ.get("CORRAL_TEST_CACHE", Path.home() / ".cache" / "corral-tests"))
 
@@ -50,6 +53,18 @@ def _debootstrap_root_locked(target: Path) -> Path:
 def debian_rootfs() -> Path:
     """A read-only-by-convention Debian root with python3 (tests must not write into it)."""
     return _debootstrap_root(CACHE / "bookworm-python3")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """A real PostgreSQL 15 cluster for the session, in a temporary folder, stopped by pid."""
+    if not is_installed():
+        pytest.skip("PostgreSQL is not installed (make setup installs it)")
+    cluster = PostgresCluster()
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
 
 
 # -- Docker engines (the container and Swarm drivers) ------------------------------------

@@ -12,10 +12,13 @@ Anything else escaping is a bug in corral and keeps its traceback.
     │   └── SandboxUnavailable       bubblewrap is missing or cannot create namespaces
     ├── RouterError                  the router cannot listen, or its control socket fails
     ├── StoreError                   the state database is unreadable or too new
-    │   └── LockHeld                 another deployment of the service holds its lock
+    │   ├── LockHeld                 another deployment of the service holds its lock
+    │   └── Fenced                   this controller lost its lease: it must stop acting
     ├── DeployError                  a deployment failed; the old release keeps serving
     ├── ControllerError              the controller is not running or did not answer
     ├── AccessDenied                 the API refused a request: no, bad or weak credentials
+    ├── BackupError                  a backup cannot be written, or a backup file is
+    │                                truncated, altered or not corral's
     └── NotFound                     a named service, release, image or instance does not exist
 """
 
@@ -79,8 +82,18 @@ class LockHeld(StoreError):
     """Another deployment holds the service's lock."""
 
 
+class Fenced(StoreError):
+    """A write refused because the writer's controller lease has passed to another."""
+
+
 class DeployError(CorralError):
     """A deployment did not reach its target; the previous release still serves."""
+
+
+class BackupError(CorralError):
+    """A backup cannot be taken or restored, or its file fails verification."""
+
+    exit_code = 4  # as `ledger verify` on a broken chain: the evidence is not intact
 
 
 class ControllerError(CorralError):

@@ -12,6 +12,7 @@ import secrets
 import stat
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -158,3 +159,15 @@ def test_no_secret_value_is_anywhere_in_state_images_logs_or_output(vault: Vault
             and any(n in path.read_bytes() for n in needles)]
     assert hits == []
     assert [o for o in vault.outputs if any(v in o for v in vault.values)] == []
+
+
+def test_a_backup_carries_the_secrets_sealed_and_never_their_values(vault: Vault) -> None:
+    out = vault.folder.parent / f"{vault.folder.name}-backup.tar.gz"
+    vault.corral("backup", "-o", str(out))
+    vault.corral("backup", "verify", str(out))
+    with tarfile.open(out) as archive:
+        members = {m.name: archive.extractfile(m).read()  # type: ignore[union-attr]
+                   for m in archive.getmembers() if m.isfile()}
+    assert any(name.endswith("secrets.db") for name in members), sorted(members)
+    needles = [v.encode() for v in vault.values]
+    assert [n for n, data in members.items() if any(x in data for x in needles)] == []

@@ -231,6 +231,18 @@ def test_stop_sends_sigterm_first_and_keeps_the_logs(
     assert not (state_dir / "run/instances/polite").exists()
 
 
+def test_stop_sends_the_images_stopsignal_first(
+        driver: ProcessDriver, spec: Callable[..., InstanceSpec]) -> None:
+    code = ("import signal, sys, time\n"
+            "def bye(number, _):\n    print('got', number, flush=True)\n    sys.exit(0)\n"
+            "for s in (signal.SIGTERM, signal.SIGQUIT):\n    signal.signal(s, bye)\n"
+            "print('ready', flush=True)\nwhile True: time.sleep(60)\n")
+    driver.start(spec("quits", code, stop_signal="SIGQUIT"))
+    poll(lambda: "ready" in stdout_of(driver, "quits"))
+    driver.stop("quits", grace=5)
+    assert stdout_of(driver, "quits") == f"ready\ngot {int(signal.SIGQUIT)}\n"
+
+
 def test_an_exited_app_is_listed_as_not_running_with_its_exit_code(
         driver: ProcessDriver, spec: Callable[..., InstanceSpec], state_dir: Path) -> None:
     driver.start(spec("short", "print('bye'); raise SystemExit(7)"))

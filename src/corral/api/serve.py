@@ -11,32 +11,49 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
 from corral.api.server import ApiServer, Lifecycle, TcpApiServer, tls_context
 from corral.core.access import FailureWindow
 from corral.engine.access.gate import Gate
-from corral.engine.access.private import make_private
 from corral.engine.controller import Controller
+from corral.engine.standby import LeaseKeeper
 from corral.engine.workspace import Workspace
 from corral.errors import ControllerError
+from corral.ports.lease import Lease
 from corral.spec.model import listen_problem
 
 log = logging.getLogger(__name__)
 
 
-def serve(ws: Workspace, ready: threading.Event | None = None,
-          listen: str | None = None) -> None:
-    """Serve the API on the unix socket, and on `listen` (else `[controller] listen`) with
-    tokens, until asked to stop."""
+def serve(ws: Workspace, ready: threading.Event | None = None, *,
+          listen: str | None = None, standby: bool = False) -> None:
+    """Hold the controller lease, then run the controller and its API (the unix socket,
+    and `listen`, else `[controller] listen`, with tokens) until asked to stop. A
+    `standby` waits for the lease (the active controller's death or departure) first."""
     pid_file = ws.run_dir / "controller.pid"
-    if _is_running(pid_file):
+    if not standby and _is_running(pid_file):
         raise ControllerError(f"a controller is already running for {ws.folder} "
                               f"(pid {pid_file.read_text().strip()})",
                               hint="use it, or stop it first with `corral down`")
-    make_private(ws.state_dir)  # an older corral's 0644 databases and log: closed now
+    ws.make_private()  # an older corral's 0644 databases and log: closed now
     lifecycle = Lifecycle()
+    _on_stop_signals(lambda: lifecycle.request(keep_instances=True))
+    keeper = LeaseKeeper(ws.store, on_lost=_stop_acting)
+    stopping = lifecycle.requested
+    if keeper.acquire(standby=standby, stopping=stopping, waiting=_say_standby) is None:
+        return  # stopped while standing by: it never acted
+    keeper.start()
+    try:
+        _run_active(ws, pid_file, ready, lifecycle, listen)
+    finally:
+        keeper.stop()
+
+
+def _run_active(ws: Workspace, pid_file: Path, ready: threading.Event | None,
+                lifecycle: Lifecycle, listen: str | None) -> None:
     tcp = _tcp_server(ws, listen or ws.loaded.spec.controller.listen, lifecycle)
     controller = Controller(ws)
     try:
@@ -50,12 +67,6 @@ def serve(ws: Workspace, ready: threading.Event | None = None,
         tcp.controller = controller
         servers.append(tcp)
     pid_file.write_text(f"{os.getpid()}\n")
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        lifecycle.request(keep_instances=True)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     for server in servers:
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
                          name="api", daemon=True).start()
@@ -106,6 +117,27 @@ def _url_of(server: TcpApiServer | None) -> str:
     host = str(server.server_address[0])
     host = f"[{host}]" if ":" in host else host
     return f"{scheme}://{host}:{server.port}"
+
+
+def _on_stop_signals(handler: Callable[[], None]) -> None:
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        handler()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+
+def _say_standby(current: Lease) -> None:
+    log.info("standby: controller %s is active (epoch %d); waiting for its lease",
+             current.holder, current.epoch)
+
+
+def _stop_acting(why: str) -> None:
+    """The lease is lost: end the process now, mid-step if need be. Instances and the
+    router are separate processes and keep serving; the new active controller resumes
+    every deployment from its persisted steps. Exit code 75 (EX_TEMPFAIL)."""
+    logging.shutdown()
+    os._exit(75)
 
 
 def _is_running(pid_file: os.PathLike[str]) -> bool:

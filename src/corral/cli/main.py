@@ -158,7 +158,7 @@ def cli(ctx: click.Context, verbose: bool, spec_file: str | None, as_json: bool,
 COMMAND_MODULES = ["corral.cli.project", "corral.cli.delivery", "corral.cli.registry",
                    "corral.cli.observe", "corral.cli.operate", "corral.cli.images",
                    "corral.cli.export", "corral.cli.secrets", "corral.cli.pipeline",
-                   "corral.cli.access"]
+                   "corral.cli.access", "corral.cli.recovery"]
 
 
 def main() -> None:

@@ -103,8 +103,15 @@ def schema(ctx: Context) -> None:
 @click.option("--build-arg", "build_arg", multiple=True, metavar="NAME[=VALUE]",
               help="A Dockerfile ARG value (repeatable; NAME alone takes it from the "
               "environment). Needs IMAGE unless every image has a dockerfile.")
+@click.option("--target", metavar="STAGE", help="Build this Dockerfile stage (FROM … AS "
+              "STAGE) instead of the last one.")
+@click.option("--update-bases", is_flag=True, help="Resolve registry bases' tags again and "
+              "move their digests pinned in corral.lock.")
+@click.option("--insecure", is_flag=True, help="Allow plain http to a registry base off "
+              "loopback (loopback registries always use plain http).")
 def build(ctx: Context, image: str | None, check_reproducible: bool,
-          build_arg: tuple[str, ...]) -> None:
+          build_arg: tuple[str, ...], target: str | None, update_bases: bool,
+          insecure: bool) -> None:
     """Build one image of the spec, or all of them; print their digests."""
     from corral.cli.build_args import parse_build_args
     from corral.engine.images.build import build_image
@@ -114,7 +121,11 @@ def build(ctx: Context, image: str | None, check_reproducible: bool,
     if not names:
         raise SpecError(f"{ws.loaded.path.name} has no [images.NAME] section to build")
     args = parse_build_args(build_arg)
-    digests = {name: build_image(ws, name, render.progress, args) for name in names}
+    if target is not None and image is None and len(names) > 1:
+        raise SpecError("--target names a stage of one Dockerfile", hint="name the IMAGE too")
+    digests = {name: build_image(ws, name, render.progress, args, target=target,
+                                 update_bases=update_bases, insecure=insecure)
+               for name in names}
     if check_reproducible:  # images (issue 3): see engine/images/reproducible.py
         import sys
 
@@ -146,9 +157,14 @@ def build(ctx: Context, image: str | None, check_reproducible: bool,
 @click.option("--listen", default=None, metavar="HOST:PORT",
               help="Also serve the API and dashboard on TCP, with tokens "
                    "(default: [controller] listen). Off loopback it needs TLS.")
-def up(ctx: Context, detach: bool, listen: str | None) -> None:
+@click.option("--standby", is_flag=True, help="Wait as the standby of the active controller "
+              "(on one shared store) and take over when it dies; in the foreground only.")
+def up(ctx: Context, detach: bool, listen: str | None, standby: bool) -> None:
     """Start the controller (and the router); -d returns once it answers."""
     ws = ctx.workspace()
+    if detach and standby:
+        raise click.UsageError("--standby runs in the foreground (under your supervisor); "
+                               "drop -d")
     if listen is not None:  # refused here, before a detached start hides it in its log
         from corral.errors import ControllerError
         from corral.spec.model import listen_problem
@@ -172,7 +188,7 @@ def up(ctx: Context, detach: bool, listen: str | None) -> None:
     from corral.api.serve import serve
 
     logging_setup()
-    serve(ws, listen=listen)
+    serve(ws, listen=listen, standby=standby)
 
 
 def logging_setup() -> None:

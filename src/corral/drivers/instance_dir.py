@@ -40,6 +40,7 @@ class InstanceRecord:
     release: int = 0
     image_digest: str = ""
     image_user: str | None = None  # the image's user; the sandbox runs as 65534 regardless
+    stop_signal: str | None = None  # the image's STOPSIGNAL, sent first by stop()
     volumes: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     # what the sandbox was launched as (drivers/snapshot.py), taken once its app ran

@@ -37,7 +37,7 @@ from corral.drivers.sandbox import (
     secret_file_paths,
 )
 from corral.errors import DriverError, SandboxUnavailable
-from corral.ports.records import InstanceSpec, Observed
+from corral.ports.records import InstanceSpec, Observed, signal_number
 from corral.ports.runtime import RuntimeFacts
 
 LAUNCHER = Path(__file__).with_name("launcher.py")
@@ -234,6 +234,7 @@ class ProcessDriver:
             address=f"127.0.0.1:{port}", port=port, argv=list(spec.argv), env=dict(spec.env),
             rootfs=spec.rootfs, started_at=time.time(), service=spec.service,
             release=spec.release, image_digest=spec.image_digest, image_user=spec.user,
+            stop_signal=spec.stop_signal,
             volumes=dict(spec.volumes), labels=dict(spec.labels))
 
     def _await_exec(self, record: InstanceRecord, spec: InstanceSpec) -> None:
@@ -338,9 +339,11 @@ class ProcessDriver:
     def _terminate(self, record: InstanceRecord, grace: float) -> None:
         init = self._sandbox_init(record)
         if init is not None and grace > 0:
-            # the init ignores SIGTERM from outside its namespace; the app's group gets it
+            # the init ignores signals from outside its namespace; the app's group gets the
+            # image's STOPSIGNAL (SIGTERM unless the image says otherwise)
+            first = signal_number(record.stop_signal)
             for group in {c.pgrp for c in procfs.children_of(init.pid)}:
-                _send(group, signal.SIGTERM, group=True)
+                _send(group, first, group=True)
             if self._wait_gone(record, grace):
                 return
         if init is not None and procfs.is_alive(init.pid, init.start_ticks):
@@ -394,7 +397,7 @@ def _first_app(children: list[procfs.ProcStat]) -> procfs.ProcStat | None:
     return min(apps, key=lambda c: c.pid) if apps else None
 
 
-def _send(pid: int, sig: signal.Signals, *, group: bool = False) -> None:
+def _send(pid: int, sig: int, *, group: bool = False) -> None:
     """Send a signal, ignoring a process that exited in between."""
     with contextlib.suppress(ProcessLookupError):
         (os.killpg if group else os.kill)(pid, sig)

@@ -42,6 +42,14 @@ def log_store(path: Path) -> LogStore:
     return SqliteLogStore(path)
 
 
+def copy_sqlite_database(path: Path) -> bytes:
+    """The SQLite database at `path` (the log store, the sealed secrets) copied as of one
+    moment, while others write it (for backups)."""
+    from corral.observe.logcopy import copy_log_database as copy
+
+    return copy(path)
+
+
 def loki_sink(url: str, labels: dict[str, str] | None) -> LokiSink:
     from corral.observe.loki import LokiSink
 

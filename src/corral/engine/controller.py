@@ -79,6 +79,10 @@ class Controller:
         from corral.engine.observe.telemetry import Telemetry
         self.telemetry = Telemetry(ws, self.fleets, self.clock)
         self.loops.insert(0, self.telemetry)
+        # recovery: scheduled backups with retention, when the spec asks for them
+        if ws.loaded.spec.project.backup is not None:
+            from corral.engine.recovery.schedule import ScheduledBackups
+            self.loops.append(ScheduledBackups(ws, ws.loaded.spec.project.backup))
         self.profiler: ThreadProfiler | None = None
 
     # -- life --------------------------------------------------------------------------

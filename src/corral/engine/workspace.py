@@ -30,6 +30,9 @@ if TYPE_CHECKING:  # the ports only type the adapters; importing them costs CLI 
     from corral.spec.load import LoadedSpec
 
 
+SECRETS_DB = "secrets.db"  # sealed secrets, in each environment's state folder
+
+
 def state_dir_of(spec_file: str | Path) -> Path:
     """The state folder of the project whose spec is `spec_file`, named without parsing the
     spec (commands that only talk to the controller skip pydantic's start-up). Raises the
@@ -145,20 +148,31 @@ class Workspace:
     def socket_path(self) -> Path:
         return fitting(self.run_dir / "controller.sock")
 
+    @property
+    def store_url(self) -> str:
+        return store_url(self.state_dir, self.loaded.spec.project.store)
+
+    def make_private(self) -> None:
+        """0700 state folder, 0600 databases: the controller user's. state.db is made here
+        only when it is the store (not with PostgreSQL)."""
+        from corral.engine.access.private import make_private
+
+        local = self.store_url == _local_store_url(self.state_dir)
+        make_private(self.state_dir, ("state.db", "logs.db") if local else ("logs.db",))
+
     @cached_property
     def store(self) -> Store:
-        from corral.engine.access.private import make_private
         from corral.stores.sql import SqlStore
 
-        make_private(self.state_dir)  # 0700 folder, 0600 databases: the controller user's
-        return SqlStore(f"sqlite:///{self.state_dir / 'state.db'}")
+        self.make_private()
+        return SqlStore(self.store_url)
 
     @cached_property
     def secrets(self) -> SecretStore:
         """This environment's secrets, sealed (engine/secrets.py opens them)."""
         from corral.stores.secrets import SqliteSecretStore
 
-        return SqliteSecretStore(self.state_dir / "secrets.db")
+        return SqliteSecretStore(self.state_dir / SECRETS_DB)
 
     @cached_property
     def tokens(self) -> TokenBook:
@@ -219,7 +233,7 @@ class StateFolder:
     def store(self) -> Store:
         from corral.stores.sql import SqlStore
 
-        return SqlStore(f"sqlite:///{self.path / 'state.db'}")
+        return SqlStore(store_url(self.path, None))
 
     @cached_property
     def driver(self) -> Driver:
@@ -238,6 +252,25 @@ class StateFolder:
         from corral.routers.builtin.client import BuiltinRouter
 
         return BuiltinRouter(run_dir)
+
+
+def sqlite_store(state_dir: Path) -> Store:
+    """The embedded SQLite store in `state_dir`, whatever the project is configured with
+    (a restore drill's scratch copy)."""
+    from corral.stores.sql import SqlStore
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    return SqlStore(f"sqlite:///{state_dir / 'state.db'}")
+
+
+def store_url(state_dir: Path, configured: str | None) -> str:
+    """The state database: CORRAL_STORE, else the spec's `[project] store`, else the
+    embedded SQLite file in the state folder."""
+    return os.environ.get("CORRAL_STORE") or configured or _local_store_url(state_dir)
+
+
+def _local_store_url(state_dir: Path) -> str:
+    return f"sqlite:///{state_dir / 'state.db'}"
 
 
 def current_actor() -> str:

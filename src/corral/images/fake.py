@@ -50,7 +50,7 @@ class FakeImageStore:
 
     def build(self, name: str, image: ImageSpec, context: Path, *,
               labels: dict[str, str] | None = None, progress: Progress | None = None,
-              dry: bool = False) -> str:
+              dry: bool = False, update_bases: bool = False, insecure: bool = False) -> str:
         if image.dockerfile:
             raise ImageError("Dockerfile builds are not supported yet", hint="(fake store)")
         if image.run and image.base == "scratch":

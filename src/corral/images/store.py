@@ -54,13 +54,16 @@ class LocalImageStore:
 
     def build(self, name: str, image: ImageSpec, context: Path, *,
               labels: dict[str, str] | None = None, progress: Progress | None = None,
-              dry: bool = False) -> str:
+              dry: bool = False, update_bases: bool = False, insecure: bool = False) -> str:
+        from corral.images.build.builder import BuildOptions
+
         if not _NAME.match(name):
             raise ImageError(f"image name {name!r} is not valid",
                              hint="use lowercase letters, digits, '.', '_' and '-'")
         say = progress or (lambda _: None)
         with self.layout.building():
-            digest, size = self.builder.build(image, context, labels, say)
+            digest, size = self.builder.build(image, context, labels, say,
+                                              BuildOptions(update_bases, insecure))
             if dry:  # `corral plan`: the index (tags, referrers) stays as it was
                 return digest
             descriptor = {"mediaType": MANIFEST_MEDIA_TYPE, "digest": digest, "size": size}

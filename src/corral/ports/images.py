@@ -19,9 +19,14 @@ Progress = Callable[[str], None]
 class ImageStore(Protocol):
     def build(self, name: str, image: ImageSpec, context: Path, *,
               labels: dict[str, str] | None = None,
-              progress: Progress | None = None, dry: bool = False) -> str:
+              progress: Progress | None = None, dry: bool = False,
+              update_bases: bool = False, insecure: bool = False) -> str:
         """Build `image` with files from `context`; tag it `name:latest`; return the manifest
         digest. The same inputs give the same digest. Raises ImageError.
+
+        Registry bases are pinned by digest in corral.lock beside the spec; `update_bases`
+        resolves their tags again and moves the pins; `insecure` allows plain http to a
+        registry off loopback.
 
         `dry` (for `corral plan`): the digest only; no tag moves and nothing is attached
         (content-addressed blobs and the step cache may be written, for the next build)."""

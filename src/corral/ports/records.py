@@ -183,10 +183,29 @@ class InstanceSpec:
     port: int = 8000  # what the app listens on; the process driver replaces it per instance
     volumes: dict[str, str] = field(default_factory=dict)  # host path -> path inside
     labels: dict[str, str] = field(default_factory=dict)
+    stop_signal: str | None = None  # the image's STOPSIGNAL (SIGINT, QUIT, 3); None: SIGTERM
     # Secret values, opened for this start only: a driver hands them to the instance and
     # never records, logs or shows them (repr=False keeps them out of any message).
     secret_env: dict[str, str] = field(default_factory=dict, repr=False)
     secret_files: dict[str, str] = field(default_factory=dict, repr=False)  # path -> value
+
+
+def signal_number(name: str | None) -> int:
+    """The number of a STOPSIGNAL value as Docker accepts it (SIGINT, INT, 2); SIGTERM for
+    None or a value this host does not know (the builder refuses those).
+
+    >>> signal_number("QUIT"), signal_number("SIGINT"), signal_number("9"), signal_number(None)
+    (3, 2, 9, 15)
+    """
+    import signal
+
+    if not name:
+        return int(signal.SIGTERM)
+    if name.isdigit():
+        return int(name)
+    text = name.upper()
+    found = signal.Signals.__members__.get(text if text.startswith("SIG") else "SIG" + text)
+    return int(found if found is not None else signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -227,6 +246,7 @@ class ImageConfig:
     ports: tuple[int, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
     healthcheck: ImageHealthcheck | None = None
+    stop_signal: str | None = None  # STOPSIGNAL: what the driver sends first when stopping
 
 
 @dataclass(frozen=True)

@@ -39,11 +39,30 @@ def _check_env(env: _Env) -> _Env:
     return env
 
 
+class BackupSchedule(_Model):
+    """`backup = { every = "1h", keep = 24 }`: backups the controller takes by itself."""
+
+    every: Duration = Field(description="Time between backups, e.g. 1h, 30m.", gt=0)
+    keep: int = Field(default=24, ge=1, description="Newest scheduled backups kept; older "
+                      "ones are deleted after each new one.")
+    folder: str = Field(default=".corral/backups", description="Where they are written, "
+                        "relative to the spec's folder (a mounted remote disk, ideally).")
+
+
 class Project(_Model):
     """[project]: what this spec describes."""
 
     name: str = Field(description="Project name; labels every image and instance.",
                       pattern=NAME_PATTERN)
+    store: str | None = Field(
+        default=None,
+        description="Where state and the ledger live: none is SQLite in .corral/state.db; "
+                    "\"postgresql://USER@HOST/DATABASE\" (or \"postgresql:///DB?host=/SOCKET_DIR\")"
+                    " is PostgreSQL, shared by a standby controller. The CORRAL_STORE "
+                    "variable overrides it; keep passwords in ~/.pgpass, not in the spec.")
+    backup: BackupSchedule | None = Field(
+        default=None, description="Scheduled backups taken by the running controller, "
+        "with retention; none: only `corral backup`.")
 
 
 class CopyStep(_Model):
@@ -134,6 +153,14 @@ class ImageSpec(_Model):
         default=None, description="Build from this Dockerfile (relative to the spec's folder, "
         "which is the build context) instead of the keys above; `packages` then go into "
         "`FROM debian:SUITE`.")
+    target: str | None = Field(
+        default=None, description="The Dockerfile stage to build (FROM … AS NAME); default: "
+        "the last one. Only the stages it needs are built.")
+    default_registry: str | None = Field(
+        default=None, description="Registry (HOST[:PORT]) for a Dockerfile's `FROM NAME:TAG` "
+        "without a host, e.g. python:3.11-slim → HOST/library/python:3.11-slim. Set it for "
+        "every image with `[images] default_registry = \"HOST\"`. Unset: such a FROM is an "
+        "error, never a silent pull from Docker Hub.")
 
     @field_validator("env")
     @classmethod
@@ -152,7 +179,8 @@ class ImageSpec(_Model):
             raise ValueError("packages can only be installed on a debian:SUITE base")
         if self.dockerfile:  # images.dockerfile: the Dockerfile says the rest
             extra = sorted(type(self).model_fields[k].alias or k for k in self.model_fields_set
-                           if k not in ("dockerfile", "packages", "mirror", "build_args"))
+                           if k not in ("dockerfile", "packages", "mirror", "build_args",
+                                        "target", "default_registry"))
             if extra:
                 raise ValueError(f"with dockerfile, only packages, mirror and build_args "
                                  f"may be set "
@@ -553,7 +581,11 @@ class Spec(_Model):
     """The whole `corral.toml`."""
 
     project: Project = Field(description="What this spec describes.")
-    images: dict[str, ImageSpec] = Field(default_factory=dict, description="Golden images.")
+    images: dict[str, ImageSpec] = Field(
+        default_factory=dict, description="Golden images.",
+        json_schema_extra={"properties": {"default_registry": {
+            "type": "string", "description": "Registry (HOST[:PORT]) of every image's "
+            "Dockerfile `FROM NAME:TAG` without a host (images.NAME.default_registry)."}}})
     services: dict[str, ServiceSpec] = Field(default_factory=dict, description="Services.")
     observe: ObserveSpec = Field(default_factory=ObserveSpec,
                                  description="Central logs and metrics.")
@@ -567,6 +599,20 @@ class Spec(_Model):
         "releases, instances, router and ledger; see docs/spec.md's Environments.")
     controller: ControllerSpec = Field(default_factory=ControllerSpec,
                                        description="The API on TCP, with tokens.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_registry(cls, data: Any) -> Any:
+        """`[images] default_registry = "HOST"` is a setting, not an image: it becomes
+        each image's `default_registry` unless the image sets its own."""
+        images = data.get("images") if isinstance(data, dict) else None
+        if not isinstance(images, dict) or not isinstance(images.get("default_registry"), str):
+            return data
+        images = dict(images)
+        registry = images.pop("default_registry")
+        images = {name: {"default_registry": registry, **table}
+                  if isinstance(table, dict) else table for name, table in images.items()}
+        return {**data, "images": images}
 
     @model_validator(mode="after")
     def _references(self) -> Spec:

@@ -8,10 +8,13 @@ It must not persist anything or be shared between processes.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
 from corral.errors import NotFound
+from corral.ports.lease import Lease
 from corral.ports.ledger import EventFilter, RawEvent
 from corral.ports.records import (
     Deployment,
@@ -26,6 +29,9 @@ from corral.stores.rules import (
     as_json_data,
     describe_lock_holder,
     dump_json,
+    fenced_error,
+    grant_lease,
+    is_same_lease,
     link_event,
     with_detail,
 )
@@ -46,6 +52,18 @@ class MemoryStore:
         self._progress: dict[int, dict[str, Any]] = {}
         self._traffic: dict[str, dict[str, Any]] = {}
         self._marks: dict[tuple[str, int], str] = {}
+        self._leases: dict[str, Lease] = {}
+        self._fence: Lease | None = None
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """The guard of a write, refused (Fenced) once the fence lease has passed on."""
+        with self._guard:
+            if self._fence is not None:
+                stored = self._leases.get(self._fence.name)
+                if not is_same_lease(stored, self._fence):
+                    raise fenced_error(stored, self._fence)
+            yield
 
     def _append(self, event: Event) -> Event:
         last = self._ledger[-1] if self._ledger else None
@@ -58,7 +76,7 @@ class MemoryStore:
                     config: dict[str, Any], created_at: float, event: Event,
                     git_commit: str | None = None,
                     git_commit_time: float | None = None) -> Release:
-        with self._guard:
+        with self._writing():
             known = self._releases.setdefault(service, [])
             release = Release(service=service, version=len(known) + 1,
                               image_digest=image_digest, config_digest=config_digest,
@@ -90,7 +108,7 @@ class MemoryStore:
 
     # -- service: which release is live ---------------------------------------------
     def set_live_release(self, service: str, version: int | None, event: Event) -> None:
-        with self._guard:
+        with self._writing():
             if version is not None and self.get_release(service, version) is None:
                 raise NotFound(f"service {service!r} has no release v{version}",
                                hint=f"`corral releases {service}` lists its releases")
@@ -107,7 +125,7 @@ class MemoryStore:
 
     # -- instances -------------------------------------------------------------------
     def put_instance(self, instance: Instance, event: Event | None = None) -> None:
-        with self._guard:
+        with self._writing():
             self._instances[instance.id] = replace(instance,
                                                    state=InstanceState(instance.state))
             if event is not None:
@@ -129,7 +147,7 @@ class MemoryStore:
     def create_deployment(self, service: str, strategy: str, from_release: int | None,
                           to_release: int, replicas: int, started_at: float,
                           event: Event) -> Deployment:
-        with self._guard:
+        with self._writing():
             deployment = Deployment(id=len(self._deployments) + 1, service=service,
                                     strategy=strategy, from_release=from_release,
                                     to_release=to_release, outcome=DeploymentOutcome.RUNNING,
@@ -141,7 +159,7 @@ class MemoryStore:
 
     def finish_deployment(self, deployment_id: int, outcome: DeploymentOutcome,
                           ended_at: float, reason: str | None, event: Event) -> Deployment:
-        with self._guard:
+        with self._writing():
             if deployment_id not in self._deployments:
                 raise _no_deployment(deployment_id)
             finished = replace(self._deployments[deployment_id],
@@ -153,7 +171,7 @@ class MemoryStore:
 
     def add_step(self, deployment_id: int, kind: str, detail: dict[str, Any],
                  at: float) -> DeploymentStep:
-        with self._guard:
+        with self._writing():
             if deployment_id not in self._steps:
                 raise _no_deployment(deployment_id)
             steps = self._steps[deployment_id]
@@ -177,7 +195,7 @@ class MemoryStore:
 
     # -- progressive delivery ----------------------------------------------------------
     def save_progress(self, deployment_id: int, progress: dict[str, Any], at: float) -> None:
-        with self._guard:
+        with self._writing():
             if deployment_id not in self._deployments:
                 raise _no_deployment(deployment_id)
             self._progress[deployment_id] = as_json_data(progress)
@@ -188,7 +206,7 @@ class MemoryStore:
             return as_json_data(found) if found is not None else None
 
     def set_traffic(self, service: str, traffic: dict[str, Any] | None, event: Event) -> None:
-        with self._guard:
+        with self._writing():
             if traffic is None:
                 self._traffic.pop(service, None)
             else:
@@ -202,7 +220,7 @@ class MemoryStore:
 
     def set_release_mark(self, service: str, version: int, bad: str | None,
                          event: Event) -> None:
-        with self._guard:
+        with self._writing():
             if self.get_release(service, version) is None:
                 raise NotFound(f"release {service} v{version} does not exist",
                                hint=f"`corral releases {service}` lists them")
@@ -218,7 +236,7 @@ class MemoryStore:
 
     # -- locks -----------------------------------------------------------------------
     def acquire_lock(self, name: str, holder: str, now: float, ttl: float) -> str | None:
-        with self._guard:
+        with self._writing():
             current = self._locks.get(name)
             if current is not None and current[0] != holder and current[1] > now:
                 return describe_lock_holder(*current)
@@ -226,13 +244,42 @@ class MemoryStore:
             return None
 
     def release_lock(self, name: str, holder: str) -> None:
-        with self._guard:
+        with self._writing():
             if name in self._locks and self._locks[name][0] == holder:
                 del self._locks[name]
 
+    # -- the controller lease -------------------------------------------------------
+    def acquire_lease(self, name: str, holder: str, now: float, ttl: float, *,
+                      replacing: Lease | None = None) -> Lease | None:
+        with self._guard:
+            granted = grant_lease(self._leases.get(name), name, holder, now, ttl, replacing)
+            if granted is not None:
+                self._leases[name] = granted
+            return granted
+
+    def renew_lease(self, lease: Lease, now: float, ttl: float) -> Lease | None:
+        with self._guard:
+            stored = self._leases.get(lease.name)
+            if not is_same_lease(stored, lease) or stored is None or stored.expires_at <= now:
+                return None
+            self._leases[lease.name] = replace(lease, expires_at=now + ttl)
+            return self._leases[lease.name]
+
+    def release_lease(self, lease: Lease) -> None:
+        with self._guard:
+            if is_same_lease(self._leases.get(lease.name), lease):
+                del self._leases[lease.name]
+
+    def current_lease(self, name: str) -> Lease | None:
+        with self._guard:
+            return self._leases.get(name)
+
+    def fence(self, lease: Lease | None) -> None:
+        self._fence = lease
+
     # -- ledger ----------------------------------------------------------------------
     def append_event(self, event: Event) -> Event:
-        with self._guard:
+        with self._writing():
             return _copy_event(self._append(event))
 
     def events(self, since_seq: int = 0, limit: int | None = None) -> list[Event]:

@@ -30,7 +30,7 @@ def _create_schema_1(conn: Connection) -> None:
     tables.metadata.create_all(conn, tables=schema, checkfirst=False)
     if conn.dialect.name == "sqlite":
         # Releases are the audit trail of what ran; the database itself refuses edits, so
-        # a bug or a hand-written UPDATE cannot rewrite history. (PostgreSQL: a later step.)
+        # a bug or a hand-written UPDATE cannot rewrite history. (PostgreSQL: step 3.)
         for verb in ("UPDATE", "DELETE"):
             conn.exec_driver_sql(
                 f"CREATE TRIGGER releases_no_{verb.lower()} BEFORE {verb} ON releases "
@@ -43,11 +43,45 @@ def _create_delivery_tables(conn: Connection) -> None:
                                              d.release_marks], checkfirst=False)
 
 
+_INSERT_ONLY = {"releases": "releases are insert-only", "events": "the ledger is insert-only"}
+
+
+def _refuse_edits_of_history(conn: Connection) -> None:
+    """Releases and the ledger insert-only in the database itself, on both stores: on
+    PostgreSQL by triggers (UPDATE, DELETE and TRUNCATE); on SQLite the ledger joins the
+    releases that step 1 protects. A hand-written edit then needs a dropped trigger first,
+    and `ledger verify` still catches it through the hash chain."""
+    if conn.dialect.name == "sqlite":
+        for verb in ("UPDATE", "DELETE"):
+            conn.exec_driver_sql(
+                f"CREATE TRIGGER events_no_{verb.lower()} BEFORE {verb} ON events "
+                f"BEGIN SELECT RAISE(ABORT, '{_INSERT_ONLY['events']}'); END")
+        return
+    conn.exec_driver_sql(
+        "CREATE FUNCTION corral_insert_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        "BEGIN RAISE EXCEPTION USING MESSAGE = TG_ARGV[0], ERRCODE = 'restrict_violation'; "
+        "END $$")
+    for table, message in _INSERT_ONLY.items():
+        conn.exec_driver_sql(
+            f"CREATE TRIGGER {table}_insert_only BEFORE UPDATE OR DELETE ON {table} "
+            f"FOR EACH ROW EXECUTE FUNCTION corral_insert_only('{message}')")
+        conn.exec_driver_sql(
+            f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION corral_insert_only('{message}')")
+
+
+def _create_leases(conn: Connection) -> None:
+    tables.leases.create(conn, checkfirst=False)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "releases, services, instances, deployments, steps, ledger, locks",
               _create_schema_1),
     Migration(2, "progressive delivery: deployment progress, service traffic, release marks",
               _create_delivery_tables),
+    Migration(3, "releases and the ledger insert-only in the database, on both stores",
+              _refuse_edits_of_history),
+    Migration(4, "the controller lease with its fencing epoch", _create_leases),
 )
 LATEST = MIGRATIONS[-1].version
 

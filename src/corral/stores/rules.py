@@ -11,6 +11,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from corral.errors import Fenced
+from corral.ports.lease import Lease
 from corral.ports.records import Event
 
 GENESIS_HASH = "0" * 64
@@ -58,3 +60,31 @@ def describe_lock_holder(holder: str, expires_at: float) -> str:
     """
     until = datetime.fromtimestamp(expires_at, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return f"held by {holder} until {until}"
+
+
+def grant_lease(current: Lease | None, name: str, holder: str, now: float, ttl: float,
+                replacing: Lease | None) -> Lease | None:
+    """The lease `acquire_lease` stores, or None if `current` still excludes `holder`.
+
+    e.g. current (a, epoch 3, until 100): b at 90 -> None; b at 101 -> (b, 4, 101 + ttl);
+    a at 90 -> (a, 3, 90 + ttl); b at 90 replacing exactly that lease -> (b, 4, 90 + ttl).
+    """
+    if current is None:
+        return Lease(name, holder, 1, now + ttl)
+    if current.holder == holder and current.expires_at > now:
+        return Lease(name, holder, current.epoch, now + ttl)
+    if current.expires_at > now and current != replacing:
+        return None
+    return Lease(name, holder, current.epoch + 1, now + ttl)
+
+
+def is_same_lease(stored: Lease | None, held: Lease) -> bool:
+    """Whether `held` is still the stored lease (holder and epoch; expiry may have moved)."""
+    return stored is not None and (stored.holder, stored.epoch) == (held.holder, held.epoch)
+
+
+def fenced_error(stored: Lease | None, held: Lease) -> Fenced:
+    now_held = f"held by {stored.holder} (epoch {stored.epoch})" if stored else "released"
+    return Fenced(f"this controller ({held.holder}, epoch {held.epoch}) lost the "
+                  f"{held.name} lease, now {now_held}: it must stop acting",
+                  hint="the active controller now runs this project; this one stops")

@@ -1,8 +1,10 @@
-"""SqlStore: the Store port on SQLAlchemy 2 Core over SQLite (WAL), shared by processes.
+"""SqlStore: the Store port on SQLAlchemy 2 Core over SQLite (WAL) or PostgreSQL, shared
+by processes.
 
-Every write runs in one BEGIN IMMEDIATE transaction that also appends its ledger event, so
-two processes (controller, CLI) serialize on the database lock and never fork the chain.
-Queries stay portable SQL; only engine setup is SQLite-specific. No business rules here.
+Every write runs in one serialized transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL: an
+advisory lock) that also appends its ledger event, so two processes (controller, CLI) never
+fork the chain. Queries stay portable SQL; only engine setup is database-specific
+(engines.py). No business rules here.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from sqlalchemy import Connection, delete, func, insert, or_, select, update
 from sqlalchemy import exc as sa_exc
 
 from corral.errors import NotFound, StoreError
+from corral.ports.lease import Lease
 from corral.ports.ledger import EventFilter, RawEvent
 from corral.ports.records import (
     Deployment,
@@ -26,32 +29,47 @@ from corral.ports.records import (
     InstanceState,
     Release,
 )
+from corral.ports.snapshot import StoreSnapshot
 from corral.stores import rows
 from corral.stores.delivery_tables import deployment_progress, release_marks, service_traffic
+from corral.stores.engines import describe, open_engine
 from corral.stores.migrations import is_current, migrate
 from corral.stores.rules import (
     as_json_data,
     describe_lock_holder,
     dump_json,
+    fenced_error,
+    grant_lease,
+    is_same_lease,
     link_event,
     with_detail,
 )
-from corral.stores.sqlite import WRITE_OPTION, sqlite_engine
+from corral.stores.snapshot import read_snapshot, write_snapshot
+from corral.stores.sqlite import WRITE_OPTION
 from corral.stores.tables import (
     deployment_steps,
     deployments,
     events,
     instances,
+    leases,
     locks,
     releases,
     services,
 )
 
 _LIVE_STATES = [s.value for s in InstanceState if s.is_live]
+_UNUSABLE_HINTS = {
+    "sqlite": "check that the file is readable and writable, that the disk is not full, "
+              "and that no other program holds it locked",
+    "postgresql": "check that the PostgreSQL server is running and reachable at that URL, "
+                  "that the user may connect to the database, and that no other program "
+                  "holds corral's write lock for long",
+}
 
 
 class SqlStore:
-    """The state database at `url`, e.g. "sqlite:////abs/project/.corral/state.db".
+    """The state database at `url`, e.g. "sqlite:////abs/project/.corral/state.db" or
+    "postgresql://corral@db.example/corral".
 
     Opening migrates the schema. `busy_timeout` is how long a write waits for another
     process holding the database lock before failing with StoreError.
@@ -59,9 +77,10 @@ class SqlStore:
 
     def __init__(self, url: str, *, busy_timeout: float = 30.0) -> None:
         self.url = url
-        self._engine = sqlite_engine(url, busy_timeout)
+        self._engine = open_engine(url, busy_timeout)
         self._writer = self._engine.execution_options(**{WRITE_OPTION: True})
-        self._where = self._engine.url.database or url
+        self._where = describe(self._engine)
+        self._fence: Lease | None = None
         with self._read() as conn:
             up_to_date = is_current(conn, self._where)
         if not up_to_date:
@@ -71,6 +90,18 @@ class SqlStore:
     # -- transactions ----------------------------------------------------------------
     @contextmanager
     def _write(self) -> Iterator[Connection]:
+        """A serialized write transaction, refused (Fenced) once this store's fence lease
+        has passed to another holder: checked inside the transaction, so no write of a
+        controller that lost its lease lands after its successor's first."""
+        with self._write_unfenced() as conn:
+            if self._fence is not None:
+                stored = _read_lease(conn, self._fence.name)
+                if not is_same_lease(stored, self._fence):
+                    raise fenced_error(stored, self._fence)
+            yield conn
+
+    @contextmanager
+    def _write_unfenced(self) -> Iterator[Connection]:
         with self._failures_explained(), self._writer.begin() as conn:
             yield conn
 
@@ -86,8 +117,7 @@ class SqlStore:
         except sa_exc.OperationalError as exc:
             raise StoreError(
                 f"the state database {self._where} cannot be used: {exc.orig}",
-                hint="check that the file is readable and writable, that the disk is not "
-                     "full, and that no other program holds it locked") from exc
+                hint=_UNUSABLE_HINTS[self._engine.dialect.name]) from exc
         except sa_exc.DatabaseError as exc:
             raise StoreError(
                 f"the state database {self._where} is unreadable: {exc.orig}",
@@ -328,6 +358,37 @@ class SqlStore:
         with self._write() as conn:
             conn.execute(delete(locks).where(locks.c.name == name, locks.c.holder == holder))
 
+    # -- the controller lease (ports/lease.py) ---------------------------------------
+    def acquire_lease(self, name: str, holder: str, now: float, ttl: float, *,
+                      replacing: Lease | None = None) -> Lease | None:
+        with self._write_unfenced() as conn:
+            granted = grant_lease(_read_lease(conn, name), name, holder, now, ttl, replacing)
+            if granted is not None:
+                _store_lease(conn, granted)
+            return granted
+
+    def renew_lease(self, lease: Lease, now: float, ttl: float) -> Lease | None:
+        with self._write_unfenced() as conn:
+            stored = _read_lease(conn, lease.name)
+            if not is_same_lease(stored, lease) or stored is None or stored.expires_at <= now:
+                return None
+            renewed = Lease(lease.name, lease.holder, lease.epoch, now + ttl)
+            _store_lease(conn, renewed)
+            return renewed
+
+    def release_lease(self, lease: Lease) -> None:
+        with self._write_unfenced() as conn:
+            conn.execute(delete(leases).where(leases.c.name == lease.name,
+                                              leases.c.holder == lease.holder,
+                                              leases.c.epoch == lease.epoch))
+
+    def current_lease(self, name: str) -> Lease | None:
+        with self._read() as conn:
+            return _read_lease(conn, name)
+
+    def fence(self, lease: Lease | None) -> None:
+        self._fence = lease
+
     # -- ledger ----------------------------------------------------------------------
     def append_event(self, event: Event) -> Event:
         with self._write() as conn:
@@ -365,15 +426,41 @@ class SqlStore:
     def raw_events(self, since_seq: int = 0, limit: int | None = None) -> list[RawEvent]:
         # The plain DB-API cursor: verifying 100,000 entries spends most of its time reading
         # them, and SQLAlchemy's row objects would double that.
+        mark = "?" if self._engine.dialect.name == "sqlite" else "%s"
         sql = ("SELECT seq, at, actor, action, subject, detail, prev_hash, hash FROM events "
-               "WHERE seq > ? ORDER BY seq" + (" LIMIT ?" if limit is not None else ""))
+               f"WHERE seq > {mark} ORDER BY seq" + (f" LIMIT {mark}" if limit is not None
+                                                     else ""))
         params = (since_seq,) if limit is None else (since_seq, limit)
         with self._read() as conn:
             cursor = conn.connection.driver_connection.execute(sql, params)  # type: ignore[union-attr]
             return [RawEvent(*r) for r in cursor.fetchall()]
 
+    # -- snapshots (backup, restore) ---------------------------------------------------
+    def snapshot(self) -> StoreSnapshot:
+        reader = self._engine
+        if reader.dialect.name == "postgresql":  # one snapshot for every table's query
+            reader = reader.execution_options(isolation_level="REPEATABLE READ")
+        with self._failures_explained(), reader.begin() as conn:
+            return read_snapshot(conn)
+
+    def load_snapshot(self, snapshot: StoreSnapshot) -> None:
+        with self._write() as conn:
+            write_snapshot(conn, snapshot, self._where)
+
     def close(self) -> None:
         self._engine.dispose()
+
+
+def _read_lease(conn: Connection, name: str) -> Lease | None:
+    row = conn.execute(select(leases).where(leases.c.name == name)).first()
+    return Lease(row.name, row.holder, row.epoch, row.expires_at) if row else None
+
+
+def _store_lease(conn: Connection, lease: Lease) -> None:
+    values = {"holder": lease.holder, "epoch": lease.epoch, "expires_at": lease.expires_at}
+    if not conn.execute(update(leases).where(leases.c.name == lease.name)
+                        .values(values)).rowcount:
+        conn.execute(insert(leases).values(name=lease.name, **values))
 
 
 def _no_deployment(deployment_id: int) -> NotFound:

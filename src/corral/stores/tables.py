@@ -105,3 +105,12 @@ locks = Table(
     Column("holder", Text, nullable=False),
     Column("expires_at", Double, nullable=False),
 )
+
+# Schema 4: the controller lease (ports/lease.py); epoch is the fencing token.
+leases = Table(
+    "leases", metadata,
+    Column("name", Text, primary_key=True),
+    Column("holder", Text, nullable=False),
+    Column("epoch", Integer, nullable=False),
+    Column("expires_at", Double, nullable=False),
+)

@@ -10,7 +10,8 @@ import pytest
 from corral.errors import ImageError
 from corral.images import LocalImageStore
 from corral.images.build.dockerfile import plan_dockerfile
-from corral.images.build.dockerfile_syntax import read_instructions, substitute
+from corral.images.build.dockerfile_parser import parse_dockerfile
+from corral.images.build.dockerfile_syntax import substitute
 from corral.images.build.plan import PlanRun
 from corral.spec.model import CopyStep, ImageSpec
 
@@ -40,8 +41,8 @@ def test_continuations_and_comments_make_logical_lines_with_their_first_line(
     path = tmp_path / "Dockerfile"
     path.write_text("# a comment\nFROM scratch\nRUN echo a \\\n  # inside\n  && echo b\n\n"
                     "ENV A=1\n")
-    lines = [(i.line, i.keyword, i.args) for i in read_instructions(path)]
-    assert lines == [(2, "FROM", "scratch"), (3, "RUN", "echo a  && echo b"), (7, "ENV", "A=1")]
+    lines = [(i.line, i.name, i.args) for i in parse_dockerfile(path.read_text()).nodes]
+    assert lines == [(2, "FROM", "scratch"), (3, "RUN", "echo a   && echo b"), (7, "ENV", "A=1")]
 
 
 @pytest.mark.parametrize(("text", "values", "expected"), [
@@ -59,6 +60,7 @@ def test_every_supported_instruction_lands_in_the_plan(tmp_path: Path) -> None:
     plan = _plan(tmp_path, """
 ARG VERSION=3
 FROM scratch
+ARG VERSION
 ENV APP_VERSION=$VERSION GREETING="hello world"
 WORKDIR /srv
 WORKDIR app
@@ -68,7 +70,7 @@ LABEL team=shop "org.example.note"="two words"
 EXPOSE 8000 9000/tcp
 USER 1000:1000
 ENTRYPOINT ["python3", "server.py"]
-CMD --verbose
+CMD verbose
 """)
     assert plan.base == "scratch"
     assert plan.steps == (
@@ -78,7 +80,7 @@ CMD --verbose
     assert meta.env == {"APP_VERSION": "3", "GREETING": "hello world"}
     assert (meta.workdir, meta.user, meta.ports) == ("/srv/app", "1000:1000", (8000, 9000))
     assert meta.entrypoint == ("python3", "server.py")
-    assert meta.cmd == ("/bin/sh", "-c", "--verbose")
+    assert meta.cmd == ("/bin/sh", "-c", "verbose")
     assert meta.labels == {"team": "shop", "org.example.note": "two words"}
 
 
@@ -105,19 +107,25 @@ def test_from_an_image_built_by_corral_uses_the_local_layout(tmp_path: Path) -> 
     ("FROM scratch\nHEALTHCHECK NONE true\n", 2, "NONE takes no"),
     ("FROM scratch\nHEALTHCHECK true\n", 2, "HEALTHCHECK \\[flags\\] CMD"),
     ("FROM scratch\n\nONBUILD RUN x\n", 3, "ONBUILD is not supported"),
-    ("FROM debian:bookworm AS build\n", 1, "multi-stage"),
-    ("FROM scratch\nFROM scratch\n", 2, "second FROM"),
+    ("FROM scratch AS a\nFROM scratch AS A\n", 2, "already defined"),
+    ("FROM scratch AS\n", 1, "FROM IMAGE AS NAME"),
     ("FROM python:3.12-slim\n", 1, "never pulls from Docker Hub"),
+    ("FROM scratch\nCMD --verbose\n", 2, "CMD takes no flags"),
+    ("FROM scratch\nVOLUME /data\n", 2, 'volumes = { data = "/data" }'),
+    ("FROM scratch\nSHELL bash -c\n", 2, "JSON form"),
+    ("FROM scratch\nSTOPSIGNAL SIGBOGUS\n", 2, "not a signal"),
+    ("FROM scratch\nRUN --mount=type=secret,id=x cat /x\n", 2, "only type=cache"),
+    ("FROM scratch\nRUN cat <<EOF\nx\n", 2, "unterminated heredoc"),
+    ("# escape=x\nFROM scratch\n", 1, "invalid escape token"),
     ("FROM scratch\nADD https://example.com/x.tgz /x\n", 2, "is a URL"),
     ("FROM scratch\nADD app.tar.gz /x\n", 2, "does not unpack archives"),
-    ("FROM scratch\nCOPY --from=build /a /a\n", 2, "--from is not supported"),
+    ("FROM scratch\nCOPY --from=build /a /a\n", 2, "'build' names no registry host"),
     ("FROM scratch\nCOPY ../secret /a\n", 2, "outside the build context"),
     ("FROM scratch\nCOPY --chown=app app /app\n", 2, "numeric uid"),
     ("FROM debian:bookworm\nUSER 1000\nRUN id\n", 3, "RUN after USER"),
     ("FROM scratch\nEXPOSE 53/udp\n", 2, "only tcp"),
-    ("FROM scratch\nCMD [\"a\", 1]\n", 2, "JSON array of strings"),
+    ("FROM scratch\nCMD [\"a\", 1]\n", 2, "arrays must be comprised of strings"),
     ("COPY app /app\n", 1, "before FROM"),
-    ("FROM scratch\nRUN cat <<EOF\nx\nEOF\n", 2, "heredocs"),
 ])
 def test_what_corral_cannot_build_is_an_error_naming_file_line_and_instruction(
         tmp_path: Path, text: str, line: int, message: str) -> None:

@@ -18,21 +18,21 @@ _ALSO_CLOSED = ("state.db-wal", "state.db-shm", "logs.db-wal", "logs.db-shm", "t
                 "tokens.lock", "run/controller.log", "run/controller.pid")
 
 
-def make_private(state_dir: Path) -> None:
-    """Create `state_dir` (and run/) 0700 and its databases 0600; close what exists."""
+def make_private(state_dir: Path, databases: tuple[str, ...] = PRIVATE_FILES) -> None:
+    """Create `state_dir` (and run/) 0700 and its `databases` 0600; close what exists."""
     for folder in (state_dir, state_dir / "run"):
         try:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         except PermissionError:
             continue
         _chmod(folder, 0o700)
-    for name in PRIVATE_FILES:
+    for name in databases:
         try:
             os.close(os.open(state_dir / name, os.O_CREAT | os.O_WRONLY, 0o600))
         except PermissionError:  # a folder we may only read: its owner made them
             continue
         _chmod(state_dir / name, 0o600)
-    for name in _ALSO_CLOSED:
+    for name in (*PRIVATE_FILES, *_ALSO_CLOSED):
         _chmod(state_dir / name, 0o600)
 
 

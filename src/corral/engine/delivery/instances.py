@@ -66,6 +66,7 @@ class Instances:
             argv=argv, env=instance_env(release.service, service, image, release.label,
                                         instance_id),
             workdir=image.workdir or "/", user=image.user, port=service.port, volumes=volumes,
+            stop_signal=image.stop_signal,
             labels={"corral.service": release.service, "corral.release": str(release.version),
                     "corral.image": release.image_digest},
             **self._secrets_of(release))

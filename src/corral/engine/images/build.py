@@ -23,7 +23,8 @@ Progress = Callable[[str], None]
 
 
 def build_image(ws: Workspace, name: str, progress: Progress | None = None,
-                build_args: dict[str, str] | None = None) -> str:
+                build_args: dict[str, str] | None = None, *, target: str | None = None,
+                update_bases: bool = False, insecure: bool = False) -> str:
     images = ws.loaded.spec.images
     if name not in images:
         known = ", ".join(sorted(images)) or "none"
@@ -35,10 +36,16 @@ def build_image(ws: Workspace, name: str, progress: Progress | None = None,
             raise SpecError(f"image {name!r} has no dockerfile: --build-arg sets Dockerfile "
                             "ARGs", hint="drop --build-arg, or build a Dockerfile image")
         image = image.model_copy(update={"build_args": {**image.build_args, **build_args}})
+    if target is not None:  # `corral build --target`: over the spec's target
+        if not image.dockerfile:
+            raise SpecError(f"image {name!r} has no dockerfile: --target names a Dockerfile "
+                            "stage", hint="drop --target, or build a Dockerfile image")
+        image = image.model_copy(update={"target": target})
     before = _tagged(ws, name)
     existing = {summary.digest for summary in ws.images.list()}
     started = time.time()
-    digest = built_digest(ws, name, image, progress)
+    digest = built_digest(ws, name, image, progress, update_bases=update_bases,
+                          insecure=insecure)
     if digest != before:
         # The ledger is where metrics count builds and durations (engine/observe/ledger.py). A
         # rebuild that gives the image the name already had changed nothing and records
@@ -51,13 +58,15 @@ def build_image(ws: Workspace, name: str, progress: Progress | None = None,
 
 
 def built_digest(ws: Workspace, name: str, image: ImageSpec, progress: Progress | None = None,
-                 *, dry: bool = False) -> str:
+                 *, dry: bool = False, update_bases: bool = False,
+                 insecure: bool = False) -> str:
     """Build `image` with the inputs every build of the spec uses (git provenance labels,
     SOURCE_DATE_EPOCH from the commit), so `build`, `deploy` and `plan` agree on its digest.
     `dry` (plan): the digest only, no tag moved (ImageStore.build)."""
     with source_date_epoch(git_info(ws.folder).commit_time):
         return ws.images.build(name, image, ws.folder, labels=git_labels(ws.folder),
-                               progress=progress, dry=dry)
+                               progress=progress, dry=dry, update_bases=update_bases,
+                               insecure=insecure)
 
 
 def _tagged(ws: Workspace, name: str) -> str | None:

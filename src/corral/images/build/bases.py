@@ -39,9 +39,11 @@ def next_chain(chain: str, layer: Layer) -> str:
 
 
 def resolve_base(image: ImageSpec, context: Path, layout: Layout, cache_dir: Path,
-                 progress: Callable[[str], None], compression: Compression = "none") -> Base:
+                 progress: Callable[[str], None], compression: Compression = "none", *,
+                 update: bool = False, insecure: bool = False) -> Base:
     """The base's layers and config; a debian base is packed with `compression`, the
-    layers of an OCI base are kept as they come."""
+    layers of an OCI base are kept as they come. `update` re-resolves a registry base's tag
+    (moving its corral.lock pin); `insecure` allows plain http off loopback."""
     if image.base == "scratch":
         return Base(chain="scratch")
     if image.base.startswith("debian:"):
@@ -52,7 +54,8 @@ def resolve_base(image: ImageSpec, context: Path, layout: Layout, cache_dir: Pat
         # Imported here: the registry client is only needed for oci: bases.
         from corral.images.registry.base_image import oci_base_manifest
 
-        digest = oci_base_manifest(image.base, context, layout, progress)
+        digest = oci_base_manifest(image.base, context, layout, progress, update=update,
+                                   insecure=insecure)
         return _from_manifest(layout, layout, digest, image.base, progress)
     raise ImageError(f"base {image.base!r} is not supported",
                      hint='use "scratch", "debian:SUITE", "oci:REF" or "layout:PATH:TAG"')

@@ -19,16 +19,22 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from corral.images.build.bases import next_chain, resolve_base
+from corral.images.build.bases import Base, resolve_base
 from corral.images.build.config import image_config, image_env, image_manifest
 from corral.images.build.context import StatIndex, copy_entries, inputs_digest
 from corral.images.build.dockerfile import plan_dockerfile
 from corral.images.build.dockerignore import IgnoreRules
-from corral.images.build.layer import COMPRESSION_LEVEL, Compression, Layer, pack, source_date_epoch
+from corral.images.build.layer import Compression, Layer, pack
+from corral.images.build.overlay import make_sandbox
+from corral.images.build.passwd import resolve_user
 from corral.images.build.plan import BuildPlan, PlanRun, spec_plan
 from corral.images.build.provenance import provenance_labels
 from corral.images.build.run import BUILD_ENV, Sandbox
+from corral.images.build.stages import DEFAULT_OPTIONS, BuildOptions, StageRun, step_key
 from corral.images.oci.layout import Layout, canonical_json
+from corral.images.roots.unpack import remove_tree
+
+__all__ = ["BuildOptions", "Builder", "step_key"]
 from corral.spec.model import CopyStep, ImageSpec
 
 Progress = Callable[[str], None]
@@ -42,40 +48,49 @@ class Builder:
         self.steps = steps
         self.cache_dir = cache_dir
 
-    def plan(self, image: ImageSpec, context: Path) -> BuildPlan:
+    def plan(self, image: ImageSpec, context: Path, options: BuildOptions = DEFAULT_OPTIONS,
+             progress: Progress = lambda _: None,
+             bases: dict[str, Base] | None = None) -> BuildPlan:
+        """The build plan; `bases` remembers the registry and layout bases it resolved (to
+        read their Env), so the build that follows does not resolve them again."""
         if not image.dockerfile:
             return spec_plan(image)
-        return plan_dockerfile(context / image.dockerfile, context, image, self._local_image)
+        known = {} if bases is None else bases
+
+        def base_config(base: str) -> dict[str, Any]:
+            if base not in known:
+                known[base] = resolve_base(ImageSpec(base=base), context, self.layout,
+                                           self.cache_dir, progress,
+                                           update=options.update_bases,
+                                           insecure=options.insecure)
+            return known[base].config
+
+        return plan_dockerfile(context / image.dockerfile, context, image, self._local_image,
+                               base_config)
 
     def build(self, image: ImageSpec, context: Path, labels: dict[str, str] | None,
-              progress: Progress) -> tuple[str, int]:
+              progress: Progress, options: BuildOptions = DEFAULT_OPTIONS) -> tuple[str, int]:
         """Build `image`; return (manifest digest, manifest size)."""
-        plan = self.plan(image, context)
+        self.layout.ensure()
+        bases: dict[str, Base] = {}
+        plan = self.plan(image, context, options, progress, bases)
         for warning in plan.warnings:
             progress(f"warning: {warning}")
-        self.layout.ensure()
-        base = resolve_base(plan.base_spec, context, self.layout, self.cache_dir, progress,
-                            image.compression)
-        layers, chain = list(base.layers), base.chain
-        index = StatIndex(self.steps / "stat-index.json")
+        for note in plan.notes:
+            progress(note)
         with contextlib.ExitStack() as cleanup:
-            cleanup.callback(index.save)
-            sandbox: list[Sandbox] = []  # made by the first uncached run step, then kept
-            for step in plan.steps:
-                if isinstance(step, PlanRun):
-                    layer = self._run_layer(step, base.config, layers, chain, sandbox, cleanup,
-                                            image.compression, progress)
-                else:
-                    layer = self._copy_layer(step, chain, context, index, image.compression,
-                                             progress, plan.ignore)
-                    if sandbox:
-                        sandbox[0].apply(self.layout.blob_path(layer.digest))
-                layers.append(layer)
-                chain = next_chain(chain, layer)
+            run = StageRun(self, context, image.compression, progress, options, plan, cleanup,
+                           bases)
+            built, base_config = run.stage(plan)
         all_labels = {**provenance_labels(image, context), **(labels or {})}
-        config = image_config(base.config, plan.metadata, all_labels, layers)
+        config = image_config(base_config, plan.metadata, all_labels, built.layers,
+                              stop_signal=plan.stop_signal)
+        user = config["config"].get("User")
+        if user:
+            config["config"]["User"] = resolve_user(user, [
+                self.layout.blob_path(layer.digest) for layer in built.layers])
         config_digest, config_size = self.layout.write_blob(canonical_json(config))
-        manifest = image_manifest(config_digest, config_size, layers)
+        manifest = image_manifest(config_digest, config_size, built.layers)
         return self.layout.write_blob(canonical_json(manifest))
 
     def _local_image(self, ref: str) -> str | None:
@@ -84,25 +99,25 @@ class Builder:
             return None
         return f"layout:{self.layout.root}:{full}"
 
-    def _copy_layer(self, step: CopyStep, chain: str, context: Path, index: StatIndex,
+    def copy_layer(self, step: CopyStep, chain: str, context: Path, index: StatIndex,
                     compression: Compression, progress: Progress,
                     ignore: IgnoreRules | None = None) -> Layer:
         entries = copy_entries(step, context, ignore)
         files = sum(1 for e in entries if e.kind == "file")
         label = f"layer copy {step.src} → {step.dest}: {files} file{'s' * (files != 1)}"
-        key = _step_key(chain, step.model_dump(mode="json", by_alias=True),
+        key = step_key(chain, step.model_dump(mode="json", by_alias=True),
                         inputs_digest(entries, index), compression)
-        cached = self._cached(key)
+        cached = self.cached_layer(key)
         if cached is not None:
             progress(f"{label} (cached)")
             return cached
         layer, tmp = pack(entries, self.layout.blobs, compression=compression)
         self.layout.adopt_file(tmp, layer.digest)
-        self._remember(key, layer)
+        self.remember(key, layer)
         progress(label)
         return layer
 
-    def _run_layer(self, run: PlanRun, base_config: dict[str, Any], layers: list[Layer],
+    def run_layer(self, run: PlanRun, base_config: dict[str, Any], layers: list[Layer],
                    chain: str, sandbox: list[Sandbox], cleanup: contextlib.ExitStack,
                    compression: Compression, progress: Progress) -> Layer:
         """The layer of one run step: from the cache (brought into a live sandbox), or run.
@@ -110,44 +125,59 @@ class Builder:
         step, workdir = run.step, run.workdir
         env = image_env(base_config, ImageSpec(env=run.env))
         label = f"layer run {step.command}"
-        definition = {"run": step.command, "network": step.network, "env": env,
-                      "workdir": workdir, "build_env": BUILD_ENV}
-        key = _step_key(chain, definition, "", compression)
-        layer = self._cached(key)
+        definition: dict[str, Any] = {"run": step.command, "network": step.network,
+                                      "env": env, "workdir": workdir, "build_env": BUILD_ENV}
+        if run.argv is not None:  # keys of plain `sh -c` steps stay as they were
+            definition["argv"] = list(run.argv)
+        if run.caches:
+            definition["caches"] = [asdict(cache) for cache in run.caches]
+        key = step_key(chain, definition, "", compression)
+        layer = self.cached_layer(key)
         if layer is not None:
             progress(f"{label} (cached)")
             if sandbox:
                 sandbox[0].apply(self.layout.blob_path(layer.digest))
             return layer
         if not sandbox:
-            paths = [self.layout.blob_path(below.digest) for below in layers]
-            sandbox.append(cleanup.enter_context(Sandbox(paths, self.steps.parent / "work")))
+            below = [(self.layout.blob_path(layer.digest), layer.diff_id) for layer in layers]
+            sandbox.append(cleanup.enter_context(make_sandbox(
+                below, self.steps.parent / "work", self.steps.parent / "layers",
+                self._shared_lower(below, cleanup))))
         progress(f"{label}: running in bubblewrap{' with network' if step.network else ''}")
+        binds = [(self._cache_folder(cache.id), cache.target) for cache in run.caches]
         layer, tmp, changed = sandbox[0].run(step, env, workdir, self.layout.blobs,
-                                             compression)
+                                             compression, argv=run.argv, binds=binds)
         self.layout.adopt_file(tmp, layer.digest)
-        self._remember(key, layer)
+        self.remember(key, layer)
         progress(f"{label}: {changed} path{'s' * (changed != 1)} changed")
         return layer
 
-    def _cached(self, key: str) -> Layer | None:
+    def _shared_lower(self, below: list[tuple[Path, str]], cleanup: contextlib.ExitStack) -> Path:
+        """Where the read-only root of `below` is composed for overlay sandboxes: stages of
+        one build on the same base share it; it goes when the build ends (registered before
+        any sandbox over it, so it is removed after they are unmounted)."""
+        key = hashlib.sha256("\n".join(diff_id for _, diff_id in below).encode()).hexdigest()
+        folder = self.steps.parent / "work" / f"lowers-{os.getpid()}"
+        if not folder.exists():
+            cleanup.callback(remove_tree, folder)
+        return folder / key[:24]
+
+    def _cache_folder(self, cache_id: str) -> Path:
+        """The host folder of a RUN --mount=type=cache id, kept between builds."""
+        folder = self.cache_dir / "run-cache" / hashlib.sha256(cache_id.encode()).hexdigest()[:24]
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def cached_layer(self, key: str) -> Layer | None:
         try:
             layer = Layer(**json.loads((self.steps / f"{key}.json").read_text()))
         except (FileNotFoundError, ValueError, TypeError):
             return None
         return layer if self.layout.has_blob(layer.digest) else None
 
-    def _remember(self, key: str, layer: Layer) -> None:
+    def remember(self, key: str, layer: Layer) -> None:
         self.steps.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.steps, prefix=".tmp-")
         with os.fdopen(fd, "w") as out:
             json.dump(asdict(layer), out)
         os.rename(tmp, self.steps / f"{key}.json")
-
-
-def _step_key(chain: str, step: object, inputs: str, compression: Compression) -> str:
-    # The mtime and the compression change the layer bytes, so they are part of the key.
-    material = {"parent": chain, "step": step, "inputs": inputs, "mtime": source_date_epoch(),
-                "compression": compression if compression == "none" else
-                f"{compression}-{COMPRESSION_LEVEL}"}
-    return hashlib.sha256(canonical_json(material)).hexdigest()

@@ -21,8 +21,9 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def image_config(base: dict[str, Any], image: ImageSpec, labels: dict[str, str] | None,
-                 layers: Sequence[Layer]) -> dict[str, Any]:
-    """The config document: the base's runtime config overlaid with the spec's keys."""
+                 layers: Sequence[Layer], *, stop_signal: str | None = None) -> dict[str, Any]:
+    """The config document: the base's runtime config overlaid with the spec's keys (and a
+    Dockerfile's STOPSIGNAL)."""
     env = image_env(base, image)
     runtime: dict[str, Any] = {"Env": [f"{k}={v}" for k, v in env.items()]}
     entrypoint = image.entrypoint if image.entrypoint is not None else base.get("Entrypoint")
@@ -37,7 +38,8 @@ def image_config(base: dict[str, Any], image: ImageSpec, labels: dict[str, str] 
         else base.get("Healthcheck")
     optional: tuple[tuple[str, Any], ...] = (
         ("Entrypoint", entrypoint), ("Cmd", cmd), ("WorkingDir", workdir), ("User", user),
-        ("ExposedPorts", ports), ("Labels", merged_labels), ("Healthcheck", healthcheck))
+        ("ExposedPorts", ports), ("Labels", merged_labels), ("Healthcheck", healthcheck),
+        ("StopSignal", stop_signal or base.get("StopSignal")))
     for key, value in optional:
         if value:
             runtime[key] = list(value) if isinstance(value, tuple) else value
@@ -48,6 +50,9 @@ def image_config(base: dict[str, Any], image: ImageSpec, labels: dict[str, str] 
         "os": "linux",
         "config": runtime,
         "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
+        # One entry per layer: buildah (1.28) refuses to build FROM an image whose history
+        # does not count its layers; the fixed time keeps the digest reproducible.
+        "history": [{"created": created, "created_by": "corral build"} for _ in layers],
     }
 
 
@@ -97,6 +102,7 @@ def runtime_config(digest: str, config: dict[str, Any]) -> ImageConfig:
         ports=tuple(sorted(ports)),
         labels=dict(runtime.get("Labels") or {}),
         healthcheck=read_healthcheck(runtime.get("Healthcheck")),
+        stop_signal=runtime.get("StopSignal") or None,
     )
 
 

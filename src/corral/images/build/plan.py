@@ -19,6 +19,43 @@ class PlanRun:
     step: RunStep
     env: dict[str, str]
     workdir: str
+    # The program exactly (a Dockerfile's SHELL, or a heredoc script); None: /bin/sh -c.
+    argv: tuple[str, ...] | None = None
+    caches: tuple[CacheMount, ...] = ()  # RUN --mount=type=cache
+
+
+@dataclass(frozen=True)
+class CacheMount:
+    """A build cache folder mounted at `target` during one run step, never in the image;
+    steps naming the same `id` share it, between builds too."""
+
+    id: str
+    target: str
+
+
+@dataclass(frozen=True)
+class PlanCopyFrom:
+    """COPY --from: paths of another stage's root (`stage:N`) or of an image (a base string),
+    resolved when the builder has that root."""
+
+    sources: tuple[str, ...]  # absolute paths in that root; globs allowed
+    dest: str
+    source: str
+    mode: int | None = None
+    owner: str | None = None
+
+
+@dataclass(frozen=True)
+class PlanFile:
+    """COPY <<NAME DEST: one file written from a heredoc."""
+
+    dest: str
+    content: str
+    mode: int | None = None
+    owner: str | None = None
+
+
+PlanStep = CopyStep | PlanRun | PlanCopyFrom | PlanFile
 
 
 @dataclass(frozen=True)
@@ -26,10 +63,15 @@ class BuildPlan:
     base: str
     packages: tuple[str, ...]
     mirror: str
-    steps: tuple[CopyStep | PlanRun, ...]
+    steps: tuple[PlanStep, ...]
     metadata: ImageSpec  # env, workdir, user, entrypoint, cmd, ports, labels, healthcheck
     warnings: tuple[str, ...] = ()  # e.g. build args no ARG consumed
     ignore: IgnoreRules | None = None  # a Dockerfile build's .dockerignore
+    # A Dockerfile's earlier stages, by index: `base` or a PlanCopyFrom may name "stage:N".
+    stages: tuple[BuildPlan, ...] = ()
+    stop_signal: str | None = None  # STOPSIGNAL
+    notes: tuple[str, ...] = ()  # what the build decided for the user (a resolved FROM, …)
+    name: str = ""  # the stage's name (FROM … AS name) or its index
 
     @property
     def base_spec(self) -> ImageSpec:

@@ -25,8 +25,10 @@ def spec_digest(image: ImageSpec, context: Path) -> str:
     """sha256 of the image's section as data, and of its Dockerfile when it has one."""
     # build_args stay out: those an ARG consumes change the steps or config anyway, and an
     # unconsumed one must change nothing (as in Docker).
-    material: dict[str, object] = {"image": image.model_dump(mode="json", by_alias=True,
-                                                             exclude={"build_args"})}
+    # Keys added later stay out while unset, so older specs keep their digests.
+    unset = {key for key in ("target", "default_registry") if getattr(image, key) is None}
+    material: dict[str, object] = {"image": image.model_dump(
+        mode="json", by_alias=True, exclude={"build_args", *unset})}
     if image.dockerfile:
         try:
             material["dockerfile"] = hashlib.sha256(

@@ -22,11 +22,11 @@ from corral.images.roots.unpack import apply_layer, remove_tree, unpack_image
 from corral.spec.model import RunStep
 
 # Paths bubblewrap creates as mount points; they are sandbox plumbing, not image content.
-_MOUNTPOINTS = frozenset({"dev", "proc", "tmp", "etc/resolv.conf"})
+MOUNTPOINTS = frozenset({"dev", "proc", "tmp", "etc/resolv.conf"})
 
 
 @dataclass(frozen=True)
-class _Stat:
+class PathStat:
     kind: str
     mode: int
     uid: int
@@ -66,19 +66,25 @@ class Sandbox:
         apply_layer(layer, self.root)
 
     def run(self, step: RunStep, env: dict[str, str], workdir: str, blobs: Path,
-            compression: Compression = "none") -> tuple[Layer, Path, int]:
-        """Run `step`; return its layer, the blob's tmp path and how many paths changed."""
+            compression: Compression = "none", *, argv: tuple[str, ...] | None = None,
+            binds: list[tuple[Path, str]] | None = None) -> tuple[Layer, Path, int]:
+        """Run `step` (or `argv`, the program exactly); return its layer, the blob's tmp path
+        and how many paths changed. `binds` (host folder, path inside) are mounted for this
+        step only, so what is written there stays out of the layer."""
         before = snapshot(self.root)
-        _run(self.bwrap, self.root, step, env, workdir)
+        run_in_sandbox(self.bwrap, self.root, step, env, workdir, argv, binds or [])
         entries = changes(before, snapshot(self.root), self.root)
         layer, tmp = pack(entries, blobs, compression=compression)
         return layer, tmp, len(entries)
 
 
-def _run(bwrap: str, root: Path, step: RunStep, env: dict[str, str], workdir: str) -> None:
+def run_in_sandbox(bwrap: str, root: Path, step: RunStep, env: dict[str, str], workdir: str,
+         program: tuple[str, ...] | None, binds: list[tuple[Path, str]]) -> None:
     argv = [bwrap, "--bind", str(root), "/", "--dev", "/dev", "--proc", "/proc",
             "--tmpfs", "/tmp", "--unshare-all", "--die-with-parent", "--new-session",
             "--clearenv"]
+    for folder, target in binds:
+        argv += ["--bind", str(folder), target]
     if os.geteuid() != 0:
         argv += ["--unshare-user", "--uid", "0", "--gid", "0"]
     if step.network:
@@ -89,8 +95,9 @@ def _run(bwrap: str, root: Path, step: RunStep, env: dict[str, str], workdir: st
                        **env}.items():
         argv += ["--setenv", key, value]
     # --dir creates the workdir inside the sandbox, so symlinks resolve within the image.
-    argv += ["--dir", workdir, "--chdir", workdir, "/bin/sh", "-c", step.command]
-    if not (root / "bin" / "sh").exists() and not (root / "bin").is_symlink():
+    argv += ["--dir", workdir, "--chdir", workdir, *(program or ("/bin/sh", "-c", step.command))]
+    if program is None and not (root / "bin" / "sh").exists() and \
+            not (root / "bin").is_symlink():
         raise ImageError(f"run {step.command!r}: the image has no /bin/sh",
                          hint="run steps need a shell: use a debian base")
     done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -103,9 +110,9 @@ def _run(bwrap: str, root: Path, step: RunStep, env: dict[str, str], workdir: st
             "step says network = true")
 
 
-def snapshot(root: Path) -> dict[str, _Stat]:
+def snapshot(root: Path) -> dict[str, PathStat]:
     """Metadata of every path under `root`, by name relative to it."""
-    found: dict[str, _Stat] = {}
+    found: dict[str, PathStat] = {}
     pending = [("", root)]
     while pending:
         prefix, folder = pending.pop()
@@ -115,7 +122,7 @@ def snapshot(root: Path) -> dict[str, _Stat]:
                 rel = prefix + child.name
                 kind = _kind(info.st_mode)
                 link = os.readlink(child.path) if kind == "symlink" else ""
-                found[rel] = _Stat(kind, stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid,
+                found[rel] = PathStat(kind, stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid,
                                    info.st_size, info.st_mtime_ns, info.st_ino, link)
                 if kind == "dir":
                     pending.append((rel + "/", Path(child.path)))
@@ -130,13 +137,13 @@ def _kind(mode: int) -> str:
     return "file" if stat.S_ISREG(mode) else "other"
 
 
-def changes(before: dict[str, _Stat], after: dict[str, _Stat], root: Path) -> list[Entry]:
+def changes(before: dict[str, PathStat], after: dict[str, PathStat], root: Path) -> list[Entry]:
     """Entries for what differs between two snapshots: new and changed paths, and a whiteout
     for each topmost deleted path."""
     entries = []
     for rel, now in after.items():
         old = before.get(rel)
-        if old == now or (old is None and rel in _MOUNTPOINTS) or now.kind == "other":
+        if old == now or (old is None and rel in MOUNTPOINTS) or now.kind == "other":
             continue
         if now.kind == "dir" and old is not None and old.kind == "dir" and \
                 (old.mode, old.uid, old.gid) == (now.mode, now.uid, now.gid):

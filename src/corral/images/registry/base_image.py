@@ -21,10 +21,13 @@ INSECURE_ENV = "CORRAL_INSECURE_REGISTRIES"
 
 
 def oci_base_manifest(base: str, context: Path, layout: Layout,
-                      progress: Callable[[str], None]) -> str:
-    """The manifest digest of an `oci:` base, pulled into `layout` when missing."""
+                      progress: Callable[[str], None], *, update: bool = False,
+                      insecure: bool = False) -> str:
+    """The manifest digest of an `oci:` base, pulled into `layout` when missing. `update`
+    (`corral build --update-bases`): resolve the tag again and move its pin."""
     ref = parse_reference(base[len("oci:"):])
-    pinned = ref.digest or read_pins(context).get(base)
+    before = read_pins(context).get(base)
+    pinned = ref.digest or (None if update else before)
     if pinned and layout.has_blob(pinned):
         manifest = layout.read_json(pinned)
         local = platform_child(manifest, ref) if "manifests" in manifest else pinned
@@ -32,14 +35,15 @@ def oci_base_manifest(base: str, context: Path, layout: Layout,
             progress(f"base {base}: {local[:19]} (local)")
             return local
     wanted = ref.with_digest(pinned) if pinned else ref
-    with RegistryClient(ref, insecure=_insecure(ref)) as client:
+    with RegistryClient(ref, insecure=insecure or _insecure(ref)) as client:
         report = pull_image(client, layout, wanted, progress=progress)
     if pinned and report.digest != pinned:
         # An index was pinned; its platform manifest is what the build uses.
         progress(f"base {base}: index {pinned[:19]} → manifest {report.digest[:19]}")
-    if not ref.digest and not pinned:
+    if not ref.digest and not pinned and report.digest != before:
         pin(context, base, report.digest)
-        progress(f"base {base}: pinned {report.digest[:19]} in {LOCK_NAME}")
+        moved = f" (was {before[:19]})" if before else ""
+        progress(f"base {base}: pinned {report.digest[:19]} in {LOCK_NAME}{moved}")
     return report.digest
 
 

@@ -1,0 +1,1 @@
+"""Recovery: backups of a project's state, their verification, restores, restore drills."""

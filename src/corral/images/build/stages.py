@@ -1,0 +1,265 @@
+"""One build of a plan and the earlier stages it needs: each stage built once, on demand.
+
+A stage is built only when the target reaches it (as its base, or through COPY --from), and
+each of its steps goes through the builder's step cache. COPY --from is keyed by the source
+stage's layer chain, so a cached build never unpacks a source root; when a layer must be
+made, the source is unpacked once per build into a scratch folder removed at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from corral.errors import ImageError
+from corral.images.build.bases import Base, next_chain, resolve_base
+from corral.images.build.config import image_config
+from corral.images.build.context import StatIndex, copy_entries, owner_of
+from corral.images.build.dockerignore import IgnoreRules
+from corral.images.build.layer import (
+    COMPRESSION_LEVEL,
+    Compression,
+    Entry,
+    Layer,
+    pack,
+    source_date_epoch,
+)
+from corral.images.build.plan import BuildPlan, PlanCopyFrom, PlanFile, PlanRun, PlanStep
+from corral.images.build.run import Sandbox
+from corral.images.oci.layout import Layout, canonical_json
+from corral.images.roots.unpack import remove_tree, unpack_image
+from corral.spec.model import CopyStep, ImageSpec
+
+Progress = Callable[[str], None]
+
+
+class StepLayers(Protocol):
+    """What a stage build needs from the builder: its layout, folders and step layers."""
+
+    layout: Layout
+    steps: Path
+    cache_dir: Path
+
+    def copy_layer(self, step: CopyStep, chain: str, context: Path, index: StatIndex,
+                   compression: Compression, progress: Progress,
+                   ignore: IgnoreRules | None = None) -> Layer: ...
+
+    def run_layer(self, run: PlanRun, base_config: dict[str, Any], layers: list[Layer],
+                  chain: str, sandbox: list[Sandbox], cleanup: contextlib.ExitStack,
+                  compression: Compression, progress: Progress) -> Layer: ...
+
+    def cached_layer(self, key: str) -> Layer | None: ...
+
+    def remember(self, key: str, layer: Layer) -> None: ...
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How registry bases are treated in one build (`corral build` flags)."""
+
+    update_bases: bool = False  # re-resolve tags and move their corral.lock pins
+    insecure: bool = False  # plain http to a registry off loopback
+
+
+DEFAULT_OPTIONS = BuildOptions()
+
+
+def step_key(chain: str, step: object, inputs: str, compression: Compression) -> str:
+    # The mtime and the compression change the layer bytes, so they are part of the key.
+    material = {"parent": chain, "step": step, "inputs": inputs, "mtime": source_date_epoch(),
+                "compression": compression if compression == "none" else
+                f"{compression}-{COMPRESSION_LEVEL}"}
+    return hashlib.sha256(canonical_json(material)).hexdigest()
+
+
+_MAX_LINKS = 40
+
+
+@dataclass(frozen=True)
+class Built:
+    """A built stage: its layers, their chain and its runtime config (a later stage's base)."""
+
+    layers: tuple[Layer, ...]
+    chain: str
+    config: dict[str, Any]
+
+
+class StageRun:
+    """The stages of one build, with what they share: the stat index, the scratch folder,
+    unpacked source roots and resolved bases."""
+
+    def __init__(self, builder: StepLayers, context: Path, compression: Compression,
+                 progress: Progress, options: BuildOptions, plan: BuildPlan,
+                 cleanup: contextlib.ExitStack, bases: dict[str, Base] | None = None) -> None:
+        self.builder, self.context, self.compression = builder, context, compression
+        self.progress, self.options, self.cleanup = progress, options, cleanup
+        self.stages = plan.stages
+        self.index = StatIndex(builder.steps / "stat-index.json")
+        cleanup.callback(self.index.save)
+        self.scratch = builder.steps.parent / "work" / f"stages-{os.getpid()}-{id(self):x}"
+        cleanup.callback(remove_tree, self.scratch)
+        self.built: dict[str, Built] = {}
+        self.roots: dict[str, Path] = {}
+        self.bases = {} if bases is None else bases  # registry/layout bases resolved so far
+
+    def stage(self, plan: BuildPlan) -> tuple[Built, dict[str, Any]]:
+        """Build one stage's steps over its base; (the result, its base's config)."""
+        base = self._base(plan.base, lambda: plan.base_spec)
+        layers, chain = list(base.layers), base.chain
+        sandbox: list[Sandbox] = []  # made by the first uncached run step, then kept
+        for step in plan.steps:
+            layer = self._layer(step, base.config, layers, chain, sandbox, plan)
+            layers.append(layer)
+            chain = next_chain(chain, layer)
+        if sandbox:  # it holds the stage's whole root: a COPY --from reads it, unpacks nothing
+            self.roots[chain] = sandbox[0].root
+        return Built(tuple(layers), chain, {}), base.config
+
+    def _layer(self, step: PlanStep, base_config: dict[str, Any], layers: list[Layer],
+               chain: str, sandbox: list[Sandbox], plan: BuildPlan) -> Layer:
+        if isinstance(step, PlanRun):
+            return self.builder.run_layer(step, base_config, layers, chain, sandbox,
+                                          self.cleanup, self.compression, self.progress)
+        if isinstance(step, PlanCopyFrom):
+            layer = self._copy_from_layer(step, chain)
+        elif isinstance(step, PlanFile):
+            layer = self._file_layer(step, chain)
+        else:
+            layer = self.builder.copy_layer(step, chain, self.context, self.index,
+                                             self.compression, self.progress, plan.ignore)
+        if sandbox:
+            sandbox[0].apply(self.builder.layout.blob_path(layer.digest))
+        return layer
+
+    def _base(self, base: str, spec: Callable[[], ImageSpec]) -> Base:
+        """An earlier stage, or a base resolved once (`spec` gives its packages and mirror:
+        a stage is no spec base, so it is asked for only when needed)."""
+        if base.startswith("stage:"):
+            built = self.source(base)
+            return Base(chain=built.chain, layers=built.layers, config=built.config)
+        if base in self.bases:
+            return self.bases[base]
+        found = resolve_base(spec(), self.context, self.builder.layout, self.builder.cache_dir,
+                             self.progress, self.compression, update=self.options.update_bases,
+                             insecure=self.options.insecure)
+        if base.startswith(("oci:", "layout:")):
+            self.bases[base] = found
+        return found
+
+    def source(self, name: str) -> Built:
+        """An earlier stage ("stage:N") or an image (a base string), built or resolved once."""
+        if name in self.built:
+            return self.built[name]
+        if name.startswith("stage:"):
+            plan = self.stages[int(name[len("stage:"):])]
+            self.progress(f"stage {plan.name}: {plan.base}")
+            built, base_config = self.stage(plan)
+            config = image_config(base_config, plan.metadata, None, built.layers,
+                                  stop_signal=plan.stop_signal)["config"]
+            found = Built(built.layers, built.chain, config)
+        else:
+            base = self._base(name, lambda: ImageSpec(base=name))
+            found = Built(base.layers, base.chain, base.config)
+        self.built[name] = found
+        return found
+
+    def _copy_from_layer(self, step: PlanCopyFrom, chain: str) -> Layer:
+        source = self.source(step.source)
+        label = f"layer copy --from={step.source} {' '.join(step.sources)} → {step.dest}"
+        definition = {"copy_from": list(step.sources), "dest": step.dest, "mode": step.mode,
+                      "owner": step.owner}
+        return self._layer_once(chain, definition, source.chain, label,
+                                lambda: self._entries_from(source, step))
+
+    def _entries_from(self, source: Built, step: PlanCopyFrom) -> list[Entry]:
+        root = self._root(source)
+        entries: dict[str, Entry] = {}
+        for path in step.sources:
+            for match in paths_in_root(root, path):
+                copy = CopyStep(src=match or ".", dest=step.dest, mode=step.mode,
+                                owner=step.owner)
+                entries.update((e.name, e) for e in copy_entries(copy, root))
+        return [entries[name] for name in sorted(entries)]
+
+    def _root(self, source: Built) -> Path:
+        if source.chain not in self.roots:
+            blobs = [self.builder.layout.blob_path(layer.digest) for layer in source.layers]
+            self.roots[source.chain] = unpack_image(blobs, self.scratch / source.chain[:20])
+        return self.roots[source.chain]
+
+    def _file_layer(self, step: PlanFile, chain: str) -> Layer:
+        content = step.content.encode()
+        content_hash = hashlib.sha256(content).hexdigest()
+        definition = {"file": step.dest, "content": content_hash, "mode": step.mode,
+                      "owner": step.owner}
+
+        def entries() -> list[Entry]:
+            self.scratch.mkdir(parents=True, exist_ok=True)
+            path = self.scratch / f"heredoc-{content_hash[:20]}"
+            path.write_bytes(content)
+            uid, gid = owner_of(CopyStep(src=".", dest=step.dest, owner=step.owner))
+            return [Entry(step.dest.lstrip("/"), "file", step.mode or 0o644, uid, gid,
+                          source=path, size=len(content))]
+
+        return self._layer_once(chain, definition, "", f"layer file {step.dest} (heredoc)",
+                                entries)
+
+    def _layer_once(self, chain: str, definition: dict[str, Any], inputs: str, label: str,
+                    entries: Callable[[], list[Entry]]) -> Layer:
+        key = step_key(chain, definition, inputs, self.compression)
+        cached = self.builder.cached_layer(key)
+        if cached is not None:
+            self.progress(f"{label} (cached)")
+            return cached
+        layer, tmp = pack(entries(), self.builder.layout.blobs, compression=self.compression)
+        self.builder.layout.adopt_file(tmp, layer.digest)
+        self.builder.remember(key, layer)
+        self.progress(label)
+        return layer
+
+
+def paths_in_root(root: Path, path: str) -> list[str]:
+    """The paths (relative to `root`) an absolute COPY --from source names: glob matches,
+    or the path itself, its folders' symlinks resolved inside the root, never outside."""
+    rel = path.lstrip("/")
+    if glob.has_magic(rel):
+        matches = sorted(glob.glob(rel, root_dir=root))
+        if not matches:
+            raise ImageError(f"COPY --from: {path!r} matches nothing in the source",
+                             hint="check the path in the stage or image it copies from")
+        return [within_root(root, match) for match in matches]
+    found = within_root(root, rel)
+    if not os.path.lexists(root / found):
+        raise ImageError(f"COPY --from: {path!r} does not exist in the source",
+                         hint="check the path in the stage or image it copies from")
+    return [found]
+
+
+def within_root(root: Path, rel: str) -> str:
+    """`rel` with the symlinks among its folders resolved as if `root` were '/'."""
+    pending = [p for p in rel.split("/") if p not in ("", ".")]
+    done: list[str] = []
+    hops = 0
+    while pending:
+        part = pending.pop(0)
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        candidate = root.joinpath(*done, part)
+        if pending and candidate.is_symlink():
+            hops += 1
+            if hops > _MAX_LINKS:
+                raise ImageError(f"COPY --from: {rel!r} has too many levels of symlinks")
+            target = os.readlink(candidate)
+            done = [] if target.startswith("/") else done
+            pending = [p for p in target.split("/") if p not in ("", ".")] + pending
+            continue
+        done.append(part)
+    return "/".join(done)
