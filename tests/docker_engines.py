@@ -76,6 +76,17 @@ class Engine:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+        unmount_under(self.folder)
+
+
+def unmount_under(folder: Path) -> None:
+    """Unmount what an engine left mounted in its folder (dockerd's netns file, podman's
+    overlay bind), deepest first, so the folder can be removed."""
+    prefix = str(folder.resolve()) + "/"
+    with open("/proc/self/mountinfo") as table:
+        points = [line.split()[4] for line in table]
+    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
 
 
 def start_dockerd(folder: Path, *extra: str, netns: str | None = None) -> Engine:
