@@ -76,17 +76,52 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def measure(groups: dict[str, list[int]], window: float) -> dict[str, tuple[float, float]]:
-    """{group: (cpu % of one core over `window`, RSS MB at the end)}."""
-    before = {name: sum(cpu_ticks(p) for p in pids) for name, pids in groups.items()}
+def thread_ticks(pid: int) -> dict[str, int]:
+    """{thread name: utime+stime} of a process's threads (the controller names its loops'
+    threads in the kernel: engine/loop.name_os_thread); same-named threads are summed."""
+    found: dict[str, int] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:  # ended meanwhile
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        found[name] = found.get(name, 0) + int(fields[11]) + int(fields[12])
+    return found
+
+
+def measure(groups: dict[str, list[int]], window: float, threads_of: int,
+            ) -> tuple[dict[str, tuple[float, float]], dict[str, float]]:
+    """{group: (cpu % of one core over `window`, RSS MB at the end)}, and {thread name:
+    cpu %} of the process `threads_of` (a thread that ended during the window is left out)."""
+    before = {}
+    for name, pids in groups.items():
+        try:
+            before[name] = sum(cpu_ticks(p) for p in pids)
+        except FileNotFoundError:
+            if name in ("controller", "router"):
+                raise
+    groups = {name: pids for name, pids in groups.items() if name in before}
+    threads_before = thread_ticks(threads_of)
     began = time.monotonic()
     time.sleep(window)
     elapsed = time.monotonic() - began
     out = {}
     for name, pids in groups.items():
-        used = sum(cpu_ticks(p) for p in pids) - before[name]
-        out[name] = (100.0 * used / TICKS / elapsed, sum(rss_kb(p) for p in pids) / 1024)
-    return out
+        try:
+            used = sum(cpu_ticks(p) for p in pids) - before[name]
+            rss = sum(rss_kb(p) for p in pids) / 1024
+        except FileNotFoundError as exc:  # a process ended: the group's figures are lost
+            if name in ("controller", "router"):
+                raise BenchError(f"a {name} process ended during the window "
+                                 f"({exc.filename})") from exc
+            say(f"a {name} process ended during the window: {name} not measured")
+            continue
+        out[name] = (100.0 * used / TICKS / elapsed, rss)
+    threads = {name: 100.0 * (ticks - threads_before.get(name, 0)) / TICKS / elapsed
+               for name, ticks in thread_ticks(threads_of).items()}
+    return out, threads
 
 
 def docker_pids() -> list[int] | None:
@@ -149,10 +184,21 @@ def one_size(workdir: Path, n: int, window: float, settle: float,
         if docker:
             groups["docker"] = docker
         say(f"N={n}: measuring {window:.0f} s (router: {len(groups['router'])} processes)")
-        figures = measure(groups, window)
+        figures, threads = measure(groups, window, controller)
+        if profile is not None:  # the profile covers the window only
+            os.kill(controller, signal.SIGUSR2)
         sleeper.kill()
         sleeper.wait()
+        busiest = sorted(threads.items(), key=lambda item: -item[1])
+        used = ", ".join(f"{name} {pct:.2f}" for name, pct in busiest if pct > 0)
+        say(f"N={n}: controller threads (% of a core): {used or 'none used any'}")
         return {"n": n, **figures}
+    except BenchError:
+        log = folder / ".corral/run/controller.log"
+        if log.is_file():
+            say("controller.log ends with:\n" + "\n".join(
+                log.read_text(errors="replace").splitlines()[-30:]))
+        raise
     finally:
         run([str(CORRAL), "down"], folder, 300, "corral down")
 

@@ -77,10 +77,8 @@ def members(launched: LaunchSnapshot, init: procfs.ProcStat, exec_checks: Mappin
         sharing = {pid for pid, ids in index.items()
                    if any(ids.get(kind) == own[kind] for kind in own)}
     found = []
-    for pid, ids in index.items():
-        if pid == init.pid or pid not in sharing:
-            continue
-        process = _member(pid, ids, launched, init, exec_checks, level)
+    for pid in sorted(sharing - {init.pid}):  # the few sharing, not every host process
+        process = _member(pid, index[pid], launched, init, exec_checks, level)
         if process is not None:
             found.append(process)
     return found

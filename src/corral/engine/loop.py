@@ -9,16 +9,26 @@ passed" instead of sleeping. It decides nothing about what the steps do.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 log = logging.getLogger(__name__)
 
 # A step returns None to wait its loop's period next, or the seconds to wait instead.
 Step = Callable[[], float | None]
+
+
+def name_os_thread(name: str) -> None:
+    """Give the calling thread `name` in the kernel too (its first 15 bytes: what `top -H`
+    and /proc/PID/task/TID/comm show), so each loop's CPU can be read from outside
+    (bench/idle.py does); Python 3.11 names threads only for itself. Best effort."""
+    with contextlib.suppress(OSError):
+        Path(f"/proc/self/task/{threading.get_native_id()}/comm").write_text(name[:15])
 
 
 class Timer(Protocol):
@@ -116,6 +126,7 @@ class BackgroundLoop:
         return self._stopping.is_set()
 
     def _run(self) -> None:
+        name_os_thread(self.name)
         pause = 0.0 if self._immediately else self._period
         while not self._stopping.is_set():
             if pause > 0:
