@@ -15,6 +15,7 @@ probes submitted together wake it once.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -24,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httptools
 
@@ -36,7 +38,7 @@ log = logging.getLogger(__name__)
 
 Done = Callable[[str | None], None]  # None: passed; else what went wrong
 ExecCheck = Callable[[Driver, Instance, tuple[str, ...], float], str | None]
-SockAddr = tuple[int, tuple[str, int] | tuple[str, int, int, int]]  # (family, address)
+SockAddr = tuple[int, tuple[Any, ...]]  # (family, address as socket.connect takes it)
 _READ = select.EPOLLIN | select.EPOLLRDHUP
 _WRITE = select.EPOLLOUT
 _CONNECTING = (errno.EINPROGRESS, errno.EAGAIN)
@@ -74,8 +76,8 @@ class _Probe:
     httptools until it is whole; tcp: connect, let go. `step` runs on each socket event.
     """
 
-    __slots__ = ("prober", "address", "target", "path", "request", "done", "deadline",
-                 "sock", "reused", "parser", "head", "whole", "keep", "over")
+    __slots__ = ("address", "deadline", "done", "head", "keep", "over", "parser", "path",
+                 "prober", "request", "reused", "sock", "target", "whole")
 
     def __init__(self, prober: Prober, address: str, target: SockAddr, health: HealthSpec,
                  done: Done) -> None:
@@ -336,10 +338,8 @@ class Prober:
         return max(0.0, nearest - time.monotonic())
 
     def _take_incoming(self) -> bool:
-        try:
+        with contextlib.suppress(BlockingIOError):
             os.eventfd_read(self._wakeup)
-        except BlockingIOError:
-            pass
         with self._lock:
             incoming, self._incoming = self._incoming, []
             wanted, self._wanted = self._wanted, None
@@ -351,7 +351,7 @@ class Prober:
         for address, target, health, done in incoming:
             self._targets[address] = target
             probe = _Probe(self, address, target, health, done)
-            self._guarded(probe, lambda _: probe.begin(), 0)
+            self._guarded(probe, probe.begin)
         return True
 
     def _expire(self) -> None:
@@ -359,12 +359,12 @@ class Prober:
             return
         now = time.monotonic()
         for probe in [p for p in self._open.values() if p.deadline <= now]:
-            self._guarded(probe, lambda _, probe=probe: probe.expire(), 0)
+            self._guarded(probe, probe.expire)
 
-    def _guarded(self, probe: _Probe, act: Callable[[int], None], mask: int) -> None:
+    def _guarded(self, probe: _Probe, act: Callable[..., None], *args: int) -> None:
         """Run one step of a probe; whatever goes wrong, its result comes back."""
         try:
-            act(mask)
+            act(*args)
         except Exception as exc:
             log.exception("health probe of %s failed", probe.address)
             self.unwatch(probe, close=True)
