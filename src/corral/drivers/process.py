@@ -63,6 +63,7 @@ class ProcessDriver:
         self._namespaces: tuple[float, dict[int, dict[str, int | None]],
                                 dict[tuple[str, int | None], set[int]]] | None = None
         self._apps = procfs.ChildMemo()  # sandbox init -> its app, without a /proc scan
+        self._mounts = inspect.MountTables()  # read again only when the kernel says changed
 
     # -- the Driver port ---------------------------------------------------------------
 
@@ -90,7 +91,7 @@ class ProcessDriver:
         return self._observe(record)
 
     def list(self) -> list[Observed]:
-        records = (self._dirs.load(i) for i in self._dirs.ids())
+        records = (self._dirs.load(i) for i in self._dirs.names())
         return [self._observe(r) for r in records if r is not None]
 
     def inspect(self, instance_id: str) -> Observed | None:
@@ -102,6 +103,7 @@ class ProcessDriver:
             folder = self._dirs.path(instance_id)
         except DriverError:
             return  # no instance can have such an id
+        self._mounts.forget(instance_id)
         record = self._dirs.load(instance_id)
         if record is not None and self._is_running(record):
             self._terminate(record, grace)
@@ -153,7 +155,7 @@ class ProcessDriver:
             argv = tuple(inspect.read_nul_list(f"/proc/{app.pid}/cmdline"))
             env = inspect.read_env(app.pid)
             uid, gid = inspect.read_ids(app.pid)
-            mounts = tuple(inspect.read_mounts(init.pid))
+            mounts = self._mounts.of(instance_id, init.pid, init.start_ticks)
             with self._exec_checks.quiet() as checks:
                 processes = tuple(snapshot.members(launched, init, checks, *self._index()))
         except (OSError, KeyError, ValueError):
@@ -271,11 +273,13 @@ class ProcessDriver:
 
     def _index(self) -> tuple[dict[int, dict[str, int | None]],
                               dict[tuple[str, int | None], set[int]]]:
-        """Every host process's namespaces, read at most every 0.25 s: one /proc scan
-        serves a whole drift pass. Called under the exec checks' lock, whose grace after a
-        check ends (2 s) outlasts the index."""
+        """Every host process's namespaces, read at most every 1.5 s: one /proc scan
+        serves a whole drift pass (a pass of 60 instances on a loaded machine takes longer
+        than 0.25 s, and each scan reads 3 links of every host process). A process that
+        enters a sandbox after the scan is seen by the next pass. Called under the exec
+        checks' lock, whose grace after a check ends (2 s) outlasts the index."""
         now = time.monotonic()
-        if self._namespaces is None or now - self._namespaces[0] > 0.25:
+        if self._namespaces is None or now - self._namespaces[0] > 1.5:
             index = snapshot.namespace_index()
             self._namespaces = (now, index, snapshot.by_namespace(index))
         return self._namespaces[1], self._namespaces[2]

@@ -42,6 +42,11 @@ from corral.spec.model import ServiceSpec
 log = logging.getLogger(__name__)
 
 LOCK_TTL = 30.0
+# A sweep runs at once on every fleet change (a death, a failed check, a condemned
+# instance); the periodic one only catches what changes nowhere in the fleet (an unknown
+# instance, a store edited behind the controller), so it can be rare: each reads the
+# driver's listing and every service's live release.
+SWEEP_PERIOD = 15.0
 DEPARTURE_MEMORY = 120.0  # seconds a noticed death waits to be named by its replacement
 
 
@@ -58,8 +63,9 @@ class SweepStats:
 class Reconciler:
     """Keeps every service at its live release and replicas; `sweep` is one pass."""
 
-    def __init__(self, store: Store, instances: Instances, actor: str, *, period: float = 5.0,
-                 unknown_grace: float = 10.0, timer: Timer = WALL) -> None:
+    def __init__(self, store: Store, instances: Instances, actor: str, *,
+                 period: float = SWEEP_PERIOD, unknown_grace: float = 10.0,
+                 timer: Timer = WALL) -> None:
         self._store = store
         self._fleets = instances.fleets
         self._instances = instances
