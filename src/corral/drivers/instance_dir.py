@@ -59,20 +59,26 @@ class InstanceDirs:
 
     def __init__(self, state_dir: Path) -> None:
         self.root = state_dir / "run" / "instances"
+        self._root = str(self.root)
         self.logs = state_dir / "logs"
         self._loaded: dict[str, tuple[tuple[int, int, int], InstanceRecord]] = {}
         self._statuses: dict[str, tuple[tuple[int, int, int], SandboxStatus]] = {}
 
     def path(self, instance_id: str) -> Path:
+        return Path(self._folder(instance_id))
+
+    def _folder(self, instance_id: str) -> str:
+        """The instance's folder as a string: records and statuses are read for every
+        instance each second, and pathlib would cost more than the stat that follows."""
         if not _ID.match(instance_id):
             raise DriverError(f"instance id {instance_id!r} is not usable as a folder name and "
                               "hostname", hint="use letters, digits, '.', '_' and '-' (max 63)")
-        return self.root / instance_id
+        return os.path.join(self._root, instance_id)
 
     def ids(self) -> list[str]:
         """The instances with a record."""
         return [name for name in self.names()
-                if os.path.isfile(os.path.join(self.root, name, "instance.json"))]
+                if os.path.isfile(os.path.join(self._root, name, "instance.json"))]
 
     def names(self) -> list[str]:
         """Every instance folder, sorted, whether its record is written yet or not (`load`
@@ -100,7 +106,7 @@ class InstanceDirs:
         os.replace(tmp, target)  # atomic: a reader never sees half a record
 
     def load(self, instance_id: str) -> InstanceRecord | None:
-        path = os.path.join(self.path(instance_id), "instance.json")
+        path = os.path.join(self._folder(instance_id), "instance.json")
         try:
             # A record is replaced whole (save), never edited: the same inode, size and
             # mtime is the same record, so listing every instance each second parses none.
@@ -123,7 +129,7 @@ class InstanceDirs:
         """Parse status.json: one JSON document per line, as bwrap writes them (parsed
         again only when the file grew or changed: a drift pass asks for every instance)."""
         init_pid = exit_code = None
-        path = os.path.join(self.path(instance_id), "status.json")
+        path = os.path.join(self._folder(instance_id), "status.json")
         try:
             stat = os.stat(path)
             version = (stat.st_ino, stat.st_mtime_ns, stat.st_size)

@@ -64,6 +64,7 @@ class ProcessDriver:
                                 dict[tuple[str, int | None], set[int]]] | None = None
         self._apps = procfs.ChildMemo()  # sandbox init -> its app, without a /proc scan
         self._mounts = inspect.MountTables()  # read again only when the kernel says changed
+        self._levels: dict[tuple[int, int], int] = {}  # sandbox init -> its pid ns depth
 
     # -- the Driver port ---------------------------------------------------------------
 
@@ -157,7 +158,8 @@ class ProcessDriver:
             uid, gid = inspect.read_ids(app.pid)
             mounts = self._mounts.of(instance_id, init.pid, init.start_ticks)
             with self._exec_checks.quiet() as checks:
-                processes = tuple(snapshot.members(launched, init, checks, *self._index()))
+                processes = tuple(snapshot.members(launched, init, checks, *self._index(),
+                                                   level=self._level_of(init)))
         except (OSError, KeyError, ValueError):
             return None  # it exited while being read
         return RuntimeFacts(
@@ -270,6 +272,16 @@ class ProcessDriver:
                     hint=f"read {self._dirs.logs / record.id / 'stderr.log'}")
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
+
+    def _level_of(self, init: procfs.ProcStat) -> int:
+        """The sandbox init's pid namespace depth, read once per init (it never changes)."""
+        key = (init.pid, init.start_ticks)
+        level = self._levels.get(key)
+        if level is None:
+            if len(self._levels) >= 4096:  # inits long gone: start over
+                self._levels.clear()
+            level = self._levels[key] = snapshot.pid_level(init.pid)
+        return level
 
     def _index(self) -> tuple[dict[int, dict[str, int | None]],
                               dict[tuple[str, int | None], set[int]]]:
