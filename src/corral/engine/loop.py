@@ -23,12 +23,13 @@ log = logging.getLogger(__name__)
 Step = Callable[[], float | None]
 
 
-def name_os_thread(name: str) -> None:
-    """Give the calling thread `name` in the kernel too (its first 15 bytes: what `top -H`
-    and /proc/PID/task/TID/comm show), so each loop's CPU can be read from outside
-    (bench/idle.py does); Python 3.11 names threads only for itself. Best effort."""
+def name_os_thread(thread: threading.Thread) -> None:
+    """Give a started thread of this process its name in the kernel too (the first 15
+    bytes: what `top -H` and /proc/PID/task/TID/comm show), so each loop's CPU can be read
+    from outside (bench/idle.py does); Python 3.11 names threads only for itself. Done
+    from the starting thread, so the new one loses no time to it. Best effort."""
     with contextlib.suppress(OSError):
-        Path(f"/proc/self/task/{threading.get_native_id()}/comm").write_text(name[:15])
+        Path(f"/proc/self/task/{thread.native_id}/comm").write_text(thread.name[:15])
 
 
 class Timer(Protocol):
@@ -108,6 +109,7 @@ class BackgroundLoop:
 
     def start(self) -> None:
         self._thread.start()
+        name_os_thread(self._thread)
 
     def stop(self, timeout: float = 10.0, interrupt: Callable[[], None] | None = None) -> None:
         """Stop and join; `interrupt` unblocks a step that waits on something else."""
@@ -126,7 +128,6 @@ class BackgroundLoop:
         return self._stopping.is_set()
 
     def _run(self) -> None:
-        name_os_thread(self.name)
         pause = 0.0 if self._immediately else self._period
         while not self._stopping.is_set():
             if pause > 0:

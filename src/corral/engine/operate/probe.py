@@ -314,11 +314,11 @@ class Prober:
             first = len(self._incoming) == 1
             if not self._thread.is_alive():
                 self._thread.start()
+                name_os_thread(self._thread)
         if first:  # the thread takes every probe queued by then: one wake for a batch
             os.eventfd_write(self._wakeup, 1)
 
     def _run(self) -> None:
-        name_os_thread("health-probes")
         try:
             while self._turn():
                 pass
