@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -37,7 +37,7 @@ from corral.drivers.sandbox import (
 )
 from corral.errors import DriverError, SandboxUnavailable
 from corral.ports.records import InstanceSpec, Observed
-from corral.ports.runtime import RuntimeFacts
+from corral.ports.runtime import LaunchSnapshot, RuntimeFacts, SandboxProcess
 
 LAUNCHER = Path(__file__).with_name("launcher.py")
 STAGE_DIR = "/run"  # shadowed only inside the launcher's private mount namespace
@@ -65,6 +65,7 @@ class ProcessDriver:
         self._apps = procfs.ChildMemo()  # sandbox init -> its app, without a /proc scan
         self._mounts = inspect.MountTables()  # read again only when the kernel says changed
         self._levels: dict[tuple[int, int], int] = {}  # sandbox init -> its pid ns depth
+        self._known_members: dict[str, tuple[object, tuple[SandboxProcess, ...]]] = {}
 
     # -- the Driver port ---------------------------------------------------------------
 
@@ -105,6 +106,7 @@ class ProcessDriver:
         except DriverError:
             return  # no instance can have such an id
         self._mounts.forget(instance_id)
+        self._known_members.pop(instance_id, None)
         record = self._dirs.load(instance_id)
         if record is not None and self._is_running(record):
             self._terminate(record, grace)
@@ -158,8 +160,7 @@ class ProcessDriver:
             uid, gid = inspect.read_ids(app.pid)
             mounts = self._mounts.of(instance_id, init.pid, init.start_ticks)
             with self._exec_checks.quiet() as checks:
-                processes = tuple(snapshot.members(launched, init, checks, *self._index(),
-                                                   level=self._level_of(init)))
+                processes = self._members(instance_id, launched, init, checks)
         except (OSError, KeyError, ValueError):
             return None  # it exited while being read
         return RuntimeFacts(
@@ -272,6 +273,24 @@ class ProcessDriver:
                     hint=f"read {self._dirs.logs / record.id / 'stderr.log'}")
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
+
+    def _members(self, instance_id: str, launched: LaunchSnapshot,
+                 init: procfs.ProcStat, checks: Mapping[int, int],
+                 ) -> tuple[SandboxProcess, ...]:
+        """The sandbox's processes, read again only when the pids sharing its namespaces or
+        the exec checks changed: a process that enters from outside is a new pid, and one
+        inside cannot change its ids or capabilities (no privileges, no_new_privs), so
+        unchanged pids need no read (a drift pass asks for every instance)."""
+        index, inverted = self._index()
+        pids = snapshot.sharing(launched, init, index, inverted)
+        key = (init.pid, init.start_ticks, frozenset(pids), frozenset(checks.items()))
+        known = self._known_members.get(instance_id)
+        if known is not None and known[0] == key:
+            return known[1]
+        processes = tuple(snapshot.members(launched, init, checks, index, inverted,
+                                           level=self._level_of(init), pids=pids))
+        self._known_members[instance_id] = (key, processes)
+        return processes
 
     def _level_of(self, init: procfs.ProcStat) -> int:
         """The sandbox init's pid namespace depth, read once per init (it never changes)."""
