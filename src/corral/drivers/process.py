@@ -65,6 +65,7 @@ class ProcessDriver:
         self._apps = procfs.ChildMemo()  # sandbox init -> its app, without a /proc scan
         self._mounts = inspect.MountTables()  # read again only when the kernel says changed
         self._levels: dict[tuple[int, int], int] = {}  # sandbox init -> its pid ns depth
+        self._alive = procfs.Pidfds()  # outer bwraps: alive is a poll, not a /proc read
         self._known_members: dict[str, tuple[object, tuple[SandboxProcess, ...]]] = {}
 
     # -- the Driver port ---------------------------------------------------------------
@@ -110,6 +111,8 @@ class ProcessDriver:
         record = self._dirs.load(instance_id)
         if record is not None and self._is_running(record):
             self._terminate(record, grace)
+        if record is not None:
+            self._alive.forget(record.pid, record.start_ticks)
         if folder.is_dir():
             self._dirs.retire(instance_id)
 
@@ -145,7 +148,7 @@ class ProcessDriver:
         app's argv, env and ids, its mount table, every process in its namespaces, and the
         snapshot taken when it was launched. None if it is not running."""
         record = self._load(instance_id)
-        if record is None or not procfs.is_alive(record.pid, record.start_ticks):
+        if record is None or not self._alive.is_alive(record.pid, record.start_ticks):
             return None
         if record.launched is None:  # started by a driver that took no snapshot
             record = self._take_snapshot(record, "adopted")
@@ -356,7 +359,7 @@ class ProcessDriver:
 
     def _is_running(self, record: InstanceRecord) -> bool:
         """The outer bwrap runs, or (if it died) the sandbox it started still does."""
-        return (procfs.is_alive(record.pid, record.start_ticks)
+        return (self._alive.is_alive(record.pid, record.start_ticks)
                 or self._sandbox_init(record) is not None)
 
     def _observe(self, record: InstanceRecord) -> Observed:
