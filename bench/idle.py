@@ -27,6 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from deploy import CORRAL, BenchError, run, say
 
 TICKS = os.sysconf("SC_CLK_TCK")
+# The controller's loop threads named in the RESULT line (all named ones are printed).
+PEER_THREADS = ("health-probes", "health-monitor", "drift-watch", "reconciler",
+                "log-collector")
 PORT_BASE = 19400  # service k listens on PORT_BASE + k: 19400-19499 for 300 instances
 SPEC_HEAD = """\
 [project]
@@ -192,7 +195,7 @@ def one_size(workdir: Path, n: int, window: float, settle: float,
         busiest = sorted(threads.items(), key=lambda item: -item[1])
         used = ", ".join(f"{name} {pct:.2f}" for name, pct in busiest if pct > 0)
         say(f"N={n}: controller threads (% of a core): {used or 'none used any'}")
-        return {"n": n, **figures}
+        return {"n": n, **figures, "threads": threads}
     except BenchError:
         log = folder / ".corral/run/controller.log"
         if log.is_file():
@@ -230,8 +233,8 @@ def main() -> int:
           f"{'router RSS MB':>14} {'sleep %':>8} {'docker %':>9}")
     result = []
     for row in rows:
-        n = row["n"]
-        print(f"{n:>5} {cell(row, 'controller', 0, '.2f'):>13} "
+        size = row["n"]
+        print(f"{size:>5} {cell(row, 'controller', 0, '.2f'):>13} "
               f"{cell(row, 'controller', 1, '.1f'):>11} {cell(row, 'router', 0, '.2f'):>9} "
               f"{cell(row, 'router', 1, '.1f'):>14} {cell(row, 'sleep', 0, '.2f'):>8} "
               f"{cell(row, 'docker', 0, '.2f'):>9}")
@@ -241,7 +244,15 @@ def main() -> int:
                                        ("router_rss_mb", "router", 1, ".1f"),
                                        ("sleep_cpu_pct", "sleep", 0, ".2f")):
             value = cell(row, group, index, fmt)
-            result.append(f"{key}_at_{n}={'na' if value == '-' else value}")
+            result.append(f"{key}_at_{size}={'na' if value == '-' else value}")
+        docker, controller = row.get("docker"), row.get("controller")
+        ratio = (f"{controller[0] / docker[0]:.2f}" if isinstance(docker, tuple)
+                 and isinstance(controller, tuple) and docker[0] > 0 else "na")
+        result.append(f"controller_vs_docker_at_{size}={ratio}")
+        threads = row.get("threads")
+        if isinstance(threads, dict):
+            result += [f"{name.replace('-', '_')}_pct_at_{size}={threads.get(name, 0.0):.2f}"
+                       for name in PEER_THREADS]
     print("RESULT " + " ".join(result) + f" window_s={args.window:.0f}")
     return 0 if all("controller" in row for row in rows) else 1
 
