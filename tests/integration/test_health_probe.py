@@ -4,10 +4,12 @@ same words as the one-shot checks; tcp checks connect and let go."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import socket
 import threading
 from collections.abc import Iterator
+from functools import partial
 from queue import Queue
 
 import pytest
@@ -119,8 +121,10 @@ def test_an_instance_that_never_answers_fails_within_the_timeout(prober: Prober)
     assert error is not None and error.startswith("GET /: TimeoutError")
 
 
-def raw_server(answer: bytes) -> tuple[socket.socket, threading.Thread]:
-    """A server that reads a request, writes `answer` and closes, for each connection."""
+@contextlib.contextmanager
+def raw_server(answer: bytes) -> Iterator[str]:
+    """The address of a server that reads a request, writes `answer` and closes, for each
+    connection."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
@@ -129,7 +133,7 @@ def raw_server(answer: bytes) -> tuple[socket.socket, threading.Thread]:
         while True:
             try:
                 client, _ = listener.accept()
-            except OSError:  # closed: the test is over
+            except OSError:  # shut down: the test is over
                 return
             with client:
                 client.recv(4096)
@@ -137,28 +141,24 @@ def raw_server(answer: bytes) -> tuple[socket.socket, threading.Thread]:
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    return listener, thread
+    try:
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)  # ends the accept at once (close would not)
+        listener.close()
+        thread.join(5)
 
 
 def test_an_answer_whose_body_ends_with_the_connection_passes(prober: Prober) -> None:
-    listener, thread = raw_server(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhi")
-    try:
-        address = f"127.0.0.1:{listener.getsockname()[1]}"
+    with raw_server(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhi") as address:
         assert probe(prober, address, HealthSpec(path="/")) is None
         assert probe(prober, address, HealthSpec(path="/")) is None  # a fresh connection
-    finally:
-        listener.close()
-        thread.join(5)
 
 
 def test_a_garbled_answer_fails_the_check(prober: Prober) -> None:
-    listener, thread = raw_server(b"SSH-2.0-OpenSSH_9.2\r\n")
-    try:
-        error = probe(prober, f"127.0.0.1:{listener.getsockname()[1]}", HealthSpec(path="/"))
-        assert error is not None and error.startswith("GET /: HttpParserError")
-    finally:
-        listener.close()
-        thread.join(5)
+    with raw_server(b"SSH-2.0-OpenSSH_9.2\r\n") as address:
+        error = probe(prober, address, HealthSpec(path="/"))
+    assert error is not None and error.startswith("GET /: HttpParserError")
 
 
 def test_an_address_with_a_host_name_is_resolved(server: Server, prober: Prober) -> None:
@@ -170,10 +170,14 @@ def test_checks_of_many_instances_submitted_together_all_come_back(server: Serve
     address = f"127.0.0.1:{server.server_address[1]}"
     closed = f"127.0.0.1:{free_port()}"
     results: Queue[tuple[int, str | None]] = Queue()
+
+    def answered(n: int, error: str | None) -> None:
+        results.put((n, error))
+
     for n in range(40):  # one batch: the probe thread takes them in one wake or a few
         instance = Instance(f"web-v1-{n}", "web", 1, "d", closed if n % 4 == 0 else address,
                             InstanceState.READY, 0.0)
-        prober.submit(instance, HealthSpec(path="/close"), lambda e, n=n: results.put((n, e)))
+        prober.submit(instance, HealthSpec(path="/close"), partial(answered, n))
     answers = dict(results.get(timeout=10) for _ in range(40))
     assert sorted(answers) == list(range(40))
     assert all((answers[n] is None) == (n % 4 != 0) for n in answers)
