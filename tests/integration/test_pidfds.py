@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import resource
 import subprocess
 
 import pytest
@@ -30,3 +32,26 @@ def test_a_process_is_alive_until_it_exits() -> None:
         pids.close()
     assert not pids.is_alive(sleeper.pid, ticks)
 
+
+
+def test_a_pidfd_numbered_past_1024_works_too() -> None:
+    """A controller with a few hundred instances holds more than 1024 descriptors."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < 1200:
+        pytest.skip(f"the open file limit ({soft}) is too low to reach descriptor 1024")
+    filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1030)]
+    pids = procfs.Pidfds()
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        ticks = procfs.start_ticks(sleeper.pid)
+        assert ticks is not None
+        assert pids.is_alive(sleeper.pid, ticks)
+        assert pids.is_alive(sleeper.pid, ticks)  # through a pidfd numbered past 1024
+        sleeper.kill()
+        poll(lambda: not pids.is_alive(sleeper.pid, ticks), 30, "the exit to be seen")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        pids.close()
+        for fd in filler:
+            os.close(fd)

@@ -6,8 +6,10 @@ controller restart or upgrade drops no request; `corral down` stops everything.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import resource
 import signal
 import threading
 from pathlib import Path
@@ -27,6 +29,7 @@ def serve(ws: Workspace, ready: threading.Event | None = None) -> None:
         raise ControllerError(f"a controller is already running for {ws.folder} "
                               f"(pid {pid_file.read_text().strip()})",
                               hint="use it, or stop it first with `corral down`")
+    _raise_open_file_limit()
     controller = Controller(ws)
     controller.start()
     server = ApiServer(ws.socket_path, controller)
@@ -53,6 +56,16 @@ def serve(ws: Workspace, ready: threading.Event | None = None) -> None:
         ws.socket_path.unlink(missing_ok=True)
         pid_file.unlink(missing_ok=True)
         log.info("controller %d stopped", os.getpid())
+
+
+def _raise_open_file_limit() -> None:
+    """The soft limit on open files up to the hard one (as the builtin router does): the
+    controller keeps a few descriptors per instance (a pidfd, a mount table, log files),
+    and the usual soft limit of 1024 is low for a few hundred instances."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _is_running(pid_file: os.PathLike[str]) -> bool:

@@ -101,16 +101,16 @@ class Pidfds:
     pidfds (descriptors are finite), or where pidfd_open is missing, /proc is read."""
 
     def __init__(self, limit: int = 256) -> None:
-        self._fds: dict[tuple[int, int], int] = {}
+        self._fds: dict[tuple[int, int], tuple[int, select.poll]] = {}  # poll: any fd number
         self._limit = limit
         self._lock = threading.Lock()
 
     def is_alive(self, pid: int, ticks: int) -> bool:
         key = (pid, ticks)
         with self._lock:
-            fd = self._fds.get(key)
-            if fd is not None:
-                if not select.select([fd], [], [], 0)[0]:
+            known = self._fds.get(key)
+            if known is not None:
+                if not known[1].poll(0):
                     return True
                 self._close(key)  # it exited (a zombie too): its pidfd is readable
                 return False
@@ -135,11 +135,13 @@ class Pidfds:
         except OSError:  # gone meanwhile, or not allowed: /proc it is
             return
         if is_alive(*key):  # still the same process after the open: the pidfd is its
-            self._fds[key] = fd
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            self._fds[key] = (fd, poller)
         else:
             os.close(fd)
 
     def _close(self, key: tuple[int, int]) -> None:
-        fd = self._fds.pop(key, None)
-        if fd is not None:
-            os.close(fd)
+        known = self._fds.pop(key, None)
+        if known is not None:
+            os.close(known[0])
