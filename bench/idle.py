@@ -27,6 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from deploy import CORRAL, BenchError, run, say
 
 TICKS = os.sysconf("SC_CLK_TCK")
+# The controller's loop threads named in the RESULT line (all named ones are printed).
+PEER_THREADS = ("health-probes", "health-monitor", "drift-watch", "reconciler",
+                "log-collector")
 PORT_BASE = 19400  # service k listens on PORT_BASE + k: 19400-19499 for 300 instances
 SPEC_HEAD = """\
 [project]
@@ -76,17 +79,52 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def measure(groups: dict[str, list[int]], window: float) -> dict[str, tuple[float, float]]:
-    """{group: (cpu % of one core over `window`, RSS MB at the end)}."""
-    before = {name: sum(cpu_ticks(p) for p in pids) for name, pids in groups.items()}
+def thread_ticks(pid: int) -> dict[str, int]:
+    """{thread name: utime+stime} of a process's threads (the controller names its loops'
+    threads in the kernel: engine/loop.name_os_thread); same-named threads are summed."""
+    found: dict[str, int] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:  # ended meanwhile
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        found[name] = found.get(name, 0) + int(fields[11]) + int(fields[12])
+    return found
+
+
+def measure(groups: dict[str, list[int]], window: float, threads_of: int,
+            ) -> tuple[dict[str, tuple[float, float]], dict[str, float]]:
+    """{group: (cpu % of one core over `window`, RSS MB at the end)}, and {thread name:
+    cpu %} of the process `threads_of` (a thread that ended during the window is left out)."""
+    before = {}
+    for name, pids in groups.items():
+        try:
+            before[name] = sum(cpu_ticks(p) for p in pids)
+        except FileNotFoundError:
+            if name in ("controller", "router"):
+                raise
+    groups = {name: pids for name, pids in groups.items() if name in before}
+    threads_before = thread_ticks(threads_of)
     began = time.monotonic()
     time.sleep(window)
     elapsed = time.monotonic() - began
     out = {}
     for name, pids in groups.items():
-        used = sum(cpu_ticks(p) for p in pids) - before[name]
-        out[name] = (100.0 * used / TICKS / elapsed, sum(rss_kb(p) for p in pids) / 1024)
-    return out
+        try:
+            used = sum(cpu_ticks(p) for p in pids) - before[name]
+            rss = sum(rss_kb(p) for p in pids) / 1024
+        except FileNotFoundError as exc:  # a process ended: the group's figures are lost
+            if name in ("controller", "router"):
+                raise BenchError(f"a {name} process ended during the window "
+                                 f"({exc.filename})") from exc
+            say(f"a {name} process ended during the window: {name} not measured")
+            continue
+        out[name] = (100.0 * used / TICKS / elapsed, rss)
+    threads = {name: 100.0 * (ticks - threads_before.get(name, 0)) / TICKS / elapsed
+               for name, ticks in thread_ticks(threads_of).items()}
+    return out, threads
 
 
 def docker_pids() -> list[int] | None:
@@ -149,10 +187,21 @@ def one_size(workdir: Path, n: int, window: float, settle: float,
         if docker:
             groups["docker"] = docker
         say(f"N={n}: measuring {window:.0f} s (router: {len(groups['router'])} processes)")
-        figures = measure(groups, window)
+        figures, threads = measure(groups, window, controller)
+        if profile is not None:  # the profile covers the window only
+            os.kill(controller, signal.SIGUSR2)
         sleeper.kill()
         sleeper.wait()
-        return {"n": n, **figures}
+        busiest = sorted(threads.items(), key=lambda item: -item[1])
+        used = ", ".join(f"{name} {pct:.2f}" for name, pct in busiest if pct > 0)
+        say(f"N={n}: controller threads (% of a core): {used or 'none used any'}")
+        return {"n": n, **figures, "threads": threads}
+    except BenchError:
+        log = folder / ".corral/run/controller.log"
+        if log.is_file():
+            say("controller.log ends with:\n" + "\n".join(
+                log.read_text(errors="replace").splitlines()[-30:]))
+        raise
     finally:
         run([str(CORRAL), "down"], folder, 300, "corral down")
 
@@ -184,8 +233,8 @@ def main() -> int:
           f"{'router RSS MB':>14} {'sleep %':>8} {'docker %':>9}")
     result = []
     for row in rows:
-        n = row["n"]
-        print(f"{n:>5} {cell(row, 'controller', 0, '.2f'):>13} "
+        size = row["n"]
+        print(f"{size:>5} {cell(row, 'controller', 0, '.2f'):>13} "
               f"{cell(row, 'controller', 1, '.1f'):>11} {cell(row, 'router', 0, '.2f'):>9} "
               f"{cell(row, 'router', 1, '.1f'):>14} {cell(row, 'sleep', 0, '.2f'):>8} "
               f"{cell(row, 'docker', 0, '.2f'):>9}")
@@ -195,7 +244,15 @@ def main() -> int:
                                        ("router_rss_mb", "router", 1, ".1f"),
                                        ("sleep_cpu_pct", "sleep", 0, ".2f")):
             value = cell(row, group, index, fmt)
-            result.append(f"{key}_at_{n}={'na' if value == '-' else value}")
+            result.append(f"{key}_at_{size}={'na' if value == '-' else value}")
+        docker, controller = row.get("docker"), row.get("controller")
+        ratio = (f"{controller[0] / docker[0]:.2f}" if isinstance(docker, tuple)
+                 and isinstance(controller, tuple) and docker[0] > 0 else "na")
+        result.append(f"controller_vs_docker_at_{size}={ratio}")
+        threads = row.get("threads")
+        if isinstance(threads, dict):
+            result += [f"{name.replace('-', '_')}_pct_at_{size}={threads.get(name, 0.0):.2f}"
+                       for name in PEER_THREADS]
     print("RESULT " + " ".join(result) + f" window_s={args.window:.0f}")
     return 0 if all("controller" in row for row in rows) else 1
 

@@ -4,10 +4,12 @@ same words as the one-shot checks; tcp checks connect and let go."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import socket
 import threading
 from collections.abc import Iterator
+from functools import partial
 from queue import Queue
 
 import pytest
@@ -42,6 +44,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 64  # many checks at once: none left waiting for a SYN retry
     requests = 0
     connections = 0
 
@@ -116,3 +119,65 @@ def test_an_instance_that_never_answers_fails_within_the_timeout(prober: Prober)
         address = f"127.0.0.1:{silent.getsockname()[1]}"
         error = probe(prober, address, HealthSpec(path="/", timeout=0.3))
     assert error is not None and error.startswith("GET /: TimeoutError")
+
+
+@contextlib.contextmanager
+def raw_server(answer: bytes) -> Iterator[str]:
+    """The address of a server that reads a request, writes `answer` and closes, for each
+    connection."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+
+    def serve() -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:  # shut down: the test is over
+                return
+            with client:
+                client.recv(4096)
+                client.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)  # ends the accept at once (close would not)
+        listener.close()
+        thread.join(5)
+
+
+def test_an_answer_whose_body_ends_with_the_connection_passes(prober: Prober) -> None:
+    with raw_server(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhi") as address:
+        assert probe(prober, address, HealthSpec(path="/")) is None
+        assert probe(prober, address, HealthSpec(path="/")) is None  # a fresh connection
+
+
+def test_a_garbled_answer_fails_the_check(prober: Prober) -> None:
+    with raw_server(b"SSH-2.0-OpenSSH_9.2\r\n") as address:
+        error = probe(prober, address, HealthSpec(path="/"))
+    assert error is not None and error.startswith("GET /: HttpParserError")
+
+
+def test_an_address_with_a_host_name_is_resolved(server: Server, prober: Prober) -> None:
+    assert probe(prober, f"localhost:{server.server_address[1]}", HealthSpec(path="/")) is None
+
+
+def test_checks_of_many_instances_submitted_together_all_come_back(server: Server,
+                                                                   prober: Prober) -> None:
+    address = f"127.0.0.1:{server.server_address[1]}"
+    closed = f"127.0.0.1:{free_port()}"
+    results: Queue[tuple[int, str | None]] = Queue()
+
+    def answered(n: int, error: str | None) -> None:
+        results.put((n, error))
+
+    for n in range(40):  # one batch: the probe thread takes them in one wake or a few
+        instance = Instance(f"web-v1-{n}", "web", 1, "d", closed if n % 4 == 0 else address,
+                            InstanceState.READY, 0.0)
+        prober.submit(instance, HealthSpec(path="/close"), partial(answered, n))
+    answers = dict(results.get(timeout=10) for _ in range(40))
+    assert sorted(answers) == list(range(40))
+    assert all((answers[n] is None) == (n % 4 != 0) for n in answers)

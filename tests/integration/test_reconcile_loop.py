@@ -52,7 +52,7 @@ class Rig:
                                    self.clock, tmp / "volumes")
         self.monitor = HealthMonitor(self.fleets, self.driver, lambda i: None, self.clock)
         self.reconciler = Reconciler(self.store, self.instances, "tester",
-                                     period=0.5, unknown_grace=0.5)
+                                     period=0.5, unknown_grace=0.5, timer=self.clock)
         self.drift = DriftWatch(self.store, self.fleets, self.images, self.driver,
                                 self.reconciler.condemn, self.clock, "tester",
                                 verify_period=30, runtime_period=0.3, timer=self.clock)

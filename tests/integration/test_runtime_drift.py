@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.core.drift import ExpectedRuntime, runtime_drift
+from corral.core.drift import ExpectedRuntime, intruders, runtime_drift
 from corral.core.release import config_digest, release_config
 from corral.drivers import ProcessDriver
 from corral.engine.delivery.instances import Instances
@@ -297,6 +297,24 @@ def test_an_exec_check_in_flight_is_not_an_intruder_and_leaves_nothing_behind(
     poll(lambda: (f := driver.runtime("web-1")) and not any(
         p.argv[-1:] == ("97",) for p in f.processes), what="the check's leftover killed")
     assert drift_of(driver) == []
+
+
+@needs_root
+def test_what_did_not_change_is_not_read_again_and_an_entered_process_is(
+        driver: ProcessDriver, busybox_root: Path) -> None:
+    first = start(driver, busybox_root)
+    again = driver.runtime("web-1")
+    assert again is not None
+    assert again.processes is first.processes and again.mounts is first.mounts
+    shell = subprocess.Popen(["nsenter", "-t", str(first.pid), "-m", "-p", "-U",
+                              "--preserve-credentials", "--", "/bin/busybox", "sleep", "30"])
+    try:
+        entered = poll(lambda: [p for p in intruders(driver.runtime("web-1"))  # type: ignore[arg-type]
+                                if p.argv[-1:] == ("30",)], what="the entered process")
+        assert entered
+    finally:
+        shell.kill()
+        shell.wait()
 
 
 @needs_root

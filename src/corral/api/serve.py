@@ -22,6 +22,7 @@ from corral.engine.controller import Controller
 from corral.engine.standby import LeaseKeeper
 from corral.engine.workspace import Workspace
 from corral.errors import ControllerError
+from corral.limits import raise_open_file_limit
 from corral.ports.lease import Lease
 from corral.spec.model import listen_problem
 
@@ -39,6 +40,7 @@ def serve(ws: Workspace, ready: threading.Event | None = None, *,
                               f"(pid {pid_file.read_text().strip()})",
                               hint="use it, or stop it first with `corral down`")
     ws.make_private()  # an older corral's 0644 databases and log: closed now
+    raise_open_file_limit()
     lifecycle = Lifecycle()
     _on_stop_signals(lambda: lifecycle.request(keep_instances=True))
     keeper = LeaseKeeper(ws.store, on_lost=_stop_acting)

@@ -92,6 +92,8 @@ def mount_drift(launched: Sequence[Mount], now: Sequence[Mount]) -> list[str]:
     >>> mount_drift([ro, ro], [ro])
     ['mount / removed: /c/roots/ab (ext4, ro)']
     """
+    if tuple(launched) == tuple(now):  # the usual case, at the cost of one comparison
+        return []
     removed = Counter(launched) - Counter(now)
     added = Counter(now) - Counter(launched)
     found = []

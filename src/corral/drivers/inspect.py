@@ -8,6 +8,10 @@ mountinfo,ns} tell how it really runs, whatever the instance record says it was 
 from __future__ import annotations
 
 import os
+import select
+import threading
+from collections.abc import Iterable
+from typing import TextIO
 
 from corral.ports.runtime import Credentials, Mount
 
@@ -85,24 +89,93 @@ def read_mounts(pid: int) -> list[Mount]:
     for a bind mount ROOT is the host path inside the source file system, which is the
     host path itself when that file system is mounted at the host's /.
     """
-    mounts = []
     with open(f"/proc/{pid}/mountinfo", encoding="utf-8", errors="replace") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            fields, tail = left.split(), right.split()
-            if len(fields) < 6 or len(tail) < 2:
-                continue
-            root, target, options = (_unescape(fields[3]), _unescape(fields[4]),
-                                     fields[5].split(","))
-            fstype = tail[0]
-            source = root if fstype not in _VIRTUAL else fstype
-            mounts.append(Mount(target=target, source=source, fstype=fstype,
-                                read_only="ro" in options,
-                                options=tuple(o for o in options if o not in ("ro", "rw"))))
+        return parse_mounts(f)
+
+
+def parse_mounts(lines: Iterable[str]) -> list[Mount]:
+    """The mounts of mountinfo's lines (see `read_mounts`)."""
+    mounts = []
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if len(fields) < 6 or len(tail) < 2:
+            continue
+        root, target, options = (_unescape(fields[3]), _unescape(fields[4]),
+                                 fields[5].split(","))
+        fstype = tail[0]
+        source = root if fstype not in _VIRTUAL else fstype
+        mounts.append(Mount(target=target, source=source, fstype=fstype,
+                            read_only="ro" in options,
+                            options=tuple(o for o in options if o not in ("ro", "rw"))))
     return mounts
 
 
 _VIRTUAL = {"proc", "tmpfs", "devtmpfs", "devpts", "sysfs", "mqueue", "cgroup", "cgroup2"}
+
+
+class MountTables:
+    """Each sandbox's mount table, read again only when it changed.
+
+    The kernel marks an open /proc/PID/mountinfo with POLLPRI (and POLLERR) once its mount
+    namespace's table changed since the last poll, so a drift pass over many unchanged
+    sandboxes polls one descriptor each instead of reading and parsing each table. Tables
+    are kept by a key (an instance id) with the process they were read from, (pid, start
+    ticks): another process under the same key is read afresh. An open table holds its
+    namespace alive: `forget` a key when its sandbox stops. Past `limit` tables (open
+    descriptors are finite) the others are read each time, as before.
+    """
+
+    def __init__(self, limit: int = 256) -> None:
+        self._open: dict[str, tuple[tuple[int, int], TextIO, select.poll,
+                                    tuple[Mount, ...]]] = {}
+        self._limit = limit
+        self._lock = threading.Lock()  # a drift pass reads while a stop forgets
+
+    def of(self, key: str, pid: int, ticks: int) -> tuple[Mount, ...]:
+        """The mounts of process `pid` started at `ticks`; OSError if it is gone."""
+        with self._lock:
+            return self._read(key, pid, ticks)
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._forget(key)
+
+    def close(self) -> None:
+        with self._lock:
+            for key in list(self._open):
+                self._forget(key)
+
+    def _read(self, key: str, pid: int, ticks: int) -> tuple[Mount, ...]:
+        known = self._open.get(key)
+        if known is not None and known[0] != (pid, ticks):
+            self._forget(key)
+            known = None
+        if known is not None:
+            _, file, poller, mounts = known
+            if not poller.poll(0):
+                return mounts
+            file.seek(0)  # changed: read it again through the same descriptor
+        elif len(self._open) >= self._limit:  # descriptors are finite: read, keep none
+            return tuple(read_mounts(pid))
+        else:
+            # kept open across passes (closed by `forget`): no context manager
+            file = open(f"/proc/{pid}/mountinfo", encoding="utf-8", errors="replace")  # noqa: SIM115
+            poller = select.poll()
+            poller.register(file, select.POLLPRI | select.POLLERR)
+        try:
+            mounts = tuple(parse_mounts(file))
+        except OSError:
+            file.close()
+            self._open.pop(key, None)
+            raise
+        self._open[key] = ((pid, ticks), file, poller, mounts)
+        return mounts
+
+    def _forget(self, key: str) -> None:
+        known = self._open.pop(key, None)
+        if known is not None:
+            known[1].close()
 
 
 def _unescape(text: str) -> str:

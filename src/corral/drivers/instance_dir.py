@@ -60,19 +60,36 @@ class InstanceDirs:
 
     def __init__(self, state_dir: Path) -> None:
         self.root = state_dir / "run" / "instances"
+        self._root = str(self.root)
         self.logs = state_dir / "logs"
         self._loaded: dict[str, tuple[tuple[int, int, int], InstanceRecord]] = {}
+        self._statuses: dict[str, tuple[tuple[int, int, int], SandboxStatus]] = {}
 
     def path(self, instance_id: str) -> Path:
+        return Path(self._folder(instance_id))
+
+    def _folder(self, instance_id: str) -> str:
+        """The instance's folder as a string: records and statuses are read for every
+        instance each second, and pathlib would cost more than the stat that follows."""
         if not _ID.match(instance_id):
             raise DriverError(f"instance id {instance_id!r} is not usable as a folder name and "
                               "hostname", hint="use letters, digits, '.', '_' and '-' (max 63)")
-        return self.root / instance_id
+        return os.path.join(self._root, instance_id)
 
     def ids(self) -> list[str]:
-        if not self.root.is_dir():
+        """The instances with a record."""
+        return [name for name in self.names()
+                if os.path.isfile(os.path.join(self._root, name, "instance.json"))]
+
+    def names(self) -> list[str]:
+        """Every instance folder, sorted, whether its record is written yet or not (`load`
+        says None for those): the controller lists every instance each second, so plain
+        strings, not pathlib, and no stat per folder."""
+        try:
+            with os.scandir(self.root) as entries:
+                return sorted(e.name for e in entries if _ID.match(e.name))
+        except FileNotFoundError:
             return []
-        return sorted(p.name for p in self.root.iterdir() if (p / "instance.json").is_file())
 
     def create(self, instance_id: str) -> Path:
         path = self.path(instance_id)
@@ -90,7 +107,7 @@ class InstanceDirs:
         os.replace(tmp, target)  # atomic: a reader never sees half a record
 
     def load(self, instance_id: str) -> InstanceRecord | None:
-        path = self.path(instance_id) / "instance.json"
+        path = os.path.join(self._folder(instance_id), "instance.json")
         try:
             # A record is replaced whole (save), never edited: the same inode, size and
             # mtime is the same record, so listing every instance each second parses none.
@@ -99,7 +116,8 @@ class InstanceDirs:
             cached = self._loaded.get(instance_id)
             if cached is not None and cached[0] == version:
                 return cached[1]
-            raw: dict[str, Any] = json.loads(path.read_text())
+            with open(path, encoding="utf-8") as file:
+                raw: dict[str, Any] = json.load(file)
         except (FileNotFoundError, json.JSONDecodeError):
             self._loaded.pop(instance_id, None)
             return None
@@ -109,11 +127,20 @@ class InstanceDirs:
         return record
 
     def status(self, instance_id: str) -> SandboxStatus:
-        """Parse status.json: one JSON document per line, as bwrap writes them."""
+        """Parse status.json: one JSON document per line, as bwrap writes them (parsed
+        again only when the file grew or changed: a drift pass asks for every instance)."""
         init_pid = exit_code = None
+        path = os.path.join(self._folder(instance_id), "status.json")
         try:
-            lines = (self.path(instance_id) / "status.json").read_text().splitlines()
+            stat = os.stat(path)
+            version = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+            cached = self._statuses.get(instance_id)
+            if cached is not None and cached[0] == version:
+                return cached[1]
+            with open(path, encoding="utf-8") as file:
+                lines = file.read().splitlines()
         except FileNotFoundError:
+            self._statuses.pop(instance_id, None)
             return SandboxStatus()
         for line in lines:
             try:
@@ -122,7 +149,9 @@ class InstanceDirs:
                 continue  # a line still being written
             init_pid = doc.get("child-pid", init_pid)
             exit_code = doc.get("exit-code", exit_code)
-        return SandboxStatus(init_pid=init_pid, exit_code=exit_code)
+        status = SandboxStatus(init_pid=init_pid, exit_code=exit_code)
+        self._statuses[instance_id] = (version, status)
+        return status
 
     def log_paths(self, instance_id: str) -> tuple[Path, Path]:
         """stdout and stderr logs: in the instance folder while it exists, then in logs/ID."""
@@ -134,6 +163,7 @@ class InstanceDirs:
         """Move the logs to logs/ID and remove the instance folder."""
         live = self.path(instance_id)
         self._loaded.pop(instance_id, None)
+        self._statuses.pop(instance_id, None)
         if not live.is_dir():
             return
         kept = self.logs / instance_id

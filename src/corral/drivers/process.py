@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -38,7 +38,7 @@ from corral.drivers.sandbox import (
 )
 from corral.errors import DriverError, SandboxUnavailable
 from corral.ports.records import InstanceSpec, Observed, signal_number
-from corral.ports.runtime import RuntimeFacts
+from corral.ports.runtime import LaunchSnapshot, RuntimeFacts, SandboxProcess
 
 LAUNCHER = Path(__file__).with_name("launcher.py")
 STAGE_DIR = "/run"  # shadowed only inside the launcher's private mount namespace
@@ -64,6 +64,10 @@ class ProcessDriver:
         self._namespaces: tuple[float, dict[int, dict[str, int | None]],
                                 dict[tuple[str, int | None], set[int]]] | None = None
         self._apps = procfs.ChildMemo()  # sandbox init -> its app, without a /proc scan
+        self._mounts = inspect.MountTables()  # read again only when the kernel says changed
+        self._levels: dict[tuple[int, int], int] = {}  # sandbox init -> its pid ns depth
+        self._alive = procfs.Pidfds()  # outer bwraps: alive is a poll, not a /proc read
+        self._known_members: dict[str, tuple[object, tuple[SandboxProcess, ...]]] = {}
 
     # -- the Driver port ---------------------------------------------------------------
 
@@ -91,7 +95,7 @@ class ProcessDriver:
         return self._observe(record)
 
     def list(self) -> list[Observed]:
-        records = (self._dirs.load(i) for i in self._dirs.ids())
+        records = (self._dirs.load(i) for i in self._dirs.names())
         return [self._observe(r) for r in records if r is not None]
 
     def inspect(self, instance_id: str) -> Observed | None:
@@ -103,9 +107,13 @@ class ProcessDriver:
             folder = self._dirs.path(instance_id)
         except DriverError:
             return  # no instance can have such an id
+        self._mounts.forget(instance_id)
+        self._known_members.pop(instance_id, None)
         record = self._dirs.load(instance_id)
         if record is not None and self._is_running(record):
             self._terminate(record, grace)
+        if record is not None:
+            self._alive.forget(record.pid, record.start_ticks)
         if folder.is_dir():
             self._dirs.retire(instance_id)
 
@@ -141,7 +149,7 @@ class ProcessDriver:
         app's argv, env and ids, its mount table, every process in its namespaces, and the
         snapshot taken when it was launched. None if it is not running."""
         record = self._load(instance_id)
-        if record is None or not procfs.is_alive(record.pid, record.start_ticks):
+        if record is None or not self._alive.is_alive(record.pid, record.start_ticks):
             return None
         if record.launched is None:  # started by a driver that took no snapshot
             record = self._take_snapshot(record, "adopted")
@@ -154,9 +162,9 @@ class ProcessDriver:
             argv = tuple(inspect.read_nul_list(f"/proc/{app.pid}/cmdline"))
             env = inspect.read_env(app.pid)
             uid, gid = inspect.read_ids(app.pid)
-            mounts = tuple(inspect.read_mounts(init.pid))
+            mounts = self._mounts.of(instance_id, init.pid, init.start_ticks)
             with self._exec_checks.quiet() as checks:
-                processes = tuple(snapshot.members(launched, init, checks, *self._index()))
+                processes = self._members(instance_id, launched, init, checks)
         except (OSError, KeyError, ValueError):
             return None  # it exited while being read
         return RuntimeFacts(
@@ -259,13 +267,43 @@ class ProcessDriver:
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
 
+    def _members(self, instance_id: str, launched: LaunchSnapshot,
+                 init: procfs.ProcStat, checks: Mapping[int, int],
+                 ) -> tuple[SandboxProcess, ...]:
+        """The sandbox's processes, read again only when the pids sharing its namespaces or
+        the exec checks changed: a process that enters from outside is a new pid, and one
+        inside cannot change its ids or capabilities (no privileges, no_new_privs), so
+        unchanged pids need no read (a drift pass asks for every instance)."""
+        index, inverted = self._index()
+        pids = snapshot.sharing(launched, init, index, inverted)
+        key = (init.pid, init.start_ticks, frozenset(pids), frozenset(checks.items()))
+        known = self._known_members.get(instance_id)
+        if known is not None and known[0] == key:
+            return known[1]
+        processes = tuple(snapshot.members(launched, init, checks, index, inverted,
+                                           level=self._level_of(init), pids=pids))
+        self._known_members[instance_id] = (key, processes)
+        return processes
+
+    def _level_of(self, init: procfs.ProcStat) -> int:
+        """The sandbox init's pid namespace depth, read once per init (it never changes)."""
+        key = (init.pid, init.start_ticks)
+        level = self._levels.get(key)
+        if level is None:
+            if len(self._levels) >= 4096:  # inits long gone: start over
+                self._levels.clear()
+            level = self._levels[key] = snapshot.pid_level(init.pid)
+        return level
+
     def _index(self) -> tuple[dict[int, dict[str, int | None]],
                               dict[tuple[str, int | None], set[int]]]:
-        """Every host process's namespaces, read at most every 0.25 s: one /proc scan
-        serves a whole drift pass. Called under the exec checks' lock, whose grace after a
-        check ends (2 s) outlasts the index."""
+        """Every host process's namespaces, read at most every 1.5 s: one /proc scan
+        serves a whole drift pass (a pass of 60 instances on a loaded machine takes longer
+        than 0.25 s, and each scan reads 3 links of every host process). A process that
+        enters a sandbox after the scan is seen by the next pass. Called under the exec
+        checks' lock, whose grace after a check ends (2 s) outlasts the index."""
         now = time.monotonic()
-        if self._namespaces is None or now - self._namespaces[0] > 0.25:
+        if self._namespaces is None or now - self._namespaces[0] > 1.5:
             index = snapshot.namespace_index()
             self._namespaces = (now, index, snapshot.by_namespace(index))
         return self._namespaces[1], self._namespaces[2]
@@ -311,7 +349,7 @@ class ProcessDriver:
 
     def _is_running(self, record: InstanceRecord) -> bool:
         """The outer bwrap runs, or (if it died) the sandbox it started still does."""
-        return (procfs.is_alive(record.pid, record.start_ticks)
+        return (self._alive.is_alive(record.pid, record.start_ticks)
                 or self._sandbox_init(record) is not None)
 
     def _observe(self, record: InstanceRecord) -> Observed:

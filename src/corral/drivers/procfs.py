@@ -8,6 +8,8 @@ is never mistaken for the instance that once had it.
 from __future__ import annotations
 
 import os
+import select
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -90,3 +92,56 @@ class ChildMemo:
             self._known.clear()
         self._known[key] = (chosen.pid, chosen.start_ticks)
         return chosen
+
+
+class Pidfds:
+    """`is_alive` through pidfds kept per process: once a process is known alive, whether
+    it still runs is one poll of its pidfd (readable once it exited), not a read of its
+    /proc stat file; the controller asks for every instance each second. Past `limit`
+    pidfds (descriptors are finite), or where pidfd_open is missing, /proc is read."""
+
+    def __init__(self, limit: int = 256) -> None:
+        self._fds: dict[tuple[int, int], tuple[int, select.poll]] = {}  # poll: any fd number
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def is_alive(self, pid: int, ticks: int) -> bool:
+        key = (pid, ticks)
+        with self._lock:
+            known = self._fds.get(key)
+            if known is not None:
+                if not known[1].poll(0):
+                    return True
+                self._close(key)  # it exited (a zombie too): its pidfd is readable
+                return False
+            if not is_alive(pid, ticks):
+                return False
+            if len(self._fds) < self._limit and hasattr(os, "pidfd_open"):
+                self._open(key)
+            return True
+
+    def forget(self, pid: int, ticks: int) -> None:
+        with self._lock:
+            self._close((pid, ticks))
+
+    def close(self) -> None:
+        with self._lock:
+            for key in list(self._fds):
+                self._close(key)
+
+    def _open(self, key: tuple[int, int]) -> None:
+        try:
+            fd = os.pidfd_open(key[0])
+        except OSError:  # gone meanwhile, or not allowed: /proc it is
+            return
+        if is_alive(*key):  # still the same process after the open: the pidfd is its
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            self._fds[key] = (fd, poller)
+        else:
+            os.close(fd)
+
+    def _close(self, key: tuple[int, int]) -> None:
+        known = self._fds.pop(key, None)
+        if known is not None:
+            os.close(known[0])

@@ -31,7 +31,7 @@ def take(init_pid: int, app_pid: int, image_digest: str, taken: str) -> LaunchSn
             namespaces[kind] = mine  # only the sandbox's own: the host's would match anyone
     try:
         status = inspect.read_status(app_pid)
-        level = len(inspect.read_status(init_pid).get("NSpid", "").split()) - 1
+        level = pid_level(init_pid)
         mounts = tuple(inspect.read_mounts(init_pid))
     except (OSError, KeyError, ValueError):
         return None
@@ -58,29 +58,45 @@ def by_namespace(index: Mapping[int, Mapping[str, int | None]]
     return found
 
 
+def pid_level(pid: int) -> int:
+    """How deep `pid`'s pid namespace is below the host's (0: the host's own), from the
+    NSpid line of its status; it never changes while the process runs."""
+    return len(inspect.read_status(pid).get("NSpid", "").split()) - 1
+
+
+def sharing(launched: LaunchSnapshot, init: procfs.ProcStat,
+            index: Mapping[int, Mapping[str, int | None]],
+            inverted: Mapping[tuple[str, int | None], set[int]] | None = None) -> set[int]:
+    """The pids, the init's aside, that share one of the sandbox's namespaces in `index`
+    (a recent `namespace_index()`; `inverted` its `by_namespace` if the caller keeps one)."""
+    own = launched.namespaces
+    if inverted is not None and all(kind in KINDS for kind in own):
+        found = set().union(*(inverted.get((kind, own[kind]), ()) for kind in own))
+    else:
+        found = {pid for pid, ids in index.items()
+                 if any(ids.get(kind) == own[kind] for kind in own)}
+    return found - {init.pid}
+
+
 def members(launched: LaunchSnapshot, init: procfs.ProcStat, exec_checks: Mapping[int, int],
             index: Mapping[int, Mapping[str, int | None]],
             inverted: Mapping[tuple[str, int | None], set[int]] | None = None,
-            ) -> list[SandboxProcess]:
+            level: int | None = None, pids: set[int] | None = None) -> list[SandboxProcess]:
     """Every live process but the init that shares one of the sandbox's namespaces.
 
     `index` is a recent `namespace_index()` (one serves every instance), `inverted` its
-    `by_namespace` if the caller keeps one. `exec_checks` maps the pids of the driver's exec
-    checks in flight to their start ticks: a process descending from one, or in its
-    session, is marked `exec_check`.
+    `by_namespace` if the caller keeps one, `pids` its `sharing` if the caller has it.
+    `exec_checks` maps the pids of the driver's exec checks in flight to their start ticks:
+    a process descending from one, or in its session, is marked `exec_check`. `level` is the
+    init's `pid_level`, if the caller keeps it.
     """
-    own = launched.namespaces
-    level = len(inspect.read_status(init.pid).get("NSpid", "").split()) - 1
-    if inverted is not None and all(kind in KINDS for kind in own):
-        sharing = set().union(*(inverted.get((kind, own[kind]), ()) for kind in own))
-    else:
-        sharing = {pid for pid, ids in index.items()
-                   if any(ids.get(kind) == own[kind] for kind in own)}
+    if level is None:
+        level = pid_level(init.pid)
+    if pids is None:
+        pids = sharing(launched, init, index, inverted)
     found = []
-    for pid, ids in index.items():
-        if pid == init.pid or pid not in sharing:
-            continue
-        process = _member(pid, ids, launched, init, exec_checks, level)
+    for pid in sorted(pids):  # the few sharing, not every host process
+        process = _member(pid, index[pid], launched, init, exec_checks, level)
         if process is not None:
             found.append(process)
     return found

@@ -46,12 +46,19 @@ class Fleets:
         # its next pass must still be read). Called outside the lock; must not block.
         self.on_add: list[Callable[[Instance], None]] = []
         self._releases: dict[tuple[str, int], Release] = {}  # see `release`
+        # Counts changes of which instances there are or of their states (add, move,
+        # load): a loop that compares it with the last it saw knows whether to look again
+        # without going through every instance (the health monitor, the reconciler).
+        self.version = 0
+        # Told of each such change, under the lock: a hook only wakes its loop (no blocking).
+        self.on_change: list[Callable[[], None]] = []
 
     def load(self) -> list[Instance]:
         """Take every live instance the store remembers."""
         with self._lock:
             for instance in self._store.list_instances(live_only=True):
                 self._instances[instance.id] = instance
+            self._changed()
             return list(self._instances.values())
 
     def release(self, service: str, version: int) -> Release | None:
@@ -117,6 +124,7 @@ class Fleets:
     def add(self, instance: Instance) -> None:
         with self._lock:
             self._instances[instance.id] = instance
+            self._changed()
             self._store.put_instance(instance, self._event("instance.start", instance, {
                 "release": instance.release, "image": instance.image_digest,
                 "address": instance.address}))
@@ -138,6 +146,7 @@ class Fleets:
             else:
                 self._instances.pop(instance_id, None)
                 self._health.pop(instance_id, None)
+            self._changed()
             self._sync(moved.service)
             return moved
 
@@ -166,6 +175,11 @@ class Fleets:
             services = [service] if service else sorted(self._listen)
             for name in services:
                 self._sync(name)
+
+    def _changed(self) -> None:
+        self.version += 1
+        for hook in self.on_change:
+            hook()
 
     def _sync(self, service: str) -> None:
         self.changed.notify_all()

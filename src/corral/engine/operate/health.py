@@ -8,8 +8,11 @@ replacement). It never restarts anything in place.
 
 from __future__ import annotations
 
+import heapq
 import http.client
+import itertools
 import logging
+import math
 import socket
 import time
 from collections.abc import Callable
@@ -82,19 +85,29 @@ def run_check(driver: Driver, instance: Instance, health: HealthSpec) -> str | N
 
 
 class HealthMonitor:
-    """A background thread checking instances; `tick` is one sweep, usable from tests."""
+    """A background thread checking instances; `tick` is one sweep, usable from tests.
+
+    Each instance's next readiness and liveness checks wait in a heap of due times, so a
+    sweep looks only at the checks due, not at every instance, and the thread sleeps until
+    the next is due; the fleet is gone through only when it changed (`Fleets.version`).
+    Checks of instances past starting are due on a grid of `batch` seconds (a 1 s interval
+    becomes 1 to 1.25 s), so at rest they run in a few batches a second, not one wake per
+    instance; a starting instance is probed at its own pace (core.probe).
+    """
 
     def __init__(self, fleets: Fleets, driver: Driver, health_of: HealthOf, clock: Clock,
                  resolution: float = 0.1, liveness_of: HealthOf | None = None,
-                 timer: Timer = WALL, exits_every: float = 1.0,
-                 rest_resolution: float = 0.25) -> None:
+                 timer: Timer = WALL, exits_every: float = 1.0, batch: float = 0.25) -> None:
         self._fleets = fleets
         self._driver = driver
         self._health_of = health_of
         self._liveness_of = liveness_of or (lambda instance: None)
         self._clock = clock
-        self._due: dict[str, float] = {}
-        self._live_due: dict[str, float] = {}
+        self._queue: list[tuple[float, int, str, bool]] = []  # (due, order, id, liveness?)
+        self._order = itertools.count()  # ties keep their order: no Instance compared
+        self._queued: set[str] = set()  # instances whose checks are in the queue
+        self._seen_version = -1  # the fleet's version the queue was last completed at
+        self._kept_version = -1  # the fleet's version the prober last kept connections for
         self._live_failures: dict[str, int] = {}
         self._busy: set[str] = set()
         # Listing the driver reads every instance's record and /proc: once a second, not at
@@ -105,10 +118,8 @@ class HealthMonitor:
         self._condemned: set[str] = set()  # failed liveness: being replaced, not re-checked
         self.on_liveness_failure: list[LivenessHook] = []
         self._prober = Prober(driver, check_exec)  # one thread for every http/tcp probe
-        # Ticks every `resolution` while an instance is starting or unhealthy, every
-        # `rest_resolution` when all are ready; a new instance wakes the loop at once.
-        self._resolution = resolution
-        self._rest_resolution = max(resolution, rest_resolution)
+        self._resolution = resolution  # a busy instance's due check is looked at again then
+        self._batch = batch
         self._loop = BackgroundLoop("health-monitor", self._step, resolution, timer=timer,
                                     what="health sweep")
         fleets.on_add.append(lambda instance: self._loop.wake())
@@ -128,37 +139,73 @@ class HealthMonitor:
         return not self._busy
 
     def _step(self) -> float:
-        self.tick()
-        settling = any(i.state in (InstanceState.STARTING, InstanceState.UNHEALTHY)
-                       for i in self._fleets.all())
-        return self._resolution if settling else self._rest_resolution
+        """One sweep; then wait until the next check or exit listing is due."""
+        until_check = self._sweep()
+        until_exits = self._next_exits - self._timer()
+        return max(0.0, min(until_check, until_exits))
 
     def tick(self) -> None:
+        """One sweep (tests call it on their own clock)."""
+        self._sweep()
+
+    def _sweep(self) -> float:
+        """Start the checks due; the seconds until the next one is due (inf: none queued)."""
         now = self._clock()
         if self._timer() >= self._next_exits:  # the loop's time: a test's clock may stand
             self._next_exits = self._timer() + self._exits_every
             self._notice_exits()
-        for instance in self._fleets.all():
-            if (instance.state not in _CHECKED or instance.id in self._busy
-                    or instance.id in self._condemned):
-                continue
-            health = self._health_of(instance)
-            if health is not None and now >= self._due.get(instance.id, 0.0) and not \
-                    is_in_grace(now, instance.created_at, health.start_grace):
-                self._due[instance.id] = next_check_at(
-                    now, instance.created_at, health.start_grace, health.interval,
-                    instance.state is InstanceState.STARTING)
-                self._busy.add(instance.id)
-                self._prober.submit(instance, health, partial(self._checked, instance, health))
-                continue
-            liveness = self._liveness_of(instance)
-            if (liveness is not None and instance.state is InstanceState.READY
-                    and now >= self._live_due.get(instance.id, 0.0)
-                    and not is_in_grace(now, instance.created_at, liveness.start_grace)):
-                self._live_due[instance.id] = now + liveness.interval
-                self._busy.add(instance.id)
-                self._prober.submit(instance, liveness,
-                                    partial(self._liveness_checked, instance, liveness))
+        if self._fleets.version != self._seen_version:
+            self._queue_new()
+        while self._queue and self._queue[0][0] <= now:
+            _, _, instance_id, liveness = heapq.heappop(self._queue)
+            instance = self._fleets.get(instance_id)
+            if instance is None or instance.state not in _CHECKED:
+                self._queued.discard(instance_id)  # it never comes back to a checked state
+            elif instance_id not in self._condemned:
+                self._due(instance, liveness, now)
+        return self._queue[0][0] - now if self._queue else float("inf")
+
+    def _queue_new(self) -> None:
+        """Queue the first checks of instances not seen yet (at once: `_due` waits out a
+        start grace); forget those gone."""
+        self._seen_version = self._fleets.version
+        instances = self._fleets.all()
+        self._queued &= {i.id for i in instances}
+        self._condemned &= {i.id for i in instances}
+        for instance in instances:
+            if instance.id not in self._queued and instance.state in _CHECKED:
+                self._queued.add(instance.id)
+                self._push(0.0, instance.id, liveness=False)
+                self._push(0.0, instance.id, liveness=True)
+
+    def _push(self, due: float, instance_id: str, liveness: bool) -> None:
+        heapq.heappush(self._queue, (due, next(self._order), instance_id, liveness))
+
+    def _due(self, instance: Instance, liveness: bool, now: float) -> None:
+        """Run one due check of `instance` (or queue it again for when it can run)."""
+        spec = (self._liveness_of if liveness else self._health_of)(instance)
+        if spec is None:
+            return  # no such check for this release: nothing queued again
+        if instance.id in self._busy:  # one check at a time: look again shortly
+            self._push(now + self._resolution, instance.id, liveness)
+        elif is_in_grace(now, instance.created_at, spec.start_grace):
+            self._push(instance.created_at + spec.start_grace, instance.id, liveness)
+        elif liveness and instance.state is not InstanceState.READY:
+            self._push(self._on_grid(now + spec.interval), instance.id, liveness)  # ready only
+        else:
+            if not liveness and instance.state is InstanceState.STARTING:  # at its own pace
+                self._push(next_check_at(now, instance.created_at, spec.start_grace,
+                                         spec.interval, starting=True), instance.id, liveness)
+            else:
+                self._push(self._on_grid(now + spec.interval), instance.id, liveness)
+            self._busy.add(instance.id)
+            self._prober.submit(instance, spec, partial(
+                self._liveness_checked if liveness else self._checked, instance, spec))
+
+    def _on_grid(self, due: float) -> float:
+        """`due`, or the next multiple of `batch` after it: checks of instances already up
+        fall on a few times a second and run together, never before their interval."""
+        return math.ceil(due / self._batch) * self._batch if self._batch > 0 else due
 
     def _checked(self, instance: Instance, health: HealthSpec, error: str | None) -> None:
         try:
@@ -189,9 +236,11 @@ class HealthMonitor:
     def _notice_exits(self) -> None:
         # Snapshot the fleet before listing the driver: an instance added after the listing
         # would otherwise look as if it had vanished.
-        instances = self._fleets.all()
+        version, instances = self._fleets.version, self._fleets.all()
         observed = {o.id: o for o in self._driver.list()}
-        self._prober.keep_only(i.address for i in instances)
+        if version != self._kept_version:
+            self._kept_version = version
+            self._prober.keep_only(i.address for i in instances)
         for instance in instances:
             if instance.state is InstanceState.DRAINING:
                 continue
@@ -200,5 +249,4 @@ class HealthMonitor:
                 code = seen.exit_code if seen else None
                 reason = "exited" if code is None else f"exited with code {code}"
                 self._fleets.move(instance.id, InstanceState.FAILED, reason)
-                self._due.pop(instance.id, None)
                 self._driver.stop(instance.id, grace=0)  # forget it; its logs are kept

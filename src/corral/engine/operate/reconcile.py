@@ -33,7 +33,7 @@ from corral.core.reconcile import (
 )
 from corral.engine.delivery.instances import Instances
 from corral.engine.delivery.locks import lock_name, reconciler_holder
-from corral.engine.loop import BackgroundLoop
+from corral.engine.loop import WALL, BackgroundLoop, Timer
 from corral.errors import CorralError
 from corral.ports.records import Event, Instance, InstanceState, Release
 from corral.ports.store import Store
@@ -42,6 +42,11 @@ from corral.spec.model import ServiceSpec
 log = logging.getLogger(__name__)
 
 LOCK_TTL = 30.0
+# A sweep runs at once on every fleet change (a death, a failed check, a condemned
+# instance); the periodic one only catches what changes nowhere in the fleet (an unknown
+# instance, a store edited behind the controller), so it can be rare: each reads the
+# driver's listing and every service's live release.
+SWEEP_PERIOD = 15.0
 DEPARTURE_MEMORY = 120.0  # seconds a noticed death waits to be named by its replacement
 
 
@@ -58,8 +63,9 @@ class SweepStats:
 class Reconciler:
     """Keeps every service at its live release and replicas; `sweep` is one pass."""
 
-    def __init__(self, store: Store, instances: Instances, actor: str, *, period: float = 5.0,
-                 unknown_grace: float = 10.0) -> None:
+    def __init__(self, store: Store, instances: Instances, actor: str, *,
+                 period: float = SWEEP_PERIOD, unknown_grace: float = 10.0,
+                 timer: Timer = WALL) -> None:
         self._store = store
         self._fleets = instances.fleets
         self._instances = instances
@@ -78,11 +84,14 @@ class Reconciler:
         self._not_before: dict[str, float] = {}
         self._wake = threading.Event()
         self._mutex = threading.Lock()  # one sweep at a time (loop, API, tests)
-        self._signature: frozenset[tuple[str, str]] = frozenset()
+        self._swept_version = -1  # the fleet's version when the last sweep began
         self._next_sweep = float("-inf")
-        # Each pass waits on the fleet itself (a change wakes it at once), so the loop
-        # does not pause between passes.
-        self._loop = BackgroundLoop("reconciler", self._pass, 0.0, what="reconcile sweep")
+        # The loop sleeps until the next periodic sweep or held-back start is due; a fleet
+        # change (an instance added, failed, ready, …) or `wake` ends the sleep at once, so
+        # a dead instance is replaced as soon as the health monitor reports it.
+        self._loop = BackgroundLoop("reconciler", self._pass, period, timer=timer,
+                                    what="reconcile sweep", immediately=True)
+        self._fleets.on_change.append(self._loop.wake)
         self.stats = SweepStats()
         self.listeners: list[Callable[[Action, str | None], None]] = []
 
@@ -91,16 +100,11 @@ class Reconciler:
         self._loop.start()
 
     def stop(self) -> None:
-        self._loop.stop(timeout=10, interrupt=self._notify)
-
-    def _notify(self) -> None:
-        with self._fleets.changed:
-            self._fleets.changed.notify_all()
+        self._loop.stop(timeout=10)
 
     def wake(self) -> None:
         self._wake.set()
-        with self._fleets.changed:
-            self._fleets.changed.notify_all()
+        self._loop.wake()
 
     def condemn(self, instance_id: str, detail: str) -> None:
         """Mark an instance as drifted: it is replaced at the next sweep."""
@@ -108,26 +112,26 @@ class Reconciler:
             self._drifted.setdefault(instance_id, detail)
         self.wake()
 
-    def _pass(self) -> None:
-        """Sweep when the fleet changed, when woken, or once `period` passed on the clock."""
-        with self._fleets.changed:
-            # Checked under the fleet's lock: a change made during the last sweep (no one
-            # was waiting for its notice) is not missed.
-            if not self._is_due():
-                self._fleets.changed.wait(timeout=0.25)
-        if self._loop.stopping or not self._is_due():
-            return
-        self._wake.clear()
-        self._signature = self._fleet_signature()
-        self._next_sweep = self._clock() + self._period
-        self.sweep()
+    def _pass(self) -> float:
+        """Sweep when the fleet changed, when woken, or once `period` passed on the clock;
+        the seconds until the next sweep is due, unless a change comes first."""
+        if self._is_due():
+            self._wake.clear()
+            self._swept_version = self._fleets.version
+            self._next_sweep = self._clock() + self._period
+            self.sweep()
+        return max(0.0, self._next_due() - self._clock())
 
     def _is_due(self) -> bool:
         return (self._wake.is_set() or self._clock() >= self._next_sweep
-                or self._fleet_signature() != self._signature)
+                or self._fleets.version != self._swept_version)
 
-    def _fleet_signature(self) -> frozenset[tuple[str, str]]:
-        return frozenset((i.id, i.state.value) for i in self._fleets.all())
+    def _next_due(self) -> float:
+        """The next periodic sweep, or sooner the end of a service's back-off (its start
+        held back by a failed one is then made without waiting for the period)."""
+        now = self._clock()
+        held = [t for t in list(self._not_before.values()) if t > now]
+        return min([self._next_sweep, *held])
 
     @property
     def passes(self) -> int:

@@ -13,7 +13,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import resource
 import signal
 import socket
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import uvloop
 
+from corral.limits import raise_open_file_limit
 from corral.routers.builtin.control import ControlServer
 from corral.routers.builtin.supervisor import Supervisor
 from corral.routers.builtin.worker import serve_worker
@@ -57,14 +57,6 @@ async def serve(control: str, state: Path, workers: int) -> None:
         os.unlink(control)
 
 
-def _raise_open_file_limit() -> None:
-    # Each proxied request holds two sockets; the default soft limit (1024) is low for that.
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m corral.routers.builtin")
     parser.add_argument("--control", help="unix control socket path")
@@ -76,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s router[%(process)d] %(levelname)s %(message)s")
-    _raise_open_file_limit()
+    raise_open_file_limit()
     if args.worker_fd is not None:
         uvloop.run(serve_worker(args.worker_fd))
         return 0
