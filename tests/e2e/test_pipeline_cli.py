@@ -155,12 +155,17 @@ class Shop(CliProject):
 
 
 def approve_when_waiting(shop: Shop, before: set[int], process: subprocess.Popen[str]) -> None:
+    approved: set[int] = set()
+
     def state() -> str | None:
         if process.poll() is not None:
             return "done"
         mine = [r for r in shop.runs() if r["id"] not in before]
-        if mine and mine[-1]["state"] == "waiting":
+        # once: the run record says "waiting" until the runner sees the approval, and by a
+        # second `approve` it may have moved on (an approval then rightly refused)
+        if mine and mine[-1]["state"] == "waiting" and mine[-1]["id"] not in approved:
             shop.corral("approve", str(mine[-1]["id"]))
+            approved.add(mine[-1]["id"])
         return None
 
     poll(state, 300, "the run to end (approving its gate)")
