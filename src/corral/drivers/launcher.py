@@ -7,7 +7,8 @@ and exits at once, so bwrap is reparented to init: the caller never has to reap 
 at any time. It must not wait for, watch or signal the sandbox.
 
 CONFIG is JSON: {"bwrap", "args", "stdout", "stderr", "status", "stage_dir",
-"stage": {name: source path}, "uid", "gid", "overlay"} (uid/gid null: keep the caller's;
+"stage": {name: source path}, "uid", "gid", "overlay", "cgroups": [cgroup.procs files to
+join], "seccomp": compiled filter or null, "seccomp_fd"} (uid/gid null: keep the caller's;
 overlay null, or {"skeleton": [[path, is_dir]…], "args"}: bwrap's args over the overlay,
 used instead of "args" if the overlay could be mounted).
 """
@@ -99,12 +100,21 @@ def overlay_root(stage_dir: str, skeleton: list[tuple[str, bool]]) -> bool:
 
 
 def exec_sandbox(cfg: dict[str, Any], out: int, err: int, status: int) -> None:
-    """In the detached child: new session, files on 0-3, drop privileges, exec bwrap."""
+    """In the detached child: new session, join the instance's cgroups (while still root,
+    so bwrap and all it starts are counted and limited), files on 0-3 and the seccomp
+    filter on its descriptor, drop privileges, exec bwrap (which applies the filter)."""
     os.setsid()
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    for source, target in ((devnull, 0), (out, 1), (err, 2), (status, STATUS_FD)):
+    for procs in cfg.get("cgroups") or ():
+        with open(procs, "w") as joining:
+            joining.write(str(os.getpid()))
+    moves = [(os.open(os.devnull, os.O_RDONLY), 0), (out, 1), (err, 2), (status, STATUS_FD)]
+    last = STATUS_FD
+    if cfg.get("seccomp"):
+        last = cfg["seccomp_fd"]
+        moves.append((os.open(cfg["seccomp"], os.O_RDONLY), last))
+    for source, target in moves:
         os.dup2(source, target)
-    os.closerange(STATUS_FD + 1, 1 << 16)
+    os.closerange(last + 1, 1 << 16)
     if cfg["uid"] is not None:
         os.setgroups([])
         os.setgid(cfg["gid"])

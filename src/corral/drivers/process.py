@@ -23,6 +23,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from corral.drivers import inspect, procfs, snapshot
+from corral.drivers.cgroups import Cgroups
+from corral.drivers.confinement import SECCOMP_FD, Confined, Confinement
 from corral.drivers.exec_check import ExecChecks
 from corral.drivers.image_root import EXEC_DEFAULT_PATH, explain_exec_failure, explain_workdir
 from corral.drivers.instance_dir import InstanceDirs, InstanceRecord
@@ -36,7 +38,7 @@ from corral.drivers.sandbox import (
     sandbox_errors,
 )
 from corral.errors import DriverError, SandboxUnavailable
-from corral.ports.records import InstanceSpec, Observed
+from corral.ports.records import InstanceSpec, Observed, Usage
 from corral.ports.runtime import RuntimeFacts
 
 LAUNCHER = Path(__file__).with_name("launcher.py")
@@ -53,8 +55,10 @@ class ProcessDriver:
     name = "process"
 
     def __init__(self, state_dir: Path, *, bwrap: str = "bwrap",
-                 start_timeout: float = 10.0) -> None:
+                 start_timeout: float = 10.0, cgroups: Cgroups | None = None,
+                 seccomp: bool = True) -> None:
         self._dirs = InstanceDirs(Path(state_dir))
+        self.confinement = Confinement(Path(state_dir), layout=cgroups, use_seccomp=seccomp)
         self._bwrap = bwrap
         self._start_timeout = start_timeout
         self._lock = threading.Lock()  # port choice + folder creation, for concurrent starts
@@ -74,15 +78,18 @@ class ProcessDriver:
         with self._lock:
             self._dirs.create(spec.id)
             port = self._free_port()
+        confined = Confined()
         try:
             self._prepare_volumes(spec)
-            pid = self._launch(bwrap, spec, port)
-            record = self._record(spec, pid, port)
+            confined = self.confinement.confine(spec)
+            pid = self._launch(bwrap, spec, port, confined)
+            record = self._record(spec, pid, port, confined)
             self._dirs.save(record)
             self._await_exec(record, spec)
             record = self._take_snapshot(record, "start")
         except BaseException:
             self.stop(spec.id, grace=0)
+            self.confinement.release(confined.cgroups)
             raise
         finally:
             with self._lock:
@@ -105,6 +112,8 @@ class ProcessDriver:
         record = self._dirs.load(instance_id)
         if record is not None and self._is_running(record):
             self._terminate(record, grace)
+        if record is not None:
+            self.confinement.release(record.cgroups)
         if folder.is_dir():
             self._dirs.retire(instance_id)
 
@@ -162,6 +171,14 @@ class ProcessDriver:
             instance_id=instance_id, pid=app.pid, argv=argv, env=env, uid=uid, gid=gid,
             root=record.rootfs, mounts=mounts, launched=launched, processes=processes)
 
+    def usage(self, instance_id: str) -> Usage | None:
+        """What the instance uses now against its limits, from its cgroup (the Measurable
+        ability); None if it has no group (no usable cgroup layout) or is unknown."""
+        record = self._load(instance_id)
+        if record is None:
+            return None
+        return self.confinement.usage(record.cgroup_version, record.cgroups)
+
     def kill(self, instance_id: str) -> bool:
         """SIGKILL the app inside the sandbox, as an OOM kill would (the Killable ability,
         for chaos): the sandbox ends and the instance is listed as exited, not forgotten."""
@@ -206,7 +223,7 @@ class ProcessDriver:
             if os.geteuid() == 0:
                 os.chown(host, SANDBOX_UID, SANDBOX_GID)  # the sandbox user must write in it
 
-    def _launch(self, bwrap: str, spec: InstanceSpec, port: int) -> int:
+    def _launch(self, bwrap: str, spec: InstanceSpec, port: int, confined: Confined) -> int:
         """Run launcher.py, which detaches bwrap and prints its pid."""
         folder = self._dirs.path(spec.id)
         as_root = os.geteuid() == 0
@@ -217,10 +234,11 @@ class ProcessDriver:
             raise DriverError(f"cannot start instance {spec.id}: cannot read the image root "
                               f"{spec.rootfs}: {exc}", hint="unpack the image again "
                               "(corral pull) or fix the root's permissions") from exc
-        args = sandbox_args(spec, plan.layout, port=port)
+        fd = SECCOMP_FD if confined.seccomp else None
+        args = sandbox_args(spec, plan.layout, port=port, seccomp_fd=fd)
         overlay = None
         if as_root:  # the root whole in one mount (an overlay if it lacks something)
-            whole = sandbox_args(spec, plan.whole(STAGE_DIR), port=port)
+            whole = sandbox_args(spec, plan.whole(STAGE_DIR), port=port, seccomp_fd=fd)
             if plan.skeleton:
                 overlay = {"skeleton": sorted(plan.skeleton.items()), "args": whole}
             else:
@@ -230,6 +248,7 @@ class ProcessDriver:
             "stdout": str(folder / "stdout.log"), "stderr": str(folder / "stderr.log"),
             "status": str(folder / "status.json"), "stage_dir": STAGE_DIR, "stage": plan.stage,
             "uid": SANDBOX_UID if as_root else None, "gid": SANDBOX_GID if as_root else None,
+            **confined.launcher_config(),
         }
         done = subprocess.run([sys.executable, "-I", "-S", str(LAUNCHER), json.dumps(config)],
                               capture_output=True, text=True, timeout=30, check=False)
@@ -239,13 +258,15 @@ class ProcessDriver:
                               "create user namespaces")
         return int(done.stdout)
 
-    def _record(self, spec: InstanceSpec, pid: int, port: int) -> InstanceRecord:
+    def _record(self, spec: InstanceSpec, pid: int, port: int,
+                confined: Confined) -> InstanceRecord:
         return InstanceRecord(
             id=spec.id, pid=pid, start_ticks=procfs.start_ticks(pid) or -1,
             address=f"127.0.0.1:{port}", port=port, argv=list(spec.argv), env=dict(spec.env),
             rootfs=spec.rootfs, started_at=time.time(), service=spec.service,
             release=spec.release, image_digest=spec.image_digest, image_user=spec.user,
-            volumes=dict(spec.volumes), labels=dict(spec.labels))
+            volumes=dict(spec.volumes), labels=dict(spec.labels),
+            cgroup_version=confined.cgroup_version, cgroups=dict(confined.cgroups))
 
     def _await_exec(self, record: InstanceRecord, spec: InstanceSpec) -> None:
         """Wait until the app replaced bwrap in the sandbox, or the sandbox ended.
@@ -327,9 +348,11 @@ class ProcessDriver:
     def _observe(self, record: InstanceRecord) -> Observed:
         running = self._is_running(record)
         exit_code = None if running else self._dirs.status(record.id).exit_code
+        oom = not running and self.confinement.is_oom_killed(record.cgroup_version,
+                                                             record.cgroups)
         return Observed(id=record.id, pid=record.pid, address=record.address, running=running,
                         exit_code=exit_code, labels=dict(record.labels),
-                        started_at=record.started_at)
+                        started_at=record.started_at, oom_killed=oom)
 
     def _sandbox_init(self, record: InstanceRecord) -> procfs.ProcStat | None:
         """The sandbox's pid-namespace init, if it still runs under this instance's bwrap."""

@@ -78,8 +78,10 @@ def plan_layout(spec: InstanceSpec, host_files: Sequence[str],
     return SandboxPlan(layout, stage, lacking(spec.rootfs, mount_points, [spec.workdir]))
 
 
-def sandbox_args(spec: InstanceSpec, layout: Layout, *, port: int) -> list[str]:
-    """bwrap's arguments (without the program name) to run `spec.argv` in `layout`."""
+def sandbox_args(spec: InstanceSpec, layout: Layout, *, port: int,
+                 seccomp_fd: int | None = None) -> list[str]:
+    """bwrap's arguments (without the program name) to run `spec.argv` in `layout`, under
+    the seccomp filter on `seccomp_fd` if given (bwrap also sets no_new_privs)."""
     args = [
         "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_GID),
         "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", spec.id,
@@ -99,6 +101,8 @@ def sandbox_args(spec: InstanceSpec, layout: Layout, *, port: int) -> list[str]:
         "--json-status-fd", str(STATUS_FD),
         "--clearenv",
     ]
+    if seccomp_fd is not None:
+        args += ["--seccomp", str(seccomp_fd)]
     for key, value in sorted(spec.env.items()):
         if key != "PORT":
             args += ["--setenv", key, value]
