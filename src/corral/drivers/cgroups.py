@@ -89,6 +89,9 @@ def prepare(found: Cgroups) -> Cgroups:
     try:
         for base in found.bases.values():
             base.mkdir(parents=True, exist_ok=True)
+            if not os.access(base, os.W_OK):
+                return Cgroups(0, reason=f"{base} is not writable by uid {os.geteuid()} "
+                                         "(run as root, or delegate that group to this user)")
             if found.version == 2:
                 _enable_controllers(base)
     except OSError as exc:
@@ -176,20 +179,27 @@ def read_usage(version: int, paths: dict[str, str]) -> Usage:
             else None,
             pids=_number(group / "pids.current"), pids_limit=_number(group / "pids.max"),
             oom_kills=oom_kills(version, paths))
-    memory, cpu, pids = (where.get(n, Path("/nonexistent")) for n in ("memory", "cpu", "pids"))
-    usage = _number(memory / "memory.usage_in_bytes")
-    stat = _keyed(memory / "memory.stat")
+    return _read_usage_v1(where, oom_kills(version, paths))
+
+
+def _read_usage_v1(where: dict[str, Path], oom: int) -> Usage:
+    """v1 keeps each counter in its own hierarchy; a missing one reads as None."""
+    nowhere = Path("/nonexistent")
+    memory, cpu = where.get("memory", nowhere), where.get("cpu", nowhere)
+    used = _number(memory / "memory.usage_in_bytes")
     limit = _number(memory / "memory.limit_in_bytes")
-    quota = _number(cpu / "cpu.cfs_quota_us")
+    quota = _number(cpu / "cpu.cfs_quota_us")  # -1 (no quota) does not parse: None
     period = _number(cpu / "cpu.cfs_period_us")
-    nanos = _number(where.get("cpuacct", Path("/nonexistent")) / "cpuacct.usage")
+    nanos = _number(where.get("cpuacct", nowhere) / "cpuacct.usage")
+    pids = where.get("pids", nowhere)
     return Usage(
-        memory=None if usage is None else usage - stat.get("total_inactive_file", 0),
+        memory=None if used is None
+        else used - _keyed(memory / "memory.stat").get("total_inactive_file", 0),
         memory_limit=limit if limit is not None and limit < 1 << 62 else None,
         cpu_seconds=None if nanos is None else nanos / 1e9,
-        cpus=quota / period if quota and quota > 0 and period else None,
+        cpus=quota / period if quota and period else None,
         pids=_number(pids / "pids.current"), pids_limit=_number(pids / "pids.max"),
-        oom_kills=oom_kills(version, paths))
+        oom_kills=oom)
 
 
 def oom_kills(version: int, paths: dict[str, str]) -> int:

@@ -38,7 +38,7 @@ from corral.drivers.sandbox import (
     sandbox_errors,
 )
 from corral.errors import DriverError, SandboxUnavailable
-from corral.ports.records import InstanceSpec, Observed, Usage
+from corral.ports.records import Capacity, InstanceSpec, Observed, Usage
 from corral.ports.runtime import RuntimeFacts
 
 LAUNCHER = Path(__file__).with_name("launcher.py")
@@ -178,6 +178,10 @@ class ProcessDriver:
         if record is None:
             return None
         return self.confinement.usage(record.cgroup_version, record.cgroups)
+
+    def capacity(self) -> Capacity:
+        """This machine's memory (/proc/meminfo) and the cores this process may use."""
+        return procfs.machine_capacity()
 
     def kill(self, instance_id: str) -> bool:
         """SIGKILL the app inside the sandbox, as an OOM kill would (the Killable ability,

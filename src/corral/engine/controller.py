@@ -167,7 +167,7 @@ class Controller:
         router = router_view(self.ws.router)
         return {"controller": {"pid": os.getpid(), "running": True}, "router": router,
                 "services": [service_view(name, store, self.ws.router, router["listen"], [
-                    instance_view(i) for i in sorted(self.fleets.of_service(name),
+                    instance_view(i, self.ws.driver) for i in sorted(self.fleets.of_service(name),
                                                      key=lambda i: i.created_at)])
                              for name in names]}
 

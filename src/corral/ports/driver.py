@@ -3,8 +3,9 @@
 A driver never decides anything: it starts what it is told, reports what it sees and
 stops what it is told. Instances it starts must outlive the process that started them.
 What a driver can do beyond that is an ability it declares by implementing a small Protocol
-(`Execable`, `HasLogPaths` here; `Inspectable`, `Killable` in ports.runtime), so a container
-or Swarm driver implements exactly what it can; the engine asks `isinstance(driver, …)`.
+(`Execable`, `HasLogPaths`, `Measurable` here; `Inspectable`, `Killable` in ports.runtime),
+so a container or Swarm driver implements exactly what it can; the engine asks
+`isinstance(driver, …)`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from corral.ports.records import InstanceSpec, Observed
+from corral.ports.records import Capacity, InstanceSpec, Observed, Usage
 
 
 class Driver(Protocol):
@@ -56,4 +57,18 @@ class HasLogPaths(Protocol):
 
     def log_paths(self, instance_id: str) -> tuple[Path, Path]:
         """(stdout, stderr) of the instance; still readable after it was stopped."""
+        ...
+
+
+@runtime_checkable
+class Measurable(Protocol):
+    """Knows what each instance uses against its limits, and what the machine holds (for
+    `status`, metrics and capacity admission)."""
+
+    def usage(self, instance_id: str) -> Usage | None:
+        """Memory, CPU and processes the instance uses now; None if not measurable."""
+        ...
+
+    def capacity(self) -> Capacity:
+        """Memory and cores of the machine instances run on, and memory free now."""
         ...

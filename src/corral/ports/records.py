@@ -201,6 +201,16 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class Capacity:
+    """What the machine (or cluster) a driver runs instances on holds: bytes and cores in
+    all, and memory free right now."""
+
+    memory: int
+    memory_available: int
+    cpus: float
+
+
+@dataclass(frozen=True)
 class InstanceSpec:
     """Everything a driver needs to start one instance; computed by the engine."""
 

@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from corral.core.capacity import limits_of
 from corral.core.release import instance_argv, instance_env
 from corral.engine.fleet import Clock, Fleets
 from corral.errors import DeployError
@@ -58,7 +59,8 @@ class Instances:
                                         instance_id),
             workdir=image.workdir or "/", user=image.user, port=service.port, volumes=volumes,
             labels={"corral.service": release.service, "corral.release": str(release.version),
-                    "corral.image": release.image_digest})
+                    "corral.image": release.image_digest},
+            limits=limits_of(service), allow_syscalls=service.allow_syscalls)
         observed = self.driver.start(spec)
         instance = Instance(id=instance_id, service=release.service, release=release.version,
                             image_digest=release.image_digest, address=observed.address,

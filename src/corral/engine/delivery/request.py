@@ -35,6 +35,9 @@ class DeployRequest:
     # `deploy --strategy`: how this one deployment runs. Never part of the release config,
     # so the next plain deploy of an unchanged service finds its release live.
     strategy: str | None = None
+    # [capacity] of the spec: what capacity admission keeps for the system
+    reserve_memory: int = 0
+    reserve_cpus: float = 0.0
 
 
 def deploy_request(ws: Workspace, service: str, image: str | None = None,
@@ -45,9 +48,12 @@ def deploy_request(ws: Workspace, service: str, image: str | None = None,
     # images.signing: refuse an unsigned image here, before the controller sees it.
     refuse_unsigned(ws.images, ws.store, service, spec, digest, current_actor(), time.time(),
                     ws.folder)
+    capacity = ws.loaded.spec.capacity
     return DeployRequest(service=service, image_digest=digest,
                          config=release_config_of(ws, spec, digest), actor=current_actor(),
-                         git_commit=git.commit, git_commit_time=git.commit_time)
+                         git_commit=git.commit, git_commit_time=git.commit_time,
+                         reserve_memory=capacity.reserve_memory,
+                         reserve_cpus=capacity.reserve_cpus)
 
 
 def release_config_of(ws: Workspace, service: ServiceSpec, digest: str) -> dict[str, Any]:
