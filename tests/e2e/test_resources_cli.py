@@ -81,7 +81,7 @@ def test_an_instance_over_its_memory_limit_is_replaced_with_cause_oom(
     assert neighbour["id"] in {i["id"] for i in after}
     assert get(neighbour["address"], "/") == 200 and project.request()[0] == 200
     ledger = project.json("ledger", "--service", "web")
-    causes = [e["detail"].get("cause") for e in ledger["events"]
+    causes = [e["detail"].get("cause") for e in ledger["entries"]
               if hog["id"] in json.dumps(e["detail"])]
     assert "oom" in causes, ledger
 
