@@ -35,8 +35,11 @@ def test_memory_max_counts_when_memory_is_not_declared() -> None:
     assert Footprint.of(Limits(memory_max=G), 3) == Footprint(3 * G, 0.0)
 
 
-def ask(peak: Footprint, starting: Footprint | None = None, others: Footprint = Footprint(),
-        reserve: Footprint = Footprint()) -> str | None:
+NOTHING = Footprint()
+
+
+def ask(peak: Footprint, starting: Footprint | None = None, others: Footprint = NOTHING,
+        reserve: Footprint = NOTHING) -> str | None:
     return refusal(Admission("web", "blue-green", peak, starting or peak, others, MACHINE,
                              reserve))
 

@@ -8,10 +8,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from test_deployer import Rig
 
 from corral.errors import DeployError
 from corral.ports.records import DeploymentOutcome
-from test_deployer import Rig
 
 FIVE_G = {"resources": {"memory": "5G", "cpus": 0.5}, "replicas": 1}
 
