@@ -17,11 +17,13 @@ from corral.spec.duration import duration_keys, format_duration
 from corral.spec.model import (
     BlueGreenSpec,
     CanarySpec,
+    CapacitySpec,
     CopyStep,
     GcSpec,
     HealthSpec,
     ImageSpec,
     Project,
+    ResourcesSpec,
     RollingSpec,
     RouterSpec,
     RunStep,
@@ -41,7 +43,9 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("rolling = {…}", RollingSpec),
     ("blue_green = {…}", BlueGreenSpec),
     ("canary = {…}", CanarySpec),
+    ("resources = {…}", ResourcesSpec),
     ("[gc]", GcSpec),
+    ("[capacity]", CapacitySpec),
 ]
 
 INTRO = """# corral.toml reference
@@ -49,6 +53,7 @@ INTRO = """# corral.toml reference
 Generated from `src/corral/spec/model.py` by `scripts/gen_spec_docs.py`; do not edit by hand.
 Unknown keys are errors. Durations are strings such as `"500ms"`, `"10s"`, `"15m"`, `"1h"`,
 `"7d"`, `"1w"` (the CLI's `--since`, `--interval` and `--duration` options take the same forms).
+Sizes are strings such as `"512k"`, `"256M"`, `"1.5G"` (binary units) or a number of bytes.
 `corral validate` checks a spec and names the file, key, line and column of every problem;
 `corral schema` prints the JSON Schema for editor completion.
 

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(bubblewrap debootstrap busybox-static python3-venv python3-pip wrk haproxy skopeo umoci prometheus
+APT_PACKAGES=(bubblewrap libseccomp2 debootstrap busybox-static python3-venv python3-pip wrk haproxy skopeo umoci prometheus
               docker-registry git ca-certificates)
 
 missing=()

@@ -311,8 +311,7 @@ class CanarySpec(_Model):
 
 
 class ResourcesSpec(_Model):
-    """`resources = {…}` of a service: what one instance reserves and may use at most.
-    Enforced by cgroups (process driver) or the engine (container, swarm drivers)."""
+    """`resources = {…}`: what one instance reserves and may use at most (cgroups)."""
 
     memory: Size | None = Field(
         default=None, description='Memory one instance reserves, e.g. "256M": what capacity '
