@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(bubblewrap libseccomp2 debootstrap busybox-static python3-venv python3-pip wrk haproxy skopeo umoci prometheus
-              docker-registry git ca-certificates)
+APT_PACKAGES=(bubblewrap debootstrap busybox-static python3-venv python3-pip wrk haproxy skopeo umoci prometheus
+              docker-registry git ca-certificates libseccomp2)
 
 missing=()
 for package in "${APT_PACKAGES[@]}"; do
