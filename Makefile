@@ -1,6 +1,6 @@
 # The two commands a newcomer types: `make demo` and `make test`. Both set up what they need.
 .PHONY: setup demo test lint unit bench lock clean bench-router bench-delivery bench-observe \
-        bench-operate bench-images bench-images-transfer bench-cli bench-idle
+        bench-operate bench-images bench-images-transfer bench-cli bench-idle bench-resources
 
 setup:
 	@bash scripts/setup.sh
@@ -45,6 +45,9 @@ bench-cli: setup
 
 bench-idle: setup
 	.venv/bin/python bench/idle.py
+
+bench-resources: setup
+	.venv/bin/python bench/resources.py
 
 # Regenerate the hashed lock file after changing dependencies in pyproject.toml.
 lock:
