@@ -135,12 +135,17 @@ def test_a_fork_bomb_is_capped_by_pids(driver: ProcessDriver,
     assert usage.pids <= 32
 
 
-def test_a_cpu_limit_is_written_as_a_quota(driver: ProcessDriver,
-                                           spec: Callable[..., InstanceSpec]) -> None:
-    driver.start(spec("web-cpu", "import time; time.sleep(60)", limits=Limits(cpus=0.25)))
+def test_a_cpu_hog_is_throttled_at_its_quota(driver: ProcessDriver,
+                                             spec: Callable[..., InstanceSpec]) -> None:
+    driver.start(spec("web-cpu", "while True: pass", limits=Limits(cpus=0.25)))
+    groups = driver._load("web-cpu").cgroups  # type: ignore[union-attr]
+    stat = Path(groups.get("cpu") or groups["unified"]) / "cpu.stat"
 
+    def throttled() -> int:
+        return int(dict(line.split() for line in stat.read_text().splitlines())["nr_throttled"])
+
+    poll(throttled, 60, "the kernel to throttle the hog")
     usage = driver.usage("web-cpu")
-
     assert usage is not None and usage.cpus == 0.25 and usage.cpu_seconds is not None
 
 

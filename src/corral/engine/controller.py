@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any, Protocol
 
+from corral.core.reconcile import exit_reason
 from corral.core.strategies import is_previewable
 from corral.engine.delivery.deploy import Deployer, Emit
 from corral.engine.delivery.instances import Instances
@@ -143,7 +144,7 @@ class Controller:
             seen = observed.pop(instance.id, None)
             if seen is None or not seen.running:
                 self.fleets.move(instance.id, InstanceState.FAILED,
-                                 "exited while the controller was away")
+                                 f"{exit_reason(seen)} while the controller was away")
                 self.ws.driver.stop(instance.id, grace=0)
             else:
                 log.info("adopted %s (%s) at %s", instance.id, instance.state, instance.address)
