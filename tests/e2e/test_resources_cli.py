@@ -94,6 +94,8 @@ def test_status_shows_each_instance_use_against_its_limits(project: CliProject) 
     assert shown["usage"]["cpus"] == 0.5 and shown["usage"]["pids_limit"] == 64
     text = project.corral("status", "web").stdout
     assert "/64M" in text
+    limits = project.json("status")["controller"]["limits"]
+    assert limits["enforced"] and limits["how"].startswith("cgroup v")
 
 
 def test_a_blue_green_fleet_that_does_not_fit_is_refused_before_anything_starts(

@@ -152,6 +152,9 @@ def status(data: dict[str, Any]) -> None:
     controller = data.get("controller") or {}
     if controller.get("note"):  # engine/operate/status.py: what runs without a controller
         say(controller["note"])
+    limits = controller.get("limits")
+    if limits and not limits["enforced"]:  # say what runs unlimited, and why
+        say(f"note: {limits['how']}")
     if not data["services"]:
         say("no services deployed yet: run `corral deploy`")
     for service in data["services"]:

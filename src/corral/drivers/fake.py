@@ -91,6 +91,9 @@ class FakeDriver:
     def capacity(self) -> Capacity:
         return self.machine
 
+    def enforcement(self) -> tuple[bool, str]:
+        return False, "the fake driver records limits; nothing enforces them"
+
     def kill(self, instance_id: str) -> bool:
         """SIGKILL the app, as ProcessDriver.kill does: it is listed as exited (137)."""
         observed = self._instances.get(instance_id)

@@ -179,6 +179,10 @@ class ProcessDriver:
             return None
         return self.confinement.usage(record.cgroup_version, record.cgroups)
 
+    def enforcement(self) -> tuple[bool, str]:
+        layout = self.confinement.layout
+        return layout.is_usable, layout.describe()
+
     def capacity(self) -> Capacity:
         """This machine's memory (/proc/meminfo) and the cores this process may use."""
         return procfs.machine_capacity()

@@ -24,6 +24,7 @@ from corral.engine.operate.health import HealthMonitor
 from corral.engine.operate.status import instance_view, router_view, service_view
 from corral.engine.workspace import Workspace, current_actor
 from corral.errors import NotFound, RouterError
+from corral.ports.driver import Measurable
 from corral.ports.records import Deployment, Event, Instance, InstanceState
 from corral.spec.model import HealthSpec, ServiceSpec
 
@@ -166,7 +167,11 @@ class Controller:
                                hint=f"deploy it: corral deploy {service}")
             names = [service]
         router = router_view(self.ws.router)
-        return {"controller": {"pid": os.getpid(), "running": True}, "router": router,
+        enforced, how = self.ws.driver.enforcement() \
+            if isinstance(self.ws.driver, Measurable) else (False, "the driver sets no limits")
+        return {"controller": {"pid": os.getpid(), "running": True,
+                               "limits": {"enforced": enforced, "how": how}},
+                "router": router,
                 "services": [service_view(name, store, self.ws.router, router["listen"], [
                     instance_view(i, self.ws.driver) for i in sorted(self.fleets.of_service(name),
                                                      key=lambda i: i.created_at)])

@@ -72,3 +72,8 @@ class Measurable(Protocol):
     def capacity(self) -> Capacity:
         """Memory and cores of the machine instances run on, and memory free now."""
         ...
+
+    def enforcement(self) -> tuple[bool, str]:
+        """(are limits enforced, one sentence: what enforces them here, or why nothing does
+        and so what runs unlimited)."""
+        ...
