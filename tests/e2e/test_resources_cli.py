@@ -113,3 +113,14 @@ def test_a_blue_green_fleet_that_does_not_fit_is_refused_before_anything_starts(
     assert {i["id"] for i in instances(project)} == running
     assert project.request()[0] == 200
 
+
+
+def test_cost_reports_the_hours_each_release_reserved(project: CliProject) -> None:
+    report = project.json("cost", "--since", "1d")
+
+    reserved = {row["release"]: row for row in report["releases"] if row["service"] == "web"}
+    assert reserved["v1"]["memory_gib_hours"] > 0  # 48M each, for as long as they ran
+    assert reserved["v2"]["memory_gib_hours"] > reserved["v1"]["memory_gib_hours"]
+    assert report["total"]["memory_gib_hours"] >= sum(r["memory_gib_hours"]
+                                                      for r in reserved.values()) - 1e-3
+    assert "reserved resource-hours" in project.corral("cost").stdout
