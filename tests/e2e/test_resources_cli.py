@@ -100,9 +100,11 @@ def test_status_shows_each_instance_use_against_its_limits(project: CliProject) 
 
 def test_a_blue_green_fleet_that_does_not_fit_is_refused_before_anything_starts(
         project: CliProject) -> None:
-    third = machine_capacity().memory * 3 // 10
-    project.edit(r'resources = \{[^}]*\}', f'resources = {{ memory = {third} }}')
-    project.corral("deploy", "web")  # rolling: 3 of them at the peak fit
+    # 27% of the machine each: rolling's peak (2 + 1 surge) is 81% and fits, a blue-green
+    # fleet beside the live one (2 + 2) is 108% and cannot
+    each = machine_capacity().memory * 27 // 100
+    project.edit(r'resources = \{[^}]*\}', f'resources = {{ memory = {each} }}')
+    project.corral("deploy", "web")
     running = {i["id"] for i in instances(project)}
     project.edit(r'GREETING = "hello"', 'GREETING = "bonjour"')
 

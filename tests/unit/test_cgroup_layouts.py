@@ -88,7 +88,7 @@ def test_v2_limits_go_into_one_group(tmp_path: Path) -> None:
     written = {f.name: f.read_text() for f in group.iterdir()}
     assert written == {"memory.low": str(256 << 20), "memory.max": str(384 << 20),
                        "memory.swap.max": "0", "memory.oom.group": "1",
-                       "cpu.max": "50000 100000", "pids.max": "256"}
+                       "cpu.max": "50000 100000", "cpu.weight": "50", "pids.max": "256"}
 
 
 def test_v1_limits_go_into_each_controller_s_group(tmp_path: Path) -> None:
@@ -102,7 +102,8 @@ def test_v1_limits_go_into_each_controller_s_group(tmp_path: Path) -> None:
     assert files("memory") == {"memory.soft_limit_in_bytes": str(256 << 20),
                                "memory.limit_in_bytes": str(384 << 20),
                                "memory.memsw.limit_in_bytes": str(384 << 20)}
-    assert files("cpu") == {"cpu.cfs_period_us": "100000", "cpu.cfs_quota_us": "50000"}
+    assert files("cpu") == {"cpu.cfs_period_us": "100000", "cpu.cfs_quota_us": "50000",
+                            "cpu.shares": "512"}
     assert files("pids") == {"pids.max": "256"}
     assert files("cpuacct") == {}
     assert cgroups.procs_files(paths) == [f"{paths[n]}/cgroup.procs"

@@ -126,7 +126,7 @@ def limit_files(version: int, limits: Limits) -> list[tuple[str, str]]:
     ... # doctest: +NORMALIZE_WHITESPACE
     [('memory/memory.low', '268435456'), ('memory/memory.max', '402653184'),
      ('memory/memory.swap.max', '0'), ('memory/memory.oom.group', '1'),
-     ('cpu/cpu.max', '50000 100000'), ('pids/pids.max', '64')]
+     ('cpu/cpu.max', '50000 100000'), ('cpu/cpu.weight', '50'), ('pids/pids.max', '64')]
     >>> limit_files(1, Limits(memory=64 << 20, pids=32))  # doctest: +NORMALIZE_WHITESPACE
     [('memory/memory.soft_limit_in_bytes', '67108864'),
      ('memory/memory.limit_in_bytes', '67108864'),
@@ -141,7 +141,8 @@ def limit_files(version: int, limits: Limits) -> list[tuple[str, str]]:
             files += [("memory/memory.max", str(hard)), ("memory/memory.swap.max", "0"),
                       ("memory/memory.oom.group", "1")]
         if limits.cpus is not None:
-            files.append(("cpu/cpu.max", f"{_quota(limits.cpus)} {CPU_PERIOD_US}"))
+            files += [("cpu/cpu.max", f"{_quota(limits.cpus)} {CPU_PERIOD_US}"),
+                      ("cpu/cpu.weight", str(max(1, min(10_000, round(100 * limits.cpus)))))]
     else:
         if limits.memory is not None:
             files.append(("memory/memory.soft_limit_in_bytes", str(limits.memory)))
@@ -150,7 +151,8 @@ def limit_files(version: int, limits: Limits) -> list[tuple[str, str]]:
                       ("memory/memory.memsw.limit_in_bytes", str(hard))]
         if limits.cpus is not None:
             files += [("cpu/cpu.cfs_period_us", str(CPU_PERIOD_US)),
-                      ("cpu/cpu.cfs_quota_us", str(_quota(limits.cpus)))]
+                      ("cpu/cpu.cfs_quota_us", str(_quota(limits.cpus))),
+                      ("cpu/cpu.shares", str(max(2, round(1024 * limits.cpus))))]
     if limits.pids is not None:
         files.append(("pids/pids.max", str(limits.pids)))
     return files
