@@ -10,8 +10,9 @@ or signals a process: the launcher moves the sandbox into the group before exec.
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -214,12 +215,22 @@ def oom_kills(version: int, paths: dict[str, str]) -> int:
     return _keyed(Path(paths["memory"]) / "memory.oom_control").get("oom_kill", 0)
 
 
-def remove(paths: dict[str, Path] | dict[str, str]) -> None:
-    """Remove the instance's groups (empty once its sandbox ended); a group the kernel
-    still holds is left behind, never an error: stopping must not fail on it."""
+def remove(paths: dict[str, Path] | dict[str, str], wait: float = 2.0) -> None:
+    """Remove the instance's groups once its sandbox ended. The kernel refuses (EBUSY) while
+    the last processes are still being reaped, so each is retried for up to `wait` seconds;
+    a group still held then is left behind, never an error: stopping must not fail on it."""
+    deadline = time.monotonic() + wait
     for path in paths.values():
-        with contextlib.suppress(OSError):
-            os.rmdir(path)
+        while True:
+            try:
+                os.rmdir(path)
+                break
+            except FileNotFoundError:
+                break
+            except OSError as exc:
+                if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
 
 
 def _quota(cpus: float) -> int:
