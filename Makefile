@@ -2,7 +2,7 @@
 .PHONY: setup demo test lint unit bench lock clean bench-router bench-delivery bench-observe \
         bench-operate bench-images bench-images-transfer bench-cli bench-idle bench-pipeline \
         bench-dashboard bench-api-stack \
-        bench-recovery bench-dockerfile bench-swarm
+        bench-recovery bench-dockerfile bench-swarm bench-resources
 
 setup:
 	@bash scripts/setup.sh
@@ -67,6 +67,9 @@ bench-api-stack: setup
 
 bench-recovery: setup
 	.venv/bin/python bench/recovery.py
+
+bench-resources: setup
+	.venv/bin/python bench/resources.py
 
 # Regenerate the hashed lock file after changing dependencies in pyproject.toml.
 lock:

@@ -19,6 +19,7 @@ from corral.spec.model import (
     BackupSchedule,
     BlueGreenSpec,
     CanarySpec,
+    CapacitySpec,
     ContainerDriverSpec,
     ControllerSpec,
     CopyStep,
@@ -27,6 +28,7 @@ from corral.spec.model import (
     HealthSpec,
     ImageSpec,
     Project,
+    ResourcesSpec,
     RollingSpec,
     RouterSpec,
     RunStep,
@@ -52,7 +54,9 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("blue_green = {…}", BlueGreenSpec),
     ("canary = {…}", CanarySpec),
     ('{ secret = "NAME" } (in env and files)', SecretRef),
+    ("resources = {…}", ResourcesSpec),
     ("[gc]", GcSpec),
+    ("[capacity]", CapacitySpec),
     ("[drivers.container]", ContainerDriverSpec),
     ("[drivers.swarm]", SwarmDriverSpec),
     ("[environments.NAME]", EnvironmentSpec),
@@ -67,6 +71,7 @@ INTRO = """# corral.toml reference
 Generated from `src/corral/spec/model.py` by `scripts/gen_spec_docs.py`; do not edit by hand.
 Unknown keys are errors. Durations are strings such as `"500ms"`, `"10s"`, `"15m"`, `"1h"`,
 `"7d"`, `"1w"` (the CLI's `--since`, `--interval` and `--duration` options take the same forms).
+Sizes are strings such as `"512k"`, `"256M"`, `"1.5G"` (binary units) or a number of bytes.
 `corral validate` checks a spec and names the file, key, line and column of every problem;
 `corral schema` prints the JSON Schema for editor completion.
 

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(bubblewrap debootstrap busybox-static python3-venv python3-pip wrk haproxy skopeo umoci prometheus postgresql
               docker.io podman
-              docker-registry git ca-certificates chromium)
+              docker-registry git ca-certificates chromium libseccomp2)
 
 missing=()
 for package in "${APT_PACKAGES[@]}"; do

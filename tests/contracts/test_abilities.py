@@ -11,7 +11,7 @@ from corral.engine.adapters import root_guard
 from corral.engine.operate.health import check_exec
 from corral.images.fake import FakeImageStore
 from corral.images.store import LocalImageStore
-from corral.ports.driver import Execable, HasLogPaths
+from corral.ports.driver import Execable, HasLogPaths, Measurable
 from corral.ports.image_roots import HasImageRoots
 from corral.ports.image_trust import TrustedImageStore
 from corral.ports.records import Instance, InstanceState
@@ -19,17 +19,19 @@ from corral.ports.runtime import Inspectable, Killable
 
 
 def abilities(adapter: object) -> set[str]:
-    kinds = (Execable, HasLogPaths, Inspectable, Killable, HasImageRoots, TrustedImageStore)
+    kinds = (Execable, HasLogPaths, Inspectable, Killable, HasImageRoots, TrustedImageStore,
+             Measurable)
     return {kind.__name__ for kind in kinds if isinstance(adapter, kind)}
 
 
-def test_the_process_driver_declares_exec_log_files_inspection_and_kill(tmp_path: Path) -> None:
+def test_the_process_driver_declares_exec_log_files_inspection_kill_and_usage(
+        tmp_path: Path) -> None:
     assert abilities(ProcessDriver(tmp_path)) == {
-        "Execable", "HasLogPaths", "Inspectable", "Killable"}
+        "Execable", "HasLogPaths", "Inspectable", "Killable", "Measurable"}
 
 
-def test_the_fake_driver_declares_inspection_and_kill_only() -> None:
-    assert abilities(FakeDriver()) == {"Inspectable", "Killable"}
+def test_the_fake_driver_declares_inspection_kill_and_usage_only() -> None:
+    assert abilities(FakeDriver()) == {"Inspectable", "Killable", "Measurable"}
 
 
 def test_the_local_image_store_declares_local_roots_and_trust(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import http.client
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -16,8 +16,8 @@ import pytest
 from corral.drivers import FakeDriver, ProcessDriver
 from corral.drivers.container import ContainerDriver
 from corral.errors import DriverError
-from corral.ports.driver import Driver
-from corral.ports.records import InstanceSpec
+from corral.ports.driver import Driver, Measurable
+from corral.ports.records import InstanceSpec, Limits
 from docker_engines import BUSYBOX_HTTPD
 
 HTTP_APP = (
@@ -141,3 +141,20 @@ def test_starting_an_instance_id_twice_is_refused(harness: Harness) -> None:
     with pytest.raises(DriverError):
         harness.driver.start(harness.spec("web-1"))
     assert [o.id for o in harness.driver.list()] == ["web-1"]
+
+
+def test_a_measurable_driver_reports_an_instance_limits_and_its_machine(
+        harness: Harness) -> None:
+    if not isinstance(harness.driver, Measurable):
+        pytest.skip(f"{harness.driver.name} does not measure instances")
+    spec = replace(harness.spec("web-1"), limits=Limits(memory=64 << 20, pids=100))
+    harness.driver.start(spec)
+
+    usage = harness.driver.usage("web-1")
+    machine = harness.driver.capacity()
+
+    if usage is not None:  # None: this host has no usable cgroup layout (it says so)
+        assert (usage.memory_limit, usage.pids_limit) == (64 << 20, 100)
+        assert usage.memory is not None and usage.oom_kills == 0
+    assert harness.driver.usage("never-started") is None
+    assert machine.memory >= machine.memory_available > 0 and machine.cpus >= 1

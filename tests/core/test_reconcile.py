@@ -171,3 +171,19 @@ def test_a_running_instance_the_store_has_as_stopped_is_destroyed() -> None:
     plan = plan_reconcile(world(fleet, observed, remembered={"x": "stopped"}))
     assert [a.cause.detail for a in plan.actions] == [
         "x is running but the store has it as stopped"]
+
+
+def test_an_instance_the_oom_killer_ended_is_replaced_with_cause_oom() -> None:
+    fleet = [inst("a"), inst("b"), inst("c")]
+    killed = Observed("c", 1, "127.0.0.1:1", False, 137, {"corral.service": "web"}, 0.0,
+                      oom_killed=True)
+    why = "c killed by the OOM killer at its memory limit (exit code 137)"
+    assert plan_reconcile(world(fleet, [seen("a"), seen("b"), killed])).actions == (
+        MarkFailed("c", "web", Cause("oom", why)),
+        StartInstance("web", 2, Cause("oom", why), replaces="c"))
+
+
+def test_an_oom_death_the_health_monitor_noticed_first_keeps_its_cause() -> None:
+    fleet = [inst("a"), inst("b")]
+    departed = {"web": [("c", "c killed by the OOM killer at its memory limit")]}
+    assert kinds(world(fleet, departed=departed)) == [("StartInstance", "c", "oom")]

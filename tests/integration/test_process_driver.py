@@ -184,7 +184,8 @@ def test_an_instance_outlives_a_killed_controller_and_is_re_adopted(
                "h.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), "
                "h.SimpleHTTPRequestHandler).serve_forever()\n")
     controller = subprocess.Popen(
-        [sys.executable, "-c", STARTER, str(state_dir), json.dumps(app.__dict__)],
+        [sys.executable, "-c", STARTER, str(state_dir), json.dumps(
+            {k: v for k, v in app.__dict__.items() if k != "limits"})],
         stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         address = controller.stdout.readline().strip()  # type: ignore[union-attr]

@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from corral.engine.fleet import Fleets
 from corral.engine.observe.metrics import CorralCollector, metrics_registry, metrics_text
-from corral.ports.records import Event, Instance, InstanceState, ReleaseStats
+from corral.ports.records import Event, Instance, InstanceState, ReleaseStats, Usage
 from corral.stores import MemoryStore
 
 
@@ -64,3 +64,23 @@ def test_a_scrape_reports_router_state_deployment_and_ledger_figures() -> None:
     store.append_event(event("deployment.rolled_back"))
     again = samples(metrics_text(registry)[1])  # the ledger is read on from where it stopped
     assert again[("corral_rollbacks_total", (("service", "web"),))] == 2
+
+
+def test_a_scrape_reports_each_live_instance_use_against_its_limits() -> None:
+    store = MemoryStore()
+    fleets = Fleets(store, None, lambda: 1.0, "ann")
+    fleets.add(Instance("web-2", "web", 3, "sha256:a", "127.0.0.1:1", InstanceState.READY, 1.0))
+    fleets.add(Instance("web-9", "web", 3, "sha256:a", "127.0.0.1:2", InstanceState.READY, 1.0))
+    measured = {"web-2": Usage(memory=30 << 20, memory_limit=64 << 20, cpu_seconds=1.5,
+                               cpus=0.5, pids=4)}
+    registry = metrics_registry(CorralCollector(store, None, fleets, usage=measured.get))
+
+    got = samples(metrics_text(registry)[1])
+
+    web_2 = (("instance", "web-2"), ("release", "v3"), ("service", "web"))
+    assert got[("corral_instance_memory_bytes", web_2)] == 30 << 20
+    assert got[("corral_instance_memory_limit_bytes", web_2)] == 64 << 20
+    assert got[("corral_instance_cpu_seconds_total", web_2)] == 1.5
+    assert got[("corral_instance_cpu_limit_cores", web_2)] == 0.5
+    assert got[("corral_instance_pids", web_2)] == 4
+    assert not any(("instance", "web-9") in labels for _, labels in got)

@@ -45,6 +45,8 @@ class DeployBody(Body):
     git_commit_time: float | None = None
     force: bool = False
     strategy: str | None = None
+    reserve_memory: int = Field(default=0, ge=0)
+    reserve_cpus: float = Field(default=0.0, ge=0)
 
     @field_validator("strategy")
     @classmethod

@@ -10,6 +10,7 @@ from corral.api.bodies import query_int
 from corral.api.routes import Request, route
 from corral.engine.controller import Controller
 from corral.engine.observe import ledger as engine_ledger
+from corral.engine.observe.cost import cost_report
 from corral.engine.observe.dora import dora_report
 from corral.engine.observe.instance_report import instance_report
 from corral.engine.observe.logview import line_view, log_query, parse_since
@@ -51,6 +52,14 @@ def dora(controller: Controller, request: Request) -> dict[str, Any]:
     now = time.time()
     since = parse_since(request.query.get("since", "30d"), now) or 0.0
     return dora_report(controller.ws.store, since=since, until=now,
+                       service=request.query.get("service"))
+
+
+@route("GET", "/v1/cost", role="viewer")
+def cost(controller: Controller, request: Request) -> dict[str, Any]:
+    now = time.time()
+    since = parse_since(request.query.get("since", "30d"), now) or 0.0
+    return cost_report(controller.ws.store, since=since, until=now,
                        service=request.query.get("service"))
 
 

@@ -1,5 +1,5 @@
-"""Observe commands: `corral logs`, `corral ledger [verify] [--export]`, `corral dora`, and the
-instance view behind `corral status SERVICE --instance ID`.
+"""Observe commands: `corral logs`, `corral ledger [verify] [--export]`, `corral dora`,
+`corral cost`, and the instance view behind `corral status SERVICE --instance ID`.
 
 They read .corral/ through the engine, so they work with or without a running controller.
 Parsing and rendering only.
@@ -202,6 +202,40 @@ def dora(ctx: Context, window: float, service: str | None) -> None:
     now = time.time()
     report = dora_report(ws.store, since=now - window, until=now, service=service)
     ctx.out(report, lambda: render_dora(report, format_duration(window)))
+
+
+@cli.command()
+@command
+@click.option("--since", "window", type=DURATION, default="30d", show_default=True,
+              help="Window: resource-hours reserved within this long before now (e.g. 1w).")
+@click.option("--service", default=None, help="Only this service.")
+def cost(ctx: Context, window: float, service: str | None) -> None:
+    """Resource-hours reserved per service and release, and what they were spent on."""
+    from corral.engine.observe.cost import cost_report
+    from corral.spec.duration import format_duration
+
+    ws = ctx.workspace()
+    check_service(service, known_services(ws))
+    now = time.time()
+    report = cost_report(ws.store, since=now - window, until=now, service=service)
+    ctx.out(report, lambda: render_cost(report, format_duration(window)))
+
+
+def render_cost(report: dict[str, Any], window: str) -> None:
+    def pct(share: float | None) -> str:
+        return "-" if share is None else f"{share * 100:.1f}%"
+    rows = [[r["service"], r["release"], f"{r['memory_gib_hours']:.3f}",
+             f"{r['core_hours']:.3f}", pct(r["surge_share"]), pct(r["warm_share"]),
+             pct(r["failed_share"])] for r in report["releases"]]
+    total = report["total"]
+    rows.append(["all", "", f"{total['memory_gib_hours']:.3f}", f"{total['core_hours']:.3f}",
+                 pct(total["surge_share"]), pct(total["warm_share"]),
+                 pct(total["failed_share"])])
+    out = [f"reserved resource-hours, last {window}"]
+    out += terminal.table(("service", "release", "GiB-hours", "core-hours", "surge", "warm",
+                           "failed"), rows, sys.stdout)
+    out += terminal.wrap(f"note: {report['note']}", sys.stdout, "  ")
+    render.write(out)
 
 
 def render_dora(report: dict[str, Any], window: str) -> None:

@@ -20,6 +20,7 @@ from typing import IO, TYPE_CHECKING, Any
 from corral.cli import terminal
 from corral.cli.terminal import Cell, colour, open_line, paint, wrap
 from corral.errors import CorralError
+from corral.spec.size import format_size
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -151,6 +152,9 @@ def status(data: dict[str, Any]) -> None:
     controller = data.get("controller") or {}
     if controller.get("note"):  # engine/operate/status.py: what runs without a controller
         say(controller["note"])
+    limits = controller.get("limits")
+    if limits and not limits["enforced"]:  # say what runs unlimited, and why
+        say(f"note: {limits['how']}")
     if not data["services"]:
         say("no services deployed yet: run `corral deploy`")
     for service in data["services"]:
@@ -165,11 +169,14 @@ def status(data: dict[str, Any]) -> None:
         # Under 100 columns the pid (in --json and `status --instance`) leaves its room to
         # the note.
         pid = (terminal.width(out) or 100) >= 100
+        # memory and cpu against their limits, when the driver measures them
+        used = any(i.get("usage") for i in service["instances"])
         rows = [[i["id"], i["release"], state(i["state"]), i["address"],
                  *([str(i["pid"] or "-")] if pid else []), ago(i["since"]),
+                 *(usage_cells(i.get("usage")) if used else []),
                  shorten(one_line(i["reason"] or ""))] for i in service["instances"]]
         headers = ("instance", "release", "state", "address", *(("pid",) if pid else ()),
-                   "started", "note")
+                   "started", *(("memory", "cpu") if used else ()), "note")
         lines = head + terminal.table(headers, rows, out, shrink=(len(headers) - 1, 3, 0))
         last = service.get("last_deployment")
         if last:
@@ -179,6 +186,26 @@ def status(data: dict[str, Any]) -> None:
                           + (f" ({one_line(last['reason'])})" if last["reason"] else ""),
                           out, "  ")
         write([*lines, ""])
+
+
+def usage_cells(usage: dict[str, Any] | None) -> list[str]:
+    """(memory, cpu) of one instance against its limits, as `status` prints them.
+
+    >>> usage_cells({"memory": 31 << 20, "memory_limit": 64 << 20, "cpu_seconds": 1.25,
+    ...              "cpus": 0.5})
+    ['31M/64M', '1.2s (max 0.5)']
+    >>> usage_cells({"memory": 1 << 20, "memory_limit": None, "cpu_seconds": None,
+    ...              "cpus": None}), usage_cells(None)
+    (['1M/-', '-'], ['-', '-'])
+    """
+    if not usage:
+        return ["-", "-"]
+    memory = "-" if usage["memory"] is None else format_size(usage["memory"])
+    limit = "-" if usage["memory_limit"] is None else format_size(usage["memory_limit"])
+    cpu = "-" if usage["cpu_seconds"] is None else f"{usage['cpu_seconds']:.1f}s"
+    if usage["cpus"] is not None:
+        cpu += f" (max {usage['cpus']:g})"
+    return [f"{memory}/{limit}", cpu]
 
 
 def releases(service: str, rows: list[dict[str, Any]]) -> None:

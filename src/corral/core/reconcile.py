@@ -14,8 +14,9 @@ from typing import Literal
 
 from corral.ports.records import Instance, InstanceState, Observed
 
-Kind = Literal["dead", "unhealthy", "stuck", "drifted", "unknown", "scale"]
+Kind = Literal["dead", "oom", "unhealthy", "stuck", "drifted", "unknown", "scale"]
 SERVICE_LABEL = "corral.service"
+OOM_KILLED = "killed by the OOM killer at its memory limit"
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ def _plan_service(world: World, want: Desired, observed: Mapping[str, Observed]
     for instance in _active(world.fleet, want.service):
         seen = observed.get(instance.id)
         if seen is None or not seen.running:
-            cause = Cause("dead", _death(instance.id, seen))
+            cause = _cause_of_departure(f"{instance.id} {exit_reason(seen)}")
             actions.append(MarkFailed(instance.id, want.service, cause))
             if instance.release == want.release:
                 vacancies.append((instance.id, cause))
@@ -237,16 +238,26 @@ def split_starts(actions: Sequence[Action]) -> tuple[list[Action], list[StartIns
     return list(actions[:first]), starts, rest
 
 
-def _death(instance_id: str, seen: Observed | None) -> str:
+def exit_reason(seen: Observed | None) -> str:
+    """Why an instance is no longer running, for its record, the ledger and `status`.
+
+    >>> exit_reason(Observed("a", 7, "", running=False, exit_code=137, oom_killed=True))
+    'killed by the OOM killer at its memory limit (exit code 137)'
+    >>> exit_reason(Observed("a", 7, "", running=False, exit_code=3)), exit_reason(None)
+    ('exited with code 3', 'is gone from the driver')
+    """
     if seen is None:
-        return f"{instance_id} is gone from the driver"
-    code = "" if seen.exit_code is None else f" with code {seen.exit_code}"
-    return f"{instance_id} exited{code}"
+        return "is gone from the driver"
+    if seen.oom_killed:
+        code = "" if seen.exit_code is None else f" (exit code {seen.exit_code})"
+        return f"{OOM_KILLED}{code}"
+    return "exited" if seen.exit_code is None else f"exited with code {seen.exit_code}"
 
 
 def _cause_of_departure(why: str) -> Cause:
-    """A departure noticed by someone else (the health monitor) reads as a death."""
-    return Cause("dead", why)
+    """A death, `oom` when the OOM killer did it (whoever noticed it: the health monitor
+    records the reason exit_reason gave, the reconciler reads it back)."""
+    return Cause("oom" if OOM_KILLED in why else "dead", why)
 
 
 def backoff_delay(failures: int, base: float = 0.5, cap: float = 30.0) -> float:

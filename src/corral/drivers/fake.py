@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from corral.errors import DriverError
-from corral.ports.records import InstanceSpec, Observed
+from corral.ports.records import Capacity, InstanceSpec, Observed, Usage
 from corral.ports.runtime import (
     Credentials,
     LaunchSnapshot,
@@ -20,14 +20,18 @@ from corral.ports.runtime import (
     SandboxProcess,
 )
 
+FAKE_MACHINE = Capacity(memory=16 << 30, memory_available=12 << 30, cpus=8.0)
+
 
 class FakeDriver:
     """Remembers started instances in a dict; passes the same contract suite as ProcessDriver."""
 
     name = "fake"
 
-    def __init__(self, now: Callable[[], float] = time.time, *, first_port: int = 20000) -> None:
+    def __init__(self, now: Callable[[], float] = time.time, *, first_port: int = 20000,
+                 machine: Capacity = FAKE_MACHINE) -> None:
         self._now = now
+        self.machine = machine  # what capacity() reports; tests may replace it
         self._next_port = first_port
         self._next_pid = 1000
         self._instances: dict[str, Observed] = {}
@@ -74,6 +78,22 @@ class FakeDriver:
         self._instances.pop(instance_id, None)
         self._runtime.pop(instance_id, None)
 
+    def usage(self, instance_id: str) -> Usage | None:
+        """The instance's declared limits with nothing used (it runs nothing)."""
+        spec = next((s for s in reversed(self.started) if s.id == instance_id), None)
+        if spec is None or instance_id not in self._instances:
+            return None
+        limits = spec.limits
+        return Usage(memory=0, memory_limit=limits.memory_limit, cpu_seconds=0.0,
+                     cpus=limits.cpus, pids=1, pids_limit=limits.pids,
+                     oom_kills=int(self._instances[instance_id].oom_killed))
+
+    def capacity(self) -> Capacity:
+        return self.machine
+
+    def enforcement(self) -> tuple[bool, str]:
+        return False, "the fake driver records limits; nothing enforces them"
+
     def kill(self, instance_id: str) -> bool:
         """SIGKILL the app, as ProcessDriver.kill does: it is listed as exited (137)."""
         observed = self._instances.get(instance_id)
@@ -84,10 +104,12 @@ class FakeDriver:
 
     # -- test-only abilities -----------------------------------------------------------
 
-    def crash(self, instance_id: str, exit_code: int = 1) -> None:
-        """Make a running instance exit with `exit_code`, as if the app died."""
+    def crash(self, instance_id: str, exit_code: int = 1, *, oom: bool = False) -> None:
+        """Make a running instance exit with `exit_code`, as if the app died (`oom`: ended
+        by the OOM killer at its memory limit)."""
         observed = self._instances[instance_id]
-        self._instances[instance_id] = replace(observed, running=False, exit_code=exit_code)
+        self._instances[instance_id] = replace(observed, running=False, exit_code=exit_code,
+                                               oom_killed=oom)
 
     def tamper(self, instance_id: str, **changes: object) -> None:
         """Change how a running instance looks at runtime (env, argv, mounts, processes)."""

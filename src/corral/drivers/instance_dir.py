@@ -45,6 +45,8 @@ class InstanceRecord:
     labels: dict[str, str] = field(default_factory=dict)
     # what the sandbox was launched as (drivers/snapshot.py), taken once its app ran
     launched: dict[str, Any] | None = None
+    cgroup_version: int = 0  # 0: no group (no usable cgroup layout)
+    cgroups: dict[str, str] = field(default_factory=dict)  # hierarchy -> the instance's group
 
 
 @dataclass(frozen=True)

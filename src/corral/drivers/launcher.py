@@ -7,7 +7,8 @@ and exits at once, so bwrap is reparented to init: the caller never has to reap 
 at any time. It must not wait for, watch or signal the sandbox.
 
 CONFIG is JSON: {"bwrap", "args", "stdout", "stderr", "status", "stage_dir",
-"stage": {name: source path}, "uid", "gid", "overlay"} (uid/gid null: keep the caller's;
+"stage": {name: source path}, "uid", "gid", "overlay", "cgroups": [cgroup.procs files to
+join], "seccomp": compiled filter or null, "seccomp_fd"} (uid/gid null: keep the caller's;
 overlay null, or {"skeleton": [[path, is_dir]…], "args"}: bwrap's args over the overlay,
 used instead of "args" if the overlay could be mounted). With "secrets": true, stdin holds
 {"env": {…}, "files": [value, …]}: the env is bwrap's whole environment (its args then carry
@@ -35,7 +36,7 @@ MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 0x40000
 STATUS_FD = 3
-FIRST_SECRET_FD = 4  # sandbox.py names the same descriptors in bwrap's --ro-bind-data
+FIRST_SECRET_FD = 5  # sandbox.py names the same descriptors in bwrap's --ro-bind-data
 REDACTED = b"[redacted]"
 MAX_LINE = 1 << 20  # a longer line is redacted and written without waiting for its end
 
@@ -109,12 +110,20 @@ def overlay_root(stage_dir: str, skeleton: list[tuple[str, bool]]) -> bool:
 
 def exec_sandbox(cfg: dict[str, Any], out: int, err: int, status: int,
                  secret_fds: list[int], env: dict[str, str] | None) -> None:
-    """In the detached child: new session, files on 0-3 (secret files after them), drop
-    privileges, exec bwrap (with exactly `env` when secrets give one)."""
+    """In the detached child: new session, join the instance's cgroups (while still root,
+    so bwrap and all it starts are counted and limited), files on 0-3, the seccomp filter
+    on its descriptor and secret files after it, drop privileges, exec bwrap (which applies
+    the filter; with exactly `env` when secrets give one)."""
     os.setsid()
-    devnull = os.open(os.devnull, os.O_RDONLY)
+    for procs in cfg.get("cgroups") or ():
+        with open(procs, "w") as joining:
+            joining.write(str(os.getpid()))
     high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 256) for fd in secret_fds]  # out of the way
-    for source, target in ((devnull, 0), (out, 1), (err, 2), (status, STATUS_FD)):
+    moves = [(os.open(os.devnull, os.O_RDONLY), 0), (out, 1), (err, 2), (status, STATUS_FD)]
+    if cfg.get("seccomp"):
+        source = fcntl.fcntl(os.open(cfg["seccomp"], os.O_RDONLY), fcntl.F_DUPFD, 256)
+        moves.append((source, cfg["seccomp_fd"]))
+    for source, target in moves:
         os.dup2(source, target)
     for n, fd in enumerate(high):
         os.dup2(fd, FIRST_SECRET_FD + n, inheritable=True)

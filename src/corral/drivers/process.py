@@ -22,6 +22,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from corral.drivers import inspect, procfs, snapshot
+from corral.drivers.cgroups import Cgroups
+from corral.drivers.confinement import SECCOMP_FD, Confined, Confinement
 from corral.drivers.exec_check import ExecChecks
 from corral.drivers.host import pick_free_port, prepare_volumes
 from corral.drivers.image_root import EXEC_DEFAULT_PATH, explain_exec_failure, explain_workdir
@@ -37,7 +39,7 @@ from corral.drivers.sandbox import (
     secret_file_paths,
 )
 from corral.errors import DriverError, SandboxUnavailable
-from corral.ports.records import InstanceSpec, Observed, signal_number
+from corral.ports.records import Capacity, InstanceSpec, Observed, Usage, signal_number
 from corral.ports.runtime import LaunchSnapshot, RuntimeFacts, SandboxProcess
 
 LAUNCHER = Path(__file__).with_name("launcher.py")
@@ -54,8 +56,10 @@ class ProcessDriver:
     name = "process"
 
     def __init__(self, state_dir: Path, *, bwrap: str = "bwrap",
-                 start_timeout: float = 10.0) -> None:
+                 start_timeout: float = 10.0, cgroups: Cgroups | None = None,
+                 seccomp: bool = True) -> None:
         self._dirs = InstanceDirs(Path(state_dir))
+        self.confinement = Confinement(Path(state_dir), layout=cgroups, use_seccomp=seccomp)
         self._bwrap = bwrap
         self._start_timeout = start_timeout
         self._lock = threading.Lock()  # port choice + folder creation, for concurrent starts
@@ -79,15 +83,18 @@ class ProcessDriver:
         with self._lock:
             self._dirs.create(spec.id)
             port = self._free_port()
+        confined = Confined()
         try:
             prepare_volumes(spec.id, spec.volumes)
-            pid = self._launch(bwrap, spec, port)
-            record = self._record(spec, pid, port)
+            confined = self.confinement.confine(spec)
+            pid = self._launch(bwrap, spec, port, confined)
+            record = self._record(spec, pid, port, confined)
             self._dirs.save(record)
             self._await_exec(record, spec)
             record = self._take_snapshot(record, "start")
         except BaseException:
             self.stop(spec.id, grace=0)
+            self.confinement.release(confined.cgroups)
             raise
         finally:
             with self._lock:
@@ -114,6 +121,7 @@ class ProcessDriver:
             self._terminate(record, grace)
         if record is not None:
             self._alive.forget(record.pid, record.start_ticks)
+            self.confinement.release(record.cgroups)
         if folder.is_dir():
             self._dirs.retire(instance_id)
 
@@ -171,6 +179,22 @@ class ProcessDriver:
             instance_id=instance_id, pid=app.pid, argv=argv, env=env, uid=uid, gid=gid,
             root=record.rootfs, mounts=mounts, launched=launched, processes=processes)
 
+    def usage(self, instance_id: str) -> Usage | None:
+        """What the instance uses now against its limits, from its cgroup (the Measurable
+        ability); None if it has no group (no usable cgroup layout) or is unknown."""
+        record = self._load(instance_id)
+        if record is None:
+            return None
+        return self.confinement.usage(record.cgroup_version, record.cgroups)
+
+    def enforcement(self) -> tuple[bool, str]:
+        layout = self.confinement.layout
+        return layout.is_usable, layout.describe()
+
+    def capacity(self) -> Capacity:
+        """This machine's memory (/proc/meminfo) and the cores this process may use."""
+        return procfs.machine_capacity()
+
     def kill(self, instance_id: str) -> bool:
         """SIGKILL the app inside the sandbox, as an OOM kill would (the Killable ability,
         for chaos): the sandbox ends and the instance is listed as exited, not forgotten."""
@@ -198,7 +222,7 @@ class ProcessDriver:
         self._ports_given.add(port)
         return port
 
-    def _launch(self, bwrap: str, spec: InstanceSpec, port: int) -> int:
+    def _launch(self, bwrap: str, spec: InstanceSpec, port: int, confined: Confined) -> int:
         """Run launcher.py, which detaches bwrap and prints its pid."""
         folder = self._dirs.path(spec.id)
         as_root = os.geteuid() == 0
@@ -209,10 +233,11 @@ class ProcessDriver:
             raise DriverError(f"cannot start instance {spec.id}: cannot read the image root "
                               f"{spec.rootfs}: {exc}", hint="unpack the image again "
                               "(corral pull) or fix the root's permissions") from exc
-        args = sandbox_args(spec, plan.layout, port=port)
+        fd = SECCOMP_FD if confined.seccomp else None
+        args = sandbox_args(spec, plan.layout, port=port, seccomp_fd=fd)
         overlay = None
         if as_root:  # the root whole in one mount (an overlay if it lacks something)
-            whole = sandbox_args(spec, plan.whole(STAGE_DIR), port=port)
+            whole = sandbox_args(spec, plan.whole(STAGE_DIR), port=port, seccomp_fd=fd)
             if plan.skeleton:
                 overlay = {"skeleton": sorted(plan.skeleton.items()), "args": whole}
             else:
@@ -223,6 +248,7 @@ class ProcessDriver:
             "status": str(folder / "status.json"), "stage_dir": STAGE_DIR, "stage": plan.stage,
             "uid": SANDBOX_UID if as_root else None, "gid": SANDBOX_GID if as_root else None,
             "secrets": bool(spec.secret_env or spec.secret_files),
+            **confined.launcher_config(),
         }
         # Secret values go through the launcher's stdin, never its argv or a file.
         secrets = json.dumps({"env": spec.secret_env, "files": [
@@ -236,14 +262,16 @@ class ProcessDriver:
                               "create user namespaces")
         return int(done.stdout)
 
-    def _record(self, spec: InstanceSpec, pid: int, port: int) -> InstanceRecord:
+    def _record(self, spec: InstanceSpec, pid: int, port: int,
+                confined: Confined) -> InstanceRecord:
         return InstanceRecord(
             id=spec.id, pid=pid, start_ticks=procfs.start_ticks(pid) or -1,
             address=f"127.0.0.1:{port}", port=port, argv=list(spec.argv), env=dict(spec.env),
             rootfs=spec.rootfs, started_at=time.time(), service=spec.service,
             release=spec.release, image_digest=spec.image_digest, image_user=spec.user,
             stop_signal=spec.stop_signal,
-            volumes=dict(spec.volumes), labels=dict(spec.labels))
+            volumes=dict(spec.volumes), labels=dict(spec.labels),
+            cgroup_version=confined.cgroup_version, cgroups=dict(confined.cgroups))
 
     def _await_exec(self, record: InstanceRecord, spec: InstanceSpec) -> None:
         """Wait until the app replaced bwrap in the sandbox, or the sandbox ended.
@@ -355,9 +383,11 @@ class ProcessDriver:
     def _observe(self, record: InstanceRecord) -> Observed:
         running = self._is_running(record)
         exit_code = None if running else self._dirs.status(record.id).exit_code
+        oom = not running and self.confinement.is_oom_killed(record.cgroup_version,
+                                                             record.cgroups)
         return Observed(id=record.id, pid=record.pid, address=record.address, running=running,
                         exit_code=exit_code, labels=dict(record.labels),
-                        started_at=record.started_at)
+                        started_at=record.started_at, oom_killed=oom)
 
     def _sandbox_init(self, record: InstanceRecord) -> procfs.ProcStat | None:
         """The sandbox's pid-namespace init, if it still runs under this instance's bwrap."""

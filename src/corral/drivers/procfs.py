@@ -13,6 +13,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from corral.ports.records import Capacity
+
 
 @dataclass(frozen=True)
 class ProcStat:
@@ -145,3 +147,17 @@ class Pidfds:
         known = self._fds.pop(key, None)
         if known is not None:
             os.close(known[0])
+
+
+def machine_capacity(meminfo: str = "/proc/meminfo") -> Capacity:
+    """Memory in all and free now (MemTotal, MemAvailable), and the cores this process may
+    run on (its affinity: a container given 2 of 64 cores has 2)."""
+    found: dict[str, int] = {}
+    with open(meminfo) as lines:
+        for line in lines:
+            key, _, rest = line.partition(":")
+            if key in ("MemTotal", "MemAvailable"):
+                found[key] = int(rest.split()[0]) * 1024
+    total = found.get("MemTotal", 0)
+    return Capacity(memory=total, memory_available=found.get("MemAvailable", total),
+                    cpus=float(len(os.sched_getaffinity(0))))

@@ -19,7 +19,7 @@ from corral.ports.records import InstanceSpec
 SANDBOX_UID = 65534  # "nobody": the image's own user is recorded but never used on the host
 SANDBOX_GID = 65534
 STATUS_FD = 3  # the launcher puts bwrap's --json-status-fd file on this descriptor
-FIRST_SECRET_FD = 4  # … and secret files (memfds) on this one and the next ones
+FIRST_SECRET_FD = 5  # … secret files (memfds) on this one and the next (4: the seccomp filter)
 RUNTIME_FOLDERS = ("/proc", "/dev", "/sys", "/tmp")  # what docker and podman supply too
 HOST_FILES = ("/etc/resolv.conf", "/etc/hosts")  # instances share the host's network
 
@@ -83,8 +83,10 @@ def plan_layout(spec: InstanceSpec, host_files: Sequence[str],
     return SandboxPlan(layout, stage, lacking(spec.rootfs, mount_points, [spec.workdir]))
 
 
-def sandbox_args(spec: InstanceSpec, layout: Layout, *, port: int) -> list[str]:
-    """bwrap's arguments (without the program name) to run `spec.argv` in `layout`."""
+def sandbox_args(spec: InstanceSpec, layout: Layout, *, port: int,
+                 seccomp_fd: int | None = None) -> list[str]:
+    """bwrap's arguments (without the program name) to run `spec.argv` in `layout`, under
+    the seccomp filter on `seccomp_fd` if given (bwrap also sets no_new_privs)."""
     args = [
         "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_GID),
         "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", spec.id,
@@ -106,6 +108,8 @@ def sandbox_args(spec: InstanceSpec, layout: Layout, *, port: int) -> list[str]:
     # With secret env the launcher execs bwrap with exactly those variables (never on a
     # command line): clearing would drop them. Either way the app sees no other variable.
     args += [] if spec.secret_env else ["--clearenv"]
+    if seccomp_fd is not None:
+        args += ["--seccomp", str(seccomp_fd)]
     for key, value in sorted(spec.env.items()):
         if key != "PORT":
             args += ["--setenv", key, value]

@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any, Protocol
 
+from corral.core.reconcile import exit_reason
 from corral.core.strategies import is_previewable
 from corral.engine.delivery.deploy import Deployer, Emit
 from corral.engine.delivery.instances import Instances
@@ -24,6 +25,7 @@ from corral.engine.operate.health import HealthMonitor
 from corral.engine.operate.status import instance_view, router_view, service_view
 from corral.engine.workspace import Workspace, current_actor
 from corral.errors import NotFound, RouterError
+from corral.ports.driver import Measurable
 from corral.ports.records import Deployment, Event, Instance, InstanceState
 from corral.spec.model import HealthSpec, ServiceSpec
 
@@ -150,7 +152,7 @@ class Controller:
             seen = observed.pop(instance.id, None)
             if seen is None or not seen.running:
                 self.fleets.move(instance.id, InstanceState.FAILED,
-                                 "exited while the controller was away")
+                                 f"{exit_reason(seen)} while the controller was away")
                 self.ws.driver.stop(instance.id, grace=0)
             else:
                 log.info("adopted %s (%s) at %s", instance.id, instance.state, instance.address)
@@ -172,9 +174,13 @@ class Controller:
                                hint=f"deploy it: corral deploy {service}")
             names = [service]
         router = router_view(self.ws.router)
-        return {"controller": {"pid": os.getpid(), "running": True}, "router": router,
+        enforced, how = self.ws.driver.enforcement() \
+            if isinstance(self.ws.driver, Measurable) else (False, "the driver sets no limits")
+        return {"controller": {"pid": os.getpid(), "running": True,
+                               "limits": {"enforced": enforced, "how": how}},
+                "router": router,
                 "services": [service_view(name, store, self.ws.router, router["listen"], [
-                    instance_view(i) for i in sorted(self.fleets.of_service(name),
+                    instance_view(i, self.ws.driver) for i in sorted(self.fleets.of_service(name),
                                                      key=lambda i: i.created_at)])
                              for name in names]}
 

@@ -3,9 +3,9 @@
 A driver never decides anything: it starts what it is told, reports what it sees and
 stops what it is told. Instances it starts must outlive the process that started them.
 What a driver can do beyond that is an ability it declares by implementing a small Protocol
-(`Execable`, `HasLogPaths`, `PullsFromRegistry` here; `Inspectable`, `Killable` in
-ports.runtime), so a container or Swarm driver implements exactly what it can; the engine
-asks `isinstance(driver, …)`.
+(`Execable`, `HasLogPaths`, `PullsFromRegistry`, `Measurable` here; `Inspectable`,
+`Killable` in ports.runtime), so a container or Swarm driver implements exactly what it can;
+the engine asks `isinstance(driver, …)`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from corral.ports.records import InstanceSpec, Observed
+from corral.ports.records import Capacity, InstanceSpec, Observed, Usage
 
 
 class Driver(Protocol):
@@ -70,4 +70,23 @@ class PullsFromRegistry(Protocol):
 
     def image_reference(self, service: str, digest: str) -> str:
         """Where the nodes pull image `digest` of `service` from: "HOST:PORT/REPO@DIGEST"."""
+        ...
+
+
+@runtime_checkable
+class Measurable(Protocol):
+    """Knows what each instance uses against its limits, and what the machine holds (for
+    `status`, metrics and capacity admission)."""
+
+    def usage(self, instance_id: str) -> Usage | None:
+        """Memory, CPU and processes the instance uses now; None if not measurable."""
+        ...
+
+    def capacity(self) -> Capacity:
+        """Memory and cores of the machine instances run on, and memory free now."""
+        ...
+
+    def enforcement(self) -> tuple[bool, str]:
+        """(are limits enforced, one sentence: what enforces them here, or why nothing does
+        and so what runs unlimited)."""
         ...

@@ -168,6 +168,49 @@ class ReleaseStats:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What one instance may use (spec `resources`): bytes, cores, processes; None: no limit.
+    `memory` is what it reserves (capacity admission), `memory_max` the hard limit."""
+
+    memory: int | None = None
+    memory_max: int | None = None
+    cpus: float | None = None
+    pids: int | None = None
+
+    @property
+    def memory_limit(self) -> int | None:
+        """The hard memory limit: memory_max, else memory."""
+        return self.memory_max if self.memory_max is not None else self.memory
+
+    @property
+    def is_empty(self) -> bool:
+        return self.memory_limit is None and self.cpus is None and self.pids is None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What one instance uses now, against its limits (None: not known or unlimited)."""
+
+    memory: int | None = None  # bytes
+    memory_limit: int | None = None
+    cpu_seconds: float | None = None  # since it started
+    cpus: float | None = None  # its CPU limit in cores
+    pids: int | None = None
+    pids_limit: int | None = None
+    oom_kills: int = 0
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What the machine (or cluster) a driver runs instances on holds: bytes and cores in
+    all, and memory free right now."""
+
+    memory: int
+    memory_available: int
+    cpus: float
+
+
+@dataclass(frozen=True)
 class InstanceSpec:
     """Everything a driver needs to start one instance; computed by the engine."""
 
@@ -188,6 +231,9 @@ class InstanceSpec:
     # never records, logs or shows them (repr=False keeps them out of any message).
     secret_env: dict[str, str] = field(default_factory=dict, repr=False)
     secret_files: dict[str, str] = field(default_factory=dict, repr=False)  # path -> value
+    limits: Limits = field(default_factory=Limits)
+    allow_syscalls: tuple[str, ...] = ()  # denied by the default filter, allowed for this one
+
 
 
 def signal_number(name: str | None) -> int:
@@ -219,6 +265,7 @@ class Observed:
     exit_code: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
     started_at: float | None = None
+    oom_killed: bool = False  # ended by the OOM killer at its memory limit
 
 
 @dataclass(frozen=True)

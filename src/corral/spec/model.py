@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from corral.spec.fields import Duration, SpecModel
+from corral.spec.fields import Duration, Size, SpecModel
 from corral.spec.pipeline import PipelineSpec
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
@@ -334,6 +334,41 @@ class SecretRef(_Model):
                                 "release (the version deployed); leave it out in the spec.")
 
 
+class ResourcesSpec(_Model):
+    """`resources = {…}`: what one instance reserves and may use at most (cgroups)."""
+
+    memory: Size | None = Field(
+        default=None, description='Memory one instance reserves, e.g. "256M": what capacity '
+        "admission counts; also its hard limit unless memory_max is set.")
+    memory_max: Size | None = Field(
+        default=None, description="Memory one instance may use at most; above it the OOM "
+        "killer ends it and it is replaced (cause=oom).")
+    cpus: float | None = Field(default=None, gt=0, le=1024,
+                               description="CPU time one instance may use, in cores (0.5: "
+                               "half a core).")
+    pids: int | None = Field(default=None, ge=8, le=4_194_304,
+                             description="Processes and threads one instance may hold "
+                             "(caps a fork bomb).")
+
+    @model_validator(mode="after")
+    def _max_above_reserved(self) -> ResourcesSpec:
+        if self.memory is not None and self.memory < 4 << 20:
+            raise ValueError("memory must be at least 4M: less cannot start a process")
+        if self.memory_max is not None and self.memory is not None \
+                and self.memory_max < self.memory:
+            raise ValueError(f"memory_max ({self.memory_max} bytes) must not be below memory "
+                             f"({self.memory} bytes)")
+        return self
+
+
+class CapacitySpec(_Model):
+    """`[capacity]`: what capacity admission keeps for the system beside the instances."""
+
+    reserve_memory: Size = Field(default=0, description='Memory kept for the system, e.g. '
+                                 '"1G"; deployments may not reserve it.')
+    reserve_cpus: float = Field(default=0.0, ge=0, description="Cores kept for the system.")
+
+
 class ServiceSpec(_Model):
     """[services.NAME]: a service: which image, how many instances, how traffic reaches it."""
 
@@ -366,6 +401,12 @@ class ServiceSpec(_Model):
     blue_green: BlueGreenSpec = Field(default_factory=BlueGreenSpec,
                                       description="Blue-green settings.")
     canary: CanarySpec = Field(default_factory=CanarySpec, description="Canary settings.")
+    resources: ResourcesSpec | None = Field(
+        default=None, description="Per-instance memory, CPU and process limits (none: "
+        "unlimited, and not counted by capacity admission).")
+    allow_syscalls: tuple[str, ...] = Field(
+        default=(), description='System calls the process driver\'s seccomp filter denies by '
+        'default that this service may make anyway, e.g. ["ptrace"]; recorded in the release.')
     volumes: dict[str, str] = Field(
         default_factory=dict, description="name = absolute path inside instances; kept across "
         "replacements under .corral/volumes/SERVICE/NAME, never in the image.")
@@ -400,6 +441,15 @@ class ServiceSpec(_Model):
             if not path.startswith("/") or path.endswith("/") or ".." in path.split("/"):
                 raise ValueError(f"secret file {path!r} must be an absolute file path")
         return files
+
+    @field_validator("allow_syscalls")
+    @classmethod
+    def _syscalls(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        for name in names:
+            if not re.match(r"^[a-z_][a-z0-9_]{0,63}$", name):
+                raise ValueError(f"allow_syscalls: {name!r} is not a system call name "
+                                 "(write it as in `man 2 syscalls`, e.g. \"ptrace\")")
+        return names
 
     @field_validator("volumes")
     @classmethod
@@ -599,6 +649,9 @@ class Spec(_Model):
         "releases, instances, router and ledger; see docs/spec.md's Environments.")
     controller: ControllerSpec = Field(default_factory=ControllerSpec,
                                        description="The API on TCP, with tokens.")
+
+    capacity: CapacitySpec = Field(default_factory=CapacitySpec,
+                                   description="What capacity admission keeps for the system.")
 
     @model_validator(mode="before")
     @classmethod

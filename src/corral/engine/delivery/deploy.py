@@ -16,9 +16,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from corral.core.capacity import Footprint
 from corral.core.delivery import Decision, Observation, Progress, Target
 from corral.core.release import config_digest, service_of
 from corral.core.strategies import STRATEGIES, Strategy, recorded_strategy, strategy_for
+from corral.engine.delivery.admission import admit
 from corral.engine.delivery.execute import CrashPoints, Emit, Executor
 from corral.engine.delivery.instances import Instances
 from corral.engine.delivery.last_lines import with_last_lines
@@ -80,6 +82,8 @@ class Deployer:
                       "image": release.image_digest})
                 return None
             self._refuse_bad(release, request)
+            admit(self._instances.driver, self._instances.fleets, release, strategy.name, live,
+                  Footprint(request.reserve_memory, request.reserve_cpus))
             deployment = self._store.create_deployment(
                 request.service, strategy.name, live, release.version, service.replicas,
                 self._clock(), self._event(request.actor, "deployment.start", request.service, {

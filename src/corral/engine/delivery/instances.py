@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from corral.core.capacity import limits_of
 from corral.core.release import instance_argv, instance_env
 from corral.engine.fleet import Clock, Fleets
 from corral.errors import DeployError
@@ -69,6 +70,7 @@ class Instances:
             stop_signal=image.stop_signal,
             labels={"corral.service": release.service, "corral.release": str(release.version),
                     "corral.image": release.image_digest},
+            limits=limits_of(service), allow_syscalls=service.allow_syscalls,
             **self._secrets_of(release))
         observed = self.driver.start(spec)
         instance = Instance(id=instance_id, service=release.service, release=release.version,

@@ -37,6 +37,9 @@ class DeployRequest:
     # `deploy --strategy`: how this one deployment runs. Never part of the release config,
     # so the next plain deploy of an unchanged service finds its release live.
     strategy: str | None = None
+    # [capacity] of the spec: what capacity admission keeps for the system
+    reserve_memory: int = 0
+    reserve_cpus: float = 0.0
 
     def api_body(self, force: bool = False, strategy: str | None = None) -> dict[str, Any]:
         """The `/v1/deploy` body: the controller names the actor from the caller's token or
@@ -55,10 +58,13 @@ def deploy_request(ws: Workspace, service: str, image: str | None = None,
                     ws.folder)
     # environments: require_passed + min_soak, before the controller sees anything
     refuse_unpassed(ws, service, digest)
+    capacity = ws.loaded.spec.capacity
     return DeployRequest(service=service, image_digest=digest,
                          config=release_config_of(ws, spec, digest, service),
                          actor=current_actor(),
-                         git_commit=git.commit, git_commit_time=git.commit_time)
+                         git_commit=git.commit, git_commit_time=git.commit_time,
+                         reserve_memory=capacity.reserve_memory,
+                         reserve_cpus=capacity.reserve_cpus)
 
 
 def release_config_of(ws: Workspace, service: ServiceSpec, digest: str,

@@ -27,7 +27,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from corral.engine.fleet import Fleets
-from corral.ports.records import Event
+from corral.ports.records import Event, Usage
 from corral.ports.router import Router
 from corral.ports.store import Store
 
@@ -75,8 +75,10 @@ class CorralCollector:
     """A prometheus_client collector over the controller's ports (register it once)."""
 
     def __init__(self, store: Store, router: Router | None, fleets: Fleets,
-                 log_counts: Callable[[], dict[str, int]] | None = None) -> None:
+                 log_counts: Callable[[], dict[str, int]] | None = None,
+                 usage: Callable[[str], Usage | None] | None = None) -> None:
         self._store = store
+        self._usage = usage  # the driver's, when it can measure instances
         self._router = router
         self._fleets = fleets
         self._log_counts = log_counts
@@ -88,6 +90,7 @@ class CorralCollector:
             self._ledger.fold(self._store.events(since_seq=self._ledger.last_seq))
             yield from self._router_metrics()
             yield from self._state_metrics()
+            yield from self._usage_metrics()
             yield from self._ledger_metrics()
 
     def _router_metrics(self) -> Iterator[Metric]:
@@ -131,6 +134,35 @@ class CorralCollector:
         for (service, strategy, outcome), number in sorted(by_kind.items()):
             deployments.add_metric([service, strategy, outcome], number)
         yield from (instances, deployments)
+
+    def _usage_metrics(self) -> Iterator[Metric]:
+        """Each live instance's use against its limits (cgroups), labelled by release."""
+        if self._usage is None:
+            return
+        labels = ["service", "release", "instance"]
+        families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
+            "memory": GaugeMetricFamily("corral_instance_memory_bytes",
+                                        "Memory an instance uses (page cache excluded)",
+                                        labels=labels),
+            "memory_limit": GaugeMetricFamily("corral_instance_memory_limit_bytes",
+                                              "An instance's hard memory limit", labels=labels),
+            "cpu_seconds": CounterMetricFamily("corral_instance_cpu_seconds",
+                                               "CPU time an instance used", labels=labels),
+            "cpus": GaugeMetricFamily("corral_instance_cpu_limit_cores",
+                                      "An instance's CPU limit in cores", labels=labels),
+            "pids": GaugeMetricFamily("corral_instance_pids",
+                                      "Processes and threads of an instance", labels=labels),
+        }
+        for instance in sorted(self._fleets.all(), key=lambda i: i.id):
+            usage = self._usage(instance.id) if instance.state.is_live else None
+            if usage is None:
+                continue
+            values = [instance.service, f"v{instance.release}", instance.id]
+            for field, family in families.items():
+                value = getattr(usage, field)
+                if value is not None:
+                    family.add_metric(values, value)
+        yield from families.values()
 
     def _ledger_metrics(self) -> Iterator[Metric]:
         counts = self._ledger

@@ -23,7 +23,7 @@ from corral.engine.observe.logs import LogCollector, Watched
 from corral.engine.observe.logview import open_log_store
 from corral.engine.observe.metrics import CorralCollector, metrics_registry, metrics_text
 from corral.engine.workspace import Workspace
-from corral.ports.driver import HasLogPaths
+from corral.ports.driver import HasLogPaths, Measurable
 from corral.ports.logs import LogSource
 from corral.ports.records import Instance
 
@@ -53,8 +53,10 @@ class Telemetry:
         self.collector = LogCollector(
             self.logs, self._watched, self._paths_of, clock,
             backlog=self._backlog, sinks=self._sinks, on_tick=self._retention)
+        measured = ws.driver if isinstance(ws.driver, Measurable) else None
         self.registry = metrics_registry(CorralCollector(
-            ws.store, ws.router, fleets, self._log_counts))
+            ws.store, ws.router, fleets, self._log_counts,
+            measured.usage if measured is not None else None))
         self._last_prune = 0.0
         self._http: Any = None
         listen = os.environ.get("CORRAL_METRICS_LISTEN") or self.settings.metrics_listen

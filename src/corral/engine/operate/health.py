@@ -19,6 +19,7 @@ from collections.abc import Callable
 from functools import partial
 
 from corral.core.probe import is_in_grace, next_check_at
+from corral.core.reconcile import exit_reason
 from corral.engine.fleet import Clock, Fleets
 from corral.engine.loop import WALL, BackgroundLoop, Timer
 from corral.engine.operate.probe import Prober
@@ -246,7 +247,8 @@ class HealthMonitor:
                 continue
             seen = observed.get(instance.id)
             if seen is None or not seen.running:
-                code = seen.exit_code if seen else None
-                reason = "exited" if code is None else f"exited with code {code}"
+                reason = exit_reason(seen)
+                if seen is not None and seen.oom_killed:
+                    log.warning("instance %s was %s; it will be replaced", instance.id, reason)
                 self._fleets.move(instance.id, InstanceState.FAILED, reason)
                 self._driver.stop(instance.id, grace=0)  # forget it; its logs are kept

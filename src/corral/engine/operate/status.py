@@ -8,12 +8,14 @@ It reads the router, the driver and the store; it changes nothing and decides no
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from corral.core.reconcile import exit_reason
 from corral.core.weights import traffic_shares
 from corral.errors import ControllerError, CorralError, RouterError
-from corral.ports.driver import Driver
+from corral.ports.driver import Driver, Measurable
 from corral.ports.records import Deployment, DeploymentOutcome, Instance, Observed
 from corral.ports.router import Router, RouterProcess
 from corral.ports.store import Store
@@ -76,10 +78,21 @@ def listen_note(served: str | None, wanted: str | None, live: int | None,
     return "; ".join(notes) or None
 
 
-def instance_view(instance: Instance) -> dict[str, Any]:
+def instance_view(instance: Instance, driver: Driver | None = None) -> dict[str, Any]:
+    """An instance as the store has it, with its use against its limits when `driver` can
+    measure it (`usage`: null otherwise)."""
     return {"id": instance.id, "release": f"v{instance.release}", "state": instance.state.value,
             "address": instance.address, "pid": instance.pid, "since": instance.created_at,
-            "reason": instance.reason}
+            "reason": instance.reason, "usage": usage_view(driver, instance.id)}
+
+
+def usage_view(driver: Driver | None, instance_id: str) -> dict[str, Any] | None:
+    """memory and memory_limit (bytes), cpu_seconds, cpus (limit, cores), pids, pids_limit,
+    oom_kills; None when the driver cannot measure instances or has no group for this one."""
+    if not isinstance(driver, Measurable):
+        return None
+    usage = driver.usage(instance_id)
+    return asdict(usage) if usage is not None else None
 
 
 def deployment_view(deployment: Deployment) -> dict[str, Any]:
@@ -127,7 +140,7 @@ def status_without_controller(store: Store, router: Router, driver: Driver,
                               hint=f"deploy it: corral deploy {service}")
         names = [service]
     services = [service_view(name, store, router, router_now["listen"],
-                             [_observed_view(o, known.get(o.id)) for o in observed
+                             [_observed_view(o, known.get(o.id), driver) for o in observed
                               if o.labels["corral.service"] == name])
                 for name in names]
     running = sum(1 for o in observed if o.running)
@@ -139,12 +152,12 @@ def status_without_controller(store: Store, router: Router, driver: Driver,
             "router": router_now, "services": services}
 
 
-def _observed_view(observed: Observed, known: Instance | None) -> dict[str, Any]:
+def _observed_view(observed: Observed, known: Instance | None,
+                   driver: Driver) -> dict[str, Any]:
     """An instance as the driver has it; its state is the store's last word while it runs."""
     reason: str | None
     if not observed.running:
-        code = observed.exit_code
-        state, reason = "exited", "exited" if code is None else f"exited with code {code}"
+        state, reason = "exited", exit_reason(observed)
     elif known is not None:
         state, reason = known.state.value, known.reason
     else:
@@ -152,7 +165,7 @@ def _observed_view(observed: Observed, known: Instance | None) -> dict[str, Any]
     return {"id": observed.id, "release": f"v{observed.labels.get('corral.release', '?')}",
             "state": state, "address": observed.address, "pid": observed.pid,
             "since": observed.started_at or (known.created_at if known else None),
-            "reason": reason}
+            "reason": reason, "usage": usage_view(driver, observed.id)}
 
 
 def _listen_of(store: Store, service: str, version: int | None) -> str | None:
