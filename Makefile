@@ -20,7 +20,7 @@ lint: setup
 TEST_WORKERS ?= 3
 
 test: lint
-	.venv/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile
+	.venv/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=20
 
 unit: setup
 	.venv/bin/pytest -q -m "not integration and not e2e"
