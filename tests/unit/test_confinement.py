@@ -54,3 +54,18 @@ def test_limits_on_a_host_without_a_layout_are_said_not_dropped(
 def test_seccomp_can_be_left_off(tmp_path: Path) -> None:
     confinement = Confinement(tmp_path, layout=Cgroups(0, reason="x"), use_seccomp=False)
     assert confinement.confine(spec()).seccomp is None
+
+
+def test_the_same_instance_id_in_two_projects_gets_two_groups(tmp_path: Path) -> None:
+    """cgroups are machine-wide: a second project's "web-1" must not share or remove the
+    first one's group (a fake v1 tree: plain folders)."""
+    tree = tmp_path / "cgroup"
+    layout = Cgroups(1, {"memory": tree / "memory" / "corral", "pids": tree / "pids" / "corral"})
+    shop, blog = tmp_path / "shop" / ".corral", tmp_path / "blog" / ".corral"
+    first = Confinement(shop, layout=layout, use_seccomp=False).confine(spec())
+    second = Confinement(blog, layout=layout, use_seccomp=False).confine(spec())
+
+    assert set(first.cgroups.values()).isdisjoint(second.cgroups.values())
+    assert all(Path(p).name.startswith("web-1.") for p in first.cgroups.values())
+    Confinement.release(second.cgroups)
+    assert all(Path(p).is_dir() for p in first.cgroups.values())

@@ -8,7 +8,9 @@ once, at the first start, and said once in the log (what runs unlimited, and why
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +44,8 @@ class Confinement:
     def __init__(self, state_dir: Path, *, layout: Cgroups | None = None,
                  use_seccomp: bool = True) -> None:
         self._filters = state_dir / "run" / "seccomp"
+        # cgroups are machine-wide: two projects (or environments) may both run "web-1"
+        self._owner = hashlib.sha256(os.fsencode(state_dir.resolve())).hexdigest()[:8]
         self._layout = layout
         self._use_seccomp = use_seccomp
         self._lock = threading.Lock()
@@ -60,12 +64,17 @@ class Confinement:
         layout = self.layout
         paths: dict[str, str] = {}
         if layout.is_usable:
-            paths = layout.create(spec.id, spec.limits)
+            paths = layout.create(self.group_name(spec.id), spec.limits)
         elif not spec.limits.is_empty:
             log.warning("instance %s runs without its limits: %s", spec.id, layout.describe())
         bpf = str(seccomp.filter_path(self._filters, spec.allow_syscalls)) \
             if self._use_seccomp else None
         return Confined(layout.version if paths else 0, paths, bpf)
+
+    def group_name(self, instance_id: str) -> str:
+        """The instance's group under `corral/`: its id and its state folder's, so the same
+        id in two projects on one machine never shares (or removes) a group."""
+        return f"{instance_id}.{self._owner}"
 
     @staticmethod
     def is_oom_killed(version: int, paths: dict[str, str]) -> bool:
