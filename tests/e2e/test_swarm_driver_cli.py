@@ -132,6 +132,11 @@ def test_a_release_spreads_over_the_three_nodes_pinned_by_digest(
                                      "Pids": 64},
                           "Reservations": {"MemoryBytes": 32 << 20,
                                            "NanoCPUs": 250_000_000}}] * 3
+    # and each node's engine created the task's container with those limits
+    hosts = [c.attrs["HostConfig"] for engine in cluster.engines
+             for c in engine.client().containers.list()]
+    assert [(h["Memory"], h["NanoCpus"], h["PidsLimit"]) for h in hosts] == [
+        (48 << 20, 250_000_000, 64)] * 3
     with Load(f"127.0.0.1:{project.port}") as load:
         poll(lambda: load.count() >= 30, 30, "answers")
     assert load.failed() == [] and load.bodies_since(0) == {"v1\n"}
