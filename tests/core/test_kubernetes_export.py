@@ -64,6 +64,10 @@ SPECS = {
     "canary that lets low traffic pass, two failures to roll back": {
         "strategy": "canary", "canary": {"steps": [5, 25, 100], "insufficient_traffic": "pass",
                                          "max_consecutive_failures": 2}},
+    "every resource limit": {
+        "resources": {"memory": "256M", "memory_max": "384M", "cpus": 0.5, "pids": 256}},
+    "a canary with a memory reservation and two cores": {
+        "strategy": "canary", "resources": {"memory": "1G", "cpus": 2}},
 }
 
 
@@ -236,6 +240,34 @@ def test_without_rollouts_blue_green_and_canary_are_deployments_with_a_note() ->
         export = plain_objects(exported(strategy=strategy))
         assert [o["kind"] for o in export.objects] == ["ConfigMap", "Service", "Deployment"]
         assert any("--rollouts" in note for note in export.notes)
+
+
+@pytest.mark.parametrize(("resources", "expected"), [
+    (None, None),
+    ({"memory": "256M", "memory_max": "384M", "cpus": 0.5},
+     {"requests": {"memory": "256Mi", "cpu": "500m"},
+      "limits": {"memory": "384Mi", "cpu": "500m"}}),
+    ({"memory": "1G"}, {"requests": {"memory": "1Gi"}, "limits": {"memory": "1Gi"}}),
+    ({"memory_max": "100M"}, {"limits": {"memory": "100Mi"}}),
+    ({"memory": "5000000"}, {"requests": {"memory": "5000000"},
+                             "limits": {"memory": "5000000"}}),
+    ({"cpus": 2}, {"requests": {"cpu": "2000m"}, "limits": {"cpu": "2000m"}}),
+    ({"cpus": 0.0001}, {"requests": {"cpu": "1m"}, "limits": {"cpu": "1m"}}),
+    ({"pids": 64}, None),
+])
+def test_resources_become_requests_and_limits(
+        resources: dict[str, Any] | None, expected: dict[str, Any] | None) -> None:
+    spec = {"resources": resources} if resources is not None else {}
+    for export, kind in ((plain_objects(exported(**spec)), "Deployment"),
+                         (rollout_objects(exported(strategy="canary", **spec)), "Rollout")):
+        assert container_of(export, kind).get("resources") == expected
+
+
+def test_a_pids_limit_is_not_exported_and_a_note_says_so() -> None:
+    export = plain_objects(exported(resources={"memory": "64M", "pids": 256}))
+    assert any("resources.pids (256)" in note and "podPidsLimit" in note
+               for note in export.notes)
+    assert not any("pids" in note for note in plain_objects(exported()).notes)
 
 
 def test_rollouts_leave_a_rolling_service_a_deployment() -> None:

@@ -36,10 +36,14 @@ health = {{ path = "/", interval = "200ms", timeout = "1s", healthy_after = 1 }}
 rolling = {{ max_surge = 1, max_unavailable = 0 }}
 stop_grace = "1s"
 volumes = {{ data = "/var/lib/app" }}
+{resources}
 
 [drivers.container]
 docker_host = "{docker_host}"
 """
+# What dockerd is given and must show in each container's HostConfig (podman, whose limits
+# depend on its cgroup manager, runs the spec without them).
+RESOURCES = 'resources = { memory = "48M", memory_max = "64M", cpus = 0.5, pids = 64 }'
 
 
 class Project(CliProject):
@@ -63,7 +67,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, dockerd: Engine) -> Iterat
     write_busybox_root(project.folder, "v1\n")
     (project.folder / "corral.toml").write_text(SPEC.format(
         port=project.port, image=BUSYBOX_HTTPD_IMAGE, docker_host=dockerd.host,
-        command=json.dumps(BUSYBOX_HTTPD)))
+        command=json.dumps(BUSYBOX_HTTPD), resources=RESOURCES))
     project.corral("build")
     project.corral("up", "-d")
     yield project
@@ -93,6 +97,11 @@ def test_instances_are_sandboxed_containers_of_the_image_by_digest(
         assert [m["Destination"] for m in container.attrs["Mounts"]] == ["/var/lib/app"]
         assert container.exec_run(["/bin/busybox", "touch", "/var/lib/app/w"]).exit_code == 0
         assert container.exec_run(["/bin/busybox", "touch", "/bin/w"]).exit_code != 0
+        assert (host["MemoryReservation"], host["Memory"], host["NanoCpus"],
+                host["PidsLimit"]) == (48 << 20, 64 << 20, 500_000_000, 64)
+        pids_max = container.exec_run(["/bin/busybox", "sh", "-c", "/bin/busybox cat "
+                                       "/sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/pids.max"])
+        assert pids_max.output.split()[0] == b"64"  # the kernel holds it (v1 or v2 layout)
 
 
 def test_a_rolling_deploy_under_load_fails_no_request(project: Project) -> None:
@@ -148,7 +157,8 @@ def test_an_unreachable_engine_stops_the_controller_at_start_and_names_docker_ho
     write_busybox_root(project.folder, "v1\n")
     (project.folder / "corral.toml").write_text(SPEC.format(
         port=project.port, image=BUSYBOX_HTTPD_IMAGE,
-        docker_host=f"unix://{tmp_path}/no-engine.sock", command=json.dumps(BUSYBOX_HTTPD)))
+        docker_host=f"unix://{tmp_path}/no-engine.sock", command=json.dumps(BUSYBOX_HTTPD),
+        resources=""))
     try:
         done = project.corral("up", "-d", check=False)
     finally:
@@ -164,7 +174,7 @@ def test_the_same_spec_deploys_and_rolls_on_podman_with_no_failed_request(
     write_busybox_root(project.folder, "v1\n")
     (project.folder / "corral.toml").write_text(SPEC.format(
         port=project.port, image=BUSYBOX_HTTPD_IMAGE, docker_host=podman.host,
-        command=json.dumps(BUSYBOX_HTTPD)))
+        command=json.dumps(BUSYBOX_HTTPD), resources=""))
     project.corral("build")
     project.corral("up", "-d")
     try:

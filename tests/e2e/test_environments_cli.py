@@ -91,6 +91,20 @@ def test_validate_prints_each_environments_effective_spec(project: Project) -> N
     assert wrong.returncode == 1 and "no environment 'qa'" in wrong.stderr + wrong.stdout
 
 
+def test_validate_prints_the_driver_and_resources_an_environment_replaces(
+        tmp_path: Any) -> None:
+    project = Project(tmp_path)
+    (project.folder / "corral.toml").write_text(SPEC.format(
+        image=BUSYBOX_HTTPD_IMAGE, staging=project.port, prod=project.prod_port)
+        + 'driver = "container"\nresources = { memory = "256M", cpus = 0.5 }\n')
+    web = project.json("validate", "--env", "prod", "--print")["effective"]["services"]["web"]
+    assert web["driver"] == "container"
+    assert web["resources"] == {"memory": 256 << 20, "memory_max": None, "cpus": 0.5,
+                                "pids": None}
+    staging = project.json("validate", "--print")["effective"]["services"]["web"]
+    assert (staging["driver"], staging.get("resources")) == ("process", None)
+
+
 def test_prod_refuses_an_image_staging_never_ran(project: Project) -> None:
     project.corral("up", "-d", "--env", "staging")
     project.corral("up", "-d", "--env", "prod")

@@ -40,6 +40,7 @@ blue_green = {{ auto_promote = true, rollback_window = "10m" }}
 canary = {{ steps = [34, 100], interval = "2s", max_error_rate = 0.05, min_requests = 20 }}
 stop_grace = "1s"
 drain_timeout = "2s"
+resources = {{ memory = "32M", memory_max = "48M", cpus = 0.25, pids = 64 }}
 
 [drivers.swarm]
 docker_host = "{manager}"
@@ -126,6 +127,16 @@ def test_a_release_spreads_over_the_three_nodes_pinned_by_digest(
     images = {s.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] for s in
               services(cluster)}
     assert images == {f"{cluster.registry_address}/corral/fleet-web@{digest}"}
+    resources = [s.attrs["Spec"]["TaskTemplate"]["Resources"] for s in services(cluster)]
+    assert resources == [{"Limits": {"MemoryBytes": 48 << 20, "NanoCPUs": 250_000_000,
+                                     "Pids": 64},
+                          "Reservations": {"MemoryBytes": 32 << 20,
+                                           "NanoCPUs": 250_000_000}}] * 3
+    # and each node's engine created the task's container with those limits
+    hosts = [c.attrs["HostConfig"] for engine in cluster.engines
+             for c in engine.client().containers.list()]
+    assert [(h["Memory"], h["NanoCpus"], h["PidsLimit"]) for h in hosts] == [
+        (48 << 20, 250_000_000, 64)] * 3
     with Load(f"127.0.0.1:{project.port}") as load:
         poll(lambda: load.count() >= 30, 30, "answers")
     assert load.failed() == [] and load.bodies_since(0) == {"v1\n"}

@@ -53,6 +53,60 @@ strategy = "blue-green"
     assert prod == spec.services["web"]  # no overlay: the service as written
 
 
+SIZED = 'resources = { memory = "256M", memory_max = "384M", cpus = 1, pids = 128 }\n'
+REGISTRY = '[drivers.swarm]\nregistry = "127.0.0.1:5000/corral"\n'
+MIB = 1 << 20
+
+
+@pytest.mark.parametrize(("service", "overlay", "driver", "resources"), [
+    ("", "", "process", None),
+    (SIZED, "", "process", (256 * MIB, 384 * MIB, 1.0, 128)),
+    ("", 'driver = "container"\n', "container", None),
+    ('driver = "container"\n', 'driver = "process"\n', "process", None),
+    ("", 'resources = { memory = "64M" }\n', "process", (64 * MIB, None, None, None)),
+    # the whole table is replaced, never merged key by key
+    (SIZED, 'resources = { cpus = 0.5 }\n', "process", (None, None, 0.5, None)),
+    (SIZED, 'driver = "container"\nreplicas = 2\n', "container",
+     (256 * MIB, 384 * MIB, 1.0, 128)),
+    (SIZED, 'driver = "swarm"\nresources = { pids = 64 }\n', "swarm", (None, None, None, 64)),
+])
+def test_an_environment_replaces_driver_and_resources(
+        service: str, overlay: str, driver: str,
+        resources: tuple[int | None, int | None, float | None, int | None] | None) -> None:
+    text = BASE + service + "[environments.staging]\n[environments.staging.services.web]\n" \
+        'listen = "127.0.0.1:8081"\n' + overlay + "[environments.prod]\n" + REGISTRY
+    spec = parse_spec(text)
+    staging = effective_spec(spec, "staging").services["web"]
+    got = staging.resources
+    assert staging.driver == driver
+    assert (got and (got.memory, got.memory_max, got.cpus, got.pids)) == resources
+    assert effective_spec(spec, "prod").services["web"] == spec.services["web"]
+
+
+API = """[services.api]
+image = "web"
+router = { listen = "127.0.0.1:8090" }
+"""
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    (API + '[environments.a]\n[environments.a.services.web]\ndriver = "container"\n'
+     'listen = "127.0.0.1:9"\n[environments.a.services.api]\nlisten = "127.0.0.1:10"\n',
+     "environments.a: every service of a project runs on the same driver"),
+    ('[environments.a]\n[environments.a.services.web]\ndriver = "swarm"\n',
+     'environments.a: driver = "swarm" needs [drivers.swarm] registry'),
+    ('[environments.a]\n[environments.a.services.web]\ndriver = "vm"\n',
+     "environments.a.services.web.driver: must be one of"),
+    ('[environments.a]\n[environments.a.services.web]\n'
+     'resources = { memory = "64M", memory_max = "32M" }\n', "must not be below memory"),
+    ('[environments.a]\n[environments.a.services.web]\nresources = { cpu = 1 }\n',
+     "unknown key"),
+])
+def test_driver_and_resources_overlays_the_loader_refuses_say_why(
+        extra: str, expected: str) -> None:
+    assert expected in problems(spec_with(extra))
+
+
 @pytest.mark.parametrize(("extra", "expected"), [
     ('[environments.a]\ndefault = true\n[environments.b]\ndefault = true\n'
      '[environments.b.services.web]\nlisten = "127.0.0.1:9"\n',

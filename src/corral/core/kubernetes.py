@@ -292,7 +292,49 @@ def container(release: ExportedRelease) -> Manifest:
     })
     if spec.liveness is not None:
         made["livenessProbe"] = probe(spec.liveness, readiness=False)
+    if requirements := container_resources(release):
+        made["resources"] = requirements
     return made
+
+
+def container_resources(release: ExportedRelease) -> Manifest:
+    """Spec `resources` as requests and limits: memory is requested, memory_max (else
+    memory) the limit; cpus both, in millicores (as the process driver's quota is both
+    share and cap). `pids` has no per-container field (see common_notes).
+
+    >>> from corral.spec.model import ResourcesSpec
+    >>> spec = ServiceSpec(image="web", resources=ResourcesSpec(
+    ...     memory=256 << 20, memory_max=384 << 20, cpus=0.5, pids=64))
+    >>> container_resources(ExportedRelease("shop", "web", spec, "web@sha256:0", "sha256:0"))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'requests': {'memory': '256Mi', 'cpu': '500m'},
+     'limits': {'memory': '384Mi', 'cpu': '500m'}}
+    """
+    declared = release.spec.resources
+    if declared is None:
+        return {}
+    requests: Manifest = {}
+    limits: Manifest = {}
+    if declared.memory is not None:
+        requests["memory"] = quantity(declared.memory)
+    hard = declared.memory_max if declared.memory_max is not None else declared.memory
+    if hard is not None:
+        limits["memory"] = quantity(hard)
+    if declared.cpus is not None:
+        requests["cpu"] = limits["cpu"] = f"{max(1, round(declared.cpus * 1000))}m"
+    return {k: v for k, v in (("requests", requests), ("limits", limits)) if v}
+
+
+def quantity(size: int) -> str:
+    """Bytes as a Kubernetes quantity, in the largest binary unit that holds them whole.
+
+    >>> quantity(1 << 30), quantity(384 << 20), quantity(1536), quantity(1000)
+    ('1Gi', '384Mi', '1536', '1000')
+    """
+    for unit, shift in (("Ti", 40), ("Gi", 30), ("Mi", 20)):
+        if size and size % (1 << shift) == 0:
+            return f"{size >> shift}{unit}"
+    return str(size)
 
 
 def pod_template(release: ExportedRelease) -> Manifest:
@@ -367,6 +409,10 @@ def common_notes(release: ExportedRelease) -> list[str]:
                      f"(kubectl create secret generic NAME --from-literal={SECRET_KEY}=…)")
     if release.spec.router and release.spec.router.tls:
         notes.append("router.tls is not exported: terminate TLS in your ingress")
+    if release.spec.resources and release.spec.resources.pids is not None:
+        notes.append(f"resources.pids ({release.spec.resources.pids}) is not exported: "
+                     "Kubernetes has no per-container process limit; the kubelet's "
+                     "podPidsLimit caps every pod of a node")
     return notes
 
 

@@ -25,6 +25,7 @@ from typing import Any
 from corral.drivers.container_logs import LogCopies
 from corral.drivers.docker_archive import config_digest, write_archive
 from corral.drivers.docker_engine import Engine, parse_time, resolve_host
+from corral.drivers.engine_limits import container_limits
 from corral.drivers.host import pick_free_port, prepare_volumes, refuse_secrets
 from corral.drivers.sandbox import SANDBOX_GID, SANDBOX_UID
 from corral.errors import DriverError
@@ -227,14 +228,15 @@ def _pid_max() -> int:
 
 
 def _create_args(spec: InstanceSpec, port: int, state: str) -> dict[str, Any]:
-    """The engine's create options for one instance: the sandbox the process driver gives."""
+    """The engine's create options for one instance: the sandbox and the limits (spec
+    `resources`) the process driver gives."""
     address = f"127.0.0.1:{port}"
     return {
         "name": spec.id, "entrypoint": list(spec.argv), "command": [],
         "environment": {**spec.env, "PORT": str(port)}, "working_dir": spec.workdir or "/",
         "user": f"{SANDBOX_UID}:{SANDBOX_GID}", "read_only": True, "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges"], "tmpfs": {"/tmp": "rw,nosuid,nodev"},
-        "network_mode": "host", "ulimits": _host_limits(),
+        "network_mode": "host", "ulimits": _host_limits(), **container_limits(spec.limits),
         "volumes": {host: {"bind": inside, "mode": "rw"} for host, inside in spec.volumes.items()},
         "labels": {**spec.labels, STATE: state, ADDRESS: address,
                    LABELS: json.dumps(sorted(spec.labels))},

@@ -24,6 +24,7 @@ from typing import Any
 
 from corral.drivers.container_logs import LogCopies
 from corral.drivers.docker_engine import Engine, parse_time, resolve_host
+from corral.drivers.engine_limits import task_resources
 from corral.drivers.host import refuse_secrets
 from corral.drivers.sandbox import SANDBOX_GID, SANDBOX_UID
 from corral.drivers.swarm_tasks import (
@@ -260,7 +261,8 @@ def _service_args(spec: InstanceSpec, name: str, reference: str, node: str,
     container = _container_spec(spec, reference)
     container["StopGracePeriod"] = int(grace * 1e9)
     template = TaskTemplate(container_spec=container, restart_policy=RestartPolicy(
-        condition="none"), placement={"Constraints": [f"node.id=={node}"]})
+        condition="none"), placement={"Constraints": [f"node.id=={node}"]},
+        resources=task_resources(spec.limits) or None)
     return {"task_template": template, "name": name, "labels": labels,
             "mode": ServiceMode("replicated", replicas=1),
             "endpoint_spec": EndpointSpec(mode="dnsrr", ports=[{

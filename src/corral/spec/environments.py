@@ -2,10 +2,10 @@
 
 The merge is explicit and one level deep, never an inheritance chain (Kamal's destinations
 surprise their users there): for each service an environment names, `replicas`,
-`strategy` and `listen` replace the service's value; `env` adds its keys to the service's
-`env`, a key set in both taking the environment's value. Nothing else is inherited or
-merged. `effective_spec` gives the spec one environment sees (`corral validate --env NAME
---print` shows it). Pure: no I/O.
+`strategy`, `listen`, `driver` and `resources` (the whole table, never key by key) replace
+the service's value; `env` adds its keys to the service's `env`, a key set in both taking
+the environment's value. Nothing else is inherited or merged. `effective_spec` gives the
+spec one environment sees (`corral validate --env NAME --print` shows it). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from corral.spec.model import (
     ServiceOverlay,
     ServiceSpec,
     Spec,
+    _check_one_driver,
 )
 
 
@@ -43,6 +44,21 @@ def check_environments(spec: Spec) -> None:
         raise ValueError(f"only one environment can be the default; {', '.join(defaults)} "
                          "all say default = true")
     _check_listens(spec)
+    for name in environments:
+        _check_driver(spec, name)
+
+
+def _check_driver(spec: Spec, environment: str) -> None:
+    """What the spec checks of its services' drivers holds in each environment too: one
+    driver for all, and a registry for swarm."""
+    services = effective_services(spec, environment)
+    try:
+        _check_one_driver(services)
+    except ValueError as error:
+        raise ValueError(f"environments.{environment}: {error} (after its overlays)") from None
+    if any(s.driver == "swarm" for s in services.values()) and not spec.drivers.swarm.registry:
+        raise ValueError(f'environments.{environment}: driver = "swarm" needs [drivers.swarm] '
+                         'registry = "HOST:PORT/PREFIX": the nodes pull images from there')
 
 
 def _check_listens(spec: Spec) -> None:
@@ -67,12 +83,17 @@ def overlay_service(service: ServiceSpec, overlay: ServiceOverlay) -> ServiceSpe
     ...                                               listen="127.0.0.1:8081"))
     >>> merged.replicas, merged.env, merged.router.listen
     (1, {'A': '1', 'B': 'staging'}, '127.0.0.1:8081')
+    >>> from corral.spec.model import ResourcesSpec
+    >>> sized = ServiceSpec(image="web", resources=ResourcesSpec(memory=64 << 20, pids=64))
+    >>> overlay_service(sized, ServiceOverlay(resources=ResourcesSpec(cpus=2))).resources
+    ResourcesSpec(memory=None, memory_max=None, cpus=2.0, pids=None)
     """
     data: dict[str, Any] = service.model_dump(by_alias=True, exclude_unset=True)
     if overlay.replicas is not None:
         data["replicas"] = overlay.replicas
-    if overlay.strategy is not None:
-        data["strategy"] = overlay.strategy
+    for key in ("strategy", "driver", "resources"):
+        if (value := getattr(overlay, key)) is not None:
+            data[key] = value
     if overlay.env:
         data["env"] = {**service.env, **overlay.env}
     if overlay.listen is not None:

@@ -547,6 +547,12 @@ class ServiceOverlay(_Model):
         default=None, description="Replaces the service's `strategy`.")
     listen: str | None = Field(default=None, description="Replaces the service's "
                                "`router.listen` (a router is added if it has none).")
+    driver: Literal["process", "container", "swarm"] | None = Field(
+        default=None, description="Replaces the service's `driver` (every service of the "
+        "environment still runs on one driver).")
+    resources: ResourcesSpec | None = Field(
+        default=None, description="Replaces the service's whole `resources` (a key it "
+        "leaves out is unlimited in this environment).")
     env: dict[str, str | SecretRef] = Field(
         default_factory=dict, description="Added to the service's `env`; a key set in both "
         "takes this value.")
@@ -569,10 +575,11 @@ class EnvironmentSpec(_Model):
     (state in `.corral/env/NAME/`; images are shared, so a digest is promoted, never rebuilt).
 
     The merge is explicit and one level deep, never inherited further: for each service an
-    environment names in `[environments.NAME.services.SERVICE]`, `replicas`, `strategy` and
-    `listen` replace the service's value; `env` adds its keys to the service's `env`, a key
-    set in both taking the environment's value. No other key can differ between
-    environments. `corral validate --env NAME --print` shows the result."""
+    environment names in `[environments.NAME.services.SERVICE]`, `replicas`, `strategy`,
+    `listen`, `driver` and `resources` (the whole table) replace the service's value; `env`
+    adds its keys to the service's `env`, a key set in both taking the environment's value.
+    No other key can differ between environments. `corral validate --env NAME --print` shows
+    the result."""
 
     default: bool = Field(default=False, description="Commands without --env act on this "
                           "environment (at most one is the default).")
@@ -583,7 +590,7 @@ class EnvironmentSpec(_Model):
                                "live in each of `require_passed` (e.g. \"10m\").")
     services: dict[str, ServiceOverlay] = Field(
         default_factory=dict, description="Per-service overlays (replicas, strategy, listen, "
-        "env).")
+        "driver, resources, env).")
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "[::1]", "localhost")
