@@ -2,7 +2,8 @@
 builds, a test command in a sandbox, real deployments to staging and prod, smoke checks and
 an approval gate. A failing test deploys nothing; a failing smoke check in staging leaves
 prod untouched; `corral watch` follows the branch (poll and signed webhook), a newer commit
-supersedes a waiting one, and after `corral rollback` only a newer commit moves prod."""
+supersedes a waiting one, and after `corral rollback` only a newer commit moves prod; a
+signed push to the controller's API runs the pipeline, an unsigned one is refused."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from loopback import free_port, poll
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 SECRET = "push-signing-secret"
+PUSH_PATH = "/v1/pipeline/push"  # the controller's webhook (`corral watch`'s is /webhook)
 
 SPEC = """\
 [project]
@@ -112,6 +114,7 @@ class Shop(CliProject):
         super().__init__(folder)
         self.repo = repo
         self.prod_port = free_port()
+        self.api_port = free_port()  # staging's controller on TCP, where a git host pushes
 
     def page(self, port: int) -> str:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
@@ -189,8 +192,9 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
     shop.commits = {"v1": repo.push("ok v1\n")}
     shop.folder.mkdir()
     (shop.folder / "corral.toml").write_text(spec)  # the ops folder: same spec, own state
-    for env in ("staging", "prod"):
-        shop.corral("up", "-d", "--env", env)
+    shop.corral("up", "-d", "--env", "staging", "--listen", f"127.0.0.1:{shop.api_port}",
+                env={"CORRAL_WEBHOOK_SECRET": SECRET})
+    shop.corral("up", "-d", "--env", "prod")
     yield shop
     for env in ("staging", "prod"):
         shop.corral("down", "--env", env, check=False)
@@ -245,7 +249,7 @@ def test_a_failing_smoke_check_in_staging_leaves_prod_untouched(shop: Shop) -> N
     assert shop.page(shop.prod_port) == "ok v1\n" and shop.digest("prod") == prod_digest
 
 
-def _webhook(address: str, body: bytes, secret: str | None) -> int:
+def _webhook(address: str, body: bytes, secret: str | None, path: str = "/webhook") -> int:
     headers = {"Content-Type": "application/json"}
     if secret is not None:
         mac = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
@@ -253,7 +257,7 @@ def _webhook(address: str, body: bytes, secret: str | None) -> int:
     host, _, port = address.rpartition(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=5)
     try:
-        connection.request("POST", "/webhook", body=body, headers=headers)
+        connection.request("POST", path, body=body, headers=headers)
         return connection.getresponse().status
     finally:
         connection.close()
@@ -310,3 +314,31 @@ def test_watch_follows_pushes_supersedes_and_lets_a_rollback_stand(shop: Shop) -
             watcher.wait(timeout=60)
         except subprocess.TimeoutExpired:
             watcher.kill()
+
+
+def test_a_signed_push_to_the_controller_runs_the_pipeline_and_an_unsigned_one_nothing(
+        shop: Shop) -> None:
+    address = f"127.0.0.1:{shop.api_port}"
+    push = json.dumps({"ref": "refs/heads/main", "after": "ignored"}).encode()
+    before = {r["id"] for r in shop.runs()}
+    shop.commits["v8"] = shop.repo.push("ok v8\n")
+    assert _webhook(address, push, None, PUSH_PATH) == 401
+    assert _webhook(address, push, "wrong", PUSH_PATH) == 401
+    refused = shop.json("ledger", "--env", "staging", "--action", "api.auth_failed")["entries"]
+    assert [e["detail"]["reason"] for e in refused[-2:]] == ["no valid push signature"] * 2
+    assert _webhook(address, push, SECRET, PUSH_PATH) == 200
+    # the controller runs `corral pipeline run` for v8: staging first, then prod's gate
+    run = poll(lambda: next((r for r in shop.runs() if r["id"] not in before
+                             and r["state"] == "waiting"), None), 120, "v8's run waiting")
+    assert (run["commit"], run["trigger"]) == (shop.commits["v8"], "webhook")
+    assert shop.page(shop.port) == "ok v8\n"
+    shop.corral("approve", str(run["id"]))
+    poll(lambda: next(r for r in shop.runs() if r["id"] == run["id"])["state"]
+         not in ("waiting", "running"), 120, "v8's run to end")
+    assert next(r for r in shop.runs() if r["id"] == run["id"])["state"] == "succeeded"
+    assert shop.page(shop.prod_port) == "ok v8\n"
+    # one run in all: the refused pushes queued nothing
+    assert [(r["commit"], r["trigger"]) for r in shop.runs() if r["id"] not in before] == [
+        (shop.commits["v8"], "webhook")]
+    log = (shop.folder / ".corral" / "pipeline" / "pushes.log").read_text()
+    assert "succeeded" in log

@@ -8,6 +8,8 @@ reach, recording what it was asked (so a refused call is proved to have reached 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import http.client
 import json
 import re
@@ -24,7 +26,7 @@ import pytest
 
 from corral.api.routes import ANYONE, Route, all_routes
 from corral.api.server import MAX_BODY, Lifecycle, TcpApiServer, tls_context
-from corral.core.access import ROLES, FailureWindow
+from corral.core.access import ROLES, SIGNED, FailureWindow
 from corral.engine.access.gate import Gate
 from corral.engine.access.tokens import TokenBook
 from corral.ports.ledger import EventFilter
@@ -36,6 +38,20 @@ pytestmark = pytest.mark.integration
 # The only routes a caller reaches before signing in: the dashboard's door and its files.
 PUBLIC = {("GET", "/ui/signin"), ("POST", "/ui/signin"), ("POST", "/ui/signout"),
           ("GET", "/ui/static/{name}")}
+# The only routes whose caller proves itself by an HMAC signature of the body, not a token.
+SIGNED_ROUTES = {("POST", "/v1/pipeline/push")}
+PUSH_SECRET = b"push-secret"
+
+
+class _Pushes:
+    """The controller's push queue as the route sees it: the secret, the branch, and what
+    it was asked."""
+
+    def __init__(self) -> None:
+        self.secret, self.branch, self.received = PUSH_SECRET, "main", 0
+
+    def push_received(self) -> None:
+        self.received += 1
 
 
 class _Rollback:
@@ -62,7 +78,8 @@ class Api:
         self.store = MemoryStore()
         self.tokens = TokenBook(folder)
         self.controller = _Controller(rollback=_Rollback(), stopping=threading.Event(),
-                                      ws=SimpleNamespace(store=self.store, tokens=self.tokens))
+                                      ws=SimpleNamespace(store=self.store, tokens=self.tokens),
+                                      pushes=_Pushes())
         cert, key = self_signed(folder)
         gate = Gate(self.tokens, self.store, time.time, FailureWindow(limit, 60.0))
         self.server = TcpApiServer("127.0.0.1", 0, self.controller,  # type: ignore[arg-type]
@@ -125,9 +142,11 @@ def _concrete(route: Route) -> str:
 def test_every_route_declares_a_known_role_and_only_the_dashboards_door_is_open() -> None:
     routes = all_routes()
     assert len(routes) >= 20
-    assert all(r.role in (*ROLES, ANYONE) for r in routes)
+    assert all(r.role in (*ROLES, ANYONE, SIGNED) for r in routes)
     assert {(r.method, r.path) for r in routes if r.role == ANYONE} == PUBLIC
-    mutating = [r for r in routes if r.is_mutating and (r.method, r.path) not in PUBLIC]
+    assert {(r.method, r.path) for r in routes if r.role == SIGNED} == SIGNED_ROUTES
+    mutating = [r for r in routes if r.is_mutating
+                and (r.method, r.path) not in PUBLIC | SIGNED_ROUTES]
     assert mutating and all(r.role in ("deployer", "admin") for r in mutating)
     assert {r.path for r in routes if r.role == "admin"} >= {
         "/v1/tokens", "/v1/tokens/{name}/revoke", "/v1/chaos", "/v1/shutdown"}
@@ -140,7 +159,7 @@ def test_every_mutating_route_refuses_a_caller_without_the_role_with_a_json_erro
     expected = 403 if kind == "viewer" else 401
     refused = []
     for route in all_routes():
-        if not route.is_mutating or route.role == ANYONE:
+        if not route.is_mutating or route.role in (ANYONE, SIGNED):
             continue
         status, answer = api.call(route.method, _concrete(route), token, body={})
         refused.append((route.path, status, answer.get("error", {}).get("type")))
@@ -151,7 +170,7 @@ def test_every_mutating_route_refuses_a_caller_without_the_role_with_a_json_erro
 def test_every_reading_route_refuses_a_caller_without_a_valid_token(
         api: Api, tokens: dict[str, str]) -> None:
     for route in all_routes():
-        if route.is_mutating or route.role == ANYONE:
+        if route.is_mutating or route.role in (ANYONE, SIGNED):
             continue
         for token in (None, tokens["bad"], tokens["expired"], tokens["revoked"]):
             status, answer = api.call("GET", _concrete(route), token)
@@ -272,3 +291,36 @@ def test_an_event_stream_ends_once_its_token_is_revoked(api: Api) -> None:
         api.tokens.revoke("watcher", time.time())
         while chunk := tls.recv(65536):  # the server ends the stream (EOF), unasked
             received += chunk
+
+
+def _signature(body: bytes, secret: bytes) -> dict[str, str]:
+    return {"X-Hub-Signature-256": "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()}
+
+
+def test_a_push_without_its_signature_is_refused_whatever_token_and_recorded(
+        tmp_path: Path) -> None:
+    api = Api(tmp_path, limit=100)
+    try:
+        admin = api.token("ops", "admin")
+        body = {"ref": "refs/heads/main"}
+        raw = json.dumps(body).encode()
+        for token, headers in [(None, {}), (admin, {}), (None, _signature(raw, b"wrong")),
+                               (admin, _signature(raw + b" ", PUSH_SECRET))]:
+            status, answer = api.call("POST", "/v1/pipeline/push", token, body=body,
+                                      headers=headers)
+            assert (status, answer["error"]["type"]) == (401, "AccessDenied"), token
+            assert "CORRAL_WEBHOOK_SECRET" in answer["error"]["hint"]
+        assert api.controller.pushes.received == 0  # no refused push reached the queue
+        failures = api.store.find_events(EventFilter(action="api.auth_failed"))
+        assert [(e.subject, e.detail["reason"]) for e in failures] == [
+            ("127.0.0.1", "no valid push signature")] * 4
+        status, answer = api.call("POST", "/v1/pipeline/push", body=body,
+                                  headers=_signature(raw, PUSH_SECRET))
+        assert (status, answer) == (200, {"queued": True, "branch": "main"})
+        other = json.dumps({"ref": "refs/heads/topic", "commits": []}).encode()
+        status, answer = api.call("POST", "/v1/pipeline/push", body=json.loads(other),
+                                  headers=_signature(other, PUSH_SECRET))
+        assert status == 200 and answer["queued"] is False and "topic" in answer["reason"]
+        assert api.controller.pushes.received == 1
+    finally:
+        api.close()

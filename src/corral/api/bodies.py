@@ -28,6 +28,16 @@ class NoBody(Body):
     """POST routes that take no fields (promote, abort, reconcile): `{}` only."""
 
 
+class PushBody(Body):
+    """POST /v1/pipeline/push: a git host's push event. Only `ref` is read; the rest of
+    the host's payload (commits, repository, sender, …) is ignored, not refused, since each
+    host sends its own."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+
+    ref: str | None = None
+
+
 class ShutdownBody(Body):
     """POST /v1/shutdown: leave instances and the router running when true."""
 

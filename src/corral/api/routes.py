@@ -2,7 +2,8 @@
 (api/project_routes.py, …), listed in ROUTE_MODULES; the server only dispatches.
 
 Every route declares the role it needs (core/access.py ROLES, or ANYONE for the sign-in
-page and the dashboard's static files): the server refuses a request before its body is
+page and the dashboard's static files, or SIGNED for a git host's push webhook, which
+proves itself by an HMAC signature of its body): the server refuses a request before its body is
 read unless the caller's role is at least that (tests/integration/test_api_access.py walks
 the whole table). A handler learns who calls from `request.actor` (a token's name, or
 `unix:USER` on the socket), never from the body.
@@ -22,12 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from corral.api.bodies import Body
-from corral.core.access import ROLES
+from corral.core.access import ROLES, SIGNED
 from corral.engine.controller import Controller
 
 ROUTE_MODULES = ["corral.api.project_routes", "corral.api.delivery_routes",
                  "corral.api.observe_routes", "corral.api.operate_routes",
-                 "corral.api.access_routes", "corral.api.dashboard"]
+                 "corral.api.access_routes", "corral.api.dashboard",
+                 "corral.api.pipeline_routes"]
 
 ANYONE = "anyone"
 """The role of the few routes a caller reaches before signing in."""
@@ -74,7 +76,7 @@ class Route:
     handler: Handler
     stream: bool
     raw: bool  # the handler returns (content type, bytes) instead of JSON
-    role: str  # the least role that may call it (core/access.py ROLES, or ANYONE)
+    role: str  # the least role that may call it (core/access.py ROLES, ANYONE or SIGNED)
     body: type[Body] | None = None  # the model the JSON body must validate against
     form: bool = False  # the body is an HTML form (the dashboard), read as a dict of str
     path: str = ""
@@ -96,8 +98,9 @@ def route(method: str, path: str, *, role: str, stream: bool = False, raw: bool 
     (api/bodies.py), or reads an HTML form."""
     if method == "POST" and body is None and not form:
         raise TypeError(f"POST {path}: name the body model (api/bodies.py NoBody for none)")
-    if role not in (*ROLES, ANYONE):
-        raise TypeError(f"{method} {path}: role {role!r} is not one of {ROLES} or ANYONE")
+    if role not in (*ROLES, ANYONE, SIGNED):
+        raise TypeError(f"{method} {path}: role {role!r} is not one of {ROLES}, ANYONE "
+                        "or SIGNED")
     pattern = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path) + "$")
 
     def register(handler: Handler) -> Handler:

@@ -31,7 +31,9 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 from corral.api.bodies import BadBody, validated
 from corral.api.routes import ANYONE, Answer, Request, Route, find
-from corral.engine.access.gate import Caller, Gate, admit
+from corral.core.access import SIGNED
+from corral.core.pipeline import is_signed_push
+from corral.engine.access.gate import Caller, Gate, admit, unsigned_push
 from corral.engine.controller import Controller
 from corral.errors import AccessDenied, CorralError, LockHeld, NotFound
 
@@ -179,6 +181,10 @@ class _Handler(BaseHTTPRequestHandler):
         return found
 
     def _caller(self, route: Route) -> Caller:
+        if route.role == SIGNED:  # proved by the body's signature, checked once it is read
+            if isinstance(self.server, TcpApiServer):
+                self.server.gate.refuse_if_blocked(self.address_string())
+            return Caller("webhook", SIGNED)
         if isinstance(self.server, ApiServer):  # the unix socket: its peer, by the kernel
             return Gate.local(self.server.peer_user(self.connection))
         token, by_cookie = self._presented_token()
@@ -229,6 +235,8 @@ class _Handler(BaseHTTPRequestHandler):
                            f"{MAX_BODY} are accepted")
         self._body_read = True
         raw = self.rfile.read(length) if length else b""
+        if route.role == SIGNED:
+            self._check_signature(raw)
         if method == "GET":
             return {}
         if route.form:
@@ -245,6 +253,18 @@ class _Handler(BaseHTTPRequestHandler):
             return validated(route.body, body)
         except BadBody as exc:
             raise _Refused(400, "BadRequest", exc.message, exc.field) from None
+
+    def _check_signature(self, raw: bytes) -> None:
+        """A SIGNED route's body must carry an HMAC signature by the controller's webhook
+        secret (engine/pipeline/pushes.py); on TCP a missing or wrong one is counted and
+        recorded like a bad token (engine/access/gate.py)."""
+        pushes = getattr(self.server.controller, "pushes", None)
+        secret = pushes.secret if pushes is not None else b""
+        is_signed = is_signed_push(secret, raw, dict(self.headers.items()))
+        if isinstance(self.server, TcpApiServer):
+            self.server.gate.signed(is_signed, self.address_string())
+        elif not is_signed:
+            raise unsigned_push()
 
     # -- answers -----------------------------------------------------------------------
     def _drain(self) -> None:

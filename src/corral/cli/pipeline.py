@@ -85,11 +85,14 @@ def pipeline() -> None:
 @pipeline.command("run")
 @command
 @click.argument("commit", required=False)
-def run_(ctx: Context, commit: str | None) -> None:
+@click.option("--trigger", default="manual", hidden=True,
+              type=click.Choice(["manual", "webhook"]),
+              help="What started the run, for its record (the controller's push webhook).")
+def run_(ctx: Context, commit: str | None, trigger: str) -> None:
     """Run the pipeline once for COMMIT (default: the branch's head).
 
     Exit code: 0 succeeded, 1 failed, 2 skipped (nothing to move)."""
-    run = _pipeline(ctx).run(commit)
+    run = _pipeline(ctx).run(commit, trigger)
     ctx.out(run.view(), lambda: None)
     sys.exit({"succeeded": 0, "skipped": 2}.get(run.state, 1))
 

@@ -15,6 +15,11 @@ ROLES = ("viewer", "deployer", "admin")
 secrets; deployer also deploys, promotes, aborts, rolls back and approves; admin also
 manages tokens, secrets and chaos."""
 
+SIGNED = "signed"
+"""Not a role: what a route declares when its caller proves itself by an HMAC signature of
+the body with a shared secret (a git host's push webhook), never by a token. Any token,
+even an admin's, gets nothing from such a route without the signature."""
+
 TOKEN_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 _TOKEN_NAME = re.compile(TOKEN_NAME_PATTERN)
 

@@ -85,6 +85,11 @@ class Controller:
         if ws.loaded.spec.project.backup is not None:
             from corral.engine.recovery.schedule import ScheduledBackups
             self.loops.append(ScheduledBackups(ws, ws.loaded.spec.project.backup))
+        # pipeline: signed pushes (POST /v1/pipeline/push) run it at once, in a child
+        from corral.engine.pipeline.pushes import PushTrigger
+        self.pushes = PushTrigger.of(ws)
+        if self.pushes is not None:
+            self.loops.append(self.pushes)
         self.profiler: ThreadProfiler | None = None
 
     # -- life --------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from corral.core.access import FailureWindow, can
+from corral.core.access import SIGNED, FailureWindow, can
 from corral.engine.access.tokens import TokenBook
 from corral.errors import AccessDenied
 from corral.ports.records import Event
@@ -53,19 +53,32 @@ class Gate:
     def authenticate(self, token: str | None, address: str) -> Caller:
         """The caller `token` names; raises AccessDenied (401, or 429 once `address` has
         failed too often)."""
-        now = self._clock()
-        with self._lock:
-            if self._failures.is_blocked(address, now):
-                raise AccessDenied(f"too many failed sign-ins from {address}", status=429,
-                                   hint="wait a minute, then try again with a valid token")
+        self.refuse_if_blocked(address)
         if not token:
             raise AccessDenied("this request needs a token", status=401, hint=TOKEN_HINT)
         try:
-            record = self._tokens.authenticate(token, now)
+            record = self._tokens.authenticate(token, self._clock())
         except AccessDenied as exc:
-            self._record_failure(address, exc.message, now)
+            self._record_failure(address, exc.message, self._clock())
             raise
         return Caller(record.name, record.role)
+
+    def refuse_if_blocked(self, address: str) -> None:
+        """AccessDenied (429) once `address` has failed too often, whatever it sends."""
+        with self._lock:
+            if self._failures.is_blocked(address, self._clock()):
+                raise AccessDenied(f"too many failed sign-ins from {address}", status=429,
+                                   hint="wait a minute, then try again with a valid token")
+
+    def signed(self, is_signed: bool, address: str) -> Caller:
+        """The caller of a SIGNED route (a git host's push webhook): `is_signed` says whether
+        the body carries a valid HMAC signature. A missing or wrong one is a failed
+        authentication, counted and recorded as a bad token is."""
+        self.refuse_if_blocked(address)
+        if not is_signed:
+            self._record_failure(address, "no valid push signature", self._clock())
+            raise unsigned_push()
+        return Caller("webhook", SIGNED)
 
     def is_still_valid(self, token: str) -> bool:
         """Whether a token that got a long request in (an event stream) still holds: a
@@ -84,6 +97,13 @@ class Gate:
             self._store.append_event(Event(at=now, actor="anonymous", action="api.auth_failed",
                                            subject=address,
                                            detail={"reason": reason, "failures": count}))
+
+
+def unsigned_push() -> AccessDenied:
+    return AccessDenied("this push is not signed with the controller's webhook secret",
+                        status=401, hint="sign it with HMAC-SHA256 of the body (header "
+                        "X-Hub-Signature-256: sha256=HEX, or X-Gitea-Signature: HEX) using the "
+                        "secret in the controller's CORRAL_WEBHOOK_SECRET")
 
 
 def admit(caller: Caller, needed: str) -> None:

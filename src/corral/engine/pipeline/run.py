@@ -25,7 +25,8 @@ Say = Callable[[str], None]
 class Pipeline:
     """The project's [pipeline]: its source, run records and how stages reach controllers."""
 
-    def __init__(self, ws: Workspace, deliverer: stages.Deliverer, say: Say | None = None,
+    def __init__(self, ws: Workspace, deliverer: stages.Deliverer | None,
+                 say: Say | None = None,
                  approval_poll: float = 0.2) -> None:
         if ws.loaded.spec.pipeline is None:
             raise CorralError(f"{ws.loaded.path.name} has no [pipeline] section",
@@ -103,10 +104,14 @@ class Pipeline:
             return stages.build(checkout, self._ledger_env)
         if spec.kind == "test":
             return stages.test(checkout, spec, self._ledger_env, run.id)
-        if spec.kind == "deploy":
-            return stages.deploy(checkout, spec, self.deliverer)
         if spec.kind == "smoke":
             return stages.smoke(checkout, spec)
+        if self.deliverer is None:  # the controller's push queue runs commits in a child
+            raise CorralError(f"this process cannot {spec.kind}: it has no way to reach "
+                              "the environments' controllers", hint="run it with `corral "
+                              "pipeline run`")
+        if spec.kind == "deploy":
+            return stages.deploy(checkout, spec, self.deliverer)
         return stages.promote(checkout, spec, self.deliverer)
 
     def _await_approval(self, run: RunRecord, stage: StageRecord) -> None:

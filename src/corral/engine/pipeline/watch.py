@@ -2,12 +2,16 @@
 `poll` (or at once when a signed webhook says a push happened); a runner takes one commit
 at a time. A head seen before is never run again, so after `corral rollback` the branch
 does not redeploy what was rolled back: only a newer commit moves an environment.
+
+The controller's push webhook (engine/pipeline/pushes.py) reuses this queue without the
+poll: it looks only when a push arrives, and runs each commit in a child process.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from corral.core.pipeline import Queue, enqueue
 from corral.engine.pipeline.run import Pipeline
@@ -16,9 +20,18 @@ from corral.errors import CorralError
 log = logging.getLogger(__name__)
 
 
+RunCommit = Callable[[str, str], object]
+"""Run the pipeline for (commit, trigger) and return once the run ended."""
+
+
 class Watcher:
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, run: RunCommit | None = None,
+                 polls: bool = True) -> None:
+        """`run` defaults to the pipeline's own run in this process; without `polls` the
+        branch is looked at only when a push arrives (push_received)."""
         self.pipeline = pipeline
+        self.run_commit: RunCommit = run or pipeline.run
+        self.polls = polls
         self.queue = Queue()
         self.lock = threading.Lock()
         self.wake = threading.Event()  # a webhook or stop ends the poller's wait at once
@@ -70,12 +83,15 @@ class Watcher:
             return None
 
     def _poll(self) -> None:
+        every = self.pipeline.spec.poll if self.polls else None
+        woke = False
         while not self.stopping.is_set():
-            try:
-                self.check()
-            except CorralError as exc:
-                log.warning("watch: %s", exc.message)
-            self.wake.wait(self.pipeline.spec.poll)
+            if self.polls or woke:
+                try:
+                    self.check()
+                except CorralError as exc:
+                    log.warning("watch: %s", exc.message)
+            woke = self.wake.wait(every)
             self.wake.clear()
 
     def _runner(self) -> None:
@@ -88,7 +104,7 @@ class Watcher:
             if commit is None or self.stopping.is_set():
                 continue
             try:
-                self.pipeline.run(commit, trigger)
+                self.run_commit(commit, trigger)
             except CorralError as exc:
                 self.pipeline.say(f"run of {commit[:12]} failed: {exc.message}")
             finally:
