@@ -48,11 +48,17 @@ def _hours_view(hours: Hours) -> dict[str, Any]:
 
     def rounded(value: float | None) -> float | None:
         return None if value is None else round(value, 4)
-    return {"memory_gib_hours": round(hours.memory, 4), "core_hours": round(hours.cores, 4),
-            "used_memory_gib_hours": round(hours.used_memory, 4),
-            "used_core_hours": round(hours.used_cores, 4),
+    return {"memory_gib_hours": _figure(hours.memory), "core_hours": _figure(hours.cores),
+            "used_memory_gib_hours": _figure(hours.used_memory),
+            "used_core_hours": _figure(hours.used_cores),
             "idle_share": rounded(hours.idle_memory_share),
             "idle_cpu_share": rounded(hours.idle_cpu_share),
             "sampled_share": rounded(hours.sampled_share),
             "surge_share": share(hours.surge), "warm_share": share(hours.warm),
             "failed_share": share(hours.failed)}
+
+
+def _figure(hours: float) -> float:
+    """Six significant digits: a small instance's first minutes (a few millionths of a
+    GiB-hour) must not round to nothing."""
+    return float(f"{hours:.6g}")
