@@ -36,7 +36,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliProject]:
     server = project.folder / "app" / "server.py"
     server.write_text(server.read_text().replace('        if self.path == "/healthz":',
                                                  HOG_ROUTE, 1))
-    project.corral("up", "-d", env={"CORRAL_USAGE_PERIOD": "0.5"})  # cost's used hours
+    project.corral("up", "-d", env={"CORRAL_USAGE_PERIOD": "1"})  # cost's used hours
     yield project
     project.corral("down", check=False)
 
@@ -130,6 +130,9 @@ def test_cost_reports_the_hours_each_release_reserved(project: CliProject) -> No
 
 def test_cost_reports_the_memory_running_instances_used_from_their_cgroups(
         project: CliProject) -> None:
+    if project.corral("status", "web", check=False).returncode != 0:  # run alone
+        project.corral("deploy", "web")
+
     def used() -> dict[str, Any]:
         return dict(project.json("cost", "--since", "1d", "--service", "web")["total"])
 

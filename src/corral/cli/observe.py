@@ -226,9 +226,9 @@ def render_cost(report: dict[str, Any], window: str) -> None:
         return "-" if share is None else f"{share * 100:.1f}%"
 
     def row(name: str, release: str, hours: dict[str, Any]) -> list[str]:
-        return [name, release, f"{hours['memory_gib_hours']:.3f}",
-                f"{hours['used_memory_gib_hours']:.3f}", f"{hours['core_hours']:.3f}",
-                f"{hours['used_core_hours']:.3f}", pct(hours["idle_share"]),
+        figures = [f"{hours[key]:.4g}" for key in ("memory_gib_hours", "used_memory_gib_hours",
+                                                   "core_hours", "used_core_hours")]
+        return [name, release, *figures, pct(hours["idle_share"]),
                 pct(hours["surge_share"]), pct(hours["warm_share"]),
                 pct(hours["failed_share"])]
     rows = [row(r["service"], r["release"], r) for r in report["releases"]]
