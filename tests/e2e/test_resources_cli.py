@@ -36,7 +36,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliProject]:
     server = project.folder / "app" / "server.py"
     server.write_text(server.read_text().replace('        if self.path == "/healthz":',
                                                  HOG_ROUTE, 1))
-    project.corral("up", "-d")
+    project.corral("up", "-d", env={"CORRAL_USAGE_PERIOD": "1"})  # cost's used hours
     yield project
     project.corral("down", check=False)
 
@@ -125,4 +125,23 @@ def test_cost_reports_the_hours_each_release_reserved(project: CliProject) -> No
     assert reserved["v2"]["memory_gib_hours"] > reserved["v1"]["memory_gib_hours"]
     assert report["total"]["memory_gib_hours"] >= sum(r["memory_gib_hours"]
                                                       for r in reserved.values()) - 1e-3
-    assert "reserved resource-hours" in project.corral("cost").stdout
+    assert "resource-hours reserved and used" in project.corral("cost").stdout
+
+
+def test_cost_reports_the_memory_running_instances_used_from_their_cgroups(
+        project: CliProject) -> None:
+    if project.corral("status", "web", check=False).returncode != 0:  # run alone
+        project.corral("deploy", "web")
+
+    def used() -> dict[str, Any]:
+        return dict(project.json("cost", "--since", "1d", "--service", "web")["total"])
+
+    deadline = time.monotonic() + 30
+    total = used()
+    while total["used_memory_gib_hours"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        total = used()
+
+    assert total["used_memory_gib_hours"] > 0, total  # sampled from the instances' cgroups
+    assert total["used_memory_gib_hours"] < total["memory_gib_hours"]
+    assert total["idle_share"] is not None and 0 < total["idle_share"] < 1

@@ -207,10 +207,10 @@ def dora(ctx: Context, window: float, service: str | None) -> None:
 @cli.command()
 @command
 @click.option("--since", "window", type=DURATION, default="30d", show_default=True,
-              help="Window: resource-hours reserved within this long before now (e.g. 1w).")
+              help="Window: resource-hours within this long before now (e.g. 1w).")
 @click.option("--service", default=None, help="Only this service.")
 def cost(ctx: Context, window: float, service: str | None) -> None:
-    """Resource-hours reserved per service and release, and what they were spent on."""
+    """Resource-hours reserved and used per service and release, and what they were spent on."""
     from corral.engine.observe.cost import cost_report
     from corral.spec.duration import format_duration
 
@@ -224,16 +224,18 @@ def cost(ctx: Context, window: float, service: str | None) -> None:
 def render_cost(report: dict[str, Any], window: str) -> None:
     def pct(share: float | None) -> str:
         return "-" if share is None else f"{share * 100:.1f}%"
-    rows = [[r["service"], r["release"], f"{r['memory_gib_hours']:.3f}",
-             f"{r['core_hours']:.3f}", pct(r["surge_share"]), pct(r["warm_share"]),
-             pct(r["failed_share"])] for r in report["releases"]]
-    total = report["total"]
-    rows.append(["all", "", f"{total['memory_gib_hours']:.3f}", f"{total['core_hours']:.3f}",
-                 pct(total["surge_share"]), pct(total["warm_share"]),
-                 pct(total["failed_share"])])
-    out = [f"reserved resource-hours, last {window}"]
-    out += terminal.table(("service", "release", "GiB-hours", "core-hours", "surge", "warm",
-                           "failed"), rows, sys.stdout)
+
+    def row(name: str, release: str, hours: dict[str, Any]) -> list[str]:
+        figures = [f"{hours[key]:.4g}" for key in ("memory_gib_hours", "used_memory_gib_hours",
+                                                   "core_hours", "used_core_hours")]
+        return [name, release, *figures, pct(hours["idle_share"]),
+                pct(hours["surge_share"]), pct(hours["warm_share"]),
+                pct(hours["failed_share"])]
+    rows = [row(r["service"], r["release"], r) for r in report["releases"]]
+    rows.append(row("all", "", report["total"]))
+    out = [f"resource-hours reserved and used, last {window}"]
+    out += terminal.table(("service", "release", "GiB-h", "used", "core-h", "used", "idle",
+                           "surge", "warm", "failed"), rows, sys.stdout)
     out += terminal.wrap(f"note: {report['note']}", sys.stdout, "  ")
     render.write(out)
 

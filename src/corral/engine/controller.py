@@ -81,6 +81,10 @@ class Controller:
         from corral.engine.observe.telemetry import Telemetry
         self.telemetry = Telemetry(ws, self.fleets, self.clock)
         self.loops.insert(0, self.telemetry)
+        # observe: usage sampled per instance and hour, for `corral cost`'s used hours
+        if isinstance(ws.driver, Measurable):
+            from corral.engine.observe.usage import UsageSampler
+            self.loops.append(UsageSampler(ws.store, self.fleets, ws.driver.usage, self.clock))
         # recovery: scheduled backups with retention, when the spec asks for them
         if ws.loaded.spec.project.backup is not None:
             from corral.engine.recovery.schedule import ScheduledBackups

@@ -201,6 +201,25 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class UsageTally:
+    """What one instance used within one clock hour, as the controller sampled it: the
+    compact aggregate behind `corral cost`'s used hours (one row per instance and hour).
+
+    `seconds` is the time the samples cover; memory is integrated over it (bytes times
+    seconds), CPU is the time the instance's cgroup charged over it.
+    """
+
+    instance_id: str
+    service: str
+    release: int
+    hour: float  # the start of the clock hour, epoch seconds
+    seconds: float
+    memory_byte_seconds: float
+    cpu_seconds: float
+    samples: int = 1
+
+
+@dataclass(frozen=True)
 class Capacity:
     """What the machine (or cluster) a driver runs instances on holds: bytes and cores in
     all, and memory free right now."""

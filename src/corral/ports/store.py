@@ -1,9 +1,9 @@
 """Store ports: where corral's state lives (SQLite by default, PostgreSQL for teams).
 
 One narrow Protocol per thing stored (releases, instances, deployments, traffic, locks,
-ledger), so a caller names what it needs and a second store can be written, and tested by
-its contract suite in tests/contracts/, one part at a time. `Store` is all of them at once:
-what stores/ implement and what the engine is handed.
+ledger, sampled usage), so a caller names what it needs and a second store can be written,
+and tested by its contract suite in tests/contracts/, one part at a time. `Store` is all of
+them at once: what stores/ implement and what the engine is handed.
 
 Every mutating method takes the `Event` that records it; the store appends that event to
 the hash-chained ledger in the same transaction as the change, so the ledger can never
@@ -22,6 +22,7 @@ from corral.ports.records import (
     Event,
     Instance,
     Release,
+    UsageTally,
 )
 
 
@@ -151,8 +152,23 @@ class LedgerStore(Protocol):
         ...
 
 
+class UsageStore(Protocol):
+    """Sampled usage per instance and clock hour (compact aggregates, not every sample)."""
+
+    def add_usage(self, tallies: list[UsageTally]) -> None:
+        """Add each tally to its (instance, hour) row: seconds, memory, CPU and samples
+        are summed, so sampling the same hour again accumulates. Not in the ledger: usage
+        is a measurement, not a change of state."""
+        ...
+
+    def list_usage(self, since: float, until: float,
+                   service: str | None = None) -> list[UsageTally]:
+        """Rows whose hour starts in [since, until), ordered by hour and instance."""
+        ...
+
+
 class Store(ReleaseStore, InstanceStore, DeploymentStore, TrafficStore, LockStore,
-            LedgerStore, Protocol):
+            LedgerStore, UsageStore, Protocol):
     """Everything stored, in one database: the ledger row of a change is written in the
     same transaction as the change."""
 

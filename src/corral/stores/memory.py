@@ -24,6 +24,7 @@ from corral.ports.records import (
     Instance,
     InstanceState,
     Release,
+    UsageTally,
 )
 from corral.stores.rules import (
     as_json_data,
@@ -53,6 +54,7 @@ class MemoryStore:
         self._traffic: dict[str, dict[str, Any]] = {}
         self._marks: dict[tuple[str, int], str] = {}
         self._leases: dict[str, Lease] = {}
+        self._usage: dict[tuple[str, float], UsageTally] = {}
         self._fence: Lease | None = None
 
     @contextmanager
@@ -276,6 +278,25 @@ class MemoryStore:
 
     def fence(self, lease: Lease | None) -> None:
         self._fence = lease
+
+    # -- sampled usage -----------------------------------------------------------------
+    def add_usage(self, tallies: list[UsageTally]) -> None:
+        with self._writing():
+            for tally in tallies:
+                key = (tally.instance_id, tally.hour)
+                known = self._usage.get(key)
+                self._usage[key] = tally if known is None else replace(
+                    known, samples=known.samples + tally.samples,
+                    seconds=known.seconds + tally.seconds,
+                    memory_byte_seconds=known.memory_byte_seconds + tally.memory_byte_seconds,
+                    cpu_seconds=known.cpu_seconds + tally.cpu_seconds)
+
+    def list_usage(self, since: float, until: float,
+                   service: str | None = None) -> list[UsageTally]:
+        with self._guard:
+            found = [t for t in self._usage.values() if since <= t.hour < until
+                     and (service is None or t.service == service)]
+        return sorted(found, key=lambda t: (t.hour, t.instance_id))
 
     # -- ledger ----------------------------------------------------------------------
     def append_event(self, event: Event) -> Event:

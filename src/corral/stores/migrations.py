@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, func, insert, inspect, select
 
 from corral.errors import StoreError
-from corral.stores import delivery_tables, tables
+from corral.stores import delivery_tables, tables, usage_tables
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,10 @@ def _create_leases(conn: Connection) -> None:
     tables.leases.create(conn, checkfirst=False)
 
 
+def _create_usage(conn: Connection) -> None:
+    usage_tables.instance_usage.create(conn, checkfirst=False)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "releases, services, instances, deployments, steps, ledger, locks",
               _create_schema_1),
@@ -82,6 +86,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "releases and the ledger insert-only in the database, on both stores",
               _refuse_edits_of_history),
     Migration(4, "the controller lease with its fencing epoch", _create_leases),
+    Migration(5, "sampled usage per instance and hour, for corral cost", _create_usage),
 )
 LATEST = MIGRATIONS[-1].version
 

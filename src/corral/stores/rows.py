@@ -17,6 +17,7 @@ from corral.ports.records import (
     Instance,
     InstanceState,
     Release,
+    UsageTally,
 )
 from corral.stores.rules import dump_json
 
@@ -64,3 +65,10 @@ def event_values(item: Event) -> dict[str, Any]:
     return {"seq": item.seq, "at": item.at, "actor": item.actor, "action": item.action,
             "subject": item.subject, "detail": dump_json(item.detail),
             "prev_hash": item.prev_hash, "hash": item.hash}
+
+
+def usage_tally(row: Row[Any]) -> UsageTally:
+    return UsageTally(instance_id=row.instance_id, service=row.service, release=row.release,
+                      hour=row.hour, seconds=row.seconds,
+                      memory_byte_seconds=row.memory_byte_seconds,
+                      cpu_seconds=row.cpu_seconds, samples=row.samples)

@@ -11,11 +11,12 @@ from corral.errors import StoreError
 from corral.ports.snapshot import StoreSnapshot
 from corral.stores import delivery_tables as d
 from corral.stores import tables as t
+from corral.stores import usage_tables as u
 from corral.stores.migrations import LATEST, current_version
 
 # Parents before children (foreign keys); locks are left out: a lock belongs to a process.
 TABLES = (t.releases, t.services, t.instances, t.deployments, t.deployment_steps, t.events,
-          d.deployment_progress, d.service_traffic, d.release_marks)
+          d.deployment_progress, d.service_traffic, d.release_marks, u.instance_usage)
 
 
 def read_snapshot(conn: Connection) -> StoreSnapshot:

@@ -28,6 +28,7 @@ from corral.ports.records import (
     Instance,
     InstanceState,
     Release,
+    UsageTally,
 )
 from corral.ports.snapshot import StoreSnapshot
 from corral.stores import rows
@@ -56,6 +57,7 @@ from corral.stores.tables import (
     releases,
     services,
 )
+from corral.stores.usage_tables import instance_usage
 
 _LIVE_STATES = [s.value for s in InstanceState if s.is_live]
 _UNUSABLE_HINTS = {
@@ -389,6 +391,24 @@ class SqlStore:
     def fence(self, lease: Lease | None) -> None:
         self._fence = lease
 
+    # -- sampled usage -----------------------------------------------------------------
+    def add_usage(self, tallies: list[UsageTally]) -> None:
+        if not tallies:
+            return
+        with self._write() as conn:
+            for tally in tallies:
+                _add_tally(conn, tally)
+
+    def list_usage(self, since: float, until: float,
+                   service: str | None = None) -> list[UsageTally]:
+        u = instance_usage.c
+        query = select(instance_usage).where(u.hour >= since, u.hour < until)
+        if service is not None:
+            query = query.where(u.service == service)
+        with self._read() as conn:
+            return [rows.usage_tally(r)
+                    for r in conn.execute(query.order_by(u.hour, u.instance_id))]
+
     # -- ledger ----------------------------------------------------------------------
     def append_event(self, event: Event) -> Event:
         with self._write() as conn:
@@ -461,6 +481,23 @@ def _store_lease(conn: Connection, lease: Lease) -> None:
     if not conn.execute(update(leases).where(leases.c.name == lease.name)
                         .values(values)).rowcount:
         conn.execute(insert(leases).values(name=lease.name, **values))
+
+
+def _add_tally(conn: Connection, tally: UsageTally) -> None:
+    """Sum `tally` into its (instance, hour) row, or start that row: portable SQL (an
+    UPDATE, then an INSERT when it matched nothing) inside the caller's serialized write."""
+    u = instance_usage.c
+    summed = conn.execute(
+        update(instance_usage)
+        .where(u.instance_id == tally.instance_id, u.hour == tally.hour)
+        .values(samples=u.samples + tally.samples, seconds=u.seconds + tally.seconds,
+                memory_byte_seconds=u.memory_byte_seconds + tally.memory_byte_seconds,
+                cpu_seconds=u.cpu_seconds + tally.cpu_seconds))
+    if summed.rowcount == 0:
+        conn.execute(insert(instance_usage).values(
+            instance_id=tally.instance_id, hour=tally.hour, service=tally.service,
+            release=tally.release, samples=tally.samples, seconds=tally.seconds,
+            memory_byte_seconds=tally.memory_byte_seconds, cpu_seconds=tally.cpu_seconds))
 
 
 def _no_deployment(deployment_id: int) -> NotFound:
