@@ -161,11 +161,15 @@ def test_an_unreachable_engine_stops_the_controller_at_start_and_names_docker_ho
         resources=""))
     try:
         done = project.corral("up", "-d", check=False)
+        router = project.folder / ".corral" / "run" / "router.pid"
+        left = int(router.read_text()) if router.exists() else None
     finally:
         project.corral("down", check=False)
     assert done.returncode != 0
     assert "cannot reach the Docker engine" in done.stderr and "no-engine.sock" in done.stderr
     assert "[drivers.container] docker_host" in done.stderr
+    # nothing is left half-started: the router this start made serves nothing, so it stopped
+    assert left is None or not Path(f"/proc/{left}").exists()
 
 
 def test_the_same_spec_deploys_and_rolls_on_podman_with_no_failed_request(

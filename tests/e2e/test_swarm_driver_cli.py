@@ -302,10 +302,13 @@ def test_an_unreachable_manager_stops_the_controller_at_start_and_names_docker_h
     write_release(project.folder, "v1")
     try:
         done = project.corral("up", "-d", check=False)
+        router = project.folder / ".corral" / "run" / "router.pid"
+        left = int(router.read_text()) if router.exists() else None
     finally:
         project.corral("down", check=False)
     assert done.returncode != 0
     assert "no-manager.sock" in done.stderr and "[drivers.swarm] docker_host" in done.stderr
+    assert left is None or not Path(f"/proc/{left}").exists()  # nothing left half-started
 
 def test_the_loss_of_a_node_under_load_fails_no_request_and_is_replaced(
         project: Project, cluster: Cluster) -> None:

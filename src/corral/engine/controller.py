@@ -102,10 +102,10 @@ class Controller:
         self.ws.router.ensure_running()
         try:
             self._route_all()
-        except RouterError:
-            # An address another router or program holds stops the start here, before any
-            # loop may start an instance; leave nothing of this project running (the router
-            # too, when it serves nothing).
+        except Exception:
+            # An address another router or program holds, or a driver that cannot reach its
+            # engine, stops the start here, before any loop may start an instance; leave
+            # nothing of this project running (the router too, when it serves nothing).
             if not self.fleets.all() and not self.ws.router.listening():
                 self.ws.router.stop()
             raise
