@@ -115,3 +115,14 @@ def pytest_configure(config: pytest.Config) -> None:
     that want a width pass one)."""
     for name in ("COLUMNS", "LINES"):
         os.environ.pop(name, None)
+
+
+SLOW_FIRST = ("tests/e2e/", "tests/integration/")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The slow folders (real controllers, routers, clusters) first, each module's tests in
+    their order: pytest-xdist hands whole files to free workers in this order, so the many
+    quick unit, core and contract tests fill the end of the run instead of one long e2e
+    file starting last and running alone."""
+    items.sort(key=lambda item: not item.nodeid.startswith(SLOW_FIRST))
