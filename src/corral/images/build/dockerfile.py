@@ -24,7 +24,7 @@ from corral.images.build.dockerfile_parser import (
     ParseError,
     parse_dockerfile,
 )
-from corral.images.build.dockerfile_steps import STEP_HANDLERS, Stage, StageSite
+from corral.images.build.dockerfile_steps import STEP_HANDLERS, Stage, StageSite, split_arg
 from corral.images.build.dockerfile_words import expand_word
 from corral.images.build.dockerignore import read_ignore_file
 from corral.images.build.plan import BuildPlan
@@ -124,9 +124,7 @@ def _dispatch(whole: _File, node: Node, site: StageSite, base_config: BaseConfig
 
 def _global_arg(whole: _File, node: Node) -> None:
     for word in node.words:
-        name, has_default, default = word.partition("=")
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-            raise ValueError(f"{name!r} is not a valid argument name")
+        name, has_default, default = split_arg(word)
         whole.declared.add(name)
         if name in whole.build_args:
             whole.global_args[name] = whole.build_args[name]

@@ -323,11 +323,21 @@ def _pairs(stage: Stage, node: Node) -> dict[str, str]:
             for i in range(0, len(values), 3)}
 
 
+def split_arg(word: str) -> tuple[str, bool, str]:
+    """`ARG NAME[=DEFAULT]`'s word as (name, has a default, default); a bad name is an error.
+
+    >>> split_arg("VERSION=1.2"), split_arg("DEBUG")
+    (('VERSION', True, '1.2'), ('DEBUG', False, ''))
+    """
+    name, has_default, default = word.partition("=")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(f"{name!r} is not a valid argument name")
+    return name, bool(has_default), default
+
+
 def _arg(stage: Stage, node: Node, site: StageSite) -> None:
     for word in node.words:
-        name, has_default, default = word.partition("=")
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-            raise ValueError(f"{name!r} is not a valid argument name")
+        name, has_default, default = split_arg(word)
         stage.declared.add(name)
         if name in stage.build_args:
             stage.args[name] = stage.build_args[name]
