@@ -26,6 +26,15 @@ _ADDRESS = re.compile(r"^(?P<host>[0-9.]+|\[[0-9a-fA-F:]+\]|localhost):(?P<port>
 DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
 
 
+def _checked_listen(listen: str) -> str:
+    """A router's `listen`: HOST:PORT with a port in 1-65535 (the service's and an
+    environment's overlay alike)."""
+    match = _ADDRESS.match(listen)
+    if not match or not 0 < int(match.group("port")) < 65536:
+        raise ValueError(f"listen {listen!r} must be HOST:PORT, e.g. 127.0.0.1:8080")
+    return listen
+
+
 _Env = TypeVar("_Env", bound=dict[str, Any])
 
 
@@ -236,10 +245,7 @@ class RouterSpec(_Model):
     @field_validator("listen")
     @classmethod
     def _address(cls, listen: str) -> str:
-        match = _ADDRESS.match(listen)
-        if not match or not 0 < int(match.group("port")) < 65536:
-            raise ValueError(f"listen {listen!r} must be HOST:PORT, e.g. 127.0.0.1:8080")
-        return listen
+        return _checked_listen(listen)
 
 
 class HealthSpec(_Model):
@@ -565,9 +571,7 @@ class ServiceOverlay(_Model):
     @field_validator("listen")
     @classmethod
     def _address(cls, listen: str | None) -> str | None:
-        if listen is not None and not _ADDRESS.match(listen):
-            raise ValueError(f"listen {listen!r} must be HOST:PORT, e.g. 127.0.0.1:8080")
-        return listen
+        return None if listen is None else _checked_listen(listen)
 
 
 class EnvironmentSpec(_Model):
