@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -102,33 +103,34 @@ def stage_tag(stage: StageSpec) -> str:
 
 
 def deploy(checkout: Checkout, stage: StageSpec, deliverer: Deliverer) -> Result:
+    return _deliver(checkout, stage, deliverer.deploy)
+
+
+def promote(checkout: Checkout, stage: StageSpec, deliverer: Deliverer) -> Result:
+    def promoted(target: Workspace, service: str) -> str:
+        return deliverer.promote(target, str(stage.from_), service)
+
+    return _deliver(checkout, stage, promoted, (CorralError,))
+
+
+def _deliver(checkout: Checkout, stage: StageSpec, act: Callable[[Workspace, str], str],
+             failing: tuple[type[CorralError], ...] = ()) -> Result:
+    """`act` (deploy or promote) on each of the stage's services in turn, after the
+    checks that skip a commit (older than live, rolled back there); stops at the first
+    that does not succeed. An error of type `failing` fails the stage with its message."""
     ws = checkout.workspace(stage.env)
     digests: dict[str, str] = {}
     for service in _services(ws, stage):
         refusal = _refusal(checkout, ws, service)
         if refusal is not None:
             return "skipped", refusal, digests
-        outcome = deliverer.deploy(ws, service)
+        try:
+            outcome = act(ws, service)
+        except failing as exc:
+            return "failed", exc.message, digests
         digests[service] = _live_digest(ws, service)
         if outcome not in ("succeeded", "unchanged"):
             return "failed", f"{ws.qualified(service)}: deployment {outcome}", digests
-    return "passed", None, digests
-
-
-def promote(checkout: Checkout, stage: StageSpec, deliverer: Deliverer) -> Result:
-    target = checkout.workspace(stage.env)
-    digests: dict[str, str] = {}
-    for service in _services(target, stage):
-        refusal = _refusal(checkout, target, service)
-        if refusal is not None:
-            return "skipped", refusal, digests
-        try:
-            outcome = deliverer.promote(target, str(stage.from_), service)
-        except CorralError as exc:
-            return "failed", exc.message, digests
-        digests[service] = _live_digest(target, service)
-        if outcome not in ("succeeded", "unchanged"):
-            return "failed", f"{target.qualified(service)}: deployment {outcome}", digests
     return "passed", None, digests
 
 
