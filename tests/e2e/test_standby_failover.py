@@ -10,12 +10,12 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from test_scratch_image import Load
 
 from cli_project import BUSYBOX_HTTPD_IMAGE, CliProject, write_busybox_root
 from corral.core.ledger import verify_chain
@@ -79,32 +79,6 @@ class Pair(CliProject):
             return response.status, response.read().decode()
         finally:
             connection.close()
-
-
-class Load:
-    """GETs through the router, one after another, until stopped."""
-
-    def __init__(self, pair: Pair) -> None:
-        self.pair = pair
-        self.answers: list[tuple[int, str]] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                self.answers.append(self.pair.page())
-            except (OSError, http.client.HTTPException) as exc:
-                self.answers.append((0, type(exc).__name__))
-            self.stop.wait(0.01)
-
-    def __enter__(self) -> Load:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=30)
 
 
 @pytest.fixture(scope="module")
