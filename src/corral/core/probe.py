@@ -7,6 +7,8 @@ others keep their interval.
 
 from __future__ import annotations
 
+import math
+
 STARTING_PROBE = 0.1  # seconds between readiness checks of an instance that is not ready yet
 
 
@@ -25,3 +27,14 @@ def next_check_at(now: float, created_at: float, start_grace: float, interval: f
 
 def is_in_grace(now: float, created_at: float, start_grace: float) -> bool:
     return now < created_at + start_grace
+
+
+def on_grid(due: float, batch: float) -> float:
+    """When a check due at `due` runs: the next multiple of `batch` at or after it, so the
+    checks of instances already up fall on a few times a second and run together, never
+    before their interval (`batch` 0: exactly when due).
+
+    >>> on_grid(10.1, 0.25), on_grid(10.25, 0.25), on_grid(10.1, 0)
+    (10.25, 10.25, 10.1)
+    """
+    return math.ceil(due / batch) * batch if batch > 0 else due

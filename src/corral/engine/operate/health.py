@@ -12,13 +12,12 @@ import heapq
 import http.client
 import itertools
 import logging
-import math
 import socket
 import time
 from collections.abc import Callable
 from functools import partial
 
-from corral.core.probe import is_in_grace, next_check_at
+from corral.core.probe import is_in_grace, next_check_at, on_grid
 from corral.core.reconcile import exit_reason
 from corral.engine.fleet import Clock, Fleets
 from corral.engine.loop import WALL, BackgroundLoop, Timer
@@ -204,9 +203,7 @@ class HealthMonitor:
                 self._liveness_checked if liveness else self._checked, instance, spec))
 
     def _on_grid(self, due: float) -> float:
-        """`due`, or the next multiple of `batch` after it: checks of instances already up
-        fall on a few times a second and run together, never before their interval."""
-        return math.ceil(due / self._batch) * self._batch if self._batch > 0 else due
+        return on_grid(due, self._batch)
 
     def _checked(self, instance: Instance, health: HealthSpec, error: str | None) -> None:
         try:
