@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import resource
 import subprocess
+import threading
 
 import pytest
 
@@ -32,6 +33,29 @@ def test_a_process_is_alive_until_it_exits() -> None:
         pids.close()
     assert not pids.is_alive(sleeper.pid, ticks)
 
+
+def test_on_exit_calls_the_hook_when_a_watched_process_exits() -> None:
+    """The notice comes from the exit itself: no listing runs while the test waits for it.
+    Processes seen before the hook was added are watched, and so are those seen after."""
+    pids = procfs.Pidfds()
+    first, second = (subprocess.Popen(["sleep", "30"]) for _ in range(2))
+    notices = threading.Semaphore(0)
+    try:
+        first_ticks, second_ticks = procfs.start_ticks(first.pid), procfs.start_ticks(second.pid)
+        assert first_ticks is not None and second_ticks is not None
+        assert pids.is_alive(first.pid, first_ticks)
+        pids.on_exit(notices.release)
+        assert pids.is_alive(second.pid, second_ticks)
+        assert not notices.acquire(timeout=0)  # both run: nothing noticed yet
+        for sleeper, ticks in ((first, first_ticks), (second, second_ticks)):
+            sleeper.kill()
+            assert notices.acquire(timeout=30), "no exit notice within 30 s"
+            assert not pids.is_alive(sleeper.pid, ticks)  # the notice was about this exit
+    finally:
+        for sleeper in (first, second):
+            sleeper.kill()
+            sleeper.wait()
+        pids.close()
 
 
 def test_a_pidfd_numbered_past_1024_works_too() -> None:

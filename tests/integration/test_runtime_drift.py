@@ -340,3 +340,35 @@ def test_an_instance_started_without_a_snapshot_is_measured_from_its_first_obser
     assert runtime_drift(ExpectedRuntime("sha256:ab"), adopted) == []
     again = ProcessDriver(tmp_path / ".corral").runtime("web-1")
     assert again is not None and again.launched == adopted.launched
+
+
+def test_a_killed_instance_is_failed_by_the_exit_notice_not_by_a_listing(
+        tmp_path: Path, busybox_root: Path) -> None:
+    """The health monitor lists the driver only once here (its first sweep; the next listing
+    is due in 1e9 s) and has no readiness check to fail: only the driver's exit notice (its
+    pidfd) can move the killed instance to failed."""
+    store, router = MemoryStore(), FakeRouter()
+    driver = ProcessDriver(tmp_path / ".corral")
+    images = RootImages()
+    fleets = Fleets(store, router, time.time, "tester")
+    instances = Instances(driver, router, images, fleets, time.time,  # type: ignore[arg-type]
+                          tmp_path / "volumes")
+    monitor = HealthMonitor(fleets, driver, lambda instance: None, time.time, exits_every=1e9)
+    digest = images.add(busybox_root)
+    spec = ServiceSpec.model_validate({"image": digest, "command": list(SHELL_FORM)})
+    event = Event(at=time.time(), actor="tester", action="release.create", subject="web")
+    config = release_config(spec, digest)
+    release = store.add_release("web", digest, config_digest(config), config, time.time(),
+                                event)
+    instance = instances.start(release)
+    monitor.start()
+    try:
+        assert driver.kill(instance.id)
+        failed = poll(lambda: (i := store.get_instance(instance.id)) is not None
+                      and i.state is InstanceState.FAILED and i, 30, "the instance failed")
+        assert fleets.get(instance.id) is None
+        assert failed.reason == "exited with code 137", failed.reason  # 128 + SIGKILL
+    finally:
+        monitor.stop()
+        for observed in driver.list():
+            driver.stop(observed.id, grace=0.5)

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -126,6 +126,11 @@ class ProcessDriver:
             self._dirs.retire(instance_id)
 
     # -- abilities beyond the port -----------------------------------------------------
+
+    def on_exit(self, hook: Callable[[], None]) -> None:
+        """The NoticesExits ability: `hook` runs when an outer bwrap this driver started or
+        adopted exits (its pidfd becomes readable)."""
+        self._alive.on_exit(hook)
 
     def exec_in(self, instance_id: str, argv: Sequence[str],
                 timeout: float) -> tuple[int, str]:

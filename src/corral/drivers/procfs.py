@@ -7,6 +7,7 @@ is never mistaken for the instance that once had it.
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import threading
@@ -100,12 +101,20 @@ class Pidfds:
     """`is_alive` through pidfds kept per process: once a process is known alive, whether
     it still runs is one poll of its pidfd (readable once it exited), not a read of its
     /proc stat file; the controller asks for every instance each second. Past `limit`
-    pidfds (descriptors are finite), or where pidfd_open is missing, /proc is read."""
+    pidfds (descriptors are finite), or where pidfd_open is missing, /proc is read.
+
+    `on_exit` turns the same pidfds into a notice: one thread waits in epoll on all of them
+    (no timeout, so it costs nothing at rest) and calls the hooks the moment a watched
+    process exits, so a crash is acted on at once, not at the next once-a-second listing."""
 
     def __init__(self, limit: int = 256) -> None:
         self._fds: dict[tuple[int, int], tuple[int, select.poll]] = {}  # poll: any fd number
         self._limit = limit
         self._lock = threading.Lock()
+        self._hooks: list[Callable[[], None]] = []
+        self._epoll: select.epoll | None = None
+        self._stop_fd = -1  # an eventfd: written to end the watching thread
+        self._watcher: threading.Thread | None = None
 
     def is_alive(self, pid: int, ticks: int) -> bool:
         key = (pid, ticks)
@@ -126,10 +135,53 @@ class Pidfds:
         with self._lock:
             self._close((pid, ticks))
 
+    def on_exit(self, hook: Callable[[], None]) -> None:
+        """Call `hook` (on the watching thread, so it must be quick) soon after a process
+        known through `is_alive` exits. Processes first seen before the first hook are
+        watched too."""
+        with self._lock:
+            self._hooks.append(hook)
+            if self._epoll is not None or not hasattr(os, "pidfd_open"):
+                return
+            self._epoll = select.epoll()
+            self._stop_fd = os.eventfd(0)
+            self._epoll.register(self._stop_fd, select.EPOLLIN)
+            for fd, _ in self._fds.values():
+                self._epoll.register(fd, select.EPOLLIN | select.EPOLLONESHOT)
+            self._watcher = threading.Thread(target=self._watch, args=(self._epoll,),
+                                             name="pidfd-exits", daemon=True)
+            self._watcher.start()
+
     def close(self) -> None:
         with self._lock:
             for key in list(self._fds):
                 self._close(key)
+            watcher, self._watcher = self._watcher, None
+            if watcher is not None:
+                os.eventfd_write(self._stop_fd, 1)
+        if watcher is not None:
+            watcher.join(timeout=5)
+            with self._lock:
+                if self._epoll is not None:
+                    self._epoll.close()
+                    os.close(self._stop_fd)
+                self._epoll, self._stop_fd = None, -1
+
+    def _watch(self, epoll: select.epoll) -> None:
+        """Wait for exits until stopped; each pidfd fires once (EPOLLONESHOT) and stays
+        readable until `is_alive` sees it and closes it (which also unregisters it)."""
+        while True:
+            try:
+                events = epoll.poll()
+            except InterruptedError:  # pragma: no cover - retried by Python since 3.5
+                continue
+            if any(fd == self._stop_fd for fd, _ in events):
+                return
+            for hook in list(self._hooks):
+                try:
+                    hook()
+                except Exception:  # a hook's bug must not end the watching
+                    logging.getLogger(__name__).exception("exit hook failed")
 
     def _open(self, key: tuple[int, int]) -> None:
         try:
@@ -140,13 +192,15 @@ class Pidfds:
             poller = select.poll()
             poller.register(fd, select.POLLIN)
             self._fds[key] = (fd, poller)
+            if self._epoll is not None:
+                self._epoll.register(fd, select.EPOLLIN | select.EPOLLONESHOT)
         else:
             os.close(fd)
 
     def _close(self, key: tuple[int, int]) -> None:
         known = self._fds.pop(key, None)
         if known is not None:
-            os.close(known[0])
+            os.close(known[0])  # closing also takes it out of the epoll
 
 
 def machine_capacity(meminfo: str = "/proc/meminfo") -> Capacity:

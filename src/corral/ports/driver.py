@@ -3,14 +3,14 @@
 A driver never decides anything: it starts what it is told, reports what it sees and
 stops what it is told. Instances it starts must outlive the process that started them.
 What a driver can do beyond that is an ability it declares by implementing a small Protocol
-(`Execable`, `HasLogPaths`, `PullsFromRegistry`, `Measurable` here; `Inspectable`,
+(`Execable`, `HasLogPaths`, `PullsFromRegistry`, `Measurable`, `NoticesExits` here; `Inspectable`,
 `Killable` in ports.runtime), so a container or Swarm driver implements exactly what it can;
 the engine asks `isinstance(driver, …)`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -89,4 +89,15 @@ class Measurable(Protocol):
     def enforcement(self) -> tuple[bool, str]:
         """(are limits enforced, one sentence: what enforces them here, or why nothing does
         and so what runs unlimited)."""
+        ...
+
+
+@runtime_checkable
+class NoticesExits(Protocol):
+    """Learns the moment an instance's process exits (the process driver: a pidfd per
+    instance), so the engine acts on a crash at once instead of at its next listing."""
+
+    def on_exit(self, hook: Callable[[], None]) -> None:
+        """Call `hook` from the driver's own thread soon after any instance exits; it names
+        none (the engine lists to learn which), and must return quickly."""
         ...

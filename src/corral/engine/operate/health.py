@@ -23,7 +23,7 @@ from corral.engine.fleet import Clock, Fleets
 from corral.engine.loop import WALL, BackgroundLoop, Timer
 from corral.engine.operate.probe import Prober
 from corral.errors import DriverError
-from corral.ports.driver import Driver, Execable
+from corral.ports.driver import Driver, Execable, NoticesExits
 from corral.ports.records import Instance, InstanceState
 from corral.spec.model import HealthSpec
 
@@ -125,7 +125,14 @@ class HealthMonitor:
         fleets.on_add.append(lambda instance: self._loop.wake())
 
     def start(self) -> None:
+        if isinstance(self._driver, NoticesExits):
+            self._driver.on_exit(self._exit_noticed)
         self._loop.start()
+
+    def _exit_noticed(self) -> None:
+        """The driver saw an instance exit: list at once rather than within a second."""
+        self._next_exits = float("-inf")
+        self._loop.wake()
 
     def stop(self) -> None:
         self._loop.stop(timeout=5)
