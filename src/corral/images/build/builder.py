@@ -26,7 +26,7 @@ from corral.images.build.dockerfile import plan_dockerfile
 from corral.images.build.dockerignore import IgnoreRules
 from corral.images.build.layer import Compression, Layer, pack
 from corral.images.build.overlay import make_sandbox
-from corral.images.build.passwd import resolve_user
+from corral.images.build.passwd import resolve_user, user_ids
 from corral.images.build.plan import BuildPlan, PlanRun, spec_plan
 from corral.images.build.provenance import provenance_labels
 from corral.images.build.run import BUILD_ENV, Sandbox
@@ -124,13 +124,15 @@ class Builder:
         One sandbox root serves every uncached step, so the image is unpacked at most once."""
         step, workdir = run.step, run.workdir
         env = image_env(base_config, ImageSpec(env=run.env))
-        label = f"layer run {step.command}"
+        label = f"layer run {step.command}" + (f" (as {run.user})" if run.user else "")
         definition: dict[str, Any] = {"run": step.command, "network": step.network,
                                       "env": env, "workdir": workdir, "build_env": BUILD_ENV}
         if run.argv is not None:  # keys of plain `sh -c` steps stay as they were
             definition["argv"] = list(run.argv)
         if run.caches:
             definition["caches"] = [asdict(cache) for cache in run.caches]
+        if run.user is not None:  # the chain pins /etc/passwd, so the name is enough
+            definition["user"] = run.user
         key = step_key(chain, definition, "", compression)
         layer = self.cached_layer(key)
         if layer is not None:
@@ -145,8 +147,10 @@ class Builder:
                 self._shared_lower(below, cleanup))))
         progress(f"{label}: running in bubblewrap{' with network' if step.network else ''}")
         binds = [(self._cache_folder(cache.id), cache.target) for cache in run.caches]
+        ids = None if run.user is None else user_ids(run.user, [
+            self.layout.blob_path(layer.digest) for layer in layers])
         layer, tmp, changed = sandbox[0].run(step, env, workdir, self.layout.blobs,
-                                             compression, argv=run.argv, binds=binds)
+                                             compression, argv=run.argv, binds=binds, ids=ids)
         self.layout.adopt_file(tmp, layer.digest)
         self.remember(key, layer)
         progress(f"{label}: {changed} path{'s' * (changed != 1)} changed")

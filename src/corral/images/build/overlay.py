@@ -75,9 +75,10 @@ class OverlaySandbox(Sandbox):
 
     def run(self, step: RunStep, env: dict[str, str], workdir: str, blobs: Path,
             compression: Compression = "none", *, argv: tuple[str, ...] | None = None,
-            binds: list[tuple[Path, str]] | None = None) -> tuple[Layer, Path, int]:
+            binds: list[tuple[Path, str]] | None = None,
+            ids: tuple[int, int] | None = None) -> tuple[Layer, Path, int]:
         before = snapshot(self.upper)
-        run_in_sandbox(self.bwrap, self.root, step, env, workdir, argv, binds or [])
+        run_in_sandbox(self.bwrap, self.root, step, env, workdir, argv, binds or [], ids)
         entries = upper_changes(before, snapshot(self.upper), self.upper, self.lower)
         layer, tmp = pack(entries, blobs, compression=compression)
         return layer, tmp, len(entries)

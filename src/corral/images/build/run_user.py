@@ -1,0 +1,94 @@
+"""Who a run step runs as, and the bubblewrap arguments that make it so.
+
+As root, a step runs in a user namespace that maps every id to itself: the step is root
+there (so `useradd -m`, `chown` and apt's own privilege drop work, as in Docker), yet its
+capabilities reach nothing outside the sandbox. bubblewrap maps only one id when it makes
+a user namespace, so corral makes this one itself and hands it over (`--userns FD`).
+
+A step after `USER app` runs as that user's uid and gid (resolved from the image's
+/etc/passwd below the step): bubblewrap sets up the sandbox as root, then gosu, a static
+setuid-setgid-exec helper bound into the sandbox's /dev, switches to the user and execs
+the command, with the user's supplementary groups and HOME from the image's own files.
+Files the step writes are that user's, in the sandbox and in the layer.
+
+Without root, bubblewrap's own user namespace maps the caller to the step's ids instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+from corral.errors import ImageError
+
+# Where gosu is bound inside the sandbox: /dev is bubblewrap's tmpfs, so nothing of it
+# reaches the image root or the layer.
+SWITCH_USER = "/dev/.corral-gosu"
+_ALL_IDS = 4294967295  # 0 … 2^32-2, the whole id range: every file keeps its owner
+
+
+def namespace_args(userns: int | None, network: bool, ids: tuple[int, int] | None) -> list[str]:
+    """bubblewrap's namespace flags: the identity user namespace `userns` when corral is
+    root, else bubblewrap's own one mapping the caller to `ids` (root by default)."""
+    if userns is not None:
+        flags = ["--userns", str(userns), "--unshare-ipc", "--unshare-pid", "--unshare-uts",
+                 "--unshare-cgroup-try"]
+        return flags if network else [*flags, "--unshare-net"]
+    uid, gid = ids or (0, 0)
+    flags = ["--unshare-all", "--unshare-user", "--uid", str(uid), "--gid", str(gid)]
+    return [*flags, "--share-net"] if network else flags
+
+
+def as_user(command: tuple[str, ...], ids: tuple[int, int] | None,
+            userns: int | None) -> tuple[list[str], tuple[str, ...]]:
+    """(bubblewrap arguments, the program) that run `command` as `ids`: through gosu in the
+    identity namespace; unchanged otherwise (root, or bubblewrap mapped the ids already)."""
+    if ids is None or ids == (0, 0) or userns is None:
+        return [], command
+    gosu = shutil.which("gosu") or shutil.which("gosu", path="/usr/sbin:/usr/bin")
+    if gosu is None:
+        raise ImageError("RUN after a non-root USER needs gosu to switch to that user, and "
+                         "it is not installed", hint="apt-get install gosu")
+    return ["--ro-bind", gosu, SWITCH_USER], (SWITCH_USER, f"{ids[0]}:{ids[1]}", *command)
+
+
+@contextlib.contextmanager
+def identity_userns() -> Iterator[int | None]:
+    """A file descriptor of a new user namespace mapping every uid and gid to itself, held
+    open for one step; None when corral is not root (only root may write such a map)."""
+    if os.geteuid() != 0:
+        yield None
+        return
+    fd = _open_identity_userns()
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _open_identity_userns() -> int:
+    # A short-lived process makes the namespace (unshare) and waits; once its maps are
+    # written and the namespace is open here, it may go: the descriptor keeps it alive.
+    try:
+        holder = subprocess.Popen(["unshare", "--user", "--", "/bin/sh", "-c", "echo; read _"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    except FileNotFoundError:
+        raise ImageError("run steps need unshare (util-linux) to make their user namespace",
+                         hint="apt-get install util-linux") from None
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        if not holder.stdout.readline():
+            raise ImageError("could not make a user namespace for a run step",
+                             hint="check that user namespaces are enabled "
+                             "(sysctl user.max_user_namespaces)")
+        for name in ("uid_map", "gid_map"):
+            Path(f"/proc/{holder.pid}/{name}").write_text(f"0 0 {_ALL_IDS}\n")
+        return os.open(f"/proc/{holder.pid}/ns/user", os.O_RDONLY)
+    finally:
+        holder.stdin.close()
+        holder.wait()
+        holder.stdout.close()
