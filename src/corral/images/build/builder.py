@@ -26,10 +26,11 @@ from corral.images.build.dockerfile import plan_dockerfile
 from corral.images.build.dockerignore import IgnoreRules
 from corral.images.build.layer import Compression, Layer, pack
 from corral.images.build.overlay import make_sandbox
-from corral.images.build.passwd import resolve_user, user_ids
+from corral.images.build.passwd import resolve_user
 from corral.images.build.plan import BuildPlan, PlanRun, spec_plan
 from corral.images.build.provenance import provenance_labels
 from corral.images.build.run import BUILD_ENV, Sandbox
+from corral.images.build.run_user import run_as
 from corral.images.build.stages import DEFAULT_OPTIONS, BuildOptions, StageRun, step_key
 from corral.images.oci.layout import Layout, canonical_json
 from corral.images.roots.unpack import remove_tree
@@ -147,10 +148,10 @@ class Builder:
                 self._shared_lower(below, cleanup))))
         progress(f"{label}: running in bubblewrap{' with network' if step.network else ''}")
         binds = [(self._cache_folder(cache.id), cache.target) for cache in run.caches]
-        ids = None if run.user is None else user_ids(run.user, [
+        user = None if run.user is None else run_as(run.user, [
             self.layout.blob_path(layer.digest) for layer in layers])
         layer, tmp, changed = sandbox[0].run(step, env, workdir, self.layout.blobs,
-                                             compression, argv=run.argv, binds=binds, ids=ids)
+                                             compression, argv=run.argv, binds=binds, user=user)
         self.layout.adopt_file(tmp, layer.digest)
         self.remember(key, layer)
         progress(f"{label}: {changed} path{'s' * (changed != 1)} changed")

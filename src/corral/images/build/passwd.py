@@ -53,12 +53,6 @@ def resolve_chown(owner: str, layers: Sequence[Path]) -> str:
     return f"{uid}:{_gid(files, group, what) if has_group else uid}"
 
 
-def user_ids(user: str, layers: Sequence[Path]) -> tuple[int, int]:
-    """(uid, gid) that a step run as USER `user` gets."""
-    uid, _, gid = resolve_user(user, layers).partition(":")
-    return int(uid), int(gid or uid)
-
-
 def _gid(files: dict[str, str], group: str, what: str) -> str:
     return group if group.isdigit() else _row(files, "group", group, what)[2]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from corral.errors import ImageError
 from corral.images.build.layer import Compression, Entry, Kind, Layer, pack, source_date_epoch
-from corral.images.build.run_user import as_user, identity_userns, namespace_args
+from corral.images.build.run_user import RunAs, as_user, identity_userns, namespace_args
 from corral.images.roots.unpack import apply_layer, remove_tree, unpack_image
 from corral.spec.model import RunStep
 
@@ -69,32 +69,33 @@ class Sandbox:
     def run(self, step: RunStep, env: dict[str, str], workdir: str, blobs: Path,
             compression: Compression = "none", *, argv: tuple[str, ...] | None = None,
             binds: list[tuple[Path, str]] | None = None,
-            ids: tuple[int, int] | None = None) -> tuple[Layer, Path, int]:
-        """Run `step` (or `argv`, the program exactly) as `ids` (uid, gid; root by default);
+            user: RunAs | None = None) -> tuple[Layer, Path, int]:
+        """Run `step` (or `argv`, the program exactly) as `user` (root by default);
         return its layer, the blob's tmp path and how many paths changed. `binds` (host
         folder, path inside) are mounted for this step only, so what is written there stays
         out of the layer."""
         before = snapshot(self.root)
-        run_in_sandbox(self.bwrap, self.root, step, env, workdir, argv, binds or [], ids)
-        entries = changes(before, snapshot(self.root), self.root, ids or (0, 0))
+        run_in_sandbox(self.bwrap, self.root, step, env, workdir, argv, binds or [], user)
+        entries = changes(before, snapshot(self.root), self.root,
+                          user.ids if user else (0, 0))
         layer, tmp = pack(entries, blobs, compression=compression)
         return layer, tmp, len(entries)
 
 
 def run_in_sandbox(bwrap: str, root: Path, step: RunStep, env: dict[str, str], workdir: str,
          program: tuple[str, ...] | None, binds: list[tuple[Path, str]],
-         ids: tuple[int, int] | None = None) -> None:
+         user: RunAs | None = None) -> None:
     with identity_userns() as userns:
-        _run_in_sandbox(bwrap, root, step, env, workdir, program, binds, ids, userns)
+        _run_in_sandbox(bwrap, root, step, env, workdir, program, binds, user, userns)
 
 
 def _run_in_sandbox(bwrap: str, root: Path, step: RunStep, env: dict[str, str], workdir: str,
                     program: tuple[str, ...] | None, binds: list[tuple[Path, str]],
-                    ids: tuple[int, int] | None, userns: int | None) -> None:
+                    user: RunAs | None, userns: int | None) -> None:
     # /tmp as in images (1777): a step run as a user may write there too.
     argv = [bwrap, "--bind", str(root), "/", "--dev", "/dev", "--proc", "/proc",
             "--perms", "1777", "--tmpfs", "/tmp", "--die-with-parent", "--new-session",
-            "--clearenv", *namespace_args(userns, step.network, ids)]
+            "--clearenv", *namespace_args(userns, step.network, user)]
     for folder, target in binds:
         argv += ["--bind", str(folder), target]
     if step.network and Path("/etc/resolv.conf").exists():
@@ -103,7 +104,7 @@ def _run_in_sandbox(bwrap: str, root: Path, step: RunStep, env: dict[str, str], 
                        **env}.items():
         argv += ["--setenv", key, value]
     # --dir creates the workdir inside the sandbox, so symlinks resolve within the image.
-    switch, command = as_user(program or ("/bin/sh", "-c", step.command), ids, userns)
+    switch, command = as_user(program or ("/bin/sh", "-c", step.command), user, userns)
     argv += [*switch, "--dir", workdir, "--chdir", workdir, *command]
     if program is None and not (root / "bin" / "sh").exists() and \
             not (root / "bin").is_symlink():

@@ -20,10 +20,12 @@ import contextlib
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from corral.errors import ImageError
+from corral.images.build.passwd import resolve_user
 
 # Where gosu is bound inside the sandbox: /dev is bubblewrap's tmpfs, so nothing of it
 # reaches the image root or the layer.
@@ -31,29 +33,52 @@ SWITCH_USER = "/dev/.corral-gosu"
 _ALL_IDS = 4294967295  # 0 … 2^32-2, the whole id range: every file keeps its owner
 
 
-def namespace_args(userns: int | None, network: bool, ids: tuple[int, int] | None) -> list[str]:
+@dataclass(frozen=True)
+class RunAs:
+    """The user a run step runs as."""
+
+    uid: int
+    gid: int
+    # What gosu is given: the uid alone when USER named no group (gosu then takes the
+    # primary and supplementary groups from the image's files, as Docker does), else uid:gid.
+    spec: str
+
+    @property
+    def ids(self) -> tuple[int, int]:
+        return self.uid, self.gid
+
+
+def run_as(user: str, layers: Sequence[Path]) -> RunAs:
+    """USER `user` (name or number, with or without a group) in the image whose layers
+    are `layers`; an unknown name is an ImageError with a hint."""
+    resolved = resolve_user(user, layers)  # "uid:gid", or a lone numeric uid as written
+    uid, _, gid = resolved.partition(":")
+    return RunAs(int(uid), int(gid or 0), resolved if ":" in user else uid)
+
+
+def namespace_args(userns: int | None, network: bool, user: RunAs | None) -> list[str]:
     """bubblewrap's namespace flags: the identity user namespace `userns` when corral is
-    root, else bubblewrap's own one mapping the caller to `ids` (root by default)."""
+    root, else bubblewrap's own one mapping the caller to `user` (root by default)."""
     if userns is not None:
         flags = ["--userns", str(userns), "--unshare-ipc", "--unshare-pid", "--unshare-uts",
                  "--unshare-cgroup-try"]
         return flags if network else [*flags, "--unshare-net"]
-    uid, gid = ids or (0, 0)
+    uid, gid = user.ids if user else (0, 0)
     flags = ["--unshare-all", "--unshare-user", "--uid", str(uid), "--gid", str(gid)]
     return [*flags, "--share-net"] if network else flags
 
 
-def as_user(command: tuple[str, ...], ids: tuple[int, int] | None,
+def as_user(command: tuple[str, ...], user: RunAs | None,
             userns: int | None) -> tuple[list[str], tuple[str, ...]]:
-    """(bubblewrap arguments, the program) that run `command` as `ids`: through gosu in the
-    identity namespace; unchanged otherwise (root, or bubblewrap mapped the ids already)."""
-    if ids is None or ids == (0, 0) or userns is None:
+    """(bubblewrap arguments, the program) that run `command` as `user`: through gosu in
+    the identity namespace; unchanged otherwise (root, or bubblewrap mapped the ids)."""
+    if user is None or user.ids == (0, 0) or userns is None:
         return [], command
     gosu = shutil.which("gosu") or shutil.which("gosu", path="/usr/sbin:/usr/bin")
     if gosu is None:
         raise ImageError("RUN after a non-root USER needs gosu to switch to that user, and "
                          "it is not installed", hint="apt-get install gosu")
-    return ["--ro-bind", gosu, SWITCH_USER], (SWITCH_USER, f"{ids[0]}:{ids[1]}", *command)
+    return ["--ro-bind", gosu, SWITCH_USER], (SWITCH_USER, user.spec, *command)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,135 @@
+"""RUN after USER runs as that user, and COPY --chown takes names, as people write them:
+a user made by `useradd -m` in one step (its home chowned to it), then steps run as that
+user (its uid, primary and supplementary groups, HOME), the files they make owned by it in
+the layer, the permissions of a non-root user enforced, and the user part of the step key.
+Built for real: a Debian base from the machine cache, bubblewrap, gosu."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from corral.errors import ImageError
+from corral.images import LocalImageStore
+from corral.spec.model import ImageSpec
+
+pytestmark = pytest.mark.integration
+
+MACHINE_CACHE = Path(os.environ.get("CORRAL_TEST_CACHE",
+                                    Path.home() / ".cache" / "corral-tests")) / "corral-cache"
+
+USERS = """FROM debian:bookworm
+RUN groupadd -g 4321 crew && useradd -m -u 1234 -U -G crew app
+"""
+
+DOCKERFILE = USERS + """USER app
+RUN id -u > $HOME/uid && id -G > $HOME/groups && echo $HOME > $HOME/home && touch $HOME/made
+COPY --chown=app:crew notes.txt /srv/crew.txt
+COPY --chown=app notes.txt /srv/app.txt
+COPY --chown=7:8 notes.txt /srv/numbers.txt
+"""
+
+
+def _project(folder: Path, dockerfile: str) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "notes.txt").write_text("notes\n")
+    (folder / "Dockerfile").write_text(dockerfile)
+    return folder
+
+
+def _build(folder: Path, said: list[str] | None = None) -> tuple[LocalImageStore, str]:
+    if os.geteuid() != 0 or shutil.which("bwrap") is None or shutil.which("gosu") is None:
+        pytest.skip("needs root, bubblewrap and gosu (make setup installs them)")
+    if not (MACHINE_CACHE / "bases").is_dir() and shutil.which("debootstrap") is None:
+        pytest.skip("no cached Debian base and no debootstrap to make one")
+    store = LocalImageStore(folder / ".corral", cache_dir=MACHINE_CACHE)
+    image = ImageSpec.model_validate({"dockerfile": "Dockerfile", "packages": ["python3"]})
+    return store, store.build("app", image, folder,
+                              progress=None if said is None else said.append)
+
+
+def _top_layers(store: LocalImageStore, digest: str, count: int) -> dict[str, tarfile.TarInfo]:
+    """The entries of the image's last `count` layers, by name, with their content."""
+    found: dict[str, tarfile.TarInfo] = {}
+    for layer in store.layout.read_json(digest)["layers"][-count:]:
+        with tarfile.open(store.layout.blob_path(layer["digest"])) as tar:
+            for member in tar:
+                data = tar.extractfile(member) if member.isfile() else None
+                member.pax_headers = {"content": data.read().decode()} if data else {}
+                found[member.name] = member
+    return found
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalImageStore, str, list[str]]:
+    said: list[str] = []
+    store, digest = _build(_project(tmp_path_factory.mktemp("user") / "p", DOCKERFILE), said)
+    return store, digest, said
+
+
+def test_useradd_makes_a_home_owned_by_the_new_user(
+        built: tuple[LocalImageStore, str, list[str]]) -> None:
+    store, digest, _ = built
+    home = _top_layers(store, digest, 5)["home/app"]
+    assert (home.uid, home.gid) == (1234, 1234)
+
+
+def test_a_run_after_user_runs_as_that_user_and_its_files_are_its_own(
+        built: tuple[LocalImageStore, str, list[str]]) -> None:
+    store, digest, said = built
+    entries = _top_layers(store, digest, 4)
+    content = {name: entry.pax_headers.get("content") for name, entry in entries.items()}
+    assert content["home/app/uid"] == "1234\n"
+    assert content["home/app/groups"] == "1234 4321\n"  # primary, then supplementary
+    assert content["home/app/home"] == "/home/app\n"
+    made = entries["home/app/made"]
+    assert (made.uid, made.gid) == (1234, 1234)
+    assert any("(as app): running in bubblewrap" in line for line in said)
+
+
+def test_copy_chown_takes_names_from_the_images_passwd_and_group(
+        built: tuple[LocalImageStore, str, list[str]]) -> None:
+    store, digest, _ = built
+    entries = _top_layers(store, digest, 3)
+    owners = {name: (entries[name].uid, entries[name].gid)
+              for name in ("srv/crew.txt", "srv/app.txt", "srv/numbers.txt")}
+    # A name without a group takes the uid as gid, as Docker documents it.
+    assert owners == {"srv/crew.txt": (1234, 4321), "srv/app.txt": (1234, 1234),
+                      "srv/numbers.txt": (7, 8)}
+
+
+def test_the_user_is_part_of_the_step_key(tmp_path: Path) -> None:
+    """The same command under another USER is another step: never served from the cache
+    of the first, although the layers below are the same."""
+    step = 'RUN echo "$(id -u)" > /opt/who\n'
+    below = USERS + "RUN chmod 777 /opt\n"
+    folder = _project(tmp_path / "p", below + "USER app\n" + step)
+    first: list[str] = []
+    _build(folder, first)
+    (folder / "Dockerfile").write_text(below + "USER 1234\n" + step)
+    second: list[str] = []
+    store, digest = _build(folder, second)
+    assert not [line for line in first if "(cached)" in line]
+    assert [line for line in second if "chmod 777 /opt (cached)" in line]
+    assert [line for line in second if "/opt/who (as 1234): running in bubblewrap" in line]
+    assert _top_layers(store, digest, 1)["opt/who"].pax_headers["content"] == "1234\n"
+
+
+def test_a_user_step_gets_a_users_permissions_and_the_error_names_its_line(
+        tmp_path: Path) -> None:
+    folder = _project(tmp_path / "p", USERS + "USER app\nRUN touch /etc/app.conf\n")
+    with pytest.raises(ImageError, match=r"Dockerfile:4: run 'touch /etc/app.conf' failed"
+                                         r"(.|\n)*Permission denied"):
+        _build(folder)
+
+
+def test_an_unknown_chown_name_is_a_located_error(tmp_path: Path) -> None:
+    folder = _project(tmp_path / "p", USERS + "COPY --chown=ghost notes.txt /srv/\n")
+    with pytest.raises(ImageError, match=r"Dockerfile:3: --chown=ghost: the image's "
+                                         r"/etc/passwd has no user 'ghost'") as refused:
+        _build(folder)
+    assert "useradd" in str(refused.value)
