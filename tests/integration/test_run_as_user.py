@@ -41,6 +41,11 @@ def _project(folder: Path, dockerfile: str) -> Path:
     return folder
 
 
+def _written(folder: Path, dockerfile: str) -> Path:
+    (folder / "Dockerfile").write_text(dockerfile)
+    return folder
+
+
 def _build(folder: Path, said: list[str] | None = None) -> tuple[LocalImageStore, str]:
     if os.geteuid() != 0 or shutil.which("bwrap") is None or shutil.which("gosu") is None:
         pytest.skip("needs root, bubblewrap and gosu (make setup installs them)")
@@ -65,9 +70,17 @@ def _top_layers(store: LocalImageStore, digest: str, count: int) -> dict[str, ta
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalImageStore, str, list[str]]:
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One project for the module: its step cache and layer cache serve every test (each
+    writes the Dockerfile it builds)."""
+    return _project(tmp_path_factory.mktemp("user") / "p", DOCKERFILE)
+
+
+@pytest.fixture(scope="module")
+def built(folder: Path) -> tuple[LocalImageStore, str, list[str]]:
     said: list[str] = []
-    store, digest = _build(_project(tmp_path_factory.mktemp("user") / "p", DOCKERFILE), said)
+    (folder / "Dockerfile").write_text(DOCKERFILE)
+    store, digest = _build(folder, said)
     return store, digest, said
 
 
@@ -102,34 +115,32 @@ def test_copy_chown_takes_names_from_the_images_passwd_and_group(
                       "srv/numbers.txt": (7, 8)}
 
 
-def test_the_user_is_part_of_the_step_key(tmp_path: Path) -> None:
+def test_the_user_is_part_of_the_step_key(folder: Path) -> None:
     """The same command under another USER is another step: never served from the cache
     of the first, although the layers below are the same."""
     step = 'RUN echo "$(id -u)" > /opt/who\n'
     below = USERS + "RUN chmod 777 /opt\n"
-    folder = _project(tmp_path / "p", below + "USER app\n" + step)
     first: list[str] = []
-    _build(folder, first)
-    (folder / "Dockerfile").write_text(below + "USER 1234\n" + step)
+    _build(_written(folder, below + "USER app\n" + step), first)
     second: list[str] = []
-    store, digest = _build(folder, second)
-    assert not [line for line in first if "(cached)" in line]
+    store, digest = _build(_written(folder, below + "USER 1234\n" + step), second)
+    assert [line for line in first if "/opt/who (as app): running in bubblewrap" in line]
     assert [line for line in second if "chmod 777 /opt (cached)" in line]
     assert [line for line in second if "/opt/who (as 1234): running in bubblewrap" in line]
     assert _top_layers(store, digest, 1)["opt/who"].pax_headers["content"] == "1234\n"
 
 
 def test_a_user_step_gets_a_users_permissions_and_the_error_names_its_line(
-        tmp_path: Path) -> None:
-    folder = _project(tmp_path / "p", USERS + "USER app\nRUN touch /etc/app.conf\n")
+        folder: Path) -> None:
+    _written(folder, USERS + "USER app\nRUN touch /etc/app.conf\n")
     with pytest.raises(ImageError, match=r"Dockerfile:4: run 'touch /etc/app.conf' failed"
                                          r"(.|\n)*Permission denied"):
         _build(folder)
 
 
-def test_an_unknown_chown_name_is_a_located_error(tmp_path: Path) -> None:
-    folder = _project(tmp_path / "p", USERS + "COPY --chown=ghost notes.txt /srv/\n")
-    with pytest.raises(ImageError, match=r"Dockerfile:3: --chown=ghost: the image's "
+def test_an_unknown_chown_name_is_a_located_error(folder: Path) -> None:
+    _written(folder, "FROM debian:bookworm\nCOPY --chown=ghost notes.txt /srv/\n")
+    with pytest.raises(ImageError, match=r"Dockerfile:2: --chown=ghost: the image's "
                                          r"/etc/passwd has no user 'ghost'") as refused:
         _build(folder)
     assert "useradd" in str(refused.value)
