@@ -6,9 +6,13 @@ Built for real: a Debian base from the machine cache, bubblewrap, gosu."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -144,3 +148,34 @@ def test_an_unknown_chown_name_is_a_located_error(folder: Path) -> None:
                                          r"/etc/passwd has no user 'ghost'") as refused:
         _build(folder)
     assert "useradd" in str(refused.value)
+
+
+def test_without_root_the_step_runs_as_the_user_bubblewrap_maps_corral_to(
+        tmp_path: Path) -> None:
+    """corral run by an ordinary user: bubblewrap's own namespace maps that user to the
+    step's uid and gid, and the layer records the step's files as theirs."""
+    if os.geteuid() != 0 or not shutil.which("setpriv") or not shutil.which("bwrap"):
+        pytest.skip("needs root (to become another user), setpriv and bubblewrap")
+    home = Path(tempfile.mkdtemp(prefix="corral-nonroot-"))  # /tmp: reachable by nobody
+    try:
+        project = _project(home / "p", "FROM scratch\nCOPY rootfs/ /\nUSER 1234:4321\n"
+                           "RUN touch /made && busybox id -u > /ids && busybox id -g >> /ids\n")
+        (project / "rootfs" / "bin").mkdir(parents=True)
+        shutil.copy(shutil.which("busybox") or "/bin/busybox", project / "rootfs" / "bin")
+        (project / "rootfs" / "bin" / "sh").symlink_to("busybox")
+        (project / "corral.toml").write_text('[project]\nname = "plain"\n\n[images.x]\n'
+                                             'dockerfile = "Dockerfile"\n')
+        subprocess.run(["chown", "-R", "65534:65534", str(home)], check=True)
+        done = subprocess.run(
+            ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+             sys.executable, "-m", "corral", "build", "--json"], cwd=project,
+            capture_output=True, text=True, timeout=120, check=False,
+            env={**os.environ, "HOME": str(home), "CORRAL_CACHE": str(home / "cache")})
+        assert done.returncode == 0, done.stderr
+        store = LocalImageStore(project / ".corral")
+        entries = _top_layers(store, json.loads(done.stdout)["images"]["x"], 1)
+        assert {name: (e.uid, e.gid) for name, e in entries.items()} == {
+            "made": (1234, 4321), "ids": (1234, 4321)}
+        assert entries["ids"].pax_headers["content"] == "1234\n4321\n"
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
