@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tarfile
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ import httpx
 import pytest
 
 from cli_project import CliProject
+from loopback import free_port
 from registry_process import RegistryProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -141,3 +143,29 @@ def test_the_compiled_program_deploys_and_serves_through_the_router(
         200, "hello from a static C server, uid 65534\n")
     health = httpx.get(f"http://127.0.0.1:{app.port}/healthz", timeout=5)
     assert (health.status_code, health.text) == (200, "ok\n")
+
+
+def test_the_program_stops_cleanly_on_sigterm(app: Project, built: tuple[str, str],
+                                              tmp_path: Path) -> None:
+    """The image's own /server, run as a plain process: it serves on $PORT, and SIGTERM
+    (what a driver sends first when STOPSIGNAL is unset) ends it with exit 0."""
+    manifest = json.loads(app.blob(built[0]).read_text())
+    with tarfile.open(app.blob(manifest["layers"][0]["digest"])) as tar:
+        program = tar.extractfile("server")
+        assert program is not None
+        (tmp_path / "server").write_bytes(program.read())
+    (tmp_path / "server").chmod(0o755)
+    port = free_port()
+    server = subprocess.Popen([str(tmp_path / "server")], env={"PORT": str(port)},
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline() == f"listening on {port}\n"
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).text == "ok\n"
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=10) == 0
+        assert server.stdout.read() == "stopping on SIGTERM\n"
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
