@@ -57,22 +57,25 @@ def run_as(user: str, layers: Sequence[Path]) -> RunAs:
 
 
 def namespace_args(userns: int | None, network: bool, user: RunAs | None) -> list[str]:
-    """bubblewrap's namespace flags: the identity user namespace `userns` when corral is
-    root, else bubblewrap's own one mapping the caller to `user` (root by default)."""
+    """bubblewrap's namespace flags: the identity user namespace `userns` when there is one
+    (corral is root); as root without one, no user namespace at all (what bubblewrap's
+    `--unshare-all` does then); not root, bubblewrap's own one mapping the caller to `user`
+    (root by default)."""
     if userns is not None:
         flags = ["--userns", str(userns), "--unshare-ipc", "--unshare-pid", "--unshare-uts",
                  "--unshare-cgroup-try"]
         return flags if network else [*flags, "--unshare-net"]
-    uid, gid = user.ids if user else (0, 0)
-    flags = ["--unshare-all", "--unshare-user", "--uid", str(uid), "--gid", str(gid)]
+    flags = ["--unshare-all"]
+    if os.geteuid() != 0:
+        uid, gid = user.ids if user else (0, 0)
+        flags += ["--unshare-user", "--uid", str(uid), "--gid", str(gid)]
     return [*flags, "--share-net"] if network else flags
 
 
-def as_user(command: tuple[str, ...], user: RunAs | None,
-            userns: int | None) -> tuple[list[str], tuple[str, ...]]:
-    """(bubblewrap arguments, the program) that run `command` as `user`: through gosu in
-    the identity namespace; unchanged otherwise (root, or bubblewrap mapped the ids)."""
-    if user is None or user.ids == (0, 0) or userns is None:
+def as_user(command: tuple[str, ...], user: RunAs | None) -> tuple[list[str], tuple[str, ...]]:
+    """(bubblewrap arguments, the program) that run `command` as `user`: through gosu when
+    corral is root; unchanged otherwise (root, or bubblewrap mapped the ids already)."""
+    if user is None or user.ids == (0, 0) or os.geteuid() != 0:
         return [], command
     gosu = shutil.which("gosu") or shutil.which("gosu", path="/usr/sbin:/usr/bin")
     if gosu is None:
@@ -84,35 +87,34 @@ def as_user(command: tuple[str, ...], user: RunAs | None,
 @contextlib.contextmanager
 def identity_userns() -> Iterator[int | None]:
     """A file descriptor of a new user namespace mapping every uid and gid to itself, held
-    open for one step; None when corral is not root (only root may write such a map)."""
-    if os.geteuid() != 0:
-        yield None
-        return
-    fd = _open_identity_userns()
+    open for one step; None when corral is not root (only root may write such a map) or
+    the kernel will not make one (the step then runs as before: no user namespace)."""
+    fd = _open_identity_userns() if os.geteuid() == 0 else None
     try:
         yield fd
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
 
 
-def _open_identity_userns() -> int:
+def _open_identity_userns() -> int | None:
     # A short-lived process makes the namespace (unshare) and waits; once its maps are
     # written and the namespace is open here, it may go: the descriptor keeps it alive.
     try:
         holder = subprocess.Popen(["unshare", "--user", "--", "/bin/sh", "-c", "echo; read _"],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL)
     except FileNotFoundError:
-        raise ImageError("run steps need unshare (util-linux) to make their user namespace",
-                         hint="apt-get install util-linux") from None
+        return None  # no util-linux: bubblewrap's own namespaces only
     assert holder.stdin is not None and holder.stdout is not None
     try:
         if not holder.stdout.readline():
-            raise ImageError("could not make a user namespace for a run step",
-                             hint="check that user namespaces are enabled "
-                             "(sysctl user.max_user_namespaces)")
+            return None  # user namespaces are off (user.max_user_namespaces = 0)
         for name in ("uid_map", "gid_map"):
             Path(f"/proc/{holder.pid}/{name}").write_text(f"0 0 {_ALL_IDS}\n")
         return os.open(f"/proc/{holder.pid}/ns/user", os.O_RDONLY)
+    except OSError:
+        return None
     finally:
         holder.stdin.close()
         holder.wait()
