@@ -6,6 +6,7 @@ Built for real: a Debian base from the machine cache, bubblewrap, gosu."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -32,6 +33,8 @@ RUN groupadd -g 4321 crew && useradd -m -u 1234 -U -G crew app
 
 DOCKERFILE = USERS + """USER app
 RUN id -u > $HOME/uid && id -G > $HOME/groups && echo $HOME > $HOME/home && touch $HOME/made
+RUN --mount=type=cache,id=corral-tests-run-as-user,target=/home/app/.cache,uid=1234,gid=1234 \
+    rm -f $HOME/.cache/marker && id -u > $HOME/.cache/marker && touch $HOME/cached
 COPY --chown=app:crew notes.txt /srv/crew.txt
 COPY --chown=app notes.txt /srv/app.txt
 COPY --chown=7:8 notes.txt /srv/numbers.txt
@@ -91,14 +94,14 @@ def built(folder: Path) -> tuple[LocalImageStore, str, list[str]]:
 def test_useradd_makes_a_home_owned_by_the_new_user(
         built: tuple[LocalImageStore, str, list[str]]) -> None:
     store, digest, _ = built
-    home = _top_layers(store, digest, 5)["home/app"]
+    home = _top_layers(store, digest, 6)["home/app"]
     assert (home.uid, home.gid) == (1234, 1234)
 
 
 def test_a_run_after_user_runs_as_that_user_and_its_files_are_its_own(
         built: tuple[LocalImageStore, str, list[str]]) -> None:
     store, digest, said = built
-    entries = _top_layers(store, digest, 4)
+    entries = _top_layers(store, digest, 5)
     content = {name: entry.pax_headers.get("content") for name, entry in entries.items()}
     assert content["home/app/uid"] == "1234\n"
     assert content["home/app/groups"] == "1234 4321\n"  # primary, then supplementary
@@ -106,6 +109,16 @@ def test_a_run_after_user_runs_as_that_user_and_its_files_are_its_own(
     made = entries["home/app/made"]
     assert (made.uid, made.gid) == (1234, 1234)
     assert any("(as app): running in bubblewrap" in line for line in said)
+
+
+def test_a_cache_mount_with_uid_is_the_users_to_write(
+        built: tuple[LocalImageStore, str, list[str]]) -> None:
+    store, digest, _ = built
+    assert "home/app/cached" in _top_layers(store, digest, 4)  # the step ran to its end
+    folder = MACHINE_CACHE / "run-cache" / hashlib.sha256(
+        b"corral-tests-run-as-user").hexdigest()[:24]
+    assert (folder / "marker").read_text() == "1234\n"
+    assert (folder.stat().st_uid, folder.stat().st_gid) == (1234, 1234)
 
 
 def test_copy_chown_takes_names_from_the_images_passwd_and_group(

@@ -115,6 +115,8 @@ def test_from_an_image_built_by_corral_uses_the_local_layout(tmp_path: Path) -> 
     ("FROM scratch\nSHELL bash -c\n", 2, "JSON form"),
     ("FROM scratch\nSTOPSIGNAL SIGBOGUS\n", 2, "not a signal"),
     ("FROM scratch\nRUN --mount=type=secret,id=x cat /x\n", 2, "only type=cache"),
+    ("FROM scratch\nRUN --mount=type=cache,target=/c,uid=app ls\n", 2, "uid=app is not a"),
+    ("FROM scratch\nRUN --mount=type=cache,target=/c,mode=rwx ls\n", 2, "not an octal mode"),
     ("FROM scratch\nRUN cat <<EOF\nx\n", 2, "unterminated heredoc"),
     ("# escape=x\nFROM scratch\n", 1, "invalid escape token"),
     ("FROM scratch\nADD https://example.com/x.tgz /x\n", 2, "is a URL"),

@@ -27,7 +27,7 @@ from corral.images.build.dockerignore import IgnoreRules
 from corral.images.build.layer import Compression, Layer, pack
 from corral.images.build.overlay import make_sandbox
 from corral.images.build.passwd import resolve_user
-from corral.images.build.plan import BuildPlan, PlanRun, spec_plan
+from corral.images.build.plan import BuildPlan, CacheMount, PlanRun, spec_plan
 from corral.images.build.provenance import provenance_labels
 from corral.images.build.run import BUILD_ENV, Sandbox
 from corral.images.build.run_user import run_as
@@ -131,7 +131,7 @@ class Builder:
         if run.argv is not None:  # keys of plain `sh -c` steps stay as they were
             definition["argv"] = list(run.argv)
         if run.caches:
-            definition["caches"] = [asdict(cache) for cache in run.caches]
+            definition["caches"] = [cache.key() for cache in run.caches]
         if run.user is not None:  # the chain pins /etc/passwd, so the name is enough
             definition["user"] = run.user
         key = step_key(chain, definition, "", compression)
@@ -147,7 +147,7 @@ class Builder:
                 below, self.steps.parent / "work", self.steps.parent / "layers",
                 self._shared_lower(below, cleanup))))
         progress(f"{label}: running in bubblewrap{' with network' if step.network else ''}")
-        binds = [(self._cache_folder(cache.id), cache.target) for cache in run.caches]
+        binds = [(self._cache_folder(cache), cache.target) for cache in run.caches]
         user = None if run.user is None else run_as(run.user, [
             self.layout.blob_path(layer.digest) for layer in layers])
         layer, tmp, changed = sandbox[0].run(step, env, workdir, self.layout.blobs,
@@ -167,10 +167,17 @@ class Builder:
             cleanup.callback(remove_tree, folder)
         return folder / key[:24]
 
-    def _cache_folder(self, cache_id: str) -> Path:
-        """The host folder of a RUN --mount=type=cache id, kept between builds."""
-        folder = self.cache_dir / "run-cache" / hashlib.sha256(cache_id.encode()).hexdigest()[:24]
+    def _cache_folder(self, cache: CacheMount) -> Path:
+        """The host folder of a RUN --mount=type=cache id, kept between builds, with the
+        owner and mode the mount asks for (when corral may give them)."""
+        digest = hashlib.sha256(cache.id.encode()).hexdigest()[:24]
+        folder = self.cache_dir / "run-cache" / digest
         folder.mkdir(parents=True, exist_ok=True)
+        if cache.access is not None:
+            uid, gid, mode = cache.access
+            if os.geteuid() == 0:  # without root, bubblewrap maps our folders to the user
+                os.chown(folder, uid, gid)
+            folder.chmod(mode)
         return folder
 
     def cached_layer(self, key: str) -> Layer | None:

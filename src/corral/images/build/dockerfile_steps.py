@@ -297,10 +297,25 @@ def _cache_mount(value: str) -> CacheMount:
         raise ValueError("--mount=type=cache needs target=/absolute/path")
     cache_id = options.pop("id", "") or target
     options.pop("sharing", None)  # one build runs at a time per project: always "locked"
+    access = _cache_access(options.pop("uid", None), options.pop("gid", None),
+                           options.pop("mode", None))
     if options:
         raise ValueError(f"--mount=type=cache: option(s) {', '.join(sorted(options))} are "
-                         "not supported (only target, id, sharing)")
-    return CacheMount(id=cache_id, target=posixpath.normpath(target))
+                         "not supported (only target, id, sharing, uid, gid, mode)")
+    return CacheMount(id=cache_id, target=posixpath.normpath(target), access=access)
+
+
+def _cache_access(uid: str | None, gid: str | None,
+                  mode: str | None) -> tuple[int, int, int] | None:
+    """BuildKit's uid=, gid= (numbers, default 0) and mode= (octal, default 0755)."""
+    if uid is None and gid is None and mode is None:
+        return None
+    for name, value in (("uid", uid), ("gid", gid)):
+        if value is not None and not value.isdigit():
+            raise ValueError(f"--mount=type=cache: {name}={value} is not a number")
+    if mode is not None and not re.fullmatch(r"0?[0-7]{3,4}", mode):
+        raise ValueError(f"--mount=type=cache: mode={mode} is not an octal mode (e.g. 0755)")
+    return int(uid or 0), int(gid or 0), int(mode or "755", 8)
 
 
 def _env(stage: Stage, node: Node, site: StageSite) -> None:

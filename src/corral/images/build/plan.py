@@ -34,6 +34,15 @@ class CacheMount:
 
     id: str
     target: str
+    # uid, gid and mode the folder is given when mounted (BuildKit's uid=, gid=, mode=), so a
+    # step run as a USER may write there; None: as made (root's, 0755).
+    access: tuple[int, int, int] | None = None
+
+    def key(self) -> dict[str, object]:
+        """What the step key holds of this mount (`access` only when set: the keys of
+        steps written before it existed stay as they were)."""
+        found: dict[str, object] = {"id": self.id, "target": self.target}
+        return found if self.access is None else {**found, "access": list(self.access)}
 
 
 @dataclass(frozen=True)
