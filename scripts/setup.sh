@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(bubblewrap debootstrap busybox-static python3-venv python3-pip wrk haproxy skopeo umoci prometheus postgresql
+APT_PACKAGES=(bubblewrap gosu debootstrap busybox-static python3-venv python3-pip wrk haproxy skopeo umoci prometheus postgresql
               docker.io podman
               docker-registry git ca-certificates chromium libseccomp2)
 

@@ -119,3 +119,43 @@ def test_a_stage_the_target_does_not_reach_is_never_built(tmp_path: Path) -> Non
         "FROM scratch\nCOPY --from=used /s/notes.txt /notes.txt\n")
     store, digest = _build(project)
     assert _files(store, digest) == {"notes.txt": b"notes\n"}
+
+
+def test_progress_names_a_stage_by_its_name_or_its_index(tmp_path: Path) -> None:
+    project = _project(tmp_path / "p")
+    (project / "Dockerfile").write_text(
+        "FROM scratch\nCOPY site/notes.txt /n.txt\n"
+        "FROM scratch AS Named\nCOPY site/index.html /i.html\n"
+        "FROM named\nCOPY --from=0 /n.txt /www/\nCOPY --from=named /i.html /www/\n")
+    said: list[str] = []
+    store = LocalImageStore(project / ".corral", cache_dir=project / "machine-cache")
+    store.build("site", ImageSpec.model_validate({"dockerfile": "Dockerfile"}), project,
+                progress=said.append)
+    assert "stage named: scratch" in said and "stage 0: scratch" in said
+    assert "layer copy --from=0 /n.txt → /www/" in said
+    assert "layer copy --from=named /i.html → /www/" in said
+    assert not [line for line in said if "stage:" in line]
+
+
+def test_a_chown_by_name_is_resolved_from_the_stages_own_passwd_and_group(
+        tmp_path: Path) -> None:
+    project = _project(tmp_path / "p")
+    (project / "etc").mkdir()
+    (project / "etc" / "passwd").write_text("web:x:1500:1600::/:/bin/sh\n")
+    (project / "etc" / "group").write_text("web:x:1600:\nops:x:1700:\n")
+    (project / "Dockerfile").write_text(
+        "FROM scratch AS site\nCOPY etc/ /etc/\nCOPY --chown=web:ops site/notes.txt /n.txt\n"
+        "FROM site\nCOPY --from=site --chown=web /n.txt /copied.txt\n"
+        "COPY --chown=1500 <<EOF /heredoc.txt\nhi\nEOF\n")
+    store, digest = _build(project)
+    owners = {}
+    for layer in store.layout.read_json(digest)["layers"]:
+        with tarfile.open(store.layout.blob_path(layer["digest"])) as tar:
+            owners.update((m.name, (m.uid, m.gid)) for m in tar if m.isfile())
+    assert (owners["n.txt"], owners["copied.txt"], owners["heredoc.txt"]) == (
+        (1500, 1700), (1500, 1500), (1500, 1500))
+    (project / "Dockerfile").write_text("FROM scratch\nCOPY etc/ /etc/\n"
+                                        "COPY --chown=web:nobody site/notes.txt /n.txt\n")
+    with pytest.raises(ImageError, match="Dockerfile:3: --chown=web:nobody: the image's "
+                                         "/etc/group has no group 'nobody'"):
+        _build(project)

@@ -77,6 +77,16 @@ def test_stopsignal_and_cache_mounts_land_in_the_plan(tmp_path: Path) -> None:
     assert plan.stop_signal == "SIGINT"
     assert isinstance(run, PlanRun) and run.caches == (
         CacheMount("/root/.cache/pip", "/root/.cache/pip"), CacheMount("apt", "/var/cache/apt"))
+    assert run.caches[0].key() == {"id": "/root/.cache/pip", "target": "/root/.cache/pip"}
+
+
+def test_a_cache_mount_takes_buildkits_uid_gid_and_mode(tmp_path: Path) -> None:
+    plan = _plan(tmp_path, "FROM debian:bookworm\nUSER app\n"
+                 "RUN --mount=type=cache,target=/home/app/.cache,uid=1234,mode=0700 ls\n")
+    run = plan.steps[0]
+    assert isinstance(run, PlanRun) and run.user == "app"
+    assert run.caches[0].access == (1234, 0, 0o700)
+    assert run.caches[0].key()["access"] == [1234, 0, 0o700]
 
 
 MULTI = """ARG PY=3.11

@@ -27,9 +27,10 @@ from corral.images.build.dockerignore import IgnoreRules
 from corral.images.build.layer import Compression, Layer, pack
 from corral.images.build.overlay import make_sandbox
 from corral.images.build.passwd import resolve_user
-from corral.images.build.plan import BuildPlan, PlanRun, spec_plan
+from corral.images.build.plan import BuildPlan, CacheMount, PlanRun, spec_plan
 from corral.images.build.provenance import provenance_labels
 from corral.images.build.run import BUILD_ENV, Sandbox
+from corral.images.build.run_user import run_as
 from corral.images.build.stages import DEFAULT_OPTIONS, BuildOptions, StageRun, step_key
 from corral.images.oci.layout import Layout, canonical_json
 from corral.images.roots.unpack import remove_tree
@@ -124,13 +125,15 @@ class Builder:
         One sandbox root serves every uncached step, so the image is unpacked at most once."""
         step, workdir = run.step, run.workdir
         env = image_env(base_config, ImageSpec(env=run.env))
-        label = f"layer run {step.command}"
+        label = f"layer run {step.command}" + (f" (as {run.user})" if run.user else "")
         definition: dict[str, Any] = {"run": step.command, "network": step.network,
                                       "env": env, "workdir": workdir, "build_env": BUILD_ENV}
         if run.argv is not None:  # keys of plain `sh -c` steps stay as they were
             definition["argv"] = list(run.argv)
         if run.caches:
-            definition["caches"] = [asdict(cache) for cache in run.caches]
+            definition["caches"] = [cache.key() for cache in run.caches]
+        if run.user is not None:  # the chain pins /etc/passwd, so the name is enough
+            definition["user"] = run.user
         key = step_key(chain, definition, "", compression)
         layer = self.cached_layer(key)
         if layer is not None:
@@ -144,9 +147,11 @@ class Builder:
                 below, self.steps.parent / "work", self.steps.parent / "layers",
                 self._shared_lower(below, cleanup))))
         progress(f"{label}: running in bubblewrap{' with network' if step.network else ''}")
-        binds = [(self._cache_folder(cache.id), cache.target) for cache in run.caches]
+        binds = [(self._cache_folder(cache), cache.target) for cache in run.caches]
+        user = None if run.user is None else run_as(run.user, [
+            self.layout.blob_path(layer.digest) for layer in layers])
         layer, tmp, changed = sandbox[0].run(step, env, workdir, self.layout.blobs,
-                                             compression, argv=run.argv, binds=binds)
+                                             compression, argv=run.argv, binds=binds, user=user)
         self.layout.adopt_file(tmp, layer.digest)
         self.remember(key, layer)
         progress(f"{label}: {changed} path{'s' * (changed != 1)} changed")
@@ -162,10 +167,17 @@ class Builder:
             cleanup.callback(remove_tree, folder)
         return folder / key[:24]
 
-    def _cache_folder(self, cache_id: str) -> Path:
-        """The host folder of a RUN --mount=type=cache id, kept between builds."""
-        folder = self.cache_dir / "run-cache" / hashlib.sha256(cache_id.encode()).hexdigest()[:24]
+    def _cache_folder(self, cache: CacheMount) -> Path:
+        """The host folder of a RUN --mount=type=cache id, kept between builds, with the
+        owner and mode the mount asks for (when corral may give them)."""
+        digest = hashlib.sha256(cache.id.encode()).hexdigest()[:24]
+        folder = self.cache_dir / "run-cache" / digest
         folder.mkdir(parents=True, exist_ok=True)
+        if cache.access is not None:
+            uid, gid, mode = cache.access
+            if os.geteuid() == 0:  # without root, bubblewrap maps our folders to the user
+                os.chown(folder, uid, gid)
+            folder.chmod(mode)
         return folder
 
     def cached_layer(self, key: str) -> Layer | None:

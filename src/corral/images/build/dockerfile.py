@@ -119,6 +119,7 @@ def _dispatch(whole: _File, node: Node, site: StageSite, base_config: BaseConfig
                          hint="a Dockerfile starts with FROM (ARG may come before it)")
     stage = whole.stages[-1]
     handler(stage, node, site)
+    stage.sites += [site.where] * (len(stage.steps) - len(stage.sites))
     whole.declared |= stage.declared
 
 

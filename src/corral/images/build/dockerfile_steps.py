@@ -79,6 +79,7 @@ class Stage:
     shell: tuple[str, ...] = DEFAULT_SHELL
     stop_signal: str | None = None
     steps: list[PlanStep] = field(default_factory=list)
+    sites: list[str] = field(default_factory=list)  # "Dockerfile:LINE" of each step
     declared: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -113,7 +114,8 @@ class Stage:
         packages = image.packages if self.base.startswith("debian:") else ()
         return BuildPlan(base=self.base, packages=tuple(packages), mirror=image.mirror,
                          steps=tuple(self.steps), metadata=metadata, ignore=self.ignore or None,
-                         stop_signal=self.stop_signal, name=self.name)
+                         stop_signal=self.stop_signal, name=self.name,
+                         sites=tuple(self.sites))
 
 
 class _Values(Mapping[str, str]):
@@ -235,11 +237,12 @@ def _expand(source: str, context: Path, add: bool, ignore: IgnoreRules) -> list[
 
 
 def _owner(chown: str | None) -> str | None:
+    """`--chown` as written: numbers, or names the build resolves from the stage's
+    /etc/passwd and /etc/group when it makes the layer (passwd.resolve_chown)."""
     if chown is None:
         return None
-    if not re.fullmatch(r"\d+(:\d+)?", chown):
-        raise ValueError(f"--chown={chown}: use numeric uid[:gid] (user names are read from "
-                         "/etc/passwd only for USER)")
+    if not re.fullmatch(r"[^:\s]+(:[^:\s]+)?", chown):
+        raise ValueError(f"--chown={chown}: use user[:group], by name or number")
     return chown
 
 
@@ -248,14 +251,12 @@ def _run(stage: Stage, node: Node, site: StageSite) -> None:
     network = flags.get("network", ["none"])[-1]
     if network not in ("none", "default", "host"):
         raise ValueError(f"--network={network}: use none (the default), default or host")
-    if stage.user not in (None, "0", "root", "0:0"):
-        raise ValueError(f"RUN after USER {stage.user} is not supported (build steps run as "
-                         "root); move USER below the RUN lines")
     caches = tuple(_cache_mount(value) for value in flags.get("mount", []))
     command, argv = _run_command(stage, node)
     env = {**stage.args, **stage.env}
+    user = None if stage.user in (None, "0", "root", "0:0", "root:root") else stage.user
     stage.steps.append(PlanRun(RunStep(command=command, network=network != "none"), env,
-                               stage.workdir, argv, caches))
+                               stage.workdir, argv, caches, user))
 
 
 def _run_command(stage: Stage, node: Node) -> tuple[str, tuple[str, ...] | None]:
@@ -296,10 +297,25 @@ def _cache_mount(value: str) -> CacheMount:
         raise ValueError("--mount=type=cache needs target=/absolute/path")
     cache_id = options.pop("id", "") or target
     options.pop("sharing", None)  # one build runs at a time per project: always "locked"
+    access = _cache_access(options.pop("uid", None), options.pop("gid", None),
+                           options.pop("mode", None))
     if options:
         raise ValueError(f"--mount=type=cache: option(s) {', '.join(sorted(options))} are "
-                         "not supported (only target, id, sharing)")
-    return CacheMount(id=cache_id, target=posixpath.normpath(target))
+                         "not supported (only target, id, sharing, uid, gid, mode)")
+    return CacheMount(id=cache_id, target=posixpath.normpath(target), access=access)
+
+
+def _cache_access(uid: str | None, gid: str | None,
+                  mode: str | None) -> tuple[int, int, int] | None:
+    """BuildKit's uid=, gid= (numbers, default 0) and mode= (octal, default 0755)."""
+    if uid is None and gid is None and mode is None:
+        return None
+    for name, value in (("uid", uid), ("gid", gid)):
+        if value is not None and not value.isdigit():
+            raise ValueError(f"--mount=type=cache: {name}={value} is not a number")
+    if mode is not None and not re.fullmatch(r"0?[0-7]{3,4}", mode):
+        raise ValueError(f"--mount=type=cache: mode={mode} is not an octal mode (e.g. 0755)")
+    return int(uid or 0), int(gid or 0), int(mode or "755", 8)
 
 
 def _env(stage: Stage, node: Node, site: StageSite) -> None:

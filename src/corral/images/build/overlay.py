@@ -22,6 +22,7 @@ from pathlib import Path
 
 from corral.images.build.layer import Compression, Entry, Kind, Layer, pack
 from corral.images.build.run import MOUNTPOINTS, PathStat, Sandbox, run_in_sandbox, snapshot
+from corral.images.build.run_user import RunAs
 from corral.images.roots.compose import LayerRef, compose_root
 from corral.images.roots.unpack import WHITEOUT, apply_layer, remove_tree
 from corral.spec.model import RunStep
@@ -75,9 +76,10 @@ class OverlaySandbox(Sandbox):
 
     def run(self, step: RunStep, env: dict[str, str], workdir: str, blobs: Path,
             compression: Compression = "none", *, argv: tuple[str, ...] | None = None,
-            binds: list[tuple[Path, str]] | None = None) -> tuple[Layer, Path, int]:
+            binds: list[tuple[Path, str]] | None = None,
+            user: RunAs | None = None) -> tuple[Layer, Path, int]:
         before = snapshot(self.upper)
-        run_in_sandbox(self.bwrap, self.root, step, env, workdir, argv, binds or [])
+        run_in_sandbox(self.bwrap, self.root, step, env, workdir, argv, binds or [], user)
         entries = upper_changes(before, snapshot(self.upper), self.upper, self.lower)
         layer, tmp = pack(entries, blobs, compression=compression)
         return layer, tmp, len(entries)

@@ -1,4 +1,5 @@
-"""`USER name` resolved to `uid:gid` from the image's own /etc/passwd and /etc/group.
+"""User and group names (USER, RUN after USER, COPY --chown) resolved to `uid:gid` from the
+image's own /etc/passwd and /etc/group.
 
 Docker resolves a user name when a container starts; corral resolves it once, at build time,
 so every driver runs the same numeric ids and a missing user fails the build, not a deploy.
@@ -26,24 +27,49 @@ def resolve_user(user: str, layers: Sequence[Path]) -> str:
     if name.isdigit() and (not has_group or group.isdigit()):
         return user
     files = _files_of(layers)
-    users = _table(files.get("etc/passwd", ""), 4)
     if name.isdigit():
         uid, primary = name, name
-    elif name in users:
-        uid, primary = users[name][2], users[name][3]  # name:password:uid:gid:…
     else:
-        raise ImageError(f"USER {user}: the image's /etc/passwd has no user {name!r}",
-                         hint="create it in a RUN step (useradd, adduser) before USER, or "
-                         "use a numeric uid")
+        row = _row(files, "passwd", name, f"USER {user}")
+        uid, primary = row[2], row[3]  # name:password:uid:gid:…
     if not has_group:
         return f"{uid}:{primary}"
-    if group.isdigit():
-        return f"{uid}:{group}"
-    groups = _table(files.get("etc/group", ""), 3)
-    if group not in groups:
-        raise ImageError(f"USER {user}: the image's /etc/group has no group {group!r}",
-                         hint="create it in a RUN step (groupadd), or use a numeric gid")
-    return f"{uid}:{groups[group][2]}"  # name:password:gid:members
+    return f"{uid}:{_gid(files, group, f'USER {user}')}"
+
+
+def resolve_chown(owner: str, layers: Sequence[Path]) -> str:
+    """COPY --chown=`name[:group]` as `uid:gid`. Without a group the gid is the uid, as
+    Docker documents it (not the user's primary group, unlike USER).
+
+    >>> resolve_chown("1000", []), resolve_chown("10:20", [])
+    ('1000:1000', '10:20')
+    """
+    name, has_group, group = owner.partition(":")
+    if name.isdigit() and (not has_group or group.isdigit()):
+        return f"{name}:{group if has_group else name}"
+    files = _files_of(layers)
+    what = f"--chown={owner}"
+    uid = name if name.isdigit() else _row(files, "passwd", name, what)[2]
+    return f"{uid}:{_gid(files, group, what) if has_group else uid}"
+
+
+def _gid(files: dict[str, str], group: str, what: str) -> str:
+    return group if group.isdigit() else _row(files, "group", group, what)[2]
+
+
+_HINTS = {"passwd": "create it in a RUN step (useradd, adduser) before this line, or use a "
+                    "numeric uid",
+          "group": "create it in a RUN step (groupadd) before this line, or use a numeric gid"}
+
+
+def _row(files: dict[str, str], table: str, name: str, what: str) -> list[str]:
+    """The /etc/passwd or /etc/group row of `name`; an ImageError naming `what` without."""
+    rows = _table(files.get(f"etc/{table}", ""), 4 if table == "passwd" else 3)
+    if name not in rows:
+        kind = "user" if table == "passwd" else "group"
+        raise ImageError(f"{what}: the image's /etc/{table} has no {kind} {name!r}",
+                         hint=_HINTS[table])
+    return rows[name]
 
 
 def _table(text: str, fields: int) -> dict[str, list[str]]:

@@ -22,6 +22,9 @@ class PlanRun:
     # The program exactly (a Dockerfile's SHELL, or a heredoc script); None: /bin/sh -c.
     argv: tuple[str, ...] | None = None
     caches: tuple[CacheMount, ...] = ()  # RUN --mount=type=cache
+    # USER in effect (`name[:group]` or numbers, as written); None: root. Resolved from the
+    # image's /etc/passwd below the step only when the step runs (a cached step reads none).
+    user: str | None = None
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,15 @@ class CacheMount:
 
     id: str
     target: str
+    # uid, gid and mode the folder is given when mounted (BuildKit's uid=, gid=, mode=), so a
+    # step run as a USER may write there; None: as made (root's, 0755).
+    access: tuple[int, int, int] | None = None
+
+    def key(self) -> dict[str, object]:
+        """What the step key holds of this mount (`access` only when set: the keys of
+        steps written before it existed stay as they were)."""
+        found: dict[str, object] = {"id": self.id, "target": self.target}
+        return found if self.access is None else {**found, "access": list(self.access)}
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,7 @@ class BuildPlan:
     stop_signal: str | None = None  # STOPSIGNAL
     notes: tuple[str, ...] = ()  # what the build decided for the user (a resolved FROM, …)
     name: str = ""  # the stage's name (FROM … AS name) or its index
+    sites: tuple[str, ...] = ()  # where each step was written ("Dockerfile:LINE"), if known
 
     @property
     def base_spec(self) -> ImageSpec:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from corral.errors import ImageError
 from corral.images.build.layer import Compression, Entry, Kind, Layer, pack, source_date_epoch
+from corral.images.build.run_user import RunAs, as_user, identity_userns, namespace_args
 from corral.images.roots.unpack import apply_layer, remove_tree, unpack_image
 from corral.spec.model import RunStep
 
@@ -67,41 +68,51 @@ class Sandbox:
 
     def run(self, step: RunStep, env: dict[str, str], workdir: str, blobs: Path,
             compression: Compression = "none", *, argv: tuple[str, ...] | None = None,
-            binds: list[tuple[Path, str]] | None = None) -> tuple[Layer, Path, int]:
-        """Run `step` (or `argv`, the program exactly); return its layer, the blob's tmp path
-        and how many paths changed. `binds` (host folder, path inside) are mounted for this
-        step only, so what is written there stays out of the layer."""
+            binds: list[tuple[Path, str]] | None = None,
+            user: RunAs | None = None) -> tuple[Layer, Path, int]:
+        """Run `step` (or `argv`, the program exactly) as `user` (root by default);
+        return its layer, the blob's tmp path and how many paths changed. `binds` (host
+        folder, path inside) are mounted for this step only, so what is written there stays
+        out of the layer."""
         before = snapshot(self.root)
-        run_in_sandbox(self.bwrap, self.root, step, env, workdir, argv, binds or [])
-        entries = changes(before, snapshot(self.root), self.root)
+        run_in_sandbox(self.bwrap, self.root, step, env, workdir, argv, binds or [], user)
+        entries = changes(before, snapshot(self.root), self.root,
+                          user.ids if user else (0, 0))
         layer, tmp = pack(entries, blobs, compression=compression)
         return layer, tmp, len(entries)
 
 
 def run_in_sandbox(bwrap: str, root: Path, step: RunStep, env: dict[str, str], workdir: str,
-         program: tuple[str, ...] | None, binds: list[tuple[Path, str]]) -> None:
+         program: tuple[str, ...] | None, binds: list[tuple[Path, str]],
+         user: RunAs | None = None) -> None:
+    with identity_userns() as userns:
+        _run_in_sandbox(bwrap, root, step, env, workdir, program, binds, user, userns)
+
+
+def _run_in_sandbox(bwrap: str, root: Path, step: RunStep, env: dict[str, str], workdir: str,
+                    program: tuple[str, ...] | None, binds: list[tuple[Path, str]],
+                    user: RunAs | None, userns: int | None) -> None:
+    # /tmp as in images (1777): a step run as a user may write there too.
     argv = [bwrap, "--bind", str(root), "/", "--dev", "/dev", "--proc", "/proc",
-            "--tmpfs", "/tmp", "--unshare-all", "--die-with-parent", "--new-session",
-            "--clearenv"]
+            "--perms", "1777", "--tmpfs", "/tmp", "--die-with-parent", "--new-session",
+            "--clearenv", *namespace_args(userns, step.network, user)]
     for folder, target in binds:
         argv += ["--bind", str(folder), target]
-    if os.geteuid() != 0:
-        argv += ["--unshare-user", "--uid", "0", "--gid", "0"]
-    if step.network:
-        argv += ["--share-net"]
-        if Path("/etc/resolv.conf").exists():
-            argv += ["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
+    if step.network and Path("/etc/resolv.conf").exists():
+        argv += ["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
     for key, value in {**BUILD_ENV, "SOURCE_DATE_EPOCH": str(source_date_epoch()),
                        **env}.items():
         argv += ["--setenv", key, value]
     # --dir creates the workdir inside the sandbox, so symlinks resolve within the image.
-    argv += ["--dir", workdir, "--chdir", workdir, *(program or ("/bin/sh", "-c", step.command))]
+    switch, command = as_user(program or ("/bin/sh", "-c", step.command), user)
+    argv += [*switch, "--dir", workdir, "--chdir", workdir, *command]
     if program is None and not (root / "bin" / "sh").exists() and \
             not (root / "bin").is_symlink():
         raise ImageError(f"run {step.command!r}: the image has no /bin/sh",
                          hint="run steps need a shell: use a debian base")
     done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          stdin=subprocess.DEVNULL, check=False)
+                          stdin=subprocess.DEVNULL, check=False,
+                          pass_fds=() if userns is None else (userns,))
     if done.returncode != 0:
         tail = "\n".join(done.stdout.decode(errors="replace").splitlines()[-10:])
         raise ImageError(
@@ -137,9 +148,11 @@ def _kind(mode: int) -> str:
     return "file" if stat.S_ISREG(mode) else "other"
 
 
-def changes(before: dict[str, PathStat], after: dict[str, PathStat], root: Path) -> list[Entry]:
+def changes(before: dict[str, PathStat], after: dict[str, PathStat], root: Path,
+            ids: tuple[int, int] = (0, 0)) -> list[Entry]:
     """Entries for what differs between two snapshots: new and changed paths, and a whiteout
-    for each topmost deleted path."""
+    for each topmost deleted path. `ids`: who the step ran as (what our own uid stands for
+    when bubblewrap mapped it)."""
     entries = []
     for rel, now in after.items():
         old = before.get(rel)
@@ -148,7 +161,7 @@ def changes(before: dict[str, PathStat], after: dict[str, PathStat], root: Path)
         if now.kind == "dir" and old is not None and old.kind == "dir" and \
                 (old.mode, old.uid, old.gid) == (now.mode, now.uid, now.gid):
             continue  # only its contents changed; they have entries of their own
-        uid, gid = _owner(now.uid), _owner(now.gid)
+        uid, gid = _owner(now.uid, ids[0]), _owner(now.gid, ids[1])
         if now.kind == "file":
             entries.append(Entry(rel, "file", now.mode, uid, gid, source=root / rel,
                                  size=now.size))
@@ -163,6 +176,7 @@ def changes(before: dict[str, PathStat], after: dict[str, PathStat], root: Path)
     return entries
 
 
-def _owner(number: int) -> int:
-    # Without root, the sandbox maps our uid to 0: what it wrote as "root" is ours on disk.
-    return 0 if os.geteuid() != 0 and number == os.getuid() else number
+def _owner(number: int, inside: int) -> int:
+    # Without root, the sandbox maps our uid to the step's (0 unless USER): what it wrote
+    # as that user is ours on disk.
+    return inside if os.geteuid() != 0 and number == os.getuid() else number

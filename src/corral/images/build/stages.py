@@ -9,9 +9,11 @@ made, the source is unpacked once per build into a scratch folder removed at the
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import hashlib
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,7 @@ from corral.images.build.layer import (
     pack,
     source_date_epoch,
 )
+from corral.images.build.passwd import resolve_chown
 from corral.images.build.plan import BuildPlan, PlanCopyFrom, PlanFile, PlanRun, PlanStep
 from corral.images.build.run import Sandbox
 from corral.images.oci.layout import Layout, canonical_json
@@ -113,8 +116,15 @@ class StageRun:
         base = self._base(plan.base, lambda: plan.base_spec)
         layers, chain = list(base.layers), base.chain
         sandbox: list[Sandbox] = []  # made by the first uncached run step, then kept
-        for step in plan.steps:
-            layer = self._layer(step, base.config, layers, chain, sandbox, plan)
+        for number, step in enumerate(plan.steps):
+            try:
+                layer = self._layer(self._owned(step, layers), base.config, layers, chain,
+                                    sandbox, plan)
+            except ImageError as exc:  # named at the line that wrote the step, if known
+                where = plan.sites[number] if number < len(plan.sites) else ""
+                if not where:
+                    raise
+                raise type(exc)(f"{where}: {exc.message}", hint=exc.hint) from None
             layers.append(layer)
             chain = next_chain(chain, layer)
         if sandbox:  # it holds the stage's whole root: a COPY --from reads it, unpacks nothing
@@ -137,6 +147,18 @@ class StageRun:
             sandbox[0].apply(self.builder.layout.blob_path(layer.digest))
         return layer
 
+    def _owned(self, step: PlanStep, layers: list[Layer]) -> PlanStep:
+        """`step` with a `--chown` by name resolved to numbers from the /etc/passwd and
+        /etc/group of the layers below it (the numbers are what the layer and its key hold)."""
+        if isinstance(step, PlanRun) or step.owner is None or \
+                re.fullmatch(r"\d+(:\d+)?", step.owner):
+            return step
+        blobs = [self.builder.layout.blob_path(layer.digest) for layer in layers]
+        resolved = resolve_chown(step.owner, blobs)
+        if isinstance(step, CopyStep):
+            return step.model_copy(update={"owner": resolved})
+        return dataclasses.replace(step, owner=resolved)
+
     def _base(self, base: str, spec: Callable[[], ImageSpec]) -> Base:
         """An earlier stage, or a base resolved once (`spec` gives its packages and mirror:
         a stage is no spec base, so it is asked for only when needed)."""
@@ -158,7 +180,7 @@ class StageRun:
             return self.built[name]
         if name.startswith("stage:"):
             plan = self.stages[int(name[len("stage:"):])]
-            self.progress(f"stage {plan.name}: {plan.base}")
+            self.progress(f"stage {plan.name}: {self.label(plan.base)}")
             built, base_config = self.stage(plan)
             config = image_config(base_config, plan.metadata, None, built.layers,
                                   stop_signal=plan.stop_signal)["config"]
@@ -169,9 +191,17 @@ class StageRun:
         self.built[name] = found
         return found
 
+    def label(self, source: str) -> str:
+        """How progress names a stage or image: `build` (or `0` for an unnamed stage)
+        rather than `stage:0`; an image as its reference."""
+        if source.startswith("stage:"):
+            return self.stages[int(source[len("stage:"):])].name
+        return source.removeprefix("oci:")
+
     def _copy_from_layer(self, step: PlanCopyFrom, chain: str) -> Layer:
         source = self.source(step.source)
-        label = f"layer copy --from={step.source} {' '.join(step.sources)} → {step.dest}"
+        label = f"layer copy --from={self.label(step.source)} {' '.join(step.sources)} → " \
+            f"{step.dest}"
         definition = {"copy_from": list(step.sources), "dest": step.dest, "mode": step.mode,
                       "owner": step.owner}
         return self._layer_once(chain, definition, source.chain, label,
