@@ -76,6 +76,20 @@ class CliProject:
             connection.close()
 
 
+# The machine-wide corral cache the tests share: a debootstrap base is made once per machine.
+MACHINE_CACHE = Path(os.environ.get("CORRAL_TEST_CACHE",
+                                    Path.home() / ".cache" / "corral-tests")) / "corral-cache"
+
+
+class CachedProject(CliProject):
+    """A project whose builds use the tests' machine-wide cache (bases made once)."""
+
+    def corral(self, *args: str, check: bool = True,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return super().corral(*args, check=check,
+                              env={"CORRAL_CACHE": str(MACHINE_CACHE), **(env or {})})
+
+
 def children_of(pid: int) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):

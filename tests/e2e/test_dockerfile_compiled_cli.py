@@ -11,7 +11,6 @@ small static HTTP server that reads $PORT and stops on SIGTERM.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -22,14 +21,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cli_project import CliProject
+from cli_project import MACHINE_CACHE, CachedProject
 from loopback import free_port
 from registry_process import RegistryProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
-MACHINE_CACHE = Path(os.environ.get("CORRAL_TEST_CACHE",
-                                    Path.home() / ".cache" / "corral-tests")) / "corral-cache"
 SERVER_C = Path(__file__).resolve().parents[1] / "data" / "compiled-server" / "server.c"
 
 BASES_SPEC = """[project]
@@ -70,11 +67,7 @@ ENTRYPOINT ["/server"]
 """
 
 
-class Project(CliProject):
-    def corral(self, *args: str, check: bool = True,
-               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return super().corral(*args, check=check,
-                              env={"CORRAL_CACHE": str(MACHINE_CACHE), **(env or {})})
+class Project(CachedProject):
 
     def blob(self, digest: str) -> Path:
         return self.folder / ".corral" / "images" / "blobs" / "sha256" / digest[len("sha256:"):]

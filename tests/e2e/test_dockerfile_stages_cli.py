@@ -12,24 +12,19 @@ stage and copied into a minimal busybox stage. Both deploy and answer through th
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tarfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from cli_project import CliProject, write_busybox_root
+from cli_project import MACHINE_CACHE, CachedProject, write_busybox_root
 from loopback import free_port, poll
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
-# The machine-wide cache the integration tests share: the debootstrap base is made once.
-MACHINE_CACHE = Path(os.environ.get("CORRAL_TEST_CACHE",
-                                    Path.home() / ".cache" / "corral-tests")) / "corral-cache"
 
 BASES_SPEC = """[project]
 name = "bases"
@@ -135,11 +130,7 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
 """
 
 
-class Project(CliProject):
-    def corral(self, *args: str, check: bool = True,
-               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return super().corral(*args, check=check,
-                              env={"CORRAL_CACHE": str(MACHINE_CACHE), **(env or {})})
+class Project(CachedProject):
 
     def layer_names(self, digest: str) -> set[str]:
         blobs = self.folder / ".corral" / "images" / "blobs" / "sha256"
