@@ -5,7 +5,9 @@ Both build the same context and the same Dockerfile (ARG REGISTRY, then two stag
 archives it, a final stage that copies the archive and unpacks it) against the same base,
 served by Debian's docker-registry on loopback and filled by corral (a Debian root with
 python3, built from the machine's debootstrap cache, pushed under the name people use).
-Measured, each tool on its own, taking turns going first:
+Measured, each tool on its own, taking turns going first, each timed build starting on a
+quiet disk (dirty pages of the previous builds written out first, `sync`, so neither tool
+pays for the other's writes), medians over the rounds (3 by default):
 
 - cold: a fresh project folder / fresh buildah storage, base pulled, no step cached; corral
   keeps its machine-wide cache (~/.cache/corral: debootstrap bases, SBOM scans of layers it
@@ -77,7 +79,10 @@ def say(message: str) -> None:
 
 def run(*args: str | Path, cwd: Path | None = None,
         env: dict[str, str] | None = None) -> tuple[float, str]:
-    """Run a command to completion; (wall seconds, stdout). A failure ends the bench."""
+    """Run a command to completion; (wall seconds, stdout). A failure ends the bench.
+    The disk is synced first: a build writes some 260 MB of files, and the kernel flushing
+    what an earlier build left dirty must not land in the next one's time."""
+    os.sync()
     started = time.perf_counter()
     done = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True,
                           timeout=1800, env={**os.environ, **(env or {})})
@@ -219,7 +224,7 @@ def measure(work: Path, address: str, rounds: int) -> dict[str, list[float] | li
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=2, help="cold+cached pairs per tool")
+    parser.add_argument("--rounds", type=int, default=3, help="cold+cached pairs per tool")
     options = parser.parse_args()
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed: bytecode is cached
     for tool in ("buildah", "docker-registry"):
