@@ -30,6 +30,7 @@ from corral.images.build.passwd import resolve_user
 from corral.images.build.plan import BuildPlan, PlanRun, spec_plan
 from corral.images.build.provenance import provenance_labels
 from corral.images.build.run import BUILD_ENV, Sandbox
+from corral.images.build.sbom import LayerScans
 from corral.images.build.stages import DEFAULT_OPTIONS, BuildOptions, StageRun, step_key
 from corral.images.oci.layout import Layout, canonical_json
 from corral.images.roots.unpack import remove_tree
@@ -69,11 +70,16 @@ class Builder:
                                base_config)
 
     def build(self, image: ImageSpec, context: Path, labels: dict[str, str] | None,
-              progress: Progress, options: BuildOptions = DEFAULT_OPTIONS) -> tuple[str, int]:
-        """Build `image`; return (manifest digest, manifest size)."""
+              progress: Progress, options: BuildOptions = DEFAULT_OPTIONS,
+              scans: LayerScans | None = None) -> tuple[str, int]:
+        """Build `image`; return (manifest digest, manifest size). `scans`: where the SBOM's
+        layer scans of the registry and layout bases start, while the steps run."""
         self.layout.ensure()
         bases: dict[str, Base] = {}
         plan = self.plan(image, context, options, progress, bases)
+        if scans is not None:
+            for layer in (layer for base in bases.values() for layer in base.layers):
+                scans.start(self.layout.blob_path(layer.digest), layer.diff_id)
         for warning in plan.warnings:
             progress(f"warning: {warning}")
         for note in plan.notes:
