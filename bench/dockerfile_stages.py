@@ -5,12 +5,15 @@ Both build the same context and the same Dockerfile (ARG REGISTRY, then two stag
 archives it, a final stage that copies the archive and unpacks it) against the same base,
 served by Debian's docker-registry on loopback and filled by corral (a Debian root with
 python3, built from the machine's debootstrap cache, pushed under the name people use).
-Measured, each tool on its own, taking turns going first:
+Measured, each tool on its own, taking turns going first, each timed build starting on a
+quiet disk (dirty pages of the previous builds written out first, `sync`, so neither tool
+pays for the other's writes), medians over the rounds (3 by default):
 
 - cold: a fresh project folder / fresh buildah storage, base pulled, no step cached; corral
   keeps its machine-wide cache (~/.cache/corral: debootstrap bases, SBOM scans of layers it
   has seen), and is also measured with an empty one ("cold, empty machine cache");
-- cached: the same build again with nothing changed (buildah with --layers, its step cache);
+- cached: the same build again with nothing changed (buildah with --layers, its step cache),
+  three times per round;
 - reproducible: the image digest of two cold builds (corral: manifest digest; buildah: the
   digest it pushes, which holds its config and its timestamps).
 
@@ -38,6 +41,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+CACHED_REPEATS = 3  # cached builds per round and tool (each under a second)
 CORRAL = ROOT / ".venv" / "bin" / "corral"
 
 BASES_SPEC = """[project]
@@ -77,7 +81,10 @@ def say(message: str) -> None:
 
 def run(*args: str | Path, cwd: Path | None = None,
         env: dict[str, str] | None = None) -> tuple[float, str]:
-    """Run a command to completion; (wall seconds, stdout). A failure ends the bench."""
+    """Run a command to completion; (wall seconds, stdout). A failure ends the bench.
+    The disk is synced first: a build writes some 260 MB of files, and the kernel flushing
+    what an earlier build left dirty must not land in the next one's time."""
+    os.sync()
     started = time.perf_counter()
     done = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True,
                           timeout=1800, env={**os.environ, **(env or {})})
@@ -194,17 +201,19 @@ def measure(work: Path, address: str, rounds: int) -> dict[str, list[float] | li
             try:
                 say(f"round {number + 1}/{rounds}: {tool} cold")
                 cold, digest = one_build(tool, folder, state, address)
-                say(f"round {number + 1}/{rounds}: {tool} cached")
-                cached, again = one_build(tool, folder, state, address)
+                say(f"round {number + 1}/{rounds}: {tool} cached, {CACHED_REPEATS} times")
+                for _ in range(CACHED_REPEATS):  # short: several samples against noise
+                    cached, again = one_build(tool, folder, state, address)
+                    results[f"{tool}_cached"].append(cached)
+                    if again != digest and tool == "corral":
+                        raise SystemExit(f"corral's cached build changed the digest: {digest} "
+                                         f"{again}")
             finally:
                 if tool == "buildah":
                     forget_buildah(state)
                 shutil.rmtree(folder, ignore_errors=True)
                 shutil.rmtree(state, ignore_errors=True)
-            if again != digest and tool == "corral":
-                raise SystemExit(f"corral's cached build changed the digest: {digest} {again}")
             results[f"{tool}_cold"].append(cold)
-            results[f"{tool}_cached"].append(cached)
             results[f"{tool}_digest"].append(digest)
             if tool == "corral":  # once more with an empty machine-wide cache too
                 say(f"round {number + 1}/{rounds}: corral cold, empty machine cache")
@@ -219,7 +228,7 @@ def measure(work: Path, address: str, rounds: int) -> dict[str, list[float] | li
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=2, help="cold+cached pairs per tool")
+    parser.add_argument("--rounds", type=int, default=3, help="cold+cached pairs per tool")
     options = parser.parse_args()
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed: bytecode is cached
     for tool in ("buildah", "docker-registry"):
@@ -249,7 +258,8 @@ def report(results: dict[str, list]) -> None:  # type: ignore[type-arg]
     empty = median["corral_cold_empty"]
     print(f"{'cold, empty machine cache':<24}{empty:>10.2f}{median['buildah_cold']:>11.2f}"
           f"{empty / median['buildah_cold']:>8.2f}")
-    for key in ("corral_cold", "buildah_cold", "corral_cached", "buildah_cached"):
+    for key in ("corral_cold", "buildah_cold", "corral_cold_empty", "corral_cached",
+                "buildah_cached"):
         print(f"  {key} rounds: {' '.join(f'{v:.2f}' for v in results[key])}")
     same_corral = int(len(set(results["corral_digest"])) == 1)
     same_buildah = int(len(set(results["buildah_digest"])) == 1)

@@ -17,7 +17,7 @@ from corral.errors import ImageError, NotFound
 from corral.images.build.builder import Builder
 from corral.images.build.config import created_time, runtime_config
 from corral.images.build.reproducible import first_difference
-from corral.images.build.sbom import merge, scan_layer, spdx_document
+from corral.images.build.sbom import LayerScans, merge, spdx_document
 from corral.images.gc import collect
 from corral.images.oci.layout import MANIFEST_MEDIA_TYPE, REF_NAME, Layout, canonical_json, hex_of
 from corral.images.oci.referrers import (
@@ -51,6 +51,7 @@ class LocalImageStore:
         self.roots = state_dir / "cache" / "roots"
         self.layer_cache = state_dir / "cache" / "layers"
         self.builder = Builder(self.layout, state_dir / "cache" / "steps", self.cache_dir)
+        self.scans = LayerScans(self.cache_dir / "sbom")
 
     def build(self, name: str, image: ImageSpec, context: Path, *,
               labels: dict[str, str] | None = None, progress: Progress | None = None,
@@ -63,7 +64,8 @@ class LocalImageStore:
         say = progress or (lambda _: None)
         with self.layout.building():
             digest, size = self.builder.build(image, context, labels, say,
-                                              BuildOptions(update_bases, insecure))
+                                              BuildOptions(update_bases, insecure),
+                                              scans=None if dry else self.scans)
             if dry:  # `corral plan`: the index (tags, referrers) stays as it was
                 return digest
             descriptor = {"mediaType": MANIFEST_MEDIA_TYPE, "digest": digest, "size": size}
@@ -77,8 +79,7 @@ class LocalImageStore:
             return
         manifest = self._manifest(digest)
         diff_ids = self._config_document(manifest).get("rootfs", {}).get("diff_ids", [])
-        scans = [scan_layer(self.layout.blob_path(layer["digest"]), str(diff_id),
-                            self.cache_dir / "sbom")
+        scans = [self.scans.scan(self.layout.blob_path(layer["digest"]), str(diff_id))
                  for layer, diff_id in zip(manifest["layers"], diff_ids, strict=True)]
         document = spdx_document(digest, name, merge(scans))
         add_referrer(self.layout, descriptor, SBOM_TYPE, canonical_json(document),

@@ -31,6 +31,7 @@ from corral.images.build.plan import BuildPlan, CacheMount, PlanRun, spec_plan
 from corral.images.build.provenance import provenance_labels
 from corral.images.build.run import BUILD_ENV, Sandbox
 from corral.images.build.run_user import run_as
+from corral.images.build.sbom import LayerScans
 from corral.images.build.stages import DEFAULT_OPTIONS, BuildOptions, StageRun, step_key
 from corral.images.oci.layout import Layout, canonical_json
 from corral.images.roots.unpack import remove_tree
@@ -70,11 +71,16 @@ class Builder:
                                base_config)
 
     def build(self, image: ImageSpec, context: Path, labels: dict[str, str] | None,
-              progress: Progress, options: BuildOptions = DEFAULT_OPTIONS) -> tuple[str, int]:
-        """Build `image`; return (manifest digest, manifest size)."""
+              progress: Progress, options: BuildOptions = DEFAULT_OPTIONS,
+              scans: LayerScans | None = None) -> tuple[str, int]:
+        """Build `image`; return (manifest digest, manifest size). `scans`: where the SBOM's
+        layer scans of the registry and layout bases start, while the steps run."""
         self.layout.ensure()
         bases: dict[str, Base] = {}
         plan = self.plan(image, context, options, progress, bases)
+        if scans is not None:
+            for layer in (layer for base in bases.values() for layer in base.layers):
+                scans.start(self.layout.blob_path(layer.digest), layer.diff_id)
         for warning in plan.warnings:
             progress(f"warning: {warning}")
         for note in plan.notes:
@@ -120,9 +126,12 @@ class Builder:
 
     def run_layer(self, run: PlanRun, base_config: dict[str, Any], layers: list[Layer],
                    chain: str, sandbox: list[Sandbox], cleanup: contextlib.ExitStack,
-                   compression: Compression, progress: Progress) -> Layer:
+                   compression: Compression, progress: Progress,
+                   lower: int | None = None) -> Layer:
         """The layer of one run step: from the cache (brought into a live sandbox), or run.
-        One sandbox root serves every uncached step, so the image is unpacked at most once."""
+        One sandbox root serves every uncached step, so the image is unpacked at most once.
+        `lower`: how many of `layers` (the stage's base) make the sandbox's read-only root;
+        the rest are applied over it (default: all of them below)."""
         step, workdir = run.step, run.workdir
         env = image_env(base_config, ImageSpec(env=run.env))
         label = f"layer run {step.command}" + (f" (as {run.user})" if run.user else "")
@@ -142,10 +151,8 @@ class Builder:
                 sandbox[0].apply(self.layout.blob_path(layer.digest))
             return layer
         if not sandbox:
-            below = [(self.layout.blob_path(layer.digest), layer.diff_id) for layer in layers]
-            sandbox.append(cleanup.enter_context(make_sandbox(
-                below, self.steps.parent / "work", self.steps.parent / "layers",
-                self._shared_lower(below, cleanup))))
+            sandbox.append(self._sandbox(layers, len(layers) if lower is None else lower,
+                                         cleanup))
         progress(f"{label}: running in bubblewrap{' with network' if step.network else ''}")
         binds = [(self._cache_folder(cache), cache.target) for cache in run.caches]
         user = None if run.user is None else run_as(run.user, [
@@ -156,6 +163,18 @@ class Builder:
         self.remember(key, layer)
         progress(f"{label}: {changed} path{'s' * (changed != 1)} changed")
         return layer
+
+    def _sandbox(self, layers: list[Layer], lower: int, cleanup: contextlib.ExitStack) -> Sandbox:
+        """A sandbox over the first `lower` layers (read-only, shared by the stages of this
+        build on the same base), the layers above them applied in it. Those are a stage's own
+        few small layers: applying them costs less than composing a whole root per stage."""
+        below = [(self.layout.blob_path(layer.digest), layer.diff_id) for layer in layers[:lower]]
+        made = cleanup.enter_context(make_sandbox(below, self.steps.parent / "work",
+                                                  self.steps.parent / "layers",
+                                                  self._shared_lower(below, cleanup)))
+        for layer in layers[lower:]:
+            made.apply(self.layout.blob_path(layer.digest))
+        return made
 
     def _shared_lower(self, below: list[tuple[Path, str]], cleanup: contextlib.ExitStack) -> Path:
         """Where the read-only root of `below` is composed for overlay sandboxes: stages of

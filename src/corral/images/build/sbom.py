@@ -8,12 +8,14 @@ SOURCE_DATE_EPOCH), so the same image gives the same SBOM. It reads layers; it n
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import posixpath
 import tarfile
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.parser import HeaderParser
@@ -54,6 +56,41 @@ def scan_layer(blob: Path, diff_id: str, cache: Path) -> LayerScan:
         json.dump(scan.__dict__, out, separators=(",", ":"))
     os.rename(tmp, cached)
     return scan
+
+
+class LayerScans:
+    """Layer scans for SBOMs, the slow ones started early. A base layer this machine has not
+    seen takes seconds to scan (every file hashed twice): the build starts it in a thread as
+    soon as the base is in the layout, and the SBOM at the end waits only for what is left.
+    Threads are daemons, so a failed build does not wait for a scan nobody needs (the cache
+    file is written by rename: never half-written); a scan that failed is run again in the
+    caller, where its error belongs."""
+
+    def __init__(self, cache: Path) -> None:
+        self.cache = cache
+        self._started: dict[str, tuple[threading.Thread, list[LayerScan]]] = {}
+
+    def start(self, blob: Path, diff_id: str) -> None:
+        if diff_id in self._started or (self.cache / f"{hex_of(diff_id)}.json").is_file():
+            return
+        done: list[LayerScan] = []
+
+        def scan() -> None:
+            with contextlib.suppress(Exception):  # `scan` below runs it again, and raises
+                done.append(scan_layer(blob, diff_id, self.cache))
+
+        thread = threading.Thread(target=scan, name=f"sbom-{hex_of(diff_id)[:12]}", daemon=True)
+        thread.start()
+        self._started[diff_id] = (thread, done)
+
+    def scan(self, blob: Path, diff_id: str) -> LayerScan:
+        """The layer's scan: the one started early, else (or if it failed) one made now."""
+        started = self._started.pop(diff_id, None)
+        if started is not None:
+            started[0].join()
+            if started[1]:
+                return started[1][0]
+        return scan_layer(blob, diff_id, self.cache)
 
 
 def _scan_member(tar: tarfile.TarFile, member: tarfile.TarInfo, scan: LayerScan) -> None:

@@ -55,7 +55,8 @@ class StepLayers(Protocol):
 
     def run_layer(self, run: PlanRun, base_config: dict[str, Any], layers: list[Layer],
                   chain: str, sandbox: list[Sandbox], cleanup: contextlib.ExitStack,
-                  compression: Compression, progress: Progress) -> Layer: ...
+                  compression: Compression, progress: Progress,
+                  lower: int | None = None) -> Layer: ...
 
     def cached_layer(self, key: str) -> Layer | None: ...
 
@@ -118,7 +119,7 @@ class StageRun:
         sandbox: list[Sandbox] = []  # made by the first uncached run step, then kept
         for number, step in enumerate(plan.steps):
             try:
-                layer = self._layer(self._owned(step, layers), base.config, layers, chain,
+                layer = self._layer(self._owned(step, layers), base, layers, chain,
                                     sandbox, plan)
             except ImageError as exc:  # named at the line that wrote the step, if known
                 where = plan.sites[number] if number < len(plan.sites) else ""
@@ -131,11 +132,13 @@ class StageRun:
             self.roots[chain] = sandbox[0].root
         return Built(tuple(layers), chain, {}), base.config
 
-    def _layer(self, step: PlanStep, base_config: dict[str, Any], layers: list[Layer],
-               chain: str, sandbox: list[Sandbox], plan: BuildPlan) -> Layer:
+    def _layer(self, step: PlanStep, base: Base, layers: list[Layer], chain: str,
+               sandbox: list[Sandbox], plan: BuildPlan) -> Layer:
         if isinstance(step, PlanRun):
-            return self.builder.run_layer(step, base_config, layers, chain, sandbox,
-                                          self.cleanup, self.compression, self.progress)
+            # The base alone is the sandbox's read-only root: stages on one base share it.
+            return self.builder.run_layer(step, base.config, layers, chain, sandbox,
+                                          self.cleanup, self.compression, self.progress,
+                                          lower=len(base.layers))
         if isinstance(step, PlanCopyFrom):
             layer = self._copy_from_layer(step, chain)
         elif isinstance(step, PlanFile):
