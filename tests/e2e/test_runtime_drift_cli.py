@@ -1,7 +1,8 @@
-"""Runtime drift as a user meets it, through the CLI and the controller's own 10 s drift
-check: a shell-form busybox image (its shell execs httpd, an exec liveness check enters it
-every second) keeps its 3 instances through several checks, and a shell entered with nsenter
-gets its instance replaced with the ledger saying what entered."""
+"""Runtime drift as a user meets it, through the CLI and the controller's own drift check
+(every 2 s here, CORRAL_DRIFT_PERIOD): a shell-form busybox image (its shell execs httpd, an
+exec liveness check enters it every second) keeps its 3 instances through several checks,
+and a shell entered with nsenter gets its instance replaced with the ledger saying what
+entered."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from loopback import poll
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600),
               pytest.mark.skipif(os.geteuid() != 0, reason="nsenter into a sandbox needs root")]
 
-RUNTIME_PERIOD = 10.0  # engine.drift.DriftWatch's default
+RUNTIME_PERIOD = 2.0  # CORRAL_DRIFT_PERIOD for this controller (10 s by default)
 SPEC = """\
 [project]
 name = "churn"
@@ -59,7 +60,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     spec = SPEC.format(port=project.port, image=BUSYBOX_HTTPD_IMAGE)
     (project.folder / "corral.toml").write_text(spec)
     project.corral("build")
-    project.corral("up", "-d")
+    project.corral("up", "-d", env={"CORRAL_DRIFT_PERIOD": str(RUNTIME_PERIOD)})
     project.corral("deploy", "web")
     yield project
     project.corral("down", check=False)

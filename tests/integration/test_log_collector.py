@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.engine.observe.logs import FREE_STEP, KEEP_ON_DISK, MISSING_GRACE, LogCollector, Watched
+from corral.engine.observe.logs import MISSING_GRACE, LogCollector, Watched
 from corral.observe.logstore import SqliteLogStore
 from corral.ports.logs import Cursor, LogQuery, LogSource
 
@@ -153,9 +153,10 @@ def test_instances_that_ended_while_no_collector_ran_are_drained_at_start(
 
 def test_a_long_lived_instances_files_keep_only_their_recent_stored_part_on_disk(
         store: SqliteLogStore, instances: Instances) -> None:
-    """~36 MB written by a running process: what is stored is freed (a hole) but the last
-    KEEP_ON_DISK bytes; every line still reaches the store exactly once, in order."""
-    lines, pad = 400_000, "x" * 80
+    """~4.5 MB written by a running process: what is stored is freed (a hole) but the last
+    `keep` bytes (8 MiB by default, 1 MiB here); every line still reaches the store exactly
+    once, in order."""
+    lines, pad, keep, step = 50_000, "x" * 80, 1 << 20, 512 << 10
     folder = instances.root / "run" / "web-4"
     folder.mkdir(parents=True)
     instances.live["web-4"] = LogSource("web-4", "web", 1, "sha256:" + "a" * 64, "c0ffee")
@@ -163,14 +164,14 @@ def test_a_long_lived_instances_files_keep_only_their_recent_stored_part_on_disk
     script = f"for i in range({lines}):\n    print(f'line {{i}} {pad}')\n"
     with open(path, "wb") as out:
         chatty = subprocess.Popen([sys.executable, "-c", script], stdout=out)
-    loop = collector(store, instances)
+    loop = collector(store, instances, keep_on_disk=keep, free_step=step)
     loop.start()
     try:
         chatty.wait(timeout=120)
         until(lambda: len(stdout_lines(store, "web-4")) >= lines)
-        until(lambda: path.stat().st_blocks * 512 < KEEP_ON_DISK + 2 * FREE_STEP)
+        until(lambda: path.stat().st_blocks * 512 < keep + 2 * step)
         size = path.stat().st_size
-        assert size > 30 << 20
+        assert size > 4 << 20
         with open(path, "rb") as handle:  # the freed part reads as zeros; the rest is intact
             assert handle.read(4096) == bytes(4096)
             handle.seek(size - 4096)

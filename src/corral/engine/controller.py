@@ -69,9 +69,10 @@ class Controller:
         # operate: self-healing by replacement (engine/operate/reconcile.py)
         from corral.engine.operate.reconcile import Reconciler
         self.reconciler = Reconciler(ws.store, self.instances, self.actor)
-        from corral.engine.operate.drift import DriftWatch
+        from corral.engine.operate.drift import DriftWatch, runtime_drift_period
         self.drift = DriftWatch(ws.store, self.fleets, ws.images, ws.driver,
-                                self.reconciler.condemn, self.clock, self.actor)
+                                self.reconciler.condemn, self.clock, self.actor,
+                                runtime_period=runtime_drift_period())
         self.loops += [self.reconciler, self.drift]
         # liveness failures are replaced by the reconciler, never restarted in place
         self.monitor.on_liveness_failure.append(

@@ -99,7 +99,8 @@ class LogCollector:
                  backlog: Callable[[], Sequence[Watched]] | None = None,
                  sinks: Sequence[LogSink] = (),
                  on_tick: Callable[[], None] | None = None, timer: Timer = WALL,
-                 idle_interval: float | None = None) -> None:
+                 idle_interval: float | None = None, keep_on_disk: int = KEEP_ON_DISK,
+                 free_step: int = FREE_STEP) -> None:
         self.store = store
         self._watched = watched
         self._paths_of = paths_of
@@ -115,6 +116,7 @@ class LogCollector:
         self._on_tick = on_tick
         self._timer = timer
         self._tails: dict[tuple[str, str], _Tail] = {}
+        self._keep_on_disk, self._free_step = keep_on_disk, free_step
         self._loop: BackgroundLoop | None = None
         self.lines_stored = 0
         self.ship_failures = 0
@@ -255,8 +257,8 @@ class LogCollector:
 
 
     def _free_stored(self, tail: _Tail) -> None:
-        upto = (tail.offset - KEEP_ON_DISK) // 4096 * 4096
-        if tail.file is None or upto - tail.freed < FREE_STEP:
+        upto = (tail.offset - self._keep_on_disk) // 4096 * 4096
+        if tail.file is None or upto - tail.freed < self._free_step:
             return
         try:
             punch_hole(Path(f"/proc/self/fd/{tail.file.fileno()}"), tail.freed,

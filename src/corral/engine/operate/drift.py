@@ -13,6 +13,7 @@ nothing is ever repaired in place.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -41,12 +42,31 @@ def guard_for(images: ImageStore) -> RootGuard | None:
     return root_guard(images)
 
 
+RUNTIME_PERIOD = 10.0
+
+
+def runtime_drift_period() -> float:
+    """Seconds between runtime drift reads: CORRAL_DRIFT_PERIOD (shorter finds an entered
+    process sooner, at the cost of a /proc read of every instance each time), else 10."""
+    value = os.environ.get("CORRAL_DRIFT_PERIOD")
+    if not value:
+        return RUNTIME_PERIOD
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if seconds <= 0:
+        raise CorralError(f"CORRAL_DRIFT_PERIOD={value!r} is not a number of seconds above 0",
+                          hint="e.g. CORRAL_DRIFT_PERIOD=2, or unset it for every 10 s")
+    return seconds
+
+
 class DriftWatch:
     """A background thread; `check_files` and `check_runtime` are usable from tests."""
 
     def __init__(self, store: Store, fleets: Fleets, images: ImageStore, driver: Driver,
                  condemn: Condemn, clock: Clock, actor: str, *,
-                 verify_period: float = 60.0, runtime_period: float = 10.0,
+                 verify_period: float = 60.0, runtime_period: float = RUNTIME_PERIOD,
                  guard: RootGuard | None = None, watcher: RootWatcher | None = None,
                  timer: Timer = WALL) -> None:
         self._store = store
