@@ -22,7 +22,8 @@ import pytest
 from corral.errors import ImageError, NotFound
 from corral.images.oci.layout import Layout, canonical_json
 from corral.images.registry.client import RegistryClient
-from corral.images.registry.pull import host_platform, pull_image
+from corral.images.registry.platforms import host_platform
+from corral.images.registry.pull import pull_image
 from corral.images.registry.reference import parse_reference
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

@@ -12,9 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from corral.images.oci.layout import Layout
-from corral.images.registry.client import RegistryClient
 from corral.images.registry.lock import LOCK_NAME, pin, read_pins
-from corral.images.registry.pull import platform_child, pull_image
+from corral.images.registry.platforms import platform_child
 from corral.images.registry.reference import Reference, parse_reference
 
 INSECURE_ENV = "CORRAL_INSECURE_REGISTRIES"
@@ -34,6 +33,11 @@ def oci_base_manifest(base: str, context: Path, layout: Layout,
         if layout.has_blob(local):
             progress(f"base {base}: {local[:19]} (local)")
             return local
+    # Only now the HTTP client (http.client, ssl, auth): a build on a base pulled and pinned
+    # before, the usual case, never loads it (a cached build is mostly start-up time).
+    from corral.images.registry.client import RegistryClient
+    from corral.images.registry.pull import pull_image
+
     wanted = ref.with_digest(pinned) if pinned else ref
     with RegistryClient(ref, insecure=insecure or _insecure(ref)) as client:
         report = pull_image(client, layout, wanted, progress=progress)

@@ -8,7 +8,6 @@ or corrupt pull leaves nothing visible. Image indexes resolve to the host's plat
 from __future__ import annotations
 
 import json
-import platform
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,13 +16,12 @@ from typing import Any
 from corral.errors import ImageError, NotFound
 from corral.images.oci.layout import INDEX_MEDIA_TYPE, Layout, digest_of
 from corral.images.registry.client import RegistryClient, manifest_media_type
+from corral.images.registry.platforms import platform_child
 from corral.images.registry.push import fallback_tag
 from corral.images.registry.reference import Reference
 
 Progress = Callable[[str], None]
 _INDEX_TYPES = (INDEX_MEDIA_TYPE, "application/vnd.docker.distribution.manifest.list.v2+json")
-_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
-         "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
 
 
 @dataclass
@@ -37,11 +35,6 @@ class PullReport:
     bytes_received: int = 0
     blobs: list[str] = field(default_factory=list)
     referrers: list[str] = field(default_factory=list)
-
-
-def host_platform() -> str:
-    machine = platform.machine()
-    return _ARCH.get(machine, machine)
 
 
 def pull_image(client: RegistryClient, layout: Layout, ref: Reference, *, jobs: int = 4,
@@ -83,15 +76,6 @@ def _verified_manifest(client: RegistryClient, ref: Reference, reference: str,
                          f"(got {digest})", hint="the registry served other content; "
                          "nothing was stored")
     return data, manifest_media_type(data, header_type)
-
-
-def platform_child(index: dict[str, Any], ref: Reference) -> str:
-    arch = host_platform()
-    for descriptor in index.get("manifests", []):
-        wanted = descriptor.get("platform", {})
-        if wanted.get("architecture") == arch and wanted.get("os", "linux") == "linux":
-            return str(descriptor["digest"])
-    raise NotFound(f"{ref} has no image for linux/{arch}")
 
 
 def _fetch_blobs(client: RegistryClient, layout: Layout, ref: Reference,
