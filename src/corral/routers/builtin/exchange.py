@@ -11,6 +11,7 @@ After a 101 the exchange becomes a byte tunnel (websockets) until either side cl
 from __future__ import annotations
 
 import enum
+import time
 from typing import TYPE_CHECKING
 
 from corral.routers.builtin.http1 import (
@@ -70,7 +71,9 @@ class Exchange:
     def __init__(self, client: Downstream, request: Request) -> None:
         self.client, self.request = client, request
         self.service, self.timeouts, self.loop = client.service, client.timeouts, client.loop
-        self.started = self.loop.time()
+        # Latency by the monotonic clock: uvloop's loop.time() is libuv's cached millisecond
+        # tick, which often reads 0 for a loopback request and is never finer than 1 ms.
+        self.started = time.monotonic()
         self.request_id = request.request_id or self.service.next_request_id()
         self.upstream: Upstream | None = None
         self.conn: UpstreamConnection | None = None
@@ -214,7 +217,7 @@ class Exchange:
         self.tunnel = True
         self.deadline = NEVER
         self._flush()
-        self.service.counters(self._release()).observe(101, self.loop.time() - self.started)
+        self.service.counters(self._release()).observe(101, time.monotonic() - self.started)
         self.client.start_tunnel()
         if rest:
             self.client.write(rest)
@@ -284,7 +287,7 @@ class Exchange:
         self.request.detach()
         self.service.finish(upstream)
         counters = self.service.counters(upstream.release)
-        elapsed = self.loop.time() - self.started
+        elapsed = time.monotonic() - self.started
         if self.sent:  # the client has part of an answer: cut it so it cannot take it as whole
             self.done = True
             counters.observe(self.status, elapsed, failed_connection=True)
@@ -340,7 +343,8 @@ class Exchange:
         upstream = self.upstream
         assert upstream is not None
         now = self.loop.time()
-        self.service.counters(upstream.release).observe(self.status, now - self.started)
+        elapsed = time.monotonic() - self.started
+        self.service.counters(upstream.release).observe(self.status, elapsed)
         conn, self.conn = self.conn, None
         if conn is not None:
             upstream.release_connection(conn, reusable=reusable, now=now)
@@ -369,7 +373,7 @@ class Exchange:
         if self.upstream is not None:
             if self.status and not self.tunnel:
                 self.service.counters(self.upstream.release).observe(
-                    self.status, self.loop.time() - self.started)
+                    self.status, time.monotonic() - self.started)
             self.service.finish(self.upstream)
         self.request.detach()
 
