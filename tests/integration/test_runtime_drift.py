@@ -18,7 +18,7 @@ import pytest
 
 from corral.core.drift import ExpectedRuntime, intruders, runtime_drift
 from corral.core.release import config_digest, release_config
-from corral.drivers import ProcessDriver
+from corral.drivers import ProcessDriver, procfs
 from corral.engine.delivery.instances import Instances
 from corral.engine.fleet import Fleets
 from corral.engine.operate.drift import DriftWatch
@@ -372,3 +372,24 @@ def test_a_killed_instance_is_failed_by_the_exit_notice_not_by_a_listing(
         monitor.stop()
         for observed in driver.list():
             driver.stop(observed.id, grace=0.5)
+
+
+def test_an_instance_whose_command_was_killed_has_exited_though_its_children_still_run(
+        driver: ProcessDriver, busybox_root: Path) -> None:
+    """A shell-form command whose shell does not exec its server: killing the shell (what
+    `corral chaos --kill` does) leaves the server running in the sandbox. The instance has
+    exited all the same, as a container ends with its PID 1, so it is replaced; stopping it
+    ends what was left behind."""
+    leaves_a_server = ("/bin/busybox", "sh", "-c",
+                       "/bin/busybox httpd -f -p $PORT -h /www & wait")
+    driver.start(InstanceSpec(id="web-1", service="web", release=1, image_digest="sha256:ab",
+                              rootfs=str(busybox_root), argv=leaves_a_server, env={}))
+    server = poll(lambda: next((p for p in getattr(driver.runtime("web-1"), "processes", ())
+                                if "httpd" in p.argv), None), what="the server started")
+    assert driver.kill("web-1")  # the shell, the sandbox's first process
+    exited = poll(lambda: (o := driver.inspect("web-1")) is not None and not o.running and o,
+                  30, "the instance to be seen as exited")
+    assert exited.exit_code == 137
+    assert procfs.read_stat(server.pid) is not None, "the server was left running"
+    driver.stop("web-1", grace=1)
+    poll(lambda: procfs.read_stat(server.pid) is None, 30, "what was left behind to end")

@@ -117,7 +117,7 @@ class ProcessDriver:
         self._mounts.forget(instance_id)
         self._known_members.pop(instance_id, None)
         record = self._dirs.load(instance_id)
-        if record is not None and self._is_running(record):
+        if record is not None and self._has_processes(record):
             self._terminate(record, grace)
         if record is not None:
             self._alive.forget(record.pid, record.start_ticks)
@@ -381,7 +381,18 @@ class ProcessDriver:
             return None  # not a valid id, so never one of ours
 
     def _is_running(self, record: InstanceRecord) -> bool:
-        """The outer bwrap runs, or (if it died) the sandbox it started still does."""
+        """The outer bwrap runs, or (if it alone was killed) the sandbox it started still
+        does. Once bwrap recorded the exit of the instance's command, the instance has
+        exited, as a container ends with its PID 1, even if processes the command left
+        behind still run in the sandbox (a shell-form CMD's server when its shell was
+        killed): those are ended when the instance is stopped."""
+        if self._alive.is_alive(record.pid, record.start_ticks):
+            return True
+        return (self._dirs.status(record.id).exit_code is None
+                and self._sandbox_init(record) is not None)
+
+    def _has_processes(self, record: InstanceRecord) -> bool:
+        """Anything of the instance still runs: its outer bwrap or its sandbox."""
         return (self._alive.is_alive(record.pid, record.start_ticks)
                 or self._sandbox_init(record) is not None)
 
@@ -430,7 +441,7 @@ class ProcessDriver:
     def _wait_gone(self, record: InstanceRecord, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         delay = 0.005
-        while self._is_running(record):
+        while self._has_processes(record):
             if time.monotonic() >= deadline:
                 return False
             time.sleep(delay)
