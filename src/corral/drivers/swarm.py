@@ -132,8 +132,9 @@ class SwarmDriver:
         view = found[0]
         launched = json.loads(view.labels.get(LAUNCHED, "{}"))
         now = _spec_facts(view.container_spec)
+        # What runs now is what drift compares with the release: the task's image now.
         was = _snapshot(launched.get("mounts", []), launched.get("user", ""),
-                        launched.get("image", ""))
+                        _digest_of(now["image"]) or launched.get("image", ""))
         app = SandboxProcess(pid=0, argv=tuple(view.container_spec.get("Args") or ()),
                              credentials=_credentials(now["user"]), in_user_namespace=True,
                              from_init=True, session_inside=True)
@@ -141,7 +142,7 @@ class SwarmDriver:
             instance_id=instance_id, pid=0, argv=app.argv, env={}, uid=app.credentials.uid,
             gid=app.credentials.gids[0], root=now["image"], mounts=tuple(
                 _mount(m) for m in now["mounts"]),
-            launched=_snapshot_with_image(was, _digest_of(now["image"])), processes=(app,))
+            launched=was, processes=(app,))
 
     # -- the swarm ---------------------------------------------------------------------
 
@@ -294,13 +295,6 @@ def _credentials(user: str) -> Credentials:
 def _snapshot(mounts: list[dict[str, Any]], user: str, image: str) -> LaunchSnapshot:
     return LaunchSnapshot(namespaces={}, mounts=tuple(_mount(m) for m in mounts),
                           credentials=_credentials(user), image_digest=image)
-
-
-def _snapshot_with_image(launched: LaunchSnapshot, running: str) -> LaunchSnapshot:
-    """What runs now is what drift compares with the release: the task's image now."""
-    from dataclasses import replace
-
-    return replace(launched, image_digest=running or launched.image_digest)
 
 
 def _digest_of(reference: str) -> str:
