@@ -28,6 +28,7 @@ from corral.drivers.engine_limits import task_resources
 from corral.drivers.host import refuse_secrets
 from corral.drivers.sandbox import SANDBOX_GID, SANDBOX_UID
 from corral.drivers.swarm_tasks import (
+    INSTANCE,
     NODE,
     Placement,
     TaskView,
@@ -40,7 +41,6 @@ from corral.ports.runtime import Credentials, LaunchSnapshot, Mount, RuntimeFact
 
 OWN = "dev.corral.driver."
 STATE = OWN + "state"  # the project (state folder) the service belongs to
-INSTANCE = OWN + "instance"
 LABELS = OWN + "labels"
 LAUNCHED = OWN + "launched"  # the mounts and user it was created with (drift is measured)
 KEY = "[drivers.swarm] docker_host"
