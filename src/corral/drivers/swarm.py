@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from corral.drivers.container_logs import LogCopies
-from corral.drivers.docker_engine import Engine, parse_time, resolve_host
+from corral.drivers.docker_engine import (
+    OWN,
+    STATE,
+    Engine,
+    instance_labels,
+    parse_time,
+    resolve_host,
+    with_label_keys,
+)
 from corral.drivers.engine_limits import task_resources
 from corral.drivers.host import refuse_secrets
 from corral.drivers.sandbox import SANDBOX_GID, SANDBOX_UID
@@ -39,9 +47,6 @@ from corral.errors import DriverError
 from corral.ports.records import InstanceSpec, Observed
 from corral.ports.runtime import Credentials, LaunchSnapshot, Mount, RuntimeFacts, SandboxProcess
 
-OWN = "dev.corral.driver."
-STATE = OWN + "state"  # the project (state folder) the service belongs to
-LABELS = OWN + "labels"
 LAUNCHED = OWN + "launched"  # the mounts and user it was created with (drift is measured)
 KEY = "[drivers.swarm] docker_host"
 UNACKNOWLEDGED = frozenset({"new", "pending", "assigned"})  # the node's agent has not taken it
@@ -152,8 +157,7 @@ class SwarmDriver:
     def _labels(self, spec: InstanceSpec) -> dict[str, str]:
         facts = _spec_facts(_container_spec(spec, self.image_reference(spec.service,
                                                                           spec.image_digest)))
-        return {**spec.labels, STATE: self._state, INSTANCE: spec.id,
-                LABELS: json.dumps(sorted(spec.labels)),
+        return {**with_label_keys(spec.labels), STATE: self._state, INSTANCE: spec.id,
                 LAUNCHED: json.dumps({**facts, "image": spec.image_digest})}
 
     def _placement(self) -> Placement:
@@ -232,10 +236,9 @@ class SwarmDriver:
         return open_stream
 
     def _observe(self, view: TaskView) -> Observed:
-        own = json.loads(view.labels.get(LABELS, "[]"))
         return Observed(id=view.instance, pid=None, address=view.address, running=view.running,
                         exit_code=None if view.running else view.exit_code,
-                        labels={k: view.labels[k] for k in own if k in view.labels},
+                        labels=instance_labels(view.labels),
                         started_at=parse_time(view.started))
 
 
