@@ -12,7 +12,6 @@ re-adopts them. It never decides what should run.
 
 from __future__ import annotations
 
-import json
 import resource
 import tempfile
 import threading
@@ -24,17 +23,22 @@ from typing import Any
 
 from corral.drivers.container_logs import LogCopies
 from corral.drivers.docker_archive import config_digest, write_archive
-from corral.drivers.docker_engine import Engine, parse_time, resolve_host
+from corral.drivers.docker_engine import (
+    OWN,
+    STATE,
+    Engine,
+    instance_labels,
+    parse_time,
+    resolve_host,
+    with_label_keys,
+)
 from corral.drivers.engine_limits import container_limits
 from corral.drivers.host import pick_free_port, prepare_volumes, refuse_secrets
 from corral.drivers.sandbox import SANDBOX_GID, SANDBOX_UID
 from corral.errors import DriverError
 from corral.ports.records import InstanceSpec, Observed
 
-OWN = "dev.corral.driver."  # the driver's own labels; never shown as the instance's
-STATE = OWN + "state"
 ADDRESS = OWN + "address"
-LABELS = OWN + "labels"  # the instance's own label keys (the engine adds the image's)
 KEY = "[drivers.container] docker_host"
 
 
@@ -190,7 +194,7 @@ class ContainerDriver:
         return Observed(
             id=container.name, pid=state.get("Pid") or None, address=labels.get(ADDRESS, ""),
             running=running, exit_code=None if running else state.get("ExitCode"),
-            labels={k: labels[k] for k in json.loads(labels.get(LABELS, "[]")) if k in labels},
+            labels=instance_labels(labels),
             started_at=parse_time(state.get("StartedAt")))
 
 
@@ -238,6 +242,5 @@ def _create_args(spec: InstanceSpec, port: int, state: str) -> dict[str, Any]:
         "security_opt": ["no-new-privileges"], "tmpfs": {"/tmp": "rw,nosuid,nodev"},
         "network_mode": "host", "ulimits": _host_limits(), **container_limits(spec.limits),
         "volumes": {host: {"bind": inside, "mode": "rw"} for host, inside in spec.volumes.items()},
-        "labels": {**spec.labels, STATE: state, ADDRESS: address,
-                   LABELS: json.dumps(sorted(spec.labels))},
+        "labels": {**with_label_keys(spec.labels), STATE: state, ADDRESS: address},
     }

@@ -6,9 +6,10 @@ Every failure to reach the engine names `docker_host` and the spec key that sets
 
 from __future__ import annotations
 
+import json
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
@@ -18,6 +19,9 @@ if TYPE_CHECKING:
     import docker
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
+OWN = "dev.corral.driver."  # the drivers' own labels; never shown as the instance's
+STATE = OWN + "state"  # the state folder (project) an engine object belongs to
+LABELS = OWN + "labels"  # the instance's own label keys (the engine adds the image's)
 T = TypeVar("T")
 
 
@@ -85,3 +89,18 @@ def parse_time(text: str | None) -> float | None:
     digits = len(rest) - len(rest.lstrip("0123456789"))
     fraction, zone = rest[:digits][:6] or "0", rest[digits:] or "+00:00"
     return datetime.fromisoformat(f"{main}.{fraction}{zone}").timestamp()
+
+
+def with_label_keys(labels: Mapping[str, str]) -> dict[str, str]:
+    """An instance's labels as written on its engine object, with the list of their keys
+    (`LABELS`), so `instance_labels` can tell them from the ones the engine adds."""
+    return {**labels, LABELS: json.dumps(sorted(labels))}
+
+
+def instance_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    """The instance's own labels among an engine object's: those `with_label_keys` listed.
+
+    >>> instance_labels(with_label_keys({"corral.service": "web"}) | {"maintainer": "x"})
+    {'corral.service': 'web'}
+    """
+    return {k: labels[k] for k in json.loads(labels.get(LABELS, "[]")) if k in labels}

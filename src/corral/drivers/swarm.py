@@ -23,11 +23,20 @@ from pathlib import Path
 from typing import Any
 
 from corral.drivers.container_logs import LogCopies
-from corral.drivers.docker_engine import Engine, parse_time, resolve_host
+from corral.drivers.docker_engine import (
+    OWN,
+    STATE,
+    Engine,
+    instance_labels,
+    parse_time,
+    resolve_host,
+    with_label_keys,
+)
 from corral.drivers.engine_limits import task_resources
 from corral.drivers.host import refuse_secrets
 from corral.drivers.sandbox import SANDBOX_GID, SANDBOX_UID
 from corral.drivers.swarm_tasks import (
+    INSTANCE,
     NODE,
     Placement,
     TaskView,
@@ -38,10 +47,6 @@ from corral.errors import DriverError
 from corral.ports.records import InstanceSpec, Observed
 from corral.ports.runtime import Credentials, LaunchSnapshot, Mount, RuntimeFacts, SandboxProcess
 
-OWN = "dev.corral.driver."
-STATE = OWN + "state"  # the project (state folder) the service belongs to
-INSTANCE = OWN + "instance"
-LABELS = OWN + "labels"
 LAUNCHED = OWN + "launched"  # the mounts and user it was created with (drift is measured)
 KEY = "[drivers.swarm] docker_host"
 UNACKNOWLEDGED = frozenset({"new", "pending", "assigned"})  # the node's agent has not taken it
@@ -132,8 +137,9 @@ class SwarmDriver:
         view = found[0]
         launched = json.loads(view.labels.get(LAUNCHED, "{}"))
         now = _spec_facts(view.container_spec)
+        # What runs now is what drift compares with the release: the task's image now.
         was = _snapshot(launched.get("mounts", []), launched.get("user", ""),
-                        launched.get("image", ""))
+                        _digest_of(now["image"]) or launched.get("image", ""))
         app = SandboxProcess(pid=0, argv=tuple(view.container_spec.get("Args") or ()),
                              credentials=_credentials(now["user"]), in_user_namespace=True,
                              from_init=True, session_inside=True)
@@ -141,7 +147,7 @@ class SwarmDriver:
             instance_id=instance_id, pid=0, argv=app.argv, env={}, uid=app.credentials.uid,
             gid=app.credentials.gids[0], root=now["image"], mounts=tuple(
                 _mount(m) for m in now["mounts"]),
-            launched=_snapshot_with_image(was, _digest_of(now["image"])), processes=(app,))
+            launched=was, processes=(app,))
 
     # -- the swarm ---------------------------------------------------------------------
 
@@ -151,8 +157,7 @@ class SwarmDriver:
     def _labels(self, spec: InstanceSpec) -> dict[str, str]:
         facts = _spec_facts(_container_spec(spec, self.image_reference(spec.service,
                                                                           spec.image_digest)))
-        return {**spec.labels, STATE: self._state, INSTANCE: spec.id,
-                LABELS: json.dumps(sorted(spec.labels)),
+        return {**with_label_keys(spec.labels), STATE: self._state, INSTANCE: spec.id,
                 LAUNCHED: json.dumps({**facts, "image": spec.image_digest})}
 
     def _placement(self) -> Placement:
@@ -231,10 +236,9 @@ class SwarmDriver:
         return open_stream
 
     def _observe(self, view: TaskView) -> Observed:
-        own = json.loads(view.labels.get(LABELS, "[]"))
         return Observed(id=view.instance, pid=None, address=view.address, running=view.running,
                         exit_code=None if view.running else view.exit_code,
-                        labels={k: view.labels[k] for k in own if k in view.labels},
+                        labels=instance_labels(view.labels),
                         started_at=parse_time(view.started))
 
 
@@ -294,13 +298,6 @@ def _credentials(user: str) -> Credentials:
 def _snapshot(mounts: list[dict[str, Any]], user: str, image: str) -> LaunchSnapshot:
     return LaunchSnapshot(namespaces={}, mounts=tuple(_mount(m) for m in mounts),
                           credentials=_credentials(user), image_digest=image)
-
-
-def _snapshot_with_image(launched: LaunchSnapshot, running: str) -> LaunchSnapshot:
-    """What runs now is what drift compares with the release: the task's image now."""
-    from dataclasses import replace
-
-    return replace(launched, image_digest=running or launched.image_digest)
 
 
 def _digest_of(reference: str) -> str:

@@ -8,10 +8,11 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from corral.drivers.docker_engine import OWN
 from corral.errors import DriverError
 
-INSTANCE = "dev.corral.driver.instance"
-NODE = "dev.corral.driver.node"  # the node the instance is pinned to
+INSTANCE = OWN + "instance"
+NODE = OWN + "node"  # the node the instance is pinned to
 ENDED = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
 
 

@@ -21,12 +21,11 @@ import stat
 import subprocess
 from pathlib import Path
 
-from corral.images.build.layer import Compression, Entry, Kind, Layer, pack
-from corral.images.build.run import MOUNTPOINTS, PathStat, Sandbox, run_in_sandbox, snapshot
+from corral.images.build.layer import Entry, Kind
+from corral.images.build.run import MOUNTPOINTS, PathStat, Sandbox
 from corral.images.build.run_user import RunAs
 from corral.images.roots.compose import LayerRef, compose_root, layer_dir
-from corral.images.roots.unpack import WHITEOUT, apply_layer, remove_tree
-from corral.spec.model import RunStep
+from corral.images.roots.unpack import WHITEOUT, remove_tree
 
 _OPAQUE_XATTR = "trusted.overlay.opaque"
 
@@ -71,18 +70,15 @@ class OverlaySandbox(Sandbox):
             subprocess.run(["umount", "-l", str(self.root)], capture_output=True, check=False)
         remove_tree(self.work)
 
-    def apply(self, layer: Path) -> None:
-        apply_layer(layer, self.root)
+    @property
+    def written(self) -> Path:
+        """The upper folder: only what the steps wrote, not the whole root."""
+        return self.upper
 
-    def run(self, step: RunStep, env: dict[str, str], workdir: str, blobs: Path,
-            compression: Compression = "none", *, argv: tuple[str, ...] | None = None,
-            binds: list[tuple[Path, str]] | None = None,
-            user: RunAs | None = None) -> tuple[Layer, Path, int]:
-        before = snapshot(self.upper)
-        run_in_sandbox(self.bwrap, self.root, step, env, workdir, argv, binds or [], user)
-        entries = upper_changes(before, snapshot(self.upper), self.upper, self.lower)
-        layer, tmp = pack(entries, blobs, compression=compression)
-        return layer, tmp, len(entries)
+    def changes(self, before: dict[str, PathStat], after: dict[str, PathStat],
+                user: RunAs | None) -> list[Entry]:
+        # Overlays are mounted as root only, so what the step wrote has its own owners.
+        return upper_changes(before, after, self.upper, self.lower)
 
 
 def _mount_overlay(options: str, target: Path) -> None:

@@ -74,12 +74,21 @@ class Sandbox:
         return its layer, the blob's tmp path and how many paths changed. `binds` (host
         folder, path inside) are mounted for this step only, so what is written there stays
         out of the layer."""
-        before = snapshot(self.root)
+        before = snapshot(self.written)
         run_in_sandbox(self.bwrap, self.root, step, env, workdir, argv, binds or [], user)
-        entries = changes(before, snapshot(self.root), self.root,
-                          user.ids if user else (0, 0))
+        entries = self.changes(before, snapshot(self.written), user)
         layer, tmp = pack(entries, blobs, compression=compression)
         return layer, tmp, len(entries)
+
+    @property
+    def written(self) -> Path:
+        """The folder a step's writes land in, snapshotted before and after it: the root."""
+        return self.root
+
+    def changes(self, before: dict[str, PathStat], after: dict[str, PathStat],
+                user: RunAs | None) -> list[Entry]:
+        """The layer entries for what a step changed between the two snapshots."""
+        return changes(before, after, self.root, user.ids if user else (0, 0))
 
 
 def run_in_sandbox(bwrap: str, root: Path, step: RunStep, env: dict[str, str], workdir: str,
