@@ -38,3 +38,36 @@ def on_grid(due: float, batch: float) -> float:
     (10.25, 10.25, 10.1)
     """
     return math.ceil(due / batch) * batch if batch > 0 else due
+
+
+def plan_check(now: float, created_at: float, start_grace: float, interval: float, *,
+               starting: bool, waits_ready: bool, busy: bool, resolution: float,
+               batch: float) -> tuple[float, bool]:
+    """A due check of one instance: (when it is next due, whether it runs now).
+
+    A busy instance (a check in flight) is looked at again after `resolution`; one in its
+    start grace when the grace ends; a liveness check of an instance not ready yet
+    (`waits_ready`) runs not, and is looked at again an interval later, on the grid.
+    Otherwise the check runs, and the next is due at the pace of a starting instance's
+    readiness check (`starting`, core.probe's `next_check_at`) or an interval later on the
+    grid of `batch` seconds.
+
+    >>> plan_check(10.0, 0.0, 0.0, 1.0, starting=False, waits_ready=False, busy=False,
+    ...            resolution=0.1, batch=0.25)
+    (11.0, True)
+    >>> plan_check(10.0, 0.0, 0.0, 1.0, starting=True, waits_ready=False, busy=False,
+    ...            resolution=0.1, batch=0.25)
+    (10.1, True)
+    >>> plan_check(10.0, 0.0, 30.0, 1.0, starting=True, waits_ready=False, busy=False,
+    ...            resolution=0.1, batch=0.25)
+    (30.0, False)
+    """
+    if busy:  # one check at a time
+        return now + resolution, False
+    if is_in_grace(now, created_at, start_grace):
+        return created_at + start_grace, False
+    if waits_ready:
+        return on_grid(now + interval, batch), False
+    if starting:
+        return next_check_at(now, created_at, start_grace, interval, starting=True), True
+    return on_grid(now + interval, batch), True

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from corral.ports.records import Deployment, DeploymentOutcome, ImageConfig
-from corral.spec.model import ServiceSpec
+from corral.spec.model import SecretRef, ServiceSpec
 
 
 def release_config(service: ServiceSpec, image_digest: str) -> dict[str, Any]:
@@ -37,6 +37,19 @@ def service_of(config: dict[str, Any]) -> ServiceSpec:
     """The ServiceSpec a config describes, for a config that is not a release yet (a deploy
     request's); a stored release carries its own, parsed once, as `Release.spec`."""
     return ServiceSpec.model_validate(config)
+
+
+def secret_refs(service: ServiceSpec) -> dict[tuple[str, str], SecretRef]:
+    """The secrets `service` references, by where each goes: ("env", NAME) for an
+    environment variable, ("files", PATH) for a secret file; plain env values are not.
+
+    >>> spec = ServiceSpec(image="web", env={"A": "1", "DB": {"secret": "db"}},
+    ...                    files={"/run/secrets/db": {"secret": "db"}})
+    >>> sorted((where, ref.secret) for where, ref in secret_refs(spec).items())
+    [(('env', 'DB'), 'db'), (('files', '/run/secrets/db'), 'db')]
+    """
+    return {**{("env", k): v for k, v in service.env.items() if not isinstance(v, str)},
+            **{("files", k): v for k, v in service.files.items()}}
 
 
 def instance_argv(service: ServiceSpec, image: ImageConfig) -> tuple[str, ...]:

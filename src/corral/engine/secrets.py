@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from corral.core.release import secret_refs
 from corral.engine.workspace import Workspace, current_actor
 from corral.errors import CorralError, DeployError, NotFound
 from corral.ports.records import Event
@@ -125,9 +126,8 @@ def services_using(ws: Workspace) -> dict[str, set[str]]:
     """Secret name -> the services of this environment's spec that reference it."""
     users: dict[str, set[str]] = {}
     for service, spec in ws.loaded.spec.services.items():
-        for ref in (*spec.env.values(), *spec.files.values()):
-            if not isinstance(ref, str):
-                users.setdefault(ref.secret, set()).add(service)
+        for ref in secret_refs(spec).values():
+            users.setdefault(ref.secret, set()).add(service)
     return users
 
 

@@ -222,6 +222,17 @@ class Workspace:
         return BuiltinRouter(self.run_dir, workers=workers, routing=routing, base=self.folder)
 
 
+def other_environment(ws: Workspace, env: str) -> Workspace:
+    """The workspace of another environment of the same spec (and the same state root)."""
+    return Workspace.open(ws.loaded.path, env, ws.state_root)
+
+
+def store_if_any(ws: Workspace) -> Store | None:
+    """The environment's store if it was ever used; never creates one (a read must not
+    leave an empty database behind)."""
+    return ws.store if (ws.state_dir / "state.db").exists() else None
+
+
 @dataclass
 class StateFolder:
     """A project's state folder without its spec (which may not even parse): enough to read

@@ -10,21 +10,9 @@ from __future__ import annotations
 import time
 
 from corral.core.soak import live_periods, soak_refusal
-from corral.engine.workspace import Workspace
+from corral.engine.workspace import Workspace, other_environment, store_if_any
 from corral.errors import DeployError
 from corral.ports.ledger import EventFilter
-from corral.ports.store import Store
-
-
-def other_environment(ws: Workspace, env: str) -> Workspace:
-    """The workspace of another environment of the same spec."""
-    return Workspace.open(ws.loaded.path, env, ws.state_root)
-
-
-def store_if_any(ws: Workspace) -> Store | None:
-    """The environment's store if it was ever used; never creates one (a read must not
-    leave an empty database behind)."""
-    return ws.store if (ws.state_dir / "state.db").exists() else None
 
 
 def refuse_unpassed(ws: Workspace, service: str, digest: str, now: float | None = None) -> None:

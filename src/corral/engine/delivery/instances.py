@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from corral.core.capacity import limits_of
-from corral.core.release import instance_argv, instance_env
+from corral.core.release import instance_argv, instance_env, secret_refs
 from corral.engine.fleet import Clock, Fleets
 from corral.errors import DeployError
 from corral.ports.driver import Driver, PullsFromRegistry
@@ -92,9 +92,7 @@ class Instances:
                 self._published.add(reference)
     def _secrets_of(self, release: Release) -> dict[str, dict[str, str]]:
         """The values of the secrets `release` pinned (env and files); only its own."""
-        spec = release.spec
-        refs = {**{("env", k): v for k, v in spec.env.items() if not isinstance(v, str)},
-                **{("files", k): v for k, v in spec.files.items()}}
+        refs = secret_refs(release.spec)
         if not refs:
             return {}
         if self.open_secret is None:

@@ -11,9 +11,8 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from corral.engine.delivery.gate import other_environment, store_if_any
 from corral.engine.delivery.request import DeployRequest, deploy_request
-from corral.engine.workspace import Workspace
+from corral.engine.workspace import Workspace, other_environment, store_if_any
 from corral.errors import DeployError, NotFound
 from corral.ports.records import Event, InstanceState, Release
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from corral.core.image_health import with_image_health
-from corral.core.release import release_config
+from corral.core.release import release_config, secret_refs
 from corral.engine.delivery.gate import refuse_unpassed
 from corral.engine.images.build import Progress, image_for_service, service_spec
 from corral.engine.images.provenance import git_info
@@ -76,6 +76,6 @@ def release_config_of(ws: Workspace, service: ServiceSpec, digest: str,
     with contextlib.suppress(NotFound):  # not here (yet): a deploy says so when it resolves
         service = with_image_health(service, ws.images.config(digest))
     config = pin_trusted_keys(release_config(service, digest), ws.folder)
-    if any(not isinstance(v, str) for v in service.env.values()) or service.files:
+    if secret_refs(service):
         config = pin_secret_versions(ws, name or "service", config)
     return config

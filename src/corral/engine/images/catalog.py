@@ -15,7 +15,7 @@ from pathlib import Path
 from corral.core.rollback import reachable_releases
 from corral.engine.adapters import sweep_quarantine
 from corral.engine.images.trust import trusted
-from corral.engine.workspace import Workspace, current_actor
+from corral.engine.workspace import Workspace, current_actor, other_environment, store_if_any
 from corral.ports.image_trust import GcReport, TrustedImageStore
 from corral.ports.records import Event
 from corral.ports.store import Store
@@ -98,8 +98,9 @@ def _every_environments_store(ws: Workspace) -> list[Store]:
     spec with environments) each environment's that was ever used."""
     if ws.env is None:
         return [ws.store]
-    others = [Workspace.open(ws.loaded.path, env) for env in sorted(ws.loaded.spec.environments)]
-    return [other.store for other in others if (other.state_dir / "state.db").exists()]
+    stores = (store_if_any(other_environment(ws, env))
+              for env in sorted(ws.loaded.spec.environments))
+    return [store for store in stores if store is not None]
 
 
 def with_quarantine(report: GcReport, cache: Path, dry_run: bool) -> GcReport:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-from corral.core.probe import is_in_grace, next_check_at, on_grid
+from corral.core.probe import plan_check
 from corral.core.reconcile import exit_reason
 from corral.engine.fleet import Clock, Fleets
 from corral.engine.loop import WALL, BackgroundLoop, Timer
@@ -193,24 +193,16 @@ class HealthMonitor:
         spec = (self._liveness_of if liveness else self._health_of)(instance)
         if spec is None:
             return  # no such check for this release: nothing queued again
-        if instance.id in self._busy:  # one check at a time: look again shortly
-            self._push(now + self._resolution, instance.id, liveness)
-        elif is_in_grace(now, instance.created_at, spec.start_grace):
-            self._push(instance.created_at + spec.start_grace, instance.id, liveness)
-        elif liveness and instance.state is not InstanceState.READY:
-            self._push(self._on_grid(now + spec.interval), instance.id, liveness)  # ready only
-        else:
-            if not liveness and instance.state is InstanceState.STARTING:  # at its own pace
-                self._push(next_check_at(now, instance.created_at, spec.start_grace,
-                                         spec.interval, starting=True), instance.id, liveness)
-            else:
-                self._push(self._on_grid(now + spec.interval), instance.id, liveness)
+        due, run = plan_check(
+            now, instance.created_at, spec.start_grace, spec.interval,
+            starting=not liveness and instance.state is InstanceState.STARTING,
+            waits_ready=liveness and instance.state is not InstanceState.READY,
+            busy=instance.id in self._busy, resolution=self._resolution, batch=self._batch)
+        self._push(due, instance.id, liveness)
+        if run:
             self._busy.add(instance.id)
             self._prober.submit(instance, spec, partial(
                 self._liveness_checked if liveness else self._checked, instance, spec))
-
-    def _on_grid(self, due: float) -> float:
-        return on_grid(due, self._batch)
 
     def _checked(self, instance: Instance, health: HealthSpec, error: str | None) -> None:
         try:

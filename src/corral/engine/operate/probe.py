@@ -118,7 +118,7 @@ class _Probe:
         else:
             self._failed(OSError(code, os.strerror(code)))
 
-    def step(self, events: int) -> None:
+    def step(self) -> None:
         """The socket is ready: connected (or refused), or an answer's bytes have come."""
         assert self.sock is not None
         if self.parser is None:  # connecting
@@ -335,14 +335,14 @@ class Prober:
         """Wait for sockets, new probes or the nearest deadline, and handle them; False
         once stopping."""
         events = self._epoll.poll(self._timeout())
-        for fd, mask in events:
+        for fd, _ in events:
             if fd == self._wakeup:
                 if not self._take_incoming():
                     return False
                 continue
             probe = self._open.get(fd)
             if probe is not None:
-                self._guarded(probe, probe.step, mask)
+                self._guarded(probe, probe.step)
         self._expire()
         return True
 
@@ -377,10 +377,10 @@ class Prober:
         for probe in [p for p in self._open.values() if p.deadline <= now]:
             self._guarded(probe, probe.expire)
 
-    def _guarded(self, probe: _Probe, act: Callable[..., None], *args: int) -> None:
+    def _guarded(self, probe: _Probe, act: Callable[[], None]) -> None:
         """Run one step of a probe; whatever goes wrong, its result comes back."""
         try:
-            act(*args)
+            act()
         except Exception as exc:
             log.exception("health probe of %s failed", probe.address)
             self.unwatch(probe, close=True)

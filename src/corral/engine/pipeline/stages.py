@@ -17,10 +17,9 @@ from typing import Protocol
 
 from corral.core.pipeline import deploy_verdict
 from corral.engine.adapters import sandbox_driver
-from corral.engine.delivery.gate import store_if_any
 from corral.engine.images.build import build_image
 from corral.engine.pipeline.source import Source
-from corral.engine.workspace import Workspace
+from corral.engine.workspace import Workspace, store_if_any
 from corral.errors import CorralError
 from corral.ports.driver import HasLogPaths
 from corral.ports.records import InstanceSpec
