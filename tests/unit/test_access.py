@@ -9,11 +9,14 @@ import os
 import re
 import time
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
+from corral.api.bodies import TokenBody
 from corral.api.pages import ASSETS
-from corral.core.access import FailureWindow
+from corral.cli.access import create
+from corral.core.access import ROLES, FailureWindow
 from corral.engine.access.private import make_private
 from corral.engine.access.tokens import TokenBook, token_digest
 from corral.errors import AccessDenied, CorralError, NotFound
@@ -57,6 +60,12 @@ def test_a_bad_token_name_or_role_is_refused(tmp_path: Path, name: str, role: st
                                              message: str) -> None:
     with pytest.raises(CorralError, match=message):
         TokenBook(tmp_path).create(name, role, 0.0, None)
+
+
+def test_the_api_and_the_cli_offer_exactly_the_roles_of_core_access() -> None:
+    role_param = next(p for p in create.params if p.name == "role")
+    assert tuple(role_param.type.choices) == ROLES  # type: ignore[attr-defined]
+    assert get_args(TokenBody.model_fields["role"].annotation) == ROLES
 
 
 def test_names_are_unique_among_live_tokens_and_revoking_an_unknown_one_says_so(

@@ -11,6 +11,7 @@ from typing import Any
 from corral.api.bodies import PushBody
 from corral.api.routes import Request, route
 from corral.core.access import SIGNED
+from corral.core.pipeline import is_push_to
 from corral.engine.controller import Controller
 from corral.errors import NotFound
 
@@ -22,7 +23,7 @@ def push(controller: Controller, request: Request) -> dict[str, Any]:
         raise NotFound("this project has no [pipeline] to run on a push",
                        hint="docs/spec.md's [pipeline] shows one")
     ref = request.body["ref"]
-    if ref not in (None, f"refs/heads/{pushes.branch}"):
+    if not is_push_to(ref, pushes.branch):
         return {"queued": False, "reason": f"{ref} is not the pipeline's branch "
                 f"{pushes.branch}"}
     pushes.push_received()

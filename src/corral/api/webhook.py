@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from corral.core.pipeline import is_signed_push
+from corral.core.pipeline import is_push_to, is_signed_push
 
 MAX_BODY = 1 << 20
 
@@ -49,7 +49,7 @@ def _handler(secret: bytes, branch: str,
             if not is_signed_push(secret, body, dict(self.headers.items())):
                 self._answer(401)
                 return
-            if _ref_of(body) not in (None, f"refs/heads/{branch}"):
+            if not is_push_to(_ref_of(body), branch):
                 self._answer(202)
                 return
             on_push()

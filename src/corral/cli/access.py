@@ -13,6 +13,7 @@ import click
 from corral.cli import render, terminal
 from corral.cli.main import Context, cli, command
 from corral.cli.params import DURATION
+from corral.core.access import ROLES
 
 
 @cli.group()
@@ -23,7 +24,7 @@ def token() -> None:
 @token.command("create")
 @command
 @click.argument("name")
-@click.option("--role", type=click.Choice(["viewer", "deployer", "admin"]), required=True,
+@click.option("--role", type=click.Choice(ROLES), required=True,
               help="viewer reads; deployer also deploys and rolls back; admin also "
                    "manages tokens and chaos.")
 @click.option("--expires", type=DURATION, default=None, metavar="DURATION",

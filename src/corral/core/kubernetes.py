@@ -188,8 +188,7 @@ def config_map_name(release: ExportedRelease, data: dict[str, str]) -> str:
 def config_data(release: ExportedRelease) -> dict[str, str]:
     """The service's plain environment, plus PORT, which corral always gives an instance.
     Secret references are not config: they become secretKeyRefs (secret_env)."""
-    plain = {k: v for k, v in release.spec.env.items() if isinstance(v, str)}
-    return {**plain, "PORT": str(release.spec.port)}
+    return {**release.spec.plain_env, "PORT": str(release.spec.port)}
 
 
 SECRET_KEY = "value"  # the key holding a secret's value in its Kubernetes Secret
@@ -209,12 +208,12 @@ def secret_env(release: ExportedRelease) -> list[Manifest]:
     never leave corral's encrypted store, so the export names them and nothing more."""
     return [{"name": key, "valueFrom": {"secretKeyRef": {"name": secret_name(ref),
                                                          "key": SECRET_KEY}}}
-            for key, ref in sorted(release.spec.env.items()) if isinstance(ref, SecretRef)]
+            for key, ref in sorted(release.spec.env_secrets.items())]
 
 
 def secret_names(release: ExportedRelease) -> list[str]:
-    refs = [v for v in release.spec.env.values() if isinstance(v, SecretRef)]
-    return sorted({secret_name(ref) for ref in [*refs, *release.spec.files.values()]})
+    refs = [*release.spec.env_secrets.values(), *release.spec.files.values()]
+    return sorted({secret_name(ref) for ref in refs})
 
 
 def config_map(release: ExportedRelease) -> Manifest:

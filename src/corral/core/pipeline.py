@@ -71,6 +71,18 @@ def run_outcome(outcomes: list[str]) -> str:
     return "succeeded"
 
 
+def is_push_to(ref: str | None, branch: str) -> bool:
+    """Whether a push webhook's `ref` concerns `branch`: its own ref, or no ref at all (a
+    body without one, such as a host's ping, makes the watcher look anyway).
+
+    >>> is_push_to("refs/heads/main", "main"), is_push_to(None, "main")
+    (True, True)
+    >>> is_push_to("refs/heads/dev", "main"), is_push_to("refs/tags/main", "main")
+    (False, False)
+    """
+    return ref is None or ref == f"refs/heads/{branch}"
+
+
 def is_signed_push(secret: bytes, body: bytes, headers: Mapping[str, str]) -> bool:
     """True if `body` carries a valid HMAC-SHA256 signature by `secret`, as GitHub
     (`X-Hub-Signature-256: sha256=HEX`) and Gitea/Forgejo (`X-Gitea-Signature: HEX`) send

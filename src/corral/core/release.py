@@ -64,8 +64,7 @@ def instance_env(name: str, service: ServiceSpec, image: ImageConfig, release_la
     """Image env, overridden by the service env, plus corral's own variables. Secret
     references are left out: their values reach the driver apart (InstanceSpec.secret_env),
     never through what a driver records."""
-    plain = {key: value for key, value in service.env.items() if isinstance(value, str)}
-    return {**image.env, **plain, "CORRAL_SERVICE": name,
+    return {**image.env, **service.plain_env, "CORRAL_SERVICE": name,
             "CORRAL_RELEASE": release_label, "CORRAL_INSTANCE": instance_id}
 
 

@@ -429,6 +429,17 @@ class ServiceSpec(_Model):
         'files relative to the spec\'s folder (e.g. "keys/ci.pub") or inline '
         '"ed25519:BASE64" (printed by `corral keygen`).')
 
+    @property
+    def plain_env(self) -> dict[str, str]:
+        """The env's literal values. Its secret references are left out: their values reach
+        an instance apart (InstanceSpec.secret_env), never through what is recorded."""
+        return {key: value for key, value in self.env.items() if isinstance(value, str)}
+
+    @property
+    def env_secrets(self) -> dict[str, SecretRef]:
+        """The env's secret references, `{ secret = "NAME" }`, by variable."""
+        return {key: value for key, value in self.env.items() if isinstance(value, SecretRef)}
+
     @model_validator(mode="after")
     def _signature_needs_keys(self) -> ServiceSpec:
         if self.require_signature and not self.trusted_keys:

@@ -19,10 +19,10 @@ _HINT = ('use "sqlite:////absolute/path/state.db" or '
 
 def open_engine(url: str, busy_timeout: float) -> Engine:
     """An engine on the state database at `url`; StoreError names an unusable URL."""
-    backend = parse_store_url(url).get_backend_name()
-    if backend == "sqlite":
-        return sqlite_engine(url, busy_timeout)
-    return postgresql_engine(parse_store_url(url), busy_timeout)
+    parsed = parse_store_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return sqlite_engine(parsed, busy_timeout)
+    return postgresql_engine(parsed, busy_timeout)
 
 
 def parse_store_url(url: str) -> URL:

@@ -11,8 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy import event as sa_event
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL
 
 from corral.errors import StoreError
 
@@ -20,9 +19,9 @@ WRITE_OPTION = "corral_write"
 """Execution option: transactions on an engine carrying it start with BEGIN IMMEDIATE."""
 
 
-def sqlite_engine(url: str, busy_timeout: float) -> Engine:
-    """An engine for `url` ("sqlite:////abs/path/state.db"), its folder created if missing."""
-    parsed = _parse(url)
+def sqlite_engine(parsed: URL, busy_timeout: float) -> Engine:
+    """An engine for `parsed` ("sqlite:////abs/path/state.db", checked by
+    engines.parse_store_url), its folder created if missing."""
     database = parsed.database or ""
     if database and database != ":memory:" and not database.startswith("file:"):
         try:
@@ -34,19 +33,6 @@ def sqlite_engine(url: str, busy_timeout: float) -> Engine:
     sa_event.listen(engine, "connect", _configure_connection(busy_timeout))
     sa_event.listen(engine, "begin", _begin)
     return engine
-
-
-def _parse(url: str) -> URL:
-    try:
-        parsed = make_url(url)
-    except sa_exc.ArgumentError as exc:
-        raise StoreError(f"{url!r} is not a database URL",
-                         hint='use "sqlite:////absolute/path/state.db"') from exc
-    if parsed.get_backend_name() != "sqlite":
-        raise StoreError(f"the state database {url!r} uses {parsed.get_backend_name()!r}, "
-                         "which corral does not support yet",
-                         hint='use "sqlite:////absolute/path/state.db"')
-    return parsed
 
 
 def _configure_connection(busy_timeout: float) -> Any:
