@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from corral.engine.images.catalog import _every_environments_store
 from corral.engine.workspace import Workspace
+from corral.errors import CorralError
 
 SPEC = """\
 [project]
@@ -37,3 +40,18 @@ def test_gc_reads_the_other_environments_stores_under_the_same_state_root(
 
     assert len(stores) == 1 and stores[0] is not None
     assert (prod.state_dir / "state.db").exists()
+
+
+def test_a_configured_store_is_refused_for_a_spec_with_environments(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One configured database would mix the environments' states (or, for gc and the deploy
+    gate, look never used): refused before anything is read or written, without the URL."""
+    spec = tmp_path / "corral.toml"
+    spec.write_text(SPEC)
+    monkeypatch.setenv("CORRAL_STORE", "postgresql://corral:s3cret@db.internal/corral")
+    with pytest.raises(CorralError) as refused:
+        Workspace.open(spec, "prod").store  # noqa: B018 - the property is what is refused
+    assert "environment 'prod'" in refused.value.message
+    assert "(prod, staging)" in refused.value.message
+    assert "s3cret" not in str(refused.value)
+    assert not (tmp_path / ".corral" / "env" / "prod" / "state.db").exists()

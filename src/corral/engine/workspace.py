@@ -16,7 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from corral.errors import SpecError
+from corral.errors import CorralError, SpecError
 from corral.sockets import fitting
 from corral.spec.load import load_spec, locate_spec
 
@@ -150,7 +150,19 @@ class Workspace:
 
     @property
     def store_url(self) -> str:
-        return store_url(self.state_dir, self.loaded.spec.project.store)
+        """This environment's store. A configured one (CORRAL_STORE, `[project] store`) is a
+        single database for the whole project, so environments, whose states must stay
+        apart, are refused with one rather than mixed in it (or, for gc and the deploy
+        gate, taken for never used)."""
+        url = store_url(self.state_dir, self.loaded.spec.project.store)
+        if self.env is not None and url != _local_store_url(self.state_dir):
+            raise CorralError(
+                f"environment {self.env!r}: a configured store (CORRAL_STORE or [project] "
+                "store) holds one environment's state, and this spec has environments "
+                f"({', '.join(sorted(self.loaded.spec.environments))})",
+                hint="each environment keeps its own embedded store in .corral/env/NAME/; "
+                "unset CORRAL_STORE and [project] store, or keep one spec per environment")
+        return url
 
     def make_private(self) -> None:
         """0700 state folder, 0600 databases: the controller user's. state.db is made here

@@ -68,7 +68,8 @@ class Project(_Model):
         description="Where state and the ledger live: none is SQLite in .corral/state.db; "
                     "\"postgresql://USER@HOST/DATABASE\" (or \"postgresql:///DB?host=/SOCKET_DIR\")"
                     " is PostgreSQL, shared by a standby controller. The CORRAL_STORE "
-                    "variable overrides it; keep passwords in ~/.pgpass, not in the spec.")
+                    "variable overrides it; keep passwords in ~/.pgpass, not in the spec. Not "
+                    "with [environments] yet (refused): each keeps its own SQLite store.")
     backup: BackupSchedule | None = Field(
         default=None, description="Scheduled backups taken by the running controller, "
         "with retention; none: only `corral backup`.")
