@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 
 from corral.engine.operate.drift import RUNTIME_PERIOD, runtime_drift_period
@@ -28,3 +30,19 @@ def test_anything_else_is_refused_with_what_to_write(monkeypatch: pytest.MonkeyP
         runtime_drift_period()
     assert f"CORRAL_DRIFT_PERIOD={value!r}" in str(refused.value)
     assert "CORRAL_DRIFT_PERIOD=2" in str(refused.value)
+
+
+@pytest.mark.parametrize(("name", "read", "default"), [
+    ("CORRAL_LEASE_TTL", "corral.engine.standby:lease_ttl", 10.0),
+    ("CORRAL_USAGE_PERIOD", "corral.engine.observe.usage:sample_period", 60.0)])
+def test_the_other_seconds_settings_are_read_and_refused_the_same_way(
+        monkeypatch: pytest.MonkeyPatch, name: str, read: str, default: float) -> None:
+    module, _, function = read.partition(":")
+    setting = getattr(importlib.import_module(module), function)
+    monkeypatch.delenv(name, raising=False)
+    assert setting() == default
+    monkeypatch.setenv(name, "2.5")
+    assert setting() == 2.5
+    monkeypatch.setenv(name, "2s")
+    with pytest.raises(CorralError, match=f"{name}='2s' is not a number of seconds above 0"):
+        setting()

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from corral.engine.settings import seconds_from_env
 from corral.errors import ControllerError, StoreError
 from corral.ports.lease import Lease, LeaseStore
 from corral.ports.store import Store
@@ -35,7 +36,7 @@ the start of that renewal, still has 30% of its life left by then (clock drift m
 
 def lease_ttl() -> float:
     """CORRAL_LEASE_TTL seconds (tests use ~2), else DEFAULT_TTL."""
-    return float(os.environ.get("CORRAL_LEASE_TTL") or DEFAULT_TTL)
+    return seconds_from_env("CORRAL_LEASE_TTL", DEFAULT_TTL)
 
 
 def holder_id() -> str:

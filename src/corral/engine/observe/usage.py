@@ -9,12 +9,12 @@ entry (usage is a measurement, not a change). It decides nothing about instances
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 from corral.core.cost import Reading, tally
 from corral.engine.fleet import Clock, Fleets
 from corral.engine.loop import WALL, BackgroundLoop, Timer
+from corral.engine.settings import seconds_from_env
 from corral.ports.records import Usage, UsageTally
 from corral.ports.store import UsageStore
 
@@ -23,7 +23,7 @@ DEFAULT_PERIOD = 60.0
 
 def sample_period() -> float:
     """Seconds between samples: CORRAL_USAGE_PERIOD (tests shorten it), else 60."""
-    return float(os.environ.get("CORRAL_USAGE_PERIOD") or DEFAULT_PERIOD)
+    return seconds_from_env("CORRAL_USAGE_PERIOD", DEFAULT_PERIOD)
 
 
 class UsageSampler:

@@ -13,7 +13,6 @@ nothing is ever repaired in place.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +21,7 @@ from corral.core.drift import ExpectedRuntime, describe_file_drift, intruders, r
 from corral.engine.adapters import root_guard, root_watcher
 from corral.engine.fleet import Clock, Fleets
 from corral.engine.loop import WALL, BackgroundLoop, Timer
+from corral.engine.settings import seconds_from_env
 from corral.errors import CorralError
 from corral.ports.driver import Driver
 from corral.ports.image_roots import RootGuard, RootVerifier, RootWatcher
@@ -48,17 +48,7 @@ RUNTIME_PERIOD = 10.0
 def runtime_drift_period() -> float:
     """Seconds between runtime drift reads: CORRAL_DRIFT_PERIOD (shorter finds an entered
     process sooner, at the cost of a /proc read of every instance each time), else 10."""
-    value = os.environ.get("CORRAL_DRIFT_PERIOD")
-    if not value:
-        return RUNTIME_PERIOD
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = 0.0
-    if seconds <= 0:
-        raise CorralError(f"CORRAL_DRIFT_PERIOD={value!r} is not a number of seconds above 0",
-                          hint="e.g. CORRAL_DRIFT_PERIOD=2, or unset it for every 10 s")
-    return seconds
+    return seconds_from_env("CORRAL_DRIFT_PERIOD", RUNTIME_PERIOD)
 
 
 class DriftWatch:
