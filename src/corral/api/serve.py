@@ -24,6 +24,7 @@ from corral.engine.workspace import Workspace
 from corral.errors import ControllerError
 from corral.limits import raise_open_file_limit
 from corral.ports.lease import Lease
+from corral.processes import is_running
 from corral.spec.model import listen_problem
 
 log = logging.getLogger(__name__)
@@ -150,10 +151,11 @@ def _is_running(pid_file: os.PathLike[str]) -> bool:
         return False
     if pid == os.getpid():
         return False
-    try:
-        # A killed controller may linger as a zombie until init reaps it: that is not running.
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, IndexError):
+    # A killed controller may linger as a zombie until init reaps it: that is not running.
+    if not is_running(pid):
         return False
-    return state not in ("Z", "X") and b"corral" in cmdline
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"corral" in cmdline

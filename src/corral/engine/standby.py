@@ -18,12 +18,12 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 from corral.engine.settings import seconds_from_env
 from corral.errors import ControllerError, StoreError
 from corral.ports.lease import Lease, LeaseStore
 from corral.ports.store import Store
+from corral.processes import is_running
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +48,7 @@ def is_dead_here(holder: str) -> bool:
     host, _, pid = holder.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state in ("Z", "X")  # a killed process not yet reaped by its parent
+    return not is_running(int(pid))  # a killed process not yet reaped has exited too
 
 
 class LeaseKeeper:

@@ -18,6 +18,8 @@ import pwd
 import socket
 from pathlib import Path
 
+from corral.processes import parent_of
+
 _CLAIM_PREFIX = "corral-router-listen:"
 _WILDCARDS = {"0.0.0.0", "::", ""}
 
@@ -172,9 +174,8 @@ def _cmdline(pid: int) -> list[str]:
 
 def _parent(pid: int) -> int | None:
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat.rpartition(")")[2].split()[1])
-    except (OSError, ValueError, IndexError):
+        return parent_of(pid)
+    except ValueError:
         return None
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import corral
 from corral.errors import RouterError
 from corral.ports.records import Backend, ReleaseStats
+from corral.processes import process_state
 from corral.routers.builtin.control import call
 from corral.routers.builtin.stats import release_stats_from_json
 from corral.routers.drain import wait_drained
@@ -126,11 +127,8 @@ class BuiltinRouter:
             return False
         except PermissionError:
             return True
-        try:  # a zombie is gone for our purposes (its parent just has not reaped it)
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            return stat.rpartition(")")[2].split()[0] != "Z"
-        except (OSError, IndexError):
-            return False
+        # a zombie is gone for our purposes (its parent just has not reaped it)
+        return process_state(pid) not in (None, "Z")
 
     # the port
     def set_backends(self, service: str, listen: str, backends: Sequence[Backend]) -> None:

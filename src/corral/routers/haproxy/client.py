@@ -21,6 +21,7 @@ from pathlib import Path
 
 from corral.errors import RouterError
 from corral.ports.records import Backend, ReleaseStats
+from corral.processes import process_state
 from corral.routers.builtin.stats import ReleaseCounters, release_stats_from_json
 from corral.routers.drain import wait_drained
 from corral.routers.haproxy.config import DEFAULT_SLOTS, backend_name
@@ -351,11 +352,10 @@ class HaproxyRouter:
 def _wait_gone(pid: int, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
+        state = process_state(pid)
+        if state is None:
             return True
-        if stat.rpartition(")")[2].split()[0] == "Z":
+        if state == "Z":
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
             return True
