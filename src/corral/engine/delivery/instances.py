@@ -90,6 +90,7 @@ class Instances:
             if reference not in self._published:
                 self.publish(reference, release.image_digest)
                 self._published.add(reference)
+
     def _secrets_of(self, release: Release) -> dict[str, dict[str, str]]:
         """The values of the secrets `release` pinned (env and files); only its own."""
         refs = secret_refs(release.spec)
