@@ -29,9 +29,10 @@ CORRAL = ROOT / ".venv" / "bin" / "corral"
 sys.path.insert(0, str(ROOT / "src"))
 
 from corral.images.build.layer import Compression, entries_of_root, pack  # noqa: E402
+from corral.images.fresh import default_cache_dir  # noqa: E402
 from corral.images.roots.compose import compose_root  # noqa: E402
 from corral.images.roots.unpack import remove_tree, unpack_image  # noqa: E402
-from corral.images.store import LocalImageStore, default_cache_dir  # noqa: E402
+from corral.images.store import LocalImageStore  # noqa: E402
 from corral.spec.load import load_spec  # noqa: E402
 
 DOCKERFILE = """FROM localhost/corral-bench-base

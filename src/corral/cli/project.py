@@ -112,20 +112,47 @@ def schema(ctx: Context) -> None:
 def build(ctx: Context, image: str | None, check_reproducible: bool,
           build_arg: tuple[str, ...], target: str | None, update_bases: bool,
           insecure: bool) -> None:
-    """Build one image of the spec, or all of them; print their digests."""
+    """Build one image of the spec, or all of them; print their digests.
+
+    With nothing changed since the last build (spec, project files, bases, git commit,
+    options, corral), the digests are printed without building (docs/images.md)."""
     from corral.cli.build_args import parse_build_args
+    from corral.engine.images.fresh import (
+        BuildRequest,
+        before_build,
+        remember_build,
+        unchanged_build,
+    )
+
+    def human() -> None:
+        for name, digest in digests.items():
+            render.line(f"{name}  {digest}")
+
+    args = parse_build_args(build_arg)
+    request = BuildRequest(image, args, target, insecure, ctx.env)
+    if not (check_reproducible or update_bases):
+        unchanged = unchanged_build(ctx.spec_file, request)
+        if unchanged is not None:
+            for name, digest in unchanged.items():
+                render.progress(f"{name}: nothing changed since its last build "
+                                f"({digest[:19]}); not built again")
+            digests = unchanged
+            ctx.out({"images": digests}, human)
+            return
+
     from corral.engine.images.build import build_image
 
     ws = ctx.workspace()
     names = [image] if image else sorted(ws.loaded.spec.images)
     if not names:
         raise SpecError(f"{ws.loaded.path.name} has no [images.NAME] section to build")
-    args = parse_build_args(build_arg)
     if target is not None and image is None and len(names) > 1:
         raise SpecError("--target names a stage of one Dockerfile", hint="name the IMAGE too")
+    before = before_build(ws)
     digests = {name: build_image(ws, name, render.progress, args, target=target,
                                  update_bases=update_bases, insecure=insecure)
                for name in names}
+    remember_build(ws, request, digests, before)
     if check_reproducible:  # images (issue 3): see engine/images/reproducible.py
         import sys
 
@@ -143,10 +170,6 @@ def build(ctx: Context, image: str | None, check_reproducible: bool,
         ctx.out({"images": digests, "reproducible": not any(differences.values()),
                  "differences": differences}, verdicts)
         sys.exit(1 if any(differences.values()) else 0)
-
-    def human() -> None:
-        for name, digest in digests.items():
-            render.line(f"{name}  {digest}")
 
     ctx.out({"images": digests}, human)
 

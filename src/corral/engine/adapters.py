@@ -86,6 +86,41 @@ def sweep_quarantine(cache: Path, *, dry_run: bool) -> Sweep:
     return sweep(cache, dry_run=dry_run)
 
 
+# -- build freshness (images/fresh.py) -----------------------------------------------
+def stamp_build_folder(folder: Path) -> dict[str, Any] | None:
+    """The project folder, stamped before a build."""
+    from corral.images.fresh import folder_stamp
+
+    return folder_stamp(folder)
+
+
+def stamp_build_inputs(before: dict[str, Any] | None,
+                       origins: frozenset[str]) -> dict[str, Any] | None:
+    """The inputs of a finished build, stamped; None when they cannot be."""
+    from corral.images.fresh import stamp_inputs
+
+    return stamp_inputs(before, origins)
+
+
+def build_inputs_hold(inputs: dict[str, Any]) -> bool:
+    from corral.images.fresh import inputs_hold
+
+    return inputs_hold(inputs)
+
+
+def image_intact(state_dir: Path, name: str, digest: str) -> bool:
+    """`name:latest` is `digest` in the project's images, whole, with its SBOM."""
+    from corral.images.fresh import image_intact as intact
+
+    return intact(state_dir, name, digest)
+
+
+def machine_cache_dir() -> Path:
+    from corral.images.fresh import default_cache_dir
+
+    return default_cache_dir()
+
+
 # -- signing keys ------------------------------------------------------------------------
 def generate_key(private: Path) -> tuple[Path, str]:
     """Write a new ed25519 key pair; (public key path, key id)."""

@@ -8,7 +8,6 @@ It adapts; building, packing and unpacking live in their own modules.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from corral.images.build.builder import Builder
 from corral.images.build.config import created_time, runtime_config
 from corral.images.build.reproducible import first_difference
 from corral.images.build.sbom import LayerScans, merge, spdx_document
+from corral.images.fresh import default_cache_dir
 from corral.images.gc import collect
 from corral.images.oci.layout import MANIFEST_MEDIA_TYPE, REF_NAME, Layout, canonical_json, hex_of
 from corral.images.oci.referrers import (
@@ -37,10 +37,6 @@ _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("CORRAL_CACHE") or Path.home() / ".cache" / "corral")
-
-
 class LocalImageStore:
     """Images of one project, daemonless, in an OCI image layout."""
 
@@ -52,6 +48,7 @@ class LocalImageStore:
         self.layer_cache = state_dir / "cache" / "layers"
         self.builder = Builder(self.layout, state_dir / "cache" / "steps", self.cache_dir)
         self.scans = LayerScans(self.cache_dir / "sbom")
+        self.origins: dict[str, frozenset[str]] = {}  # by image name, of this process's builds
 
     def build(self, name: str, image: ImageSpec, context: Path, *,
               labels: dict[str, str] | None = None, progress: Progress | None = None,
@@ -71,7 +68,11 @@ class LocalImageStore:
             descriptor = {"mediaType": MANIFEST_MEDIA_TYPE, "digest": digest, "size": size}
             self._attach_sbom(name, descriptor, say)
             self.layout.tag(f"{name}:latest", descriptor)
+            self.origins[name] = frozenset(self.builder.origins)
         return digest
+
+    def build_origins(self, name: str) -> frozenset[str] | None:
+        return self.origins.get(name)
 
     def _attach_sbom(self, name: str, descriptor: dict[str, Any], progress: Progress) -> None:
         digest = descriptor["digest"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from corral.ports.records import ImageConfig, ImageSummary
 from corral.spec.model import ImageSpec
@@ -45,3 +45,15 @@ class ImageStore(Protocol):
         ...
 
     def list(self) -> list[ImageSummary]: ...
+
+
+@runtime_checkable
+class RecordsBuildOrigins(Protocol):
+    """Says where its last build of an image read what lies outside the project folder, so
+    a later `corral build` can tell that nothing changed without building (images/fresh.py
+    of the local store)."""
+
+    def build_origins(self, name: str) -> frozenset[str] | None:
+        """The origins ("file:PATH", "volatile:WHY") of this process's last build of
+        `name`; None if it built none."""
+        ...

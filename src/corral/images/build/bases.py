@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from corral.errors import ImageError, NotFound
 from corral.images.build.debian import DebianBase, debian_layer, host_architecture
 from corral.images.build.layer import Compression, Layer
+from corral.images.fresh import file_origin, tag_origin
 from corral.images.oci.layout import INDEX_MEDIA_TYPE, REF_NAME, Layout, copy_tree_blob
 from corral.spec.model import ImageSpec
 
@@ -32,6 +33,9 @@ class Base:
     chain: str  # identity of the layers so far; the seed of every step cache key above it
     layers: tuple[Layer, ...] = ()
     config: dict[str, Any] = field(default_factory=dict)  # the base's runtime "config"
+    # Where it was read from, for a later build's freshness check (images/fresh.py); ""
+    # for scratch and registry bases (pinned in corral.lock, in the project folder).
+    origin: str = ""
 
 
 def next_chain(chain: str, layer: Layer) -> str:
@@ -71,7 +75,8 @@ def _debian(image: ImageSpec, layout: Layout, cache_dir: Path,
                       mirror=image.mirror, arch=host_architecture(), compression=compression)
     layer, blob = debian_layer(spec, cache_dir, progress)
     layout.link_in(blob, layer.digest)  # verified by debian_layer
-    return Base(chain=next_chain("scratch", layer), layers=(layer,))
+    return Base(chain=next_chain("scratch", layer), layers=(layer,),
+                origin=file_origin(blob.with_name("layer.json")))
 
 
 def _from_layout(base: str, context: Path, target: Layout,
@@ -81,7 +86,10 @@ def _from_layout(base: str, context: Path, target: Layout,
     if not (source.root / "index.json").is_file():
         raise ImageError(f"base {base!r}: {source.root} is not an OCI image layout",
                          hint="point at a folder holding index.json and blobs/")
-    return _from_manifest(source, target, _manifest_of(source, tag, base), base, progress)
+    found = _from_manifest(source, target, _manifest_of(source, tag, base), base, progress)
+    ref = next((r for r in (tag, f"{tag}:latest") if tag and source.find_tag(r)), None)
+    return replace(found, origin=tag_origin(source, ref) if ref else
+                   file_origin(source.root / "index.json"))  # its one image, untagged
 
 
 def _from_manifest(source: Layout, target: Layout, manifest_digest: str, base: str,

@@ -33,6 +33,7 @@ from corral.images.build.run import BUILD_ENV, Sandbox
 from corral.images.build.run_user import run_as
 from corral.images.build.sbom import LayerScans
 from corral.images.build.stages import DEFAULT_OPTIONS, BuildOptions, StageRun, step_key
+from corral.images.fresh import file_origin, stamped, volatile_origin
 from corral.images.oci.layout import Layout, canonical_json
 from corral.images.roots.unpack import remove_tree
 
@@ -49,6 +50,9 @@ class Builder:
         self.layout = layout
         self.steps = steps
         self.cache_dir = cache_dir
+        # Where the last build read what is not in its project folder, and whether it read
+        # what no stamp covers (images/fresh.py); `build` starts it afresh.
+        self.origins: set[str] = set()
 
     def plan(self, image: ImageSpec, context: Path, options: BuildOptions = DEFAULT_OPTIONS,
              progress: Progress = lambda _: None,
@@ -65,8 +69,10 @@ class Builder:
                                            self.cache_dir, progress,
                                            update=options.update_bases,
                                            insecure=options.insecure)
+                self.note_origin(known[base])
             return known[base].config
 
+        self.origins.add(file_origin(context / image.dockerfile))
         return plan_dockerfile(context / image.dockerfile, context, image, self._local_image,
                                base_config)
 
@@ -76,6 +82,7 @@ class Builder:
         """Build `image`; return (manifest digest, manifest size). `scans`: where the SBOM's
         layer scans of the registry and layout bases start, while the steps run."""
         self.layout.ensure()
+        self.origins = set()
         bases: dict[str, Base] = {}
         plan = self.plan(image, context, options, progress, bases)
         if scans is not None:
@@ -100,6 +107,10 @@ class Builder:
         manifest = image_manifest(config_digest, config_size, built.layers)
         return self.layout.write_blob(canonical_json(manifest))
 
+    def note_origin(self, base: Base) -> None:
+        if base.origin:
+            self.origins.add(base.origin)
+
     def _local_image(self, ref: str) -> str | None:
         full = ref if ":" in ref else f"{ref}:latest"
         if self.layout.find_tag(full) is None:
@@ -110,6 +121,8 @@ class Builder:
                     compression: Compression, progress: Progress,
                     ignore: IgnoreRules | None = None) -> Layer:
         entries = copy_entries(step, context, ignore)
+        if not stamped(step, context):
+            self.origins.add(volatile_origin(f"copy {step.src}"))
         files = sum(1 for e in entries if e.kind == "file")
         label = f"layer copy {step.src} → {step.dest}: {files} file{'s' * (files != 1)}"
         key = step_key(chain, step.model_dump(mode="json", by_alias=True),

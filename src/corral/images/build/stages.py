@@ -62,6 +62,8 @@ class StepLayers(Protocol):
 
     def remember(self, key: str, layer: Layer) -> None: ...
 
+    def note_origin(self, base: Base) -> None: ...
+
 
 @dataclass(frozen=True)
 class BuildOptions:
@@ -173,6 +175,7 @@ class StageRun:
         found = resolve_base(spec(), self.context, self.builder.layout, self.builder.cache_dir,
                              self.progress, self.compression, update=self.options.update_bases,
                              insecure=self.options.insecure)
+        self.builder.note_origin(found)
         if base.startswith(("oci:", "layout:")):
             self.bases[base] = found
         return found
