@@ -13,12 +13,19 @@ pays for the other's writes), medians over the rounds (3 by default):
   keeps its machine-wide cache (~/.cache/corral: debootstrap bases, SBOM scans of layers it
   has seen), and is also measured with an empty one ("cold, empty machine cache");
 - cached: the same build again with nothing changed (buildah with --layers, its step cache),
-  three times per round;
+  three times per round. corral answers from its record of the last build when nothing it
+  depends on changed (engine/images/fresh.py); the first of the three after a cold build
+  still goes through the step cache, since the cold build wrote corral.lock (its base pin)
+  while it ran. Every sample is printed;
+- cached through the step cache (corral only): three more builds, each after adding a
+  comment to corral.toml (no digest changes), so the record no longer matches and every step
+  is looked up in the step cache, as the cached build did before the record existed;
 - reproducible: the image digest of two cold builds (corral: manifest digest; buildah: the
   digest it pushes, which holds its config and its timestamps).
 
-Ends with `RESULT cold_ratio=… cached_ratio=… corral_same_digest=… buildah_same_digest=…`
-(ratios are corral seconds / buildah seconds: goal ≤ 1.0 cold, ≤ 0.5 cached). Skips with a
+Ends with `RESULT cold_ratio=… cached_ratio=… … stepcache_ratio=… corral_same_digest=…
+buildah_same_digest=…` (ratios are corral seconds / buildah seconds: goal ≤ 1.0 cold,
+≤ 0.5 cached; stepcache_ratio has no goal, it shows what the record saves). Skips with a
 clear message when buildah or docker-registry is absent. Every registry started is stopped
 by pid; every folder made is removed.
 """
@@ -192,7 +199,8 @@ def forget_buildah(storage: Path) -> None:
 def measure(work: Path, address: str, rounds: int) -> dict[str, list[float] | list[str]]:
     results: dict[str, list] = {k: [] for k in ("corral_cold", "corral_cached", "buildah_cold",
                                                  "buildah_cached", "corral_digest",
-                                                 "buildah_digest", "corral_cold_empty")}
+                                                 "buildah_digest", "corral_cold_empty",
+                                                 "corral_stepcache")}
     for number in range(rounds):
         order = ("corral", "buildah") if number % 2 == 0 else ("buildah", "corral")
         for tool in order:
@@ -208,6 +216,17 @@ def measure(work: Path, address: str, rounds: int) -> dict[str, list[float] | li
                     if again != digest and tool == "corral":
                         raise SystemExit(f"corral's cached build changed the digest: {digest} "
                                          f"{again}")
+                if tool == "corral":
+                    say(f"round {number + 1}/{rounds}: corral through the step cache, "
+                        f"{CACHED_REPEATS} times")
+                    for repeat in range(CACHED_REPEATS):
+                        with (folder / "corral.toml").open("a") as spec:  # no record matches
+                            spec.write(f"# step-cache build {repeat}\n")
+                        cached, again = one_build(tool, folder, state, address)
+                        results["corral_stepcache"].append(cached)
+                        if again != digest:
+                            raise SystemExit(f"corral's step-cache build changed the digest: "
+                                             f"{digest} {again}")
             finally:
                 if tool == "buildah":
                     forget_buildah(state)
@@ -249,17 +268,20 @@ def main() -> None:
 
 def report(results: dict[str, list]) -> None:  # type: ignore[type-arg]
     median = {k: statistics.median(v) for k, v in results.items()
-              if k.endswith(("cold", "cached", "empty"))}
+              if k.endswith(("cold", "cached", "empty", "stepcache"))}
     print(f"{'two-stage Dockerfile':<24}{'corral s':>10}{'buildah s':>11}{'ratio':>8}")
     for kind in ("cold", "cached"):
         ratio = median[f"corral_{kind}"] / median[f"buildah_{kind}"]
         print(f"{kind:<24}{median[f'corral_{kind}']:>10.2f}{median[f'buildah_{kind}']:>11.2f}"
               f"{ratio:>8.2f}")
+    steps = median["corral_stepcache"]
+    print(f"{'cached, via step cache':<24}{steps:>10.2f}{median['buildah_cached']:>11.2f}"
+          f"{steps / median['buildah_cached']:>8.2f}")
     empty = median["corral_cold_empty"]
     print(f"{'cold, empty machine cache':<24}{empty:>10.2f}{median['buildah_cold']:>11.2f}"
           f"{empty / median['buildah_cold']:>8.2f}")
     for key in ("corral_cold", "buildah_cold", "corral_cold_empty", "corral_cached",
-                "buildah_cached"):
+                "corral_stepcache", "buildah_cached"):
         print(f"  {key} rounds: {' '.join(f'{v:.2f}' for v in results[key])}")
     same_corral = int(len(set(results["corral_digest"])) == 1)
     same_buildah = int(len(set(results["buildah_digest"])) == 1)
@@ -272,6 +294,8 @@ def report(results: dict[str, list]) -> None:  # type: ignore[type-arg]
           f"corral_cold_s={median['corral_cold']:.2f} buildah_cold_s={median['buildah_cold']:.2f} "
           f"corral_cached_s={median['corral_cached']:.2f} "
           f"buildah_cached_s={median['buildah_cached']:.2f} "
+          f"stepcache_ratio={steps / median['buildah_cached']:.2f} "
+          f"corral_stepcache_s={steps:.2f} "
           f"corral_same_digest={same_corral} buildah_same_digest={same_buildah}")
 
 

@@ -142,13 +142,13 @@ def build(ctx: Context, image: str | None, check_reproducible: bool,
 
     from corral.engine.images.build import build_image
 
+    before = before_build(ctx.spec_file)
     ws = ctx.workspace()
     names = [image] if image else sorted(ws.loaded.spec.images)
     if not names:
         raise SpecError(f"{ws.loaded.path.name} has no [images.NAME] section to build")
     if target is not None and image is None and len(names) > 1:
         raise SpecError("--target names a stage of one Dockerfile", hint="name the IMAGE too")
-    before = before_build(ws)
     digests = {name: build_image(ws, name, render.progress, args, target=target,
                                  update_bases=update_bases, insecure=insecure)
                for name in names}

@@ -71,9 +71,13 @@ def unchanged_build(spec_file: str | Path, request: BuildRequest) -> dict[str, s
         return None  # no record, a damaged one, no spec: the build runs (and says why not)
 
 
-def before_build(ws: Workspace) -> dict[str, Any] | None:
-    """The project folder stamped before a build, for `remember_build` after it."""
-    return adapters.stamp_build_folder(ws.folder)
+def before_build(spec_file: str | Path) -> dict[str, Any] | None:
+    """The spec's folder stamped before a build (before the spec is read), for
+    `remember_build` after it."""
+    try:
+        return adapters.stamp_build_folder(locate_spec(spec_file).parent)
+    except (OSError, CorralError):
+        return None  # no spec: the build says so
 
 
 def remember_build(ws: Workspace, request: BuildRequest, digests: dict[str, str],
