@@ -155,6 +155,21 @@ def test_a_user_step_gets_a_users_permissions_and_the_error_names_its_line(
         _build(folder)
 
 
+def test_a_workdir_after_user_is_made_as_that_user(folder: Path) -> None:
+    """As BuildKit does (docker/cli#3346's Dockerfile): the missing folders of a WORKDIR
+    written after USER are that user's, so its steps may write there; an existing folder
+    keeps its owner."""
+    _written(folder, USERS + "USER app\nWORKDIR /home/app/public/site\n"
+             "RUN touch made && id -u > who\n")
+    store, digest = _build(folder)
+    entries = _top_layers(store, digest, 1)
+    for name in ("home/app/public", "home/app/public/site", "home/app/public/site/made"):
+        assert (entries[name].uid, entries[name].gid, entries[name].mode & 0o777) == (
+            1234, 1234, 0o755 if entries[name].isdir() else entries[name].mode & 0o777), name
+    assert entries["home/app/public/site/who"].pax_headers["content"] == "1234\n"
+    assert "home/app" not in entries, "useradd's home was there already: left as it was"
+
+
 def test_an_unknown_chown_name_is_a_located_error(folder: Path) -> None:
     _written(folder, "FROM debian:bookworm\nCOPY --chown=ghost notes.txt /srv/\n")
     with pytest.raises(ImageError, match=r"Dockerfile:2: --chown=ghost: the image's "

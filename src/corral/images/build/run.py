@@ -94,8 +94,28 @@ class Sandbox:
 def run_in_sandbox(bwrap: str, root: Path, step: RunStep, env: dict[str, str], workdir: str,
          program: tuple[str, ...] | None, binds: list[tuple[Path, str]],
          user: RunAs | None = None) -> None:
+    if user is not None and user.uid != 0:
+        make_workdir(root, workdir, user.ids)
     with identity_userns() as userns:
         _run_in_sandbox(bwrap, root, step, env, workdir, program, binds, user, userns)
+
+
+def make_workdir(root: Path, workdir: str, owner: tuple[int, int]) -> None:
+    """The folders of a step's workdir that do not exist yet, made 0755 and owned by the
+    user the step runs as, as BuildKit makes a WORKDIR written after USER (so `USER app`,
+    `WORKDIR /home/app/public`, `RUN touch file` works). Existing folders stay as they are;
+    at a link on the way, the rest is left to bubblewrap's --dir (as root), which resolves
+    it within the image."""
+    current = root
+    for part in (p for p in workdir.split("/") if p not in ("", ".")):
+        current = current / part
+        if part == ".." or current.is_symlink() or (current.exists() and
+                                                     not current.is_dir()):
+            return
+        if not current.exists():
+            current.mkdir()
+            current.chmod(0o755)
+            os.chown(current, *owner)
 
 
 def _run_in_sandbox(bwrap: str, root: Path, step: RunStep, env: dict[str, str], workdir: str,
