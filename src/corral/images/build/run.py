@@ -22,7 +22,8 @@ from corral.images.build.run_user import RunAs, as_user, identity_userns, namesp
 from corral.images.roots.unpack import apply_layer, remove_tree, unpack_image
 from corral.spec.model import RunStep
 
-# Paths bubblewrap creates as mount points; they are sandbox plumbing, not image content.
+# Paths bubblewrap creates as mount points when the image has none; they are sandbox
+# plumbing, not image content.
 MOUNTPOINTS = frozenset({"dev", "proc", "tmp", "etc/resolv.conf"})
 
 
@@ -121,9 +122,13 @@ def make_workdir(root: Path, workdir: str, owner: tuple[int, int]) -> None:
 def _run_in_sandbox(bwrap: str, root: Path, step: RunStep, env: dict[str, str], workdir: str,
                     program: tuple[str, ...] | None, binds: list[tuple[Path, str]],
                     user: RunAs | None, userns: int | None) -> None:
-    # /tmp as in images (1777): a step run as a user may write there too.
-    argv = [bwrap, "--bind", str(root), "/", "--dev", "/dev", "--proc", "/proc",
-            "--perms", "1777", "--tmpfs", "/tmp", "--die-with-parent", "--new-session",
+    # The image's own /tmp, as Docker runs a step: what one step writes there (or a COPY
+    # put there) is in its layer and seen by the next. An image without one gets a private
+    # tmpfs (1777, so a step run as a user may write there too), never part of a layer.
+    tmp = [] if (root / "tmp").is_dir() and not (root / "tmp").is_symlink() else [
+        "--perms", "1777", "--tmpfs", "/tmp"]
+    argv = [bwrap, "--bind", str(root), "/", "--dev", "/dev", "--proc", "/proc", *tmp,
+            "--die-with-parent", "--new-session",
             "--clearenv", *namespace_args(userns, step.network, user)]
     for folder, target in binds:
         argv += ["--bind", str(folder), target]
