@@ -170,6 +170,18 @@ def test_a_workdir_after_user_is_made_as_that_user(folder: Path) -> None:
     assert "home/app" not in entries, "useradd's home was there already: left as it was"
 
 
+def test_a_home_the_dockerfile_sets_is_kept_for_a_user_step(folder: Path) -> None:
+    """Docker keeps an `ENV HOME` for a USER's steps (it sets HOME from /etc/passwd only
+    when the environment has none, or an empty one); gosu alone would replace it."""
+    _written(folder, USERS + "ENV HOME=/opt/apphome\nUSER app\nRUN echo $HOME > /tmp/home\n"
+             "USER root\nENV HOME=\nUSER app\nRUN echo \"[$HOME]\" > /tmp/empty\n")
+    store, digest = _build(folder)
+    entries = _top_layers(store, digest, 2)
+    assert entries["tmp/home"].pax_headers["content"] == "/opt/apphome\n"
+    assert entries["tmp/empty"].pax_headers["content"] == "[/home/app]\n", \
+        "an empty HOME is as unset: the passwd entry's, as runc does"
+
+
 def test_an_unknown_chown_name_is_a_located_error(folder: Path) -> None:
     _written(folder, "FROM debian:bookworm\nCOPY --chown=ghost notes.txt /srv/\n")
     with pytest.raises(ImageError, match=r"Dockerfile:2: --chown=ghost: the image's "

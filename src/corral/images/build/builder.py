@@ -42,6 +42,12 @@ from corral.spec.model import CopyStep, ImageSpec
 
 Progress = Callable[[str], None]
 
+# What a run step's sandbox gives it, versioned in every run step's cache key, so a layer
+# made under other rules is never reused: 2 = the image's own /tmp (no tmpfs over it), a
+# WORKDIR's missing folders made as the step's USER, a HOME in the environment kept under
+# gosu (1, unnamed in keys: a private /tmp, WORKDIR as root, HOME from /etc/passwd).
+RUN_SANDBOX = 2
+
 
 class Builder:
     """Turns specs into manifests in `layout`, caching step layers in `steps`."""
@@ -149,7 +155,8 @@ class Builder:
         env = image_env(base_config, ImageSpec(env=run.env))
         label = f"layer run {step.command}" + (f" (as {run.user})" if run.user else "")
         definition: dict[str, Any] = {"run": step.command, "network": step.network,
-                                      "env": env, "workdir": workdir, "build_env": BUILD_ENV}
+                                      "env": env, "workdir": workdir, "build_env": BUILD_ENV,
+                                      "sandbox": RUN_SANDBOX}
         if run.argv is not None:  # keys of plain `sh -c` steps stay as they were
             definition["argv"] = list(run.argv)
         if run.caches:

@@ -138,7 +138,8 @@ def _run_in_sandbox(bwrap: str, root: Path, step: RunStep, env: dict[str, str], 
                        **env}.items():
         argv += ["--setenv", key, value]
     # --dir creates the workdir inside the sandbox, so symlinks resolve within the image.
-    switch, command = as_user(program or ("/bin/sh", "-c", step.command), user)
+    switch, command = as_user(program or ("/bin/sh", "-c", step.command), user, root,
+                              env.get("HOME") or None)  # an empty one: as unset
     argv += [*switch, "--dir", workdir, "--chdir", workdir, *command]
     if program is None and not (root / "bin" / "sh").exists() and \
             not (root / "bin").is_symlink():

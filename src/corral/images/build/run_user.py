@@ -72,16 +72,21 @@ def namespace_args(userns: int | None, network: bool, user: RunAs | None) -> lis
     return [*flags, "--share-net"] if network else flags
 
 
-def as_user(command: tuple[str, ...], user: RunAs | None) -> tuple[list[str], tuple[str, ...]]:
+def as_user(command: tuple[str, ...], user: RunAs | None, root: Path,
+            home: str | None = None) -> tuple[list[str], tuple[str, ...]]:
     """(bubblewrap arguments, the program) that run `command` as `user`: through gosu when
-    corral is root; unchanged otherwise (root, or bubblewrap mapped the ids already)."""
+    corral is root; unchanged otherwise (root, or bubblewrap mapped the ids already).
+    gosu sets HOME from the user's passwd entry; a HOME the step's environment has (an
+    `ENV HOME`, or the base's) is kept, as Docker keeps it, through the image's `env`."""
     if user is None or user.ids == (0, 0) or os.geteuid() != 0:
         return [], command
     gosu = shutil.which("gosu") or shutil.which("gosu", path="/usr/sbin:/usr/bin")
     if gosu is None:
         raise ImageError("RUN after a non-root USER needs gosu to switch to that user, and "
                          "it is not installed", hint="apt-get install gosu")
-    return ["--ro-bind", gosu, SWITCH_USER], (SWITCH_USER, user.spec, *command)
+    env = next((f"/{p}" for p in ("usr/bin/env", "bin/env") if (root / p).exists()), None)
+    keep = (env, f"HOME={home}") if home is not None and env is not None else ()
+    return ["--ro-bind", gosu, SWITCH_USER], (SWITCH_USER, user.spec, *keep, *command)
 
 
 @contextlib.contextmanager
