@@ -12,7 +12,7 @@ from corral.images import LocalImageStore
 from corral.images.build.dockerfile import plan_dockerfile
 from corral.images.build.dockerfile_parser import parse_dockerfile
 from corral.images.build.dockerfile_syntax import substitute
-from corral.images.build.plan import PlanRun
+from corral.images.build.plan import BindMount, PlanRun
 from corral.spec.model import CopyStep, ImageSpec
 
 DOCKERFILE = ImageSpec(dockerfile="Dockerfile")
@@ -86,14 +86,31 @@ CMD verbose
 
 def test_run_steps_keep_their_order_env_and_workdir(tmp_path: Path) -> None:
     plan = _plan(tmp_path, "FROM debian:bookworm\nARG MODE=fast\nRUN echo one\n"
-                 "COPY app /app\nENV X=1\nWORKDIR /app\nRUN --network=default pip install x\n")
+                 "COPY app /app\nENV X=1\nWORKDIR /app\nRUN --network=none pip install x\n")
     assert plan.base == "debian:bookworm"
     first, copy, second = plan.steps
     assert isinstance(first, PlanRun) and isinstance(second, PlanRun)
     assert (first.step.command, first.env, first.workdir) == ("echo one", {"MODE": "fast"}, "/")
     assert isinstance(copy, CopyStep) and copy.dest == "/app"
     assert second.env == {"MODE": "fast", "X": "1"} and second.workdir == "/app"
-    assert second.step.network and not first.step.network
+    assert first.step.network and not second.step.network  # Docker's default: the network
+
+
+def test_bind_mounts_are_planned_with_their_target_in_the_workdir(tmp_path: Path) -> None:
+    plan = _plan(tmp_path, "FROM debian:bookworm AS deps\nFROM debian:bookworm\nWORKDIR /app\n"
+                 "RUN --mount=type=bind,source=app,target=src "
+                 "--mount=type=bind,from=deps,src=/usr,dst=/deps,rw "
+                 "--mount=type=cache,target=/root/.cache ls\n")
+    run = plan.steps[0]
+    assert isinstance(run, PlanRun)
+    assert run.binds == (BindMount("app", "/app/src"),
+                         BindMount("/usr", "/deps", origin="stage:0", writable=True))
+    assert [cache.target for cache in run.caches] == ["/root/.cache"]
+
+
+def test_maintainer_is_the_configs_author(tmp_path: Path) -> None:
+    plan = _plan(tmp_path, "FROM scratch\nMAINTAINER Jane <jane@example.com>\n")
+    assert plan.author == "Jane <jane@example.com>"
 
 
 def test_from_an_image_built_by_corral_uses_the_local_layout(tmp_path: Path) -> None:
@@ -114,7 +131,10 @@ def test_from_an_image_built_by_corral_uses_the_local_layout(tmp_path: Path) -> 
     ("FROM scratch\nVOLUME /data\n", 2, 'volumes = { data = "/data" }'),
     ("FROM scratch\nSHELL bash -c\n", 2, "JSON form"),
     ("FROM scratch\nSTOPSIGNAL SIGBOGUS\n", 2, "not a signal"),
-    ("FROM scratch\nRUN --mount=type=secret,id=x cat /x\n", 2, "only type=cache"),
+    ("FROM scratch\nRUN --mount=type=secret,id=x cat /x\n", 2, "only type=cache and type=bind"),
+    ("FROM scratch\nRUN --mount=type=bind,source=x ls\n", 2, "needs target=PATH"),
+    ("FROM scratch\nRUN --mount=type=bind,source=../x,target=/x ls\n", 2, "outside the build"),
+    ("FROM scratch\nRUN --mount=type=bind,target=/x,bogus=1 ls\n", 2, "bogus are not supp"),
     ("FROM scratch\nRUN --mount=type=cache,target=/c,uid=app ls\n", 2, "uid=app is not a"),
     ("FROM scratch\nRUN --mount=type=cache,target=/c,mode=rwx ls\n", 2, "not an octal mode"),
     ("FROM scratch\nRUN cat <<EOF\nx\n", 2, "unterminated heredoc"),

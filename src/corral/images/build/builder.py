@@ -29,10 +29,16 @@ from corral.images.build.overlay import make_sandbox
 from corral.images.build.passwd import resolve_user
 from corral.images.build.plan import BuildPlan, CacheMount, PlanRun, spec_plan
 from corral.images.build.provenance import provenance_labels
-from corral.images.build.run import BUILD_ENV, Sandbox
+from corral.images.build.run import BUILD_ENV, Bind, Sandbox
 from corral.images.build.run_user import run_as
 from corral.images.build.sbom import LayerScans
-from corral.images.build.stages import DEFAULT_OPTIONS, BuildOptions, StageRun, step_key
+from corral.images.build.stages import (
+    DEFAULT_OPTIONS,
+    BoundFiles,
+    BuildOptions,
+    StageRun,
+    step_key,
+)
 from corral.images.fresh import file_origin, stamped, volatile_origin
 from corral.images.oci.layout import Layout, canonical_json
 from corral.images.roots.unpack import remove_tree
@@ -104,7 +110,7 @@ class Builder:
             built, base_config = run.stage(plan)
         all_labels = {**provenance_labels(image, context), **(labels or {})}
         config = image_config(base_config, plan.metadata, all_labels, built.layers,
-                              stop_signal=plan.stop_signal)
+                              stop_signal=plan.stop_signal, author=plan.author)
         user = config["config"].get("User")
         if user:
             config["config"]["User"] = resolve_user(user, [
@@ -112,6 +118,12 @@ class Builder:
         config_digest, config_size = self.layout.write_blob(canonical_json(config))
         manifest = image_manifest(config_digest, config_size, built.layers)
         return self.layout.write_blob(canonical_json(manifest))
+
+    def note_copy(self, step: CopyStep, context: Path) -> None:
+        """A copy (or a bind mount) from the context that a freshness stamp cannot cover
+        makes the build volatile (images/fresh.py)."""
+        if not stamped(step, context):
+            self.origins.add(volatile_origin(f"copy {step.src}"))
 
     def note_origin(self, base: Base) -> None:
         if base.origin:
@@ -127,8 +139,7 @@ class Builder:
                     compression: Compression, progress: Progress,
                     ignore: IgnoreRules | None = None) -> Layer:
         entries = copy_entries(step, context, ignore)
-        if not stamped(step, context):
-            self.origins.add(volatile_origin(f"copy {step.src}"))
+        self.note_copy(step, context)
         files = sum(1 for e in entries if e.kind == "file")
         label = f"layer copy {step.src} → {step.dest}: {files} file{'s' * (files != 1)}"
         key = step_key(chain, step.model_dump(mode="json", by_alias=True),
@@ -146,11 +157,13 @@ class Builder:
     def run_layer(self, run: PlanRun, base_config: dict[str, Any], layers: list[Layer],
                    chain: str, sandbox: list[Sandbox], cleanup: contextlib.ExitStack,
                    compression: Compression, progress: Progress,
-                   lower: int | None = None) -> Layer:
+                   lower: int | None = None,
+                   mounted: Callable[[], list[BoundFiles]] = list) -> Layer:
         """The layer of one run step: from the cache (brought into a live sandbox), or run.
         One sandbox root serves every uncached step, so the image is unpacked at most once.
         `lower`: how many of `layers` (the stage's base) make the sandbox's read-only root;
-        the rest are applied over it (default: all of them below)."""
+        the rest are applied over it (default: all of them below). `mounted`: the files of
+        the step's bind mounts, with their content hashes (the step's key holds them)."""
         step, workdir = run.step, run.workdir
         env = image_env(base_config, ImageSpec(env=run.env))
         label = f"layer run {step.command}" + (f" (as {run.user})" if run.user else "")
@@ -163,6 +176,10 @@ class Builder:
             definition["caches"] = [cache.key() for cache in run.caches]
         if run.user is not None:  # the chain pins /etc/passwd, so the name is enough
             definition["user"] = run.user
+        bound = mounted() if run.binds else []
+        if bound:
+            definition["binds"] = [{"target": b.target, "inputs": b.inputs, "rw": b.writable}
+                                   for b in bound]
         key = step_key(chain, definition, "", compression)
         layer = self.cached_layer(key)
         if layer is not None:
@@ -174,7 +191,8 @@ class Builder:
             sandbox.append(self._sandbox(layers, len(layers) if lower is None else lower,
                                          cleanup))
         progress(f"{label}: running in bubblewrap{' with network' if step.network else ''}")
-        binds = [(self._cache_folder(cache), cache.target) for cache in run.caches]
+        binds = [Bind(self._cache_folder(cache), cache.target) for cache in run.caches]
+        binds += [Bind(b.make(), b.target, readonly=not b.writable) for b in bound]
         user = None if run.user is None else run_as(run.user, [
             self.layout.blob_path(layer.digest) for layer in layers])
         layer, tmp, changed = sandbox[0].run(step, env, workdir, self.layout.blobs,

@@ -21,9 +21,10 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def image_config(base: dict[str, Any], image: ImageSpec, labels: dict[str, str] | None,
-                 layers: Sequence[Layer], *, stop_signal: str | None = None) -> dict[str, Any]:
+                 layers: Sequence[Layer], *, stop_signal: str | None = None,
+                 author: str | None = None) -> dict[str, Any]:
     """The config document: the base's runtime config overlaid with the spec's keys (and a
-    Dockerfile's STOPSIGNAL)."""
+    Dockerfile's STOPSIGNAL and MAINTAINER, the config's `author`)."""
     env = image_env(base, image)
     runtime: dict[str, Any] = {"Env": [f"{k}={v}" for k, v in env.items()]}
     entrypoint = image.entrypoint if image.entrypoint is not None else base.get("Entrypoint")
@@ -46,6 +47,7 @@ def image_config(base: dict[str, Any], image: ImageSpec, labels: dict[str, str] 
     created = datetime.fromtimestamp(source_date_epoch(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "created": created,
+        **({"author": author} if author else {}),
         "architecture": host_architecture(),
         "os": "linux",
         "config": runtime,

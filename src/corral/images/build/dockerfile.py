@@ -32,7 +32,6 @@ from corral.spec.model import ImageSpec
 
 _UNSUPPORTED_HINTS = {
     "ONBUILD": "corral images do not carry triggers; put the steps in this Dockerfile",
-    "MAINTAINER": 'use LABEL org.opencontainers.image.authors="…"',
 }
 
 LocalImage = Callable[[str], str | None]  # "NAME[:TAG]" -> a base string, or None

@@ -26,6 +26,7 @@ from corral.images.build.dockerfile_words import expand_word, shell_words
 from corral.images.build.dockerignore import IgnoreRules
 from corral.images.build.healthcheck import parse_instruction
 from corral.images.build.plan import (
+    BindMount,
     BuildPlan,
     CacheMount,
     PlanCopyFrom,
@@ -78,6 +79,7 @@ class Stage:
     healthcheck: ImageHealthcheckSpec | None = None
     shell: tuple[str, ...] = DEFAULT_SHELL
     stop_signal: str | None = None
+    author: str | None = None  # MAINTAINER (deprecated by Docker, still written)
     steps: list[PlanStep] = field(default_factory=list)
     sites: list[str] = field(default_factory=list)  # "Dockerfile:LINE" of each step
     declared: set[str] = field(default_factory=set)
@@ -114,7 +116,7 @@ class Stage:
         packages = image.packages if self.base.startswith("debian:") else ()
         return BuildPlan(base=self.base, packages=tuple(packages), mirror=image.mirror,
                          steps=tuple(self.steps), metadata=metadata, ignore=self.ignore or None,
-                         stop_signal=self.stop_signal, name=self.name,
+                         stop_signal=self.stop_signal, author=self.author, name=self.name,
                          sites=tuple(self.sites))
 
 
@@ -248,15 +250,17 @@ def _owner(chown: str | None) -> str | None:
 
 def _run(stage: Stage, node: Node, site: StageSite) -> None:
     flags = _flags(node, ("network", "mount"))
-    network = flags.get("network", ["none"])[-1]
+    network = flags.get("network", ["default"])[-1]  # Docker's default: the network
     if network not in ("none", "default", "host"):
         raise ValueError(f"--network={network}: use none (the default), default or host")
-    caches = tuple(_cache_mount(value) for value in flags.get("mount", []))
+    mounts = [_mount(stage.expand(value), stage, site) for value in flags.get("mount", [])]
+    caches = tuple(m for m in mounts if isinstance(m, CacheMount))
+    binds = tuple(m for m in mounts if isinstance(m, BindMount))
     command, argv = _run_command(stage, node)
     env = {**stage.args, **stage.env}
     user = None if stage.user in (None, "0", "root", "0:0", "root:root") else stage.user
     stage.steps.append(PlanRun(RunStep(command=command, network=network != "none"), env,
-                               stage.workdir, argv, caches, user))
+                               stage.workdir, argv, caches=caches, binds=binds, user=user))
 
 
 def _run_command(stage: Stage, node: Node) -> tuple[str, tuple[str, ...] | None]:
@@ -285,14 +289,58 @@ def _chomp(content: str) -> str:
     return re.sub(r"(?m)^\t+", "", content)
 
 
-def _cache_mount(value: str) -> CacheMount:
+def _mount(value: str, stage: Stage, site: StageSite) -> CacheMount | BindMount:
     options = dict(part.partition("=")[::2] for part in value.split(",") if part)
     kind = options.pop("type", "bind")
-    if kind != "cache":
-        raise ValueError(f"--mount=type={kind} is not supported (only type=cache; secrets "
-                         "are given to instances at start, never to builds)")
-    target = options.pop("target", "") or options.pop("dst", "") or \
+    if kind == "cache":
+        return _cache_mount(options)
+    if kind == "bind":
+        return _bind_mount(options, stage, site)
+    raise ValueError(f"--mount=type={kind} is not supported (only type=cache and type=bind; "
+                     "secrets are given to instances at start, never to builds)")
+
+
+def _bind_mount(options: dict[str, str], stage: Stage, site: StageSite) -> BindMount:
+    """BuildKit's bind mount: source (default: the whole context or root), target (relative
+    to the workdir), from (a stage or an image; default: the build context), readonly/ro
+    (the default) or rw/readwrite (writes thrown away)."""
+    target = _pop_target(options)
+    if not target:
+        raise ValueError("--mount=type=bind needs target=PATH")
+    source = options.pop("source", None) or options.pop("src", None) or "."
+    origin = options.pop("from", None)
+    writable = False
+    for flag in ("rw", "readwrite"):
+        if flag in options:
+            writable = options.pop(flag) in ("", "true")
+    for flag in ("ro", "readonly"):
+        if flag in options:
+            writable = options.pop(flag) not in ("", "true")
+    if options:
+        raise ValueError(f"--mount=type=bind: option(s) {', '.join(sorted(options))} are "
+                         "not supported (only source, target, from, rw, readonly)")
+    if origin is None:
+        if source.startswith("/") or ".." in source.split("/"):
+            raise ValueError(f"--mount=type=bind,source={source} is outside the build "
+                             "context")
+        return BindMount(source=posixpath.normpath(source), target=_in_workdir(stage, target),
+                         writable=writable)
+    return BindMount(source=posixpath.normpath(posixpath.join("/", source)),
+                     target=_in_workdir(stage, target),
+                     origin=_copy_source(stage, origin, site), writable=writable)
+
+
+def _pop_target(options: dict[str, str]) -> str:
+    return options.pop("target", "") or options.pop("dst", "") or \
         options.pop("destination", "")
+
+
+def _in_workdir(stage: Stage, target: str) -> str:
+    return posixpath.normpath(posixpath.join(stage.workdir, target))
+
+
+def _cache_mount(options: dict[str, str]) -> CacheMount:
+    target = _pop_target(options)
     if not target.startswith("/"):
         raise ValueError("--mount=type=cache needs target=/absolute/path")
     cache_id = options.pop("id", "") or target
@@ -413,6 +461,11 @@ def is_signal(name: str) -> bool:
     return (text if text.startswith("SIG") else "SIG" + text) in signal.Signals.__members__
 
 
+def _maintainer(stage: Stage, node: Node, site: StageSite) -> None:
+    """Docker's deprecated MAINTAINER: the config's `author`, as Docker writes it."""
+    stage.author = stage.expand(node.args).strip() or None
+
+
 def _volume(stage: Stage, node: Node, site: StageSite) -> None:
     paths = _words(stage, node)
     example = ", ".join(f'{posixpath.basename(p.rstrip("/")) or "data"} = "{p}"'
@@ -438,5 +491,5 @@ STEP_HANDLERS: dict[str, Callable[[Stage, Node, StageSite], None]] = {
     "RUN": _run, "ENV": _env, "ARG": _arg, "WORKDIR": _workdir, "USER": _user,
     "ENTRYPOINT": _entrypoint, "CMD": _cmd, "EXPOSE": _expose, "LABEL": _label,
     "HEALTHCHECK": _healthcheck, "SHELL": _shell, "STOPSIGNAL": _stopsignal,
-    "VOLUME": _volume,
+    "VOLUME": _volume, "MAINTAINER": _maintainer,
 }

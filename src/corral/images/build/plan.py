@@ -22,6 +22,7 @@ class PlanRun:
     # The program exactly (a Dockerfile's SHELL, or a heredoc script); None: /bin/sh -c.
     argv: tuple[str, ...] | None = None
     caches: tuple[CacheMount, ...] = ()  # RUN --mount=type=cache
+    binds: tuple[BindMount, ...] = ()  # RUN --mount=type=bind
     # USER in effect (`name[:group]` or numbers, as written); None: root. Resolved from the
     # image's /etc/passwd below the step only when the step runs (a cached step reads none).
     user: str | None = None
@@ -43,6 +44,18 @@ class CacheMount:
         steps written before it existed stay as they were)."""
         found: dict[str, object] = {"id": self.id, "target": self.target}
         return found if self.access is None else {**found, "access": list(self.access)}
+
+
+@dataclass(frozen=True)
+class BindMount:
+    """RUN --mount=type=bind: files of the build context (or of a stage or an image) mounted
+    at `target` for one step, never in the image; read-only unless `writable`, and then
+    what the step writes there is thrown away, as BuildKit does."""
+
+    source: str  # a path in the context (relative), or in the `origin` root (absolute)
+    target: str  # absolute, a relative target already joined to the step's workdir
+    origin: str | None = None  # "stage:N" or a base string; None: the build context
+    writable: bool = False
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,7 @@ class BuildPlan:
     # A Dockerfile's earlier stages, by index: `base` or a PlanCopyFrom may name "stage:N".
     stages: tuple[BuildPlan, ...] = ()
     stop_signal: str | None = None  # STOPSIGNAL
+    author: str | None = None  # MAINTAINER
     notes: tuple[str, ...] = ()  # what the build decided for the user (a resolved FROM, …)
     name: str = ""  # the stage's name (FROM … AS name) or its index
     sites: tuple[str, ...] = ()  # where each step was written ("Dockerfile:LINE"), if known

@@ -69,12 +69,11 @@ class Sandbox:
 
     def run(self, step: RunStep, env: dict[str, str], workdir: str, blobs: Path,
             compression: Compression = "none", *, argv: tuple[str, ...] | None = None,
-            binds: list[tuple[Path, str]] | None = None,
+            binds: list[Bind] | None = None,
             user: RunAs | None = None) -> tuple[Layer, Path, int]:
         """Run `step` (or `argv`, the program exactly) as `user` (root by default);
-        return its layer, the blob's tmp path and how many paths changed. `binds` (host
-        folder, path inside) are mounted for this step only, so what is written there stays
-        out of the layer."""
+        return its layer, the blob's tmp path and how many paths changed. `binds` are
+        mounted for this step only, so what is written there stays out of the layer."""
         before = snapshot(self.written)
         run_in_sandbox(self.bwrap, self.root, step, env, workdir, argv, binds or [], user)
         entries = self.changes(before, snapshot(self.written), user)
@@ -92,21 +91,66 @@ class Sandbox:
         return changes(before, after, self.root, user.ids if user else (0, 0))
 
 
+@dataclass(frozen=True)
+class Bind:
+    """A host path mounted at `target` for one step (a cache folder, a bind mount's files)."""
+
+    host: Path
+    target: str
+    readonly: bool = False
+
+
 def run_in_sandbox(bwrap: str, root: Path, step: RunStep, env: dict[str, str], workdir: str,
-         program: tuple[str, ...] | None, binds: list[tuple[Path, str]],
+         program: tuple[str, ...] | None, binds: list[Bind],
          user: RunAs | None = None) -> None:
-    if user is not None and user.uid != 0:
-        make_workdir(root, workdir, user.ids)
-    with identity_userns() as userns:
-        _run_in_sandbox(bwrap, root, step, env, workdir, program, binds, user, userns)
+    make_workdir(root, workdir, user.ids if user is not None else (0, 0))
+    resolver = ["/etc/resolv.conf"] if step.network and Path("/etc/resolv.conf").exists() \
+        else []
+    stubs = mount_stubs(root, [*resolver, *(bind.target for bind in binds)])
+    try:
+        with identity_userns() as userns:
+            _run_in_sandbox(bwrap, root, step, env, workdir, program, binds, user, userns)
+    finally:
+        remove_stubs(stubs)
+
+
+def mount_stubs(root: Path, targets: list[str]) -> list[Path]:
+    """The paths of `targets` and of their folders that `root` lacks: bubblewrap makes them
+    as mount points, and `remove_stubs` takes them away after the step, as BuildKit does, so
+    no empty mount point reaches the layer (a link on the way: left as it is)."""
+    made: list[Path] = []
+    for target in targets:
+        current = root
+        for part in (p for p in target.split("/") if p not in ("", ".")):
+            current = current / part
+            if current.is_symlink():
+                break
+            if not current.exists() and current not in made:
+                made.append(current)
+    return made
+
+
+def remove_stubs(stubs: list[Path]) -> None:
+    """Remove the mount points bubblewrap made, deepest first, if still empty (a step may
+    have written beside a mount, in a folder made for it: that folder stays)."""
+    for path in sorted(stubs, key=lambda p: len(p.parts), reverse=True):
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            continue
+        if stat.S_ISDIR(info.st_mode) and not any(path.iterdir()):
+            path.rmdir()
+        elif stat.S_ISREG(info.st_mode) and info.st_size == 0:
+            path.unlink()
 
 
 def make_workdir(root: Path, workdir: str, owner: tuple[int, int]) -> None:
     """The folders of a step's workdir that do not exist yet, made 0755 and owned by the
-    user the step runs as, as BuildKit makes a WORKDIR written after USER (so `USER app`,
-    `WORKDIR /home/app/public`, `RUN touch file` works). Existing folders stay as they are;
-    at a link on the way, the rest is left to bubblewrap's --dir (as root), which resolves
-    it within the image."""
+    user the step runs as (root by default), as BuildKit makes a WORKDIR written after USER
+    (so `USER app`, `WORKDIR /home/app/public`, `RUN touch file` works). Existing folders
+    stay as they are; at a link on the way, the rest is left to bubblewrap's --dir (as
+    root), which resolves it within the image. Without root, the folders are corral's,
+    which the sandbox maps to the step's user."""
     current = root
     for part in (p for p in workdir.split("/") if p not in ("", ".")):
         current = current / part
@@ -116,11 +160,12 @@ def make_workdir(root: Path, workdir: str, owner: tuple[int, int]) -> None:
         if not current.exists():
             current.mkdir()
             current.chmod(0o755)
-            os.chown(current, *owner)
+            if os.geteuid() == 0:
+                os.chown(current, *owner)
 
 
 def _run_in_sandbox(bwrap: str, root: Path, step: RunStep, env: dict[str, str], workdir: str,
-                    program: tuple[str, ...] | None, binds: list[tuple[Path, str]],
+                    program: tuple[str, ...] | None, binds: list[Bind],
                     user: RunAs | None, userns: int | None) -> None:
     # The image's own /tmp, as Docker runs a step: what one step writes there (or a COPY
     # put there) is in its layer and seen by the next. An image without one gets a private
@@ -130,8 +175,8 @@ def _run_in_sandbox(bwrap: str, root: Path, step: RunStep, env: dict[str, str], 
     argv = [bwrap, "--bind", str(root), "/", "--dev", "/dev", "--proc", "/proc", *tmp,
             "--die-with-parent", "--new-session",
             "--clearenv", *namespace_args(userns, step.network, user)]
-    for folder, target in binds:
-        argv += ["--bind", str(folder), target]
+    for bind in binds:
+        argv += ["--ro-bind" if bind.readonly else "--bind", str(bind.host), bind.target]
     if step.network and Path("/etc/resolv.conf").exists():
         argv += ["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
     for key, value in {**BUILD_ENV, "SOURCE_DATE_EPOCH": str(source_date_epoch()),

@@ -14,6 +14,7 @@ import glob
 import hashlib
 import os
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any, Protocol
 from corral.errors import ImageError
 from corral.images.build.bases import Base, next_chain, resolve_base
 from corral.images.build.config import image_config
-from corral.images.build.context import StatIndex, copy_entries, owner_of
+from corral.images.build.context import StatIndex, copy_entries, inputs_digest, owner_of
 from corral.images.build.dockerignore import IgnoreRules
 from corral.images.build.layer import (
     COMPRESSION_LEVEL,
@@ -33,13 +34,31 @@ from corral.images.build.layer import (
     source_date_epoch,
 )
 from corral.images.build.passwd import resolve_chown
-from corral.images.build.plan import BuildPlan, PlanCopyFrom, PlanFile, PlanRun, PlanStep
+from corral.images.build.plan import (
+    BindMount,
+    BuildPlan,
+    PlanCopyFrom,
+    PlanFile,
+    PlanRun,
+    PlanStep,
+)
 from corral.images.build.run import Sandbox
 from corral.images.oci.layout import Layout, canonical_json
 from corral.images.roots.unpack import remove_tree, unpack_image
 from corral.spec.model import CopyStep, ImageSpec
 
 Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BoundFiles:
+    """What a RUN --mount=type=bind mounts: a hash of its files (for the step's key) and,
+    made only when the step runs, a host path holding them."""
+
+    target: str
+    inputs: str
+    writable: bool
+    make: Callable[[], Path]
 
 
 class StepLayers(Protocol):
@@ -56,7 +75,10 @@ class StepLayers(Protocol):
     def run_layer(self, run: PlanRun, base_config: dict[str, Any], layers: list[Layer],
                   chain: str, sandbox: list[Sandbox], cleanup: contextlib.ExitStack,
                   compression: Compression, progress: Progress,
-                  lower: int | None = None) -> Layer: ...
+                  lower: int | None = None,
+                  mounted: Callable[[], list[BoundFiles]] = list) -> Layer: ...
+
+    def note_copy(self, step: CopyStep, context: Path) -> None: ...
 
     def cached_layer(self, key: str) -> Layer | None: ...
 
@@ -140,7 +162,8 @@ class StageRun:
             # The base alone is the sandbox's read-only root: stages on one base share it.
             return self.builder.run_layer(step, base.config, layers, chain, sandbox,
                                           self.cleanup, self.compression, self.progress,
-                                          lower=len(base.layers))
+                                          lower=len(base.layers),
+                                          mounted=lambda: self._bound(step, plan))
         if isinstance(step, PlanCopyFrom):
             layer = self._copy_from_layer(step, chain)
         elif isinstance(step, PlanFile):
@@ -151,6 +174,49 @@ class StageRun:
         if sandbox:
             sandbox[0].apply(self.builder.layout.blob_path(layer.digest))
         return layer
+
+    def _bound(self, run: PlanRun, plan: BuildPlan) -> list[BoundFiles]:
+        return [self._context_files(m, plan) if m.origin is None else self._root_files(m)
+                for m in run.binds]
+
+    def _context_files(self, mount: BindMount, plan: BuildPlan) -> BoundFiles:
+        """Files of the build context, .dockerignore applied as for COPY; linked (read-only)
+        or copied (writable) into the scratch folder when the step runs."""
+        whole = mount.source in ("", ".")
+        step = CopyStep(src=mount.source, dest="/",
+                        exclude=(".corral", ".git") if whole else ())
+        entries = copy_entries(step, self.context, plan.ignore)
+        self.builder.note_copy(step, self.context)
+        inputs = inputs_digest(entries, self.index)
+        is_dir = (self.context / mount.source).is_dir()
+
+        def make() -> Path:
+            folder = self.scratch / f"bind-{inputs[:20]}-{'rw' if mount.writable else 'ro'}"
+            if not folder.exists():
+                _materialize(entries, folder, link=not mount.writable)
+            return folder if is_dir else folder / entries[0].name.lstrip("/")
+
+        return BoundFiles(mount.target, inputs, mount.writable, make)
+
+    def _root_files(self, mount: BindMount) -> BoundFiles:
+        """A path of an earlier stage or an image (`from=`), keyed by its layers."""
+        assert mount.origin is not None
+        built = self.source(mount.origin)
+        inputs = hashlib.sha256(f"{built.chain}\n{mount.source}".encode()).hexdigest()
+
+        def make() -> Path:
+            path = self._root(built) / mount.source.lstrip("/")
+            if not path.exists() and not path.is_symlink():
+                raise ImageError(f"--mount=type=bind,from={self.label(mount.origin or '')}: "
+                                 f"{mount.source} does not exist there")
+            if not mount.writable:
+                return path
+            copy = self.scratch / f"bind-{inputs[:20]}-rw" / (path.name or "root")
+            if not copy.exists():
+                _copy_tree(path, copy)
+            return copy
+
+        return BoundFiles(mount.target, inputs, mount.writable, make)
 
     def _owned(self, step: PlanStep, layers: list[Layer]) -> PlanStep:
         """`step` with a `--chown` by name resolved to numbers from the /etc/passwd and
@@ -299,3 +365,31 @@ def within_root(root: Path, rel: str) -> str:
             continue
         done.append(part)
     return "/".join(done)
+
+
+def _materialize(entries: list[Entry], folder: Path, *, link: bool) -> None:
+    """The entries' files under `folder`: hard links where `link` (a read-only mount, the
+    cheapest) and the file system allows, else copies; folders and links made anew."""
+    folder.mkdir(parents=True)
+    for entry in entries:
+        path = folder / entry.name.lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if entry.kind == "dir":
+            path.mkdir(exist_ok=True)
+        elif entry.kind == "symlink":
+            os.symlink(entry.linkname, path)
+        elif entry.source is not None:
+            try:
+                if not link:
+                    raise OSError("copied: a writable mount must not reach the context")
+                os.link(entry.source, path)
+            except OSError:
+                shutil.copy2(entry.source, path)
+
+
+def _copy_tree(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if source.is_dir() and not source.is_symlink():
+        shutil.copytree(source, target, symlinks=True)
+    else:
+        shutil.copy2(source, target, follow_symlinks=False)
