@@ -6,7 +6,9 @@ the names people use: `library/python:3.11-slim` (a Debian root with python3) an
 `library/busybox:stable` (one static busybox). Two apps in the usual shapes build on them: a
 Python API whose dependencies are prepared in a builder stage and copied into a slim stage
 (heredocs, a RUN cache mount, USER by name, STOPSIGNAL), and a site generated in a Python
-stage and copied into a minimal busybox stage. Both deploy and answer through the router.
+stage and copied into a minimal busybox stage; and the Python Dockerfile `docker init`
+writes (a bind mount, a cache mount, adduser, USER, `COPY . .`, a shell-form CMD). All deploy
+and answer through the router.
 """
 
 from __future__ import annotations
@@ -59,6 +61,16 @@ port = 8000
 router = {{ listen = "127.0.0.1:{api_port}" }}
 health = {{ path = "/healthz", interval = "1s", timeout = "1s", healthy_after = 1 }}
 
+[images.web]
+dockerfile = "web.Dockerfile"
+
+[services.web]
+image = "web"
+replicas = 1
+port = 8000
+router = {{ listen = "127.0.0.1:{web_port}" }}
+health = {{ path = "/", interval = "1s", timeout = "1s", healthy_after = 1 }}
+
 [services.site]
 image = "site"
 replicas = 1
@@ -106,6 +118,74 @@ PY
 FROM busybox:stable
 COPY --from=build /site /www
 CMD ["/bin/busybox", "sh", "-c", "exec /bin/busybox httpd -f -p $PORT -h /www"]
+"""
+
+# What `docker init` writes for a Python app (Docker Desktop 4.x), as it writes it: `as` in
+# lower case, ARG in FROM, adduser with a uid, a cache and a bind mount on the install step
+# (which fetches from the network in Docker's default), USER, `COPY . .`, a shell-form CMD.
+# Only the install line differs: the stand-in base has no pip, so it "installs" the pinned
+# requirements by writing them down, reading them through the bind mount.
+WEB_DOCKERFILE = """# syntax=docker/dockerfile:1
+
+# Comments are provided throughout this file to help you get started.
+ARG PYTHON_VERSION=3.11
+FROM python:${PYTHON_VERSION}-slim as base
+
+# Prevents Python from writing pyc files.
+ENV PYTHONDONTWRITEBYTECODE=1
+
+# Keeps Python from buffering stdout and stderr.
+ENV PYTHONUNBUFFERED=1
+
+WORKDIR /app
+
+# Create a non-privileged user that the app will run under.
+ARG UID=10001
+RUN adduser \\
+    --disabled-password \\
+    --gecos "" \\
+    --home "/nonexistent" \\
+    --shell "/sbin/nologin" \\
+    --no-create-home \\
+    --uid "${UID}" \\
+    appuser
+
+# Download dependencies as a separate step to take advantage of Docker's caching.
+RUN --mount=type=cache,target=/root/.cache/pip \\
+    --mount=type=bind,source=requirements.txt,target=requirements.txt \\
+    cp requirements.txt /usr/local/installed.txt
+
+# Switch to the non-privileged user to run the application.
+USER appuser
+
+# Copy the source code into the container.
+COPY . .
+
+# Expose the port that the application listens on.
+EXPOSE 8000
+
+# Run the application.
+CMD python3 web_server.py
+"""
+
+WEB_SERVER = """import http.server, os
+
+INSTALLED = open("/usr/local/installed.txt").read().strip()
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = f"{INSTALLED} as uid {os.getuid()} in {os.getcwd()}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
 """
 
 SERVER = """import http.server, os, greeting
@@ -200,10 +280,14 @@ def app(tmp_path_factory: pytest.TempPathFactory, registry: str,
         bases: Project) -> Iterator[Project]:
     project = Project(tmp_path_factory.mktemp("app"))
     folder = project.folder
-    site_port = free_port()
+    site_port, web_port = free_port(), free_port()
     (folder / "corral.toml").write_text(APP_SPEC.format(
-        registry=registry, api_port=project.port, site_port=site_port))
+        registry=registry, api_port=project.port, site_port=site_port, web_port=web_port))
     project.site_port = site_port  # type: ignore[attr-defined]
+    project.web_port = web_port  # type: ignore[attr-defined]
+    (folder / "web.Dockerfile").write_text(WEB_DOCKERFILE)
+    (folder / "web_server.py").write_text(WEB_SERVER)
+    (folder / "requirements.txt").write_text("flask==3.0.3\n")
     (folder / "api.Dockerfile").write_text(API_DOCKERFILE)
     (folder / "site.Dockerfile").write_text(SITE_DOCKERFILE)
     (folder / "vendor" / "greeting").mkdir(parents=True)
@@ -260,6 +344,21 @@ def test_both_multi_stage_images_deploy_and_serve(app: Project, built: dict[str,
     site = httpx.get(f"http://127.0.0.1:{app.site_port}/index.html",  # type: ignore[attr-defined]
                      timeout=5)
     assert (site.status_code, site.text) == (200, "<h1>built in a python stage</h1>")
+
+
+def test_the_python_dockerfile_docker_init_writes_builds_deploys_and_serves(
+        app: Project, built: dict[str, str]) -> None:
+    config = app.config(built["web"])["config"]
+    assert config["User"] == "10001:10001"  # appuser, as adduser made it
+    assert config["Cmd"] == ["/bin/sh", "-c", "python3 web_server.py"]
+    assert config["WorkingDir"] == "/app"
+    app.corral("up", "-d")
+    app.corral("deploy", "web")
+    response = httpx.get(f"http://127.0.0.1:{app.web_port}/", timeout=5)  # type: ignore
+    # The process driver runs every instance as 65534, whatever the image's user (its
+    # sandbox's rule, docs/drivers.md); the image records appuser for other engines.
+    assert (response.status_code, response.text) == (
+        200, "flask==3.0.3 as uid 65534 in /app")
 
 
 def test_a_rebuild_is_all_cached_and_a_moved_tag_changes_nothing_until_update_bases(
