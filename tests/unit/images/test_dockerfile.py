@@ -140,7 +140,7 @@ def test_from_an_image_built_by_corral_uses_the_local_layout(tmp_path: Path) -> 
     ("FROM scratch\nRUN cat <<EOF\nx\n", 2, "unterminated heredoc"),
     ("# escape=x\nFROM scratch\n", 1, "invalid escape token"),
     ("FROM scratch\nADD https://example.com/x.tgz /x\n", 2, "is a URL"),
-    ("FROM scratch\nADD app.tar.gz /x\n", 2, "does not unpack archives"),
+    ("FROM scratch\nADD app.tar.zst /x\n", 2, "zstd archives are not unpacked"),
     ("FROM scratch\nCOPY --from=build /a /a\n", 2, "'build' names no registry host"),
     ("FROM scratch\nCOPY ../secret /a\n", 2, "outside the build context"),
     ("FROM scratch\nCOPY --chown=a:b:c app /app\n", 2, "use user\\[:group\\]"),

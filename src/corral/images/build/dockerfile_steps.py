@@ -33,6 +33,7 @@ from corral.images.build.plan import (
     PlanFile,
     PlanRun,
     PlanStep,
+    PlanUnpack,
 )
 from corral.spec.model import CopyStep, ImageHealthcheckSpec, ImageSpec, RunStep
 
@@ -213,6 +214,15 @@ def _copy_local(stage: Stage, sources: list[str], dest: str, into_folder: bool,
     for source in sources:
         for match in _expand(source, site.context, add, site.ignore):
             is_dir = (site.context / match).is_dir()
+            if add and not is_dir and match.endswith(_ARCHIVES):
+                if mode is not None or owner is not None:
+                    raise ValueError(f"{match!r} is unpacked with the owners and modes its "
+                                     "archive gives; --chown and --chmod apply to files only")
+                if match.endswith(".tar.zst"):
+                    raise ValueError(f"{match!r}: zstd archives are not unpacked (use gzip, "
+                                     "bzip2 or xz, or COPY it and unpack it in a RUN step)")
+                stage.steps.append(PlanUnpack(match, dest.rstrip("/") or "/"))
+                continue
             target = dest if is_dir or not into_folder else dest.rstrip("/") + "/"
             exclude = (".corral", ".git") if match == "." else ()
             stage.steps.append(CopyStep(src=match, dest=target, mode=mode, owner=owner,
@@ -225,9 +235,6 @@ def _expand(source: str, context: Path, add: bool, ignore: IgnoreRules) -> list[
                          "the build context, or in a RUN step with network)")
     if source.startswith("/") or ".." in source.split("/"):
         raise ValueError(f"{source!r} is outside the build context")
-    if add and source.endswith(_ARCHIVES):
-        raise ValueError(f"{source!r}: ADD does not unpack archives in corral; COPY it and "
-                         "unpack it in a RUN step")
     if not glob.has_magic(source):
         if source.strip("/") not in ("", ".") and ignore.ignored(source):
             raise ValueError(f"{source!r} is excluded by .dockerignore")
@@ -252,7 +259,7 @@ def _run(stage: Stage, node: Node, site: StageSite) -> None:
     flags = _flags(node, ("network", "mount"))
     network = flags.get("network", ["default"])[-1]  # Docker's default: the network
     if network not in ("none", "default", "host"):
-        raise ValueError(f"--network={network}: use none (the default), default or host")
+        raise ValueError(f"--network={network}: use default (the default), none or host")
     mounts = [_mount(stage.expand(value), stage, site) for value in flags.get("mount", [])]
     caches = tuple(m for m in mounts if isinstance(m, CacheMount))
     binds = tuple(m for m in mounts if isinstance(m, BindMount))

@@ -80,7 +80,16 @@ class PlanFile:
     owner: str | None = None
 
 
-PlanStep = CopyStep | PlanRun | PlanCopyFrom | PlanFile
+@dataclass(frozen=True)
+class PlanUnpack:
+    """ADD of a local tar archive (plain, gzip, bzip2 or xz): its members unpacked under
+    `dest`, with the modes and owners the archive gives them, as Docker does."""
+
+    source: str  # the archive, relative to the build context
+    dest: str  # the folder it is unpacked into (absolute)
+
+
+PlanStep = CopyStep | PlanRun | PlanCopyFrom | PlanFile | PlanUnpack
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,10 @@ import dataclasses
 import glob
 import hashlib
 import os
+import posixpath
 import re
 import shutil
+import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,10 +43,11 @@ from corral.images.build.plan import (
     PlanFile,
     PlanRun,
     PlanStep,
+    PlanUnpack,
 )
 from corral.images.build.run import Sandbox
 from corral.images.oci.layout import Layout, canonical_json
-from corral.images.roots.unpack import remove_tree, unpack_image
+from corral.images.roots.unpack import remove_tree, safe_link, safe_name, unpack_image
 from corral.spec.model import CopyStep, ImageSpec
 
 Progress = Callable[[str], None]
@@ -168,6 +171,8 @@ class StageRun:
             layer = self._copy_from_layer(step, chain)
         elif isinstance(step, PlanFile):
             layer = self._file_layer(step, chain)
+        elif isinstance(step, PlanUnpack):
+            layer = self._unpack_layer(step, chain)
         else:
             layer = self.builder.copy_layer(step, chain, self.context, self.index,
                                              self.compression, self.progress, plan.ignore)
@@ -221,7 +226,7 @@ class StageRun:
     def _owned(self, step: PlanStep, layers: list[Layer]) -> PlanStep:
         """`step` with a `--chown` by name resolved to numbers from the /etc/passwd and
         /etc/group of the layers below it (the numbers are what the layer and its key hold)."""
-        if isinstance(step, PlanRun) or step.owner is None or \
+        if isinstance(step, PlanRun | PlanUnpack) or step.owner is None or \
                 re.fullmatch(r"\d+(:\d+)?", step.owner):
             return step
         blobs = [self.builder.layout.blob_path(layer.digest) for layer in layers]
@@ -312,6 +317,21 @@ class StageRun:
         return self._layer_once(chain, definition, "", f"layer file {step.dest} (heredoc)",
                                 entries)
 
+    def _unpack_layer(self, step: PlanUnpack, chain: str) -> Layer:
+        """ADD of a local archive: keyed by the archive's content; its members unpacked
+        under `dest` with their own modes and owners (hardlinks as copies, device nodes and
+        fifos left out, as in corral's other layers), every name checked to stay inside."""
+        archive = self.context / step.source
+        self.builder.note_copy(CopyStep(src=step.source, dest="/"), self.context)
+        content = self.index.file_hash(archive)
+        definition = {"unpack": step.source, "dest": step.dest}
+
+        def entries() -> list[Entry]:
+            return archive_entries(archive, step.dest, self.scratch / f"unpack-{content[:20]}")
+
+        return self._layer_once(chain, definition, content,
+                                f"layer add {step.source} → {step.dest} (unpacked)", entries)
+
     def _layer_once(self, chain: str, definition: dict[str, Any], inputs: str, label: str,
                     entries: Callable[[], list[Entry]]) -> Layer:
         key = step_key(chain, definition, inputs, self.compression)
@@ -393,3 +413,48 @@ def _copy_tree(source: Path, target: Path) -> None:
         shutil.copytree(source, target, symlinks=True)
     else:
         shutil.copy2(source, target, follow_symlinks=False)
+
+
+def archive_entries(archive: Path, dest: str, scratch: Path) -> list[Entry]:
+    """The layer entries of a tar archive (plain, gzip, bzip2 or xz) unpacked under `dest`:
+    file contents written to `scratch`, modes and owners as the archive has them."""
+    base = dest.strip("/")
+    found: dict[str, Entry] = {}
+    if base:
+        found[base] = Entry(base, "dir", 0o755)
+    files: dict[str, Path] = {}  # member name -> its content in scratch (for hardlinks)
+    scratch.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            for number, member in enumerate(tar):
+                name = safe_name(member.name)
+                if name is None:
+                    continue  # the archive's "./": dest itself
+                full = posixpath.join(base, name) if base else name
+                perms, uid, gid = member.mode & 0o7777, member.uid, member.gid
+                if member.isdir():
+                    found[full] = Entry(full, "dir", perms, uid, gid)
+                elif member.issym():
+                    found[full] = Entry(full, "symlink", perms, uid, gid,
+                                        linkname=member.linkname)
+                elif member.islnk():
+                    source = files.get(safe_link(member))
+                    if source is None:
+                        raise ImageError(f"{archive.name}: {member.name} is a hardlink to "
+                                         f"{member.linkname}, which comes before it nowhere")
+                    found[full] = Entry(full, "file", perms, uid, gid, source=source,
+                                        size=source.stat().st_size)
+                elif member.isreg():
+                    path = scratch / str(number)
+                    data = tar.extractfile(member)
+                    assert data is not None
+                    with data, path.open("wb") as out:
+                        shutil.copyfileobj(data, out)
+                    files[name] = path
+                    found[full] = Entry(full, "file", perms, uid, gid, source=path,
+                                        size=member.size)
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise ImageError(f"{archive.name}: not a tar archive corral can unpack ({exc})",
+                         hint="ADD unpacks .tar, .tar.gz/.tgz, .tar.bz2 and .tar.xz; COPY "
+                         "copies a file as it is") from None
+    return [found[name] for name in sorted(found)]
