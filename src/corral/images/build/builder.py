@@ -119,11 +119,15 @@ class Builder:
         manifest = image_manifest(config_digest, config_size, built.layers)
         return self.layout.write_blob(canonical_json(manifest))
 
+    def note_volatile(self, why: str) -> None:
+        """The build read something no freshness stamp covers (images/fresh.py)."""
+        self.origins.add(volatile_origin(why))
+
     def note_copy(self, step: CopyStep, context: Path) -> None:
         """A copy (or a bind mount) from the context that a freshness stamp cannot cover
         makes the build volatile (images/fresh.py)."""
         if not stamped(step, context):
-            self.origins.add(volatile_origin(f"copy {step.src}"))
+            self.note_volatile(f"copy {step.src}")
 
     def note_origin(self, base: Base) -> None:
         if base.origin:

@@ -13,6 +13,7 @@ import posixpath
 import re
 import shlex
 import signal
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from corral.images.build.plan import (
     BuildPlan,
     CacheMount,
     PlanCopyFrom,
+    PlanFetch,
     PlanFile,
     PlanRun,
     PlanStep,
@@ -37,6 +39,7 @@ from corral.images.build.plan import (
 )
 from corral.spec.model import CopyStep, ImageHealthcheckSpec, ImageSpec, RunStep
 
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 _ARCHIVES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar.zst")
 DEFAULT_SHELL = ("/bin/sh", "-c")
 _HEREDOC_WORD = re.compile(r"^\d*<<-?")
@@ -166,7 +169,8 @@ def _words(stage: Stage, node: Node) -> list[str]:
 
 def _copy(stage: Stage, node: Node, site: StageSite, *, add: bool = False) -> None:
     flags = {name: [stage.expand(v) for v in values] for name, values in _flags(
-        node, ("chown", "chmod", "link") if add else ("chown", "chmod", "link", "from")).items()}
+        node, ("chown", "chmod", "link", "checksum") if add else
+        ("chown", "chmod", "link", "from")).items()}
     mode = int(flags["chmod"][-1], 8) if "chmod" in flags else None
     owner = _owner(flags["chown"][-1] if "chown" in flags else None)
     words = _words(stage, node)
@@ -182,8 +186,32 @@ def _copy(stage: Stage, node: Node, site: StageSite, *, add: bool = False) -> No
         source = _copy_source(stage, flags["from"][-1], site)
         stage.steps.append(PlanCopyFrom(tuple(posixpath.join("/", s) for s in sources), dest,
                                         source, mode, owner))
+    elif add and any(_URL.match(source) for source in sources):
+        _add_urls(stage, sources, dest, flags.get("checksum", [None])[-1], mode, owner)
     else:
+        if "checksum" in flags:
+            raise ValueError("--checksum applies to a URL")
         _copy_local(stage, sources, dest, into_folder, mode, owner, site, add)
+
+
+def _add_urls(stage: Stage, sources: list[str], dest: str, checksum: str | None,
+              mode: int | None, owner: str | None) -> None:
+    """ADD URL: an http(s) file, named by the last part of its path in a folder dest."""
+    if not all(_URL.match(source) for source in sources):
+        raise ValueError("ADD takes URLs or context files, not both in one instruction")
+    if checksum is not None and (len(sources) > 1 or
+                                 not re.fullmatch(r"sha256:[0-9a-f]{64}", checksum)):
+        raise ValueError(f"--checksum={checksum}: one URL and sha256:<64 hex digits>")
+    for url in sources:
+        scheme = url.partition(":")[0].lower()
+        if scheme not in ("http", "https") or url.endswith(".git") or "@" in url.split("/")[2]:
+            raise ValueError(f"{url!r}: ADD fetches http and https files only (no git "
+                             "repositories, no credentials in URLs)")
+        name = posixpath.basename(urllib.parse.urlsplit(url).path)
+        if dest.endswith("/") and not name:
+            raise ValueError(f"{url!r} names no file: give the destination's file name")
+        stage.steps.append(PlanFetch(url, dest + name if dest.endswith("/") else dest,
+                                     checksum, mode, owner))
 
 
 def _copy_source(stage: Stage, name: str, site: StageSite) -> str:
@@ -230,9 +258,9 @@ def _copy_local(stage: Stage, sources: list[str], dest: str, into_folder: bool,
 
 
 def _expand(source: str, context: Path, add: bool, ignore: IgnoreRules) -> list[str]:
-    if re.match(r"^[a-z][a-z0-9+.-]*://", source):
-        raise ValueError(f"{source!r} is a URL; ADD takes local files only (download it in "
-                         "the build context, or in a RUN step with network)")
+    if _URL.match(source):
+        raise ValueError(f"{source!r} is a URL; COPY takes local files only (ADD fetches "
+                         "URLs)")
     if source.startswith("/") or ".." in source.split("/"):
         raise ValueError(f"{source!r} is outside the build context")
     if not glob.has_magic(source):

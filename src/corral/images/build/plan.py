@@ -89,7 +89,20 @@ class PlanUnpack:
     dest: str  # the folder it is unpacked into (absolute)
 
 
-PlanStep = CopyStep | PlanRun | PlanCopyFrom | PlanFile | PlanUnpack
+@dataclass(frozen=True)
+class PlanFetch:
+    """ADD of a URL: the file downloaded to `dest` (mode 0600 unless --chmod, as Docker
+    does). With `checksum` ("sha256:HEX") the layer is keyed by it and a cached build
+    fetches nothing; without, every build downloads it and keys the layer by its content."""
+
+    url: str
+    dest: str
+    checksum: str | None = None
+    mode: int | None = None
+    owner: str | None = None
+
+
+PlanStep = CopyStep | PlanRun | PlanCopyFrom | PlanFile | PlanUnpack | PlanFetch
 
 
 @dataclass(frozen=True)

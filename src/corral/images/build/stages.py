@@ -40,6 +40,7 @@ from corral.images.build.plan import (
     BindMount,
     BuildPlan,
     PlanCopyFrom,
+    PlanFetch,
     PlanFile,
     PlanRun,
     PlanStep,
@@ -82,6 +83,8 @@ class StepLayers(Protocol):
                   mounted: Callable[[], list[BoundFiles]] = list) -> Layer: ...
 
     def note_copy(self, step: CopyStep, context: Path) -> None: ...
+
+    def note_volatile(self, why: str) -> None: ...
 
     def cached_layer(self, key: str) -> Layer | None: ...
 
@@ -173,6 +176,8 @@ class StageRun:
             layer = self._file_layer(step, chain)
         elif isinstance(step, PlanUnpack):
             layer = self._unpack_layer(step, chain)
+        elif isinstance(step, PlanFetch):
+            layer = self._fetch_layer(step, chain)
         else:
             layer = self.builder.copy_layer(step, chain, self.context, self.index,
                                              self.compression, self.progress, plan.ignore)
@@ -332,6 +337,35 @@ class StageRun:
         return self._layer_once(chain, definition, content,
                                 f"layer add {step.source} → {step.dest} (unpacked)", entries)
 
+    def _fetch_layer(self, step: PlanFetch, chain: str) -> Layer:
+        """ADD URL. With --checksum, keyed by it (a cached build fetches nothing) and the
+        download checked against it; without, downloaded by every build and keyed by what
+        came, and the build is never recorded as fresh (a URL can change)."""
+        definition = {"fetch": step.url, "dest": step.dest, "mode": step.mode,
+                      "owner": step.owner}
+        label = f"layer add {step.url} → {step.dest}"
+        fetched: list[Path] = []
+
+        def download() -> Path:
+            if not fetched:
+                self.progress(f"{label}: downloading")
+                fetched.append(fetch_url(step.url, self.scratch / "fetched", step.checksum))
+            return fetched[0]
+
+        if step.checksum is None:
+            self.builder.note_volatile(f"ADD {step.url} without --checksum")
+            inputs = "sha256:" + _sha256_of(download())
+        else:
+            inputs = step.checksum
+
+        def entries() -> list[Entry]:
+            path = download()
+            uid, gid = owner_of(CopyStep(src=".", dest=step.dest, owner=step.owner))
+            return [Entry(step.dest.lstrip("/"), "file", 0o600 if step.mode is None
+                          else step.mode, uid, gid, source=path, size=path.stat().st_size)]
+
+        return self._layer_once(chain, definition, inputs, label, entries)
+
     def _layer_once(self, chain: str, definition: dict[str, Any], inputs: str, label: str,
                     entries: Callable[[], list[Entry]]) -> Layer:
         key = step_key(chain, definition, inputs, self.compression)
@@ -458,3 +492,38 @@ def archive_entries(archive: Path, dest: str, scratch: Path) -> list[Entry]:
                          hint="ADD unpacks .tar, .tar.gz/.tgz, .tar.bz2 and .tar.xz; COPY "
                          "copies a file as it is") from None
     return [found[name] for name in sorted(found)]
+
+
+def fetch_url(url: str, folder: Path, checksum: str | None = None) -> Path:
+    """Download `url` (http or https, redirects followed) into `folder`; checked against
+    `checksum` ("sha256:HEX") when given. Raises ImageError saying what went wrong."""
+    import urllib.error
+    import urllib.request
+
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / hashlib.sha256(url.encode()).hexdigest()[:24]
+    hasher = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, target.open("wb") as out:
+            while chunk := response.read(1 << 20):
+                hasher.update(chunk)
+                out.write(chunk)
+    except urllib.error.HTTPError as exc:
+        raise ImageError(f"ADD {url}: the server answered {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ImageError(f"ADD {url}: cannot download it ({reason})",
+                         hint="check the URL and this machine's network") from None
+    if checksum is not None and f"sha256:{hasher.hexdigest()}" != checksum:
+        raise ImageError(f"ADD {url}: its content is sha256:{hasher.hexdigest()}, not the "
+                         f"--checksum {checksum}", hint="the file changed at its source, "
+                         "or the checksum is wrong")
+    return target
+
+
+def _sha256_of(path: Path) -> str:
+    hasher = hashlib.sha256()
+    with path.open("rb") as data:
+        while chunk := data.read(1 << 20):
+            hasher.update(chunk)
+    return hasher.hexdigest()
