@@ -1,4 +1,4 @@
-"""RUN --mount=type=bind as BuildKit runs it (the shape `docker init` writes: `--mount=
+"""RUN --mount=type=bind (and type=tmpfs) as BuildKit runs it (the shape `docker init` writes: `--mount=
 type=bind,source=requirements.txt,target=requirements.txt`): context files (.dockerignore
 applied), a stage's files (`from=`), read-only by default, writable with `rw` (writes thrown
 away), keyed by their content, and no mount point left in the layer. Also: RUN has the
@@ -38,6 +38,8 @@ RUN --mount=type=bind,source=requirements.txt,target=/opt/rw/r.txt,rw \\
     echo changed > /opt/rw/r.txt && cat /opt/rw/r.txt > /srv/rw
 RUN --mount=type=bind,source=requirements.txt,target=/opt/ro/r.txt \\
     (echo x > /opt/ro/r.txt) 2>/dev/null && echo writable > /srv/ro || echo read-only > /srv/ro
+RUN --mount=type=tmpfs,target=/scratch,size=1m \\
+    echo in-memory > /scratch/x && cat /scratch/x > /srv/tmpfs
 RUN tail -n +3 /proc/net/dev | wc -l > /srv/interfaces
 RUN --network=none tail -n +3 /proc/net/dev | wc -l > /srv/interfaces-none
 """
@@ -89,7 +91,9 @@ def test_bind_mounts_give_context_and_stage_files_and_leave_no_mount_point(
     assert files["srv/listing"] == "app.ini\n", ".dockerignore applies to bind mounts"
     assert files["srv/dep"] == "from-a-stage\n"
     assert "app" in files  # WORKDIR made, as Docker does
-    for stub in ("app/requirements.txt", "mnt", "mnt/conf", "deps", "opt/rw", "opt/ro"):
+    assert files["srv/tmpfs"] == "in-memory\n"
+    for stub in ("app/requirements.txt", "mnt", "mnt/conf", "deps", "opt/rw", "opt/ro",
+                 "scratch", "scratch/x"):
         assert stub not in files, f"the mount point {stub} reached a layer"
 
 

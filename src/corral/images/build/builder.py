@@ -180,6 +180,8 @@ class Builder:
             definition["caches"] = [cache.key() for cache in run.caches]
         if run.user is not None:  # the chain pins /etc/passwd, so the name is enough
             definition["user"] = run.user
+        if run.tmpfs:
+            definition["tmpfs"] = list(run.tmpfs)
         bound = mounted() if run.binds else []
         if bound:
             definition["binds"] = [{"target": b.target, "inputs": b.inputs, "rw": b.writable}
@@ -197,6 +199,7 @@ class Builder:
         progress(f"{label}: running in bubblewrap{' with network' if step.network else ''}")
         binds = [Bind(self._cache_folder(cache), cache.target) for cache in run.caches]
         binds += [Bind(b.make(), b.target, readonly=not b.writable) for b in bound]
+        binds += [Bind(None, target) for target in run.tmpfs]
         user = None if run.user is None else run_as(run.user, [
             self.layout.blob_path(layer.digest) for layer in layers])
         layer, tmp, changed = sandbox[0].run(step, env, workdir, self.layout.blobs,

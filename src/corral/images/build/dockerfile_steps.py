@@ -291,11 +291,13 @@ def _run(stage: Stage, node: Node, site: StageSite) -> None:
     mounts = [_mount(stage.expand(value), stage, site) for value in flags.get("mount", [])]
     caches = tuple(m for m in mounts if isinstance(m, CacheMount))
     binds = tuple(m for m in mounts if isinstance(m, BindMount))
+    tmpfs = tuple(m for m in mounts if isinstance(m, str))
     command, argv = _run_command(stage, node)
     env = {**stage.args, **stage.env}
     user = None if stage.user in (None, "0", "root", "0:0", "root:root") else stage.user
     stage.steps.append(PlanRun(RunStep(command=command, network=network != "none"), env,
-                               stage.workdir, argv, caches=caches, binds=binds, user=user))
+                               stage.workdir, argv, caches=caches, binds=binds, user=user,
+                               tmpfs=tmpfs))
 
 
 def _run_command(stage: Stage, node: Node) -> tuple[str, tuple[str, ...] | None]:
@@ -324,14 +326,21 @@ def _chomp(content: str) -> str:
     return re.sub(r"(?m)^\t+", "", content)
 
 
-def _mount(value: str, stage: Stage, site: StageSite) -> CacheMount | BindMount:
+def _mount(value: str, stage: Stage, site: StageSite) -> CacheMount | BindMount | str:
+    """A cache mount, a bind mount, or a tmpfs mount's target."""
     options = dict(part.partition("=")[::2] for part in value.split(",") if part)
     kind = options.pop("type", "bind")
     if kind == "cache":
         return _cache_mount(options)
     if kind == "bind":
         return _bind_mount(options, stage, site)
-    raise ValueError(f"--mount=type={kind} is not supported (only type=cache and type=bind; "
+    if kind == "tmpfs":
+        target = _pop_target(options)
+        options.pop("size", None)  # a tmpfs grows as it is written; no limit is kept
+        if not target or options:
+            raise ValueError("--mount=type=tmpfs takes target=PATH (and size, ignored)")
+        return _in_workdir(stage, target)
+    raise ValueError(f"--mount=type={kind} is not supported (only cache, bind and tmpfs; "
                      "secrets are given to instances at start, never to builds)")
 
 

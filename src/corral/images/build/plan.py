@@ -23,6 +23,7 @@ class PlanRun:
     argv: tuple[str, ...] | None = None
     caches: tuple[CacheMount, ...] = ()  # RUN --mount=type=cache
     binds: tuple[BindMount, ...] = ()  # RUN --mount=type=bind
+    tmpfs: tuple[str, ...] = ()  # RUN --mount=type=tmpfs: empty folders, gone after the step
     # USER in effect (`name[:group]` or numbers, as written); None: root. Resolved from the
     # image's /etc/passwd below the step only when the step runs (a cached step reads none).
     user: str | None = None

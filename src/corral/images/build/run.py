@@ -93,9 +93,10 @@ class Sandbox:
 
 @dataclass(frozen=True)
 class Bind:
-    """A host path mounted at `target` for one step (a cache folder, a bind mount's files)."""
+    """A host path mounted at `target` for one step (a cache folder, a bind mount's files),
+    or, with no host path, an empty tmpfs."""
 
-    host: Path
+    host: Path | None
     target: str
     readonly: bool = False
 
@@ -176,7 +177,10 @@ def _run_in_sandbox(bwrap: str, root: Path, step: RunStep, env: dict[str, str], 
             "--die-with-parent", "--new-session",
             "--clearenv", *namespace_args(userns, step.network, user)]
     for bind in binds:
-        argv += ["--ro-bind" if bind.readonly else "--bind", str(bind.host), bind.target]
+        if bind.host is None:
+            argv += ["--tmpfs", bind.target]
+        else:
+            argv += ["--ro-bind" if bind.readonly else "--bind", str(bind.host), bind.target]
     if step.network and Path("/etc/resolv.conf").exists():
         argv += ["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
     for key, value in {**BUILD_ENV, "SOURCE_DATE_EPOCH": str(source_date_epoch()),
