@@ -1,9 +1,10 @@
-"""RUN --mount=type=bind (and type=tmpfs) as BuildKit runs it (the shape `docker init` writes: `--mount=
-type=bind,source=requirements.txt,target=requirements.txt`): context files (.dockerignore
-applied), a stage's files (`from=`), read-only by default, writable with `rw` (writes thrown
-away), keyed by their content, and no mount point left in the layer. Also: RUN has the
-network unless `--network=none` (Docker's default), and MAINTAINER is the config's author.
-Built for real: a Debian base from the machine cache, bubblewrap."""
+"""RUN --mount=type=bind as BuildKit runs it (the shape `docker init` writes:
+`--mount=type=bind,source=requirements.txt,target=requirements.txt`): context files
+(.dockerignore applied), a stage's files (`from=`), read-only by default, writable with `rw`
+(writes thrown away), keyed by their content, and no mount point left in the layer; and
+type=tmpfs. Also: RUN has the network unless `--network=none` (Docker's default), and
+MAINTAINER is the config's author. Built for real: a Debian base from the machine cache,
+bubblewrap."""
 
 from __future__ import annotations
 
